@@ -1,0 +1,100 @@
+"""Command line: `python -m core detect|anonymize PATH...`.
+
+Exit codes: 0 every file done, 2 at least one file failed (the others are still done),
+1 bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .anonymizers import MODES, SHAPES
+from .images import DEFAULT_MAX_PIXELS, ImageError
+from .pipeline import Engine, Settings, anonymize_files, expand_paths, face_record
+from .faces import selected
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+        sub.add_argument("--threshold", type=float, default=defaults.threshold,
+                         help=f"lowest detector confidence that counts as a face (default {defaults.threshold})")
+        sub.add_argument("--padding", type=float, default=defaults.padding,
+                         help=f"region grows by this x the face size on each side (default {defaults.padding})")
+        sub.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
+                         help="refuse larger images (decompression-bomb guard)")
+
+    detect = commands.add_parser("detect", help="print the faces found, as JSON")
+    common(detect)
+
+    anonymize = commands.add_parser("anonymize", help="write anonymised copies and a manifest")
+    common(anonymize)
+    anonymize.add_argument("--out", type=Path, required=True, help="output folder")
+    anonymize.add_argument("--mode", choices=MODES, default=defaults.mode)
+    anonymize.add_argument("--strength", type=float, default=defaults.strength,
+                           help="blur kernel or mosaic block size, relative to the face (default 1.0)")
+    anonymize.add_argument("--shape", choices=SHAPES, default=defaults.shape)
+    anonymize.add_argument("--feather", type=float, default=defaults.feather,
+                           help="soft edge width, relative to the region (0 for a hard edge)")
+    anonymize.add_argument("--outline", action="store_true", help="draw a box around each region")
+    anonymize.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings(
+            threshold=args.threshold, padding=args.padding,
+            **({} if args.command == "detect" else {
+                "mode": args.mode, "strength": args.strength, "shape": args.shape,
+                "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality}))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with Engine(max_pixels=int(args.max_megapixels * 1e6)) as engine:
+        if args.command == "detect":
+            results = detect_files(engine, args.paths, settings)
+            json.dump(results, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            failed = [r for r in results if "error" in r]
+        else:
+            if any(p.resolve() == args.out.resolve() for p in args.paths):
+                print("error: --out must not be one of the input folders", file=sys.stderr)
+                return 1
+            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress)
+            failed = [f for f in manifest["files"] if "error" in f]
+            done = len(manifest["files"]) - len(failed)
+            print(f"{done} anonymised, {len(failed)} failed; manifest: {args.out / 'manifest.json'}",
+                  file=sys.stderr)
+    for entry in failed:
+        print(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:
+    results = []
+    for path, problem in expand_paths(paths):
+        try:
+            if problem:
+                raise ImageError(str(path), problem)
+            photo = engine.read(path)
+            faces = selected(engine.detect(photo), settings.threshold)
+            results.append({
+                "path": str(path), "width": photo.width, "height": photo.height,
+                "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+            })
+        except ImageError as exc:
+            results.append({"path": str(path), "error": exc.reason})
+    return results
+
+
+def _progress(index: int, total: int, message: str) -> None:
+    print(f"[{index}/{total}] {message}", file=sys.stderr, flush=True)

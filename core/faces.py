@@ -1,0 +1,104 @@
+"""The one face type every layer passes along, and the box arithmetic on it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+# A face added by a reviewer carries this detector name and a score of 1.0.
+MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face box in upright-image pixels, with where it came from and whether it is anonymised.
+
+    `enabled` is the reviewer's switch; the confidence threshold is applied separately
+    (see `selected`), so that moving the threshold never loses a reviewer's choice.
+    """
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    detector: str
+    enabled: bool = True
+
+    @property
+    def manual(self) -> bool:
+        return self.detector == MANUAL
+
+    @property
+    def size(self) -> float:
+        """Face size as the benchmark counts it: sqrt(w*h)."""
+        return float(np.sqrt(max(self.w, 0.0) * max(self.h, 0.0)))
+
+    def region(self, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
+        """The rectangle that is anonymised: the box grown by `padding` x its size on every side
+        (so that forehead, ears and chin are covered), clipped to the image, in whole pixels."""
+        pad_x, pad_y = self.w * padding, self.h * padding
+        x0 = max(0, int(np.floor(self.x - pad_x)))
+        y0 = max(0, int(np.floor(self.y - pad_y)))
+        x1 = min(width, int(np.ceil(self.x + self.w + pad_x)))
+        y1 = min(height, int(np.ceil(self.y + self.h + pad_y)))
+        return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+    def with_enabled(self, enabled: bool) -> Face:
+        return replace(self, enabled=enabled)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Face:
+        return cls(**{k: data[k] for k in ("x", "y", "w", "h", "score", "detector")},
+                   enabled=bool(data.get("enabled", True)))
+
+    @classmethod
+    def drawn(cls, x: float, y: float, w: float, h: float) -> Face:
+        """A face a reviewer drew because the detectors missed it."""
+        return cls(x, y, w, h, score=1.0, detector=MANUAL)
+
+
+def selected(faces: list[Face], threshold: float) -> list[Face]:
+    """Faces that will be anonymised: enabled, and either drawn by hand or scored at the threshold."""
+    return [f for f in faces if f.enabled and (f.manual or f.score >= threshold)]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in `a` with every box in `b` (rows x, y, w, h)."""
+    ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
+    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
+    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = iw * ih
+    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def merge_duplicates(faces: list[Face], iou: float = 0.4) -> list[Face]:
+    """Non-maximum suppression across detectors, scales and tiles: of overlapping boxes the
+    highest-scored survives. A box mostly inside a bigger, better one (a tile seeing half a
+    face) also goes."""
+    if not faces:
+        return []
+    order = sorted(faces, key=lambda f: f.score, reverse=True)
+    boxes = np.array([[f.x, f.y, f.w, f.h] for f in order], dtype=np.float64)
+    overlap = iou_matrix(boxes, boxes)
+    inside = _containment(boxes)
+    kept: list[int] = []
+    for i in range(len(order)):
+        if all(overlap[i, k] < iou and inside[i, k] < 0.7 for k in kept):
+            kept.append(i)
+    return [order[i] for i in kept]
+
+
+def _containment(boxes: np.ndarray) -> np.ndarray:
+    """Share of box i's area that lies inside box j, for every pair."""
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    return iw * ih / np.maximum(boxes[:, 2] * boxes[:, 3], 1e-9)[:, None]

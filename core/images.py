@@ -1,0 +1,145 @@
+"""Reading photos upright and writing them back without metadata.
+
+Every failure is an `ImageError` whose message names the file and the reason, so that a
+batch can report it and go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 100 megapixels: above any camera a newsroom uses, far below a decompression bomb.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# A JPEG with extra frames opens as MPO through the JPEG opener.
+_READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+
+
+class ImageError(ValueError):
+    """A file that cannot be processed; the message says which and why."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Photo:
+    """Decoded, upright pixels: RGB, or RGBA when the file had transparency."""
+
+    name: str
+    pixels: np.ndarray
+    sha256: str
+    format: str
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """Colour channels only, for the detectors."""
+        return self.pixels[:, :, :3]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.shape[2] == 4
+
+
+def read_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Read a file from disk; see `decode_photo`."""
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ImageError(str(path), "is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    return decode_photo(data, str(path), max_pixels)
+
+
+def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode image bytes, refuse what is not a single still photo, apply the EXIF
+    orientation and bring every pixel format to 8-bit RGB or RGBA."""
+    if not data:
+        raise ImageError(name, "the file is empty")
+    # Pillow's own bomb guard runs inside `open`; make it use our limit, not its default.
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=sorted(_READABLE_FORMATS))
+            _check_header(image, name, max_pixels)
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            pixels = _to_8bit_array(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(name, "not a supported image (JPEG, PNG, WebP, BMP, TIFF or GIF expected)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(name, f"image is too large to open safely (over {max_pixels / 1e6:.0f} "
+                               "megapixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(name, f"the image data is damaged or truncated ({exc})") from None
+    return Photo(name=name, pixels=pixels, sha256=hashlib.sha256(data).hexdigest(),
+                 format=image.format or "")
+
+
+def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:
+    """Refuse before decoding: the header's size is all a decompression bomb needs to tell."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(name, f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(name, f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, "
+                               f"over the limit of {max_pixels / 1e6:.0f} megapixels")
+    # An MPO (a camera's JPEG with depth or preview frames) is one photo plus extras we drop.
+    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
+        raise ImageError(name, f"has {image.n_frames} frames (animation or multi-page file); "
+                               "only single still images can be anonymised")
+
+
+def _to_8bit_array(image: Image.Image) -> np.ndarray:
+    """Grayscale, palette, CMYK, 16-bit and float images become RGB or RGBA, 8 bits a channel."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    target = "RGBA" if has_alpha else "RGB"
+    return np.asarray(image if mode == target else image.convert(target))
+
+
+def encode_photo(pixels: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
+    """Encode pixels as JPEG or PNG with no EXIF, GPS, XMP, ICC, comment or text chunk:
+    a new image is built from the bare array, so nothing of the original's metadata exists
+    to be copied."""
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.convert("RGB").save(buffer, "JPEG", quality=int(jpeg_quality), optimize=True)
+    elif fmt == "PNG":
+        image.save(buffer, "PNG", compress_level=6)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    return buffer.getvalue()
+
+
+def output_format(photo: Photo) -> str:
+    """JPEG stays JPEG; everything else becomes PNG, which is lossless and keeps alpha."""
+    return "JPEG" if photo.format in ("JPEG", "MPO") and not photo.has_alpha else "PNG"

@@ -1,0 +1,228 @@
+"""From files to anonymised files: settings, the engine, and batch output with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .anonymizers import MODES, SHAPES, OutlineAnnotator, Region, make_anonymizer
+from .detectors import FaceDetector
+from .faces import Face, selected
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, Photo, encode_photo, output_format, read_photo
+from .weights import model_versions
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what an output looks like. Defaults favour recall: a missed
+    face is a leak, a blurred background patch is not."""
+
+    threshold: float = 0.2
+    mode: str = "blur"
+    strength: float = 1.0
+    padding: float = 0.4
+    shape: str = "ellipse"
+    feather: float = 0.06
+    outline: bool = False
+    jpeg_quality: int = 92
+
+    def __post_init__(self):
+        problems = []
+        if not 0.0 <= self.threshold <= 1.0:
+            problems.append(f"threshold {self.threshold} must be between 0 and 1")
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
+        if self.shape not in SHAPES:
+            problems.append(f"shape {self.shape!r} must be one of {', '.join(SHAPES)}")
+        if not 0.1 <= self.strength <= 5.0:
+            problems.append(f"strength {self.strength} must be between 0.1 and 5")
+        if not 0.0 <= self.padding <= 2.0:
+            problems.append(f"padding {self.padding} must be between 0 and 2")
+        if not 0.0 <= self.feather <= 0.5:
+            problems.append(f"feather {self.feather} must be between 0 and 0.5")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append(f"JPEG quality {self.jpeg_quality} must be between 1 and 100")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def regions(self, faces: list[Face], width: int, height: int) -> list[Region]:
+        """The rectangles that will be anonymised, for the faces this threshold selects."""
+        return [f.region(self.padding, width, height) for f in selected(faces, self.threshold)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:
+    """Cover the selected faces of an upright image; the one place where settings meet pixels."""
+    height, width = pixels.shape[:2]
+    regions = settings.regions(faces, width, height)
+    out = make_anonymizer(settings.mode, settings.strength, settings.shape,
+                          settings.feather).anonymize(pixels, regions)
+    return OutlineAnnotator().annotate(out, regions) if settings.outline else out
+
+
+def engine_versions() -> dict:
+    """What produced an output, for manifests: this engine, its runtimes and model hashes."""
+    import cv2
+    import mediapipe
+    import onnxruntime
+    import PIL
+
+    return {
+        "engine": __version__,
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "mediapipe": mediapipe.__version__,
+        "pillow": PIL.__version__,
+        "models_sha256": model_versions(),
+    }
+
+
+class Engine:
+    """The detector loaded once, plus reading and detecting a file in one call."""
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.detector = FaceDetector()
+        self.max_pixels = max_pixels
+
+    def read(self, path: Path) -> Photo:
+        return read_photo(path, self.max_pixels)
+
+    def detect(self, photo: Photo) -> list[Face]:
+        """Every candidate above the floor score; the threshold is applied later."""
+        return self.detector.detect(photo.rgb)
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def expand_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
+    """Yield (file, None) for every file to process, folders walked in name order, or
+    (path, reason) for a path that cannot be processed, so the caller can report it."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    file = Path(root) / name
+                    if file.suffix.lower() in IMAGE_SUFFIXES:
+                        yield file, None
+                    else:
+                        yield file, f"not an image file (extension {file.suffix or 'none'})"
+        elif path.exists():
+            yield path, None
+        else:
+            yield path, "no such file or folder"
+
+
+@dataclass
+class OutputNamer:
+    """Gives every input its own output name in a folder: never an existing file (so never an
+    input, nor an earlier run's output), never the same name twice in a batch."""
+
+    folder: Path
+    taken: set[str] = field(default_factory=set)
+
+    def name_for(self, source_name: str, fmt: str) -> str:
+        stem = _safe_stem(source_name)
+        suffix = ".jpg" if fmt == "JPEG" else ".png"
+        candidate, n = f"{stem}{suffix}", 1
+        while candidate.lower() in self.taken or (self.folder / candidate).exists():
+            n += 1
+            candidate = f"{stem}-{n}{suffix}"
+        self.taken.add(candidate.lower())
+        return candidate
+
+
+def _safe_stem(name: str) -> str:
+    """A file stem that cannot climb out of a folder or break a file system."""
+    stem = Path(name.replace("\\", "/")).stem
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
+    return (cleaned or "image")[:100]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: a crash leaves no
+    half-written file under the real name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def face_record(face: Face, settings: Settings, width: int, height: int) -> dict:
+    """A face as the command line and the manifests show it."""
+    return {
+        "x": round(face.x, 1), "y": round(face.y, 1), "w": round(face.w, 1), "h": round(face.h, 1),
+        "score": round(face.score, 4), "detector": face.detector,
+        "region": list(face.region(settings.padding, width, height)),
+    }
+
+
+def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
+                    progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
+
+    A file that fails is recorded with its reason and the batch goes on."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    namer = OutputNamer(out_dir)
+    jobs = list(expand_paths(paths))
+    entries = []
+    for index, (path, problem) in enumerate(jobs, 1):
+        entry: dict = {"input": str(path)}
+        try:
+            if problem:
+                raise ImageError(str(path), problem)
+            photo = engine.read(path)
+            faces = selected(engine.detect(photo), settings.threshold)
+            fmt = output_format(photo)
+            data = encode_photo(anonymize(photo.pixels, faces, settings), fmt, settings.jpeg_quality)
+            name = namer.name_for(path.name, fmt)
+            write_atomically(out_dir / name, data)
+            entry.update({
+                "input_sha256": photo.sha256, "output": name,
+                "output_sha256": hashlib.sha256(data).hexdigest(),
+                "width": photo.width, "height": photo.height,
+                "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+            })
+        except ImageError as exc:
+            entry["error"] = exc.reason
+        except OSError as exc:
+            entry["error"] = f"the output cannot be written to {out_dir} ({exc.strerror or exc})"
+        entries.append(entry)
+        if progress:
+            progress(index, len(jobs), f"{path}: " + (entry.get("error") or f"{len(entry['faces'])} faces"))
+    manifest = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings.to_dict(),
+        "versions": engine_versions(),
+        "files": entries,
+    }
+    write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real engine for the session, and real photos to run it on."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.pipeline import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL_DIR = Path(os.environ.get("FACE_EVAL_DIR", ROOT.parent / "shared" / "eval"))
+
+
+@pytest.fixture(scope="session")
+def engine():
+    with Engine() as eng:
+        yield eng
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """NASA's public-domain portrait of Eileen Collins, shipped with scikit-image."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def astronaut_face_box(engine, astronaut_rgb):
+    """Where the engine finds the face on the upright portrait (x, y, w, h)."""
+    faces = [f for f in engine.detector.detect(astronaut_rgb) if f.score >= 0.5]
+    assert faces, "the engine must find the astronaut's face"
+    best = max(faces, key=lambda f: f.score)
+    return best.x, best.y, best.w, best.h
+
+
+def jpeg_bytes(rgb: np.ndarray, **save_args) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=95, **save_args)
+    return buffer.getvalue()
+
+
+def png_bytes(pixels: np.ndarray, **save_args) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG", **save_args)
+    return buffer.getvalue()
+
+
+def eval_entries() -> list[dict]:
+    """The annotated evaluation photos, or [] where ../shared/eval is not present."""
+    path = EVAL_DIR / "annotations.json"
+    return json.loads(path.read_text()) if path.exists() else []

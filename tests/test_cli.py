@@ -1,0 +1,116 @@
+"""`python -m core` as a user runs it, in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.pipeline import Settings
+from tests.conftest import ROOT, jpeg_bytes, png_bytes
+from tests.test_images import BAD_INPUTS
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory, astronaut_rgb):
+    """A folder with two good photos (one in a sub-folder, same name) and every bad kind."""
+    folder = tmp_path_factory.mktemp("batch")
+    (folder / "sub").mkdir()
+    (folder / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    (folder / "sub" / "portrait.jpg").write_bytes(png_bytes(astronaut_rgb[:, ::-1].copy()))
+    for name, (make, _reason) in BAD_INPUTS.items():
+        (folder / name).write_bytes(make())
+    return folder
+
+
+def test_detect_prints_the_contract_json(batch):
+    result = run_cli("detect", str(batch / "portrait.jpg"), str(batch / "empty.jpg"), "--threshold", "0.5")
+    assert result.returncode == 2, result.stderr
+    good, bad = json.loads(result.stdout)
+    assert set(good) == {"path", "width", "height", "faces"}
+    assert (good["width"], good["height"]) == (512, 512)
+    assert good["faces"], "the portrait's face is found"
+    for face in good["faces"]:
+        assert set(face) == {"x", "y", "w", "h", "score", "detector", "region"}
+        assert face["score"] >= 0.5 and face["detector"] in ("centerface", "blazeface")
+        rx, ry, rw, rh = face["region"]
+        pad = Settings().padding
+        assert rx <= face["x"] and ry <= face["y"] and rw >= face["w"] * (1 + 2 * pad) - 2
+    assert bad == {"path": str(batch / "empty.jpg"), "error": "the file is empty"}
+    assert "empty.jpg" in result.stderr
+
+
+def test_detect_walks_folders_and_reports_every_file(batch):
+    result = run_cli("detect", str(batch))
+    assert result.returncode == 2
+    by_name = {r["path"].removeprefix(str(batch) + "/"): r for r in json.loads(result.stdout)}
+    assert set(by_name) == {"portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS}
+    assert by_name["portrait.jpg"]["faces"] and by_name["sub/portrait.jpg"]["faces"]
+    for name, (_make, reason) in BAD_INPUTS.items():
+        assert reason in by_name[name]["error"], name
+
+
+def test_detect_threshold_filters(batch):
+    low = json.loads(run_cli("detect", str(batch / "portrait.jpg"), "--threshold", "0.05").stdout)
+    high = json.loads(run_cli("detect", str(batch / "portrait.jpg"), "--threshold", "0.99").stdout)
+    assert len(high[0]["faces"]) < len(low[0]["faces"])
+
+
+def test_anonymize_batch_outputs_and_manifest(batch, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("anonymize", str(batch), "--out", str(out), "--mode", "pixelate")
+    assert result.returncode == 2, result.stderr
+    assert "[1/" in result.stderr, "progress is shown for batches"
+    manifest = json.loads((out / "manifest.json").read_text())
+    done = [f for f in manifest["files"] if "output" in f]
+    failed = [f for f in manifest["files"] if "error" in f]
+    assert len(done) == 2 and len(failed) == len(BAD_INPUTS)
+    names = {f["output"] for f in done}
+    assert names == {"portrait.jpg", "portrait.png"}, "same input names, different outputs"
+    for entry in done:
+        data = (out / entry["output"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["output_sha256"]
+        assert entry["input_sha256"] == hashlib.sha256(Path(entry["input"]).read_bytes()).hexdigest()
+        assert entry["faces"] and b"Exif" not in data
+    assert manifest["settings"]["mode"] == "pixelate"
+    assert set(manifest["versions"]["models_sha256"]) == {"centerface.onnx",
+                                                           "face_detection_full_range_sparse.tflite"}
+
+
+def test_anonymize_never_overwrites(batch, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "portrait.jpg").write_bytes(b"earlier work")
+    run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out))
+    assert (out / "portrait.jpg").read_bytes() == b"earlier work"
+    assert (out / "portrait-2.jpg").exists()
+    assert run_cli("anonymize", str(batch), "--out", str(batch)).returncode == 1
+
+
+def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways = np.asarray(Image.fromarray(astronaut_rgb).transpose(Image.ROTATE_90))
+    source = tmp_path / "phone.jpg"
+    source.write_bytes(jpeg_bytes(sideways, exif=exif.tobytes()))
+    assert run_cli("anonymize", str(source), "--out", str(tmp_path / "o")).returncode == 0
+    output = Image.open(tmp_path / "o" / "phone.jpg")
+    assert output.size == (512, 512) and not output.getexif()
+    diff = np.abs(np.asarray(output).astype(int) - astronaut_rgb.astype(int)).mean(axis=2)
+    assert diff[100:150, 190:230].mean() > 12 and diff[400:, 400:].mean() < 4
+
+
+def test_bad_option_is_refused():
+    result = run_cli("anonymize", "x.jpg", "--out", "o", "--strength", "0")
+    assert result.returncode == 1 and "strength" in result.stderr

@@ -1,0 +1,144 @@
+"""The engine on real photos: detection, anonymisation modes, orientation, model integrity."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.anonymizers import MODES, SHAPES
+from core.faces import Face, merge_duplicates, selected
+from core.images import decode_photo, read_photo
+from core.pipeline import Settings, anonymize
+from core.weights import MODELS_DIR, ModelIntegrityError, load_weights
+from tests.conftest import EVAL_DIR, eval_entries, jpeg_bytes, png_bytes
+
+
+def covers(face: Face, box, share=0.5) -> bool:
+    """True when the face's box covers at least `share` of `box` (x, y, w, h)."""
+    x, y, w, h = box
+    ix = max(0.0, min(face.x + face.w, x + w) - max(face.x, x))
+    iy = max(0.0, min(face.y + face.h, y + h) - max(face.y, y))
+    return ix * iy >= share * w * h
+
+
+def test_finds_the_astronauts_face(engine, astronaut_rgb):
+    faces = selected(engine.detector.detect(astronaut_rgb), Settings().threshold)
+    # Her face lies around x 170-250, y 70-170 of the 512 x 512 portrait.
+    assert any(covers(f, (180, 80, 60, 80)) for f in faces)
+    # ... and nothing else in the portrait is taken for a face at the default threshold.
+    assert len(faces) <= 2
+
+
+@pytest.mark.skipif(not eval_entries(), reason="../shared/eval is not present")
+def test_finds_most_faces_of_annotated_photos(engine):
+    """Three annotated photos of the evaluation set: a meeting, a family group, a VOC photo."""
+    names = ["wider_11_Meeting_Meeting_11_Meeting_Meeting_11_176.jpg",
+             "wider_20_Family_Group_Family_Group_20_64.jpg", "dlib_2008_004176.jpg"]
+    for entry in (e for e in eval_entries() if e["image"].split("/")[-1] in names):
+        photo = read_photo(EVAL_DIR / entry["image"])
+        faces = selected(engine.detect(photo), Settings().threshold)
+        found = sum(any(covers(f, box, 0.3) for f in faces) for box in entry["faces"])
+        assert found >= 0.85 * len(entry["faces"]), (entry["image"], found, len(entry["faces"]))
+
+
+def test_threshold_is_a_filter_over_one_detection(engine, astronaut_rgb):
+    """Candidates under the default threshold are kept, so moving it needs no new inference."""
+    crowd = [e for e in eval_entries() if "Parade_0_490" in e["image"]]
+    rgb = read_photo(EVAL_DIR / crowd[0]["image"]).rgb if crowd else astronaut_rgb
+    candidates = engine.detector.detect(rgb)
+    assert all(f.score >= engine.detector.floor for f in candidates)
+    assert engine.detector.floor < Settings().threshold
+    if crowd:
+        assert any(f.score < Settings().threshold for f in candidates)
+    assert len(selected(candidates, 0.9)) <= len(selected(candidates, 0.5)) <= len(candidates)
+
+
+def test_disabled_and_manual_faces(astronaut_rgb):
+    detected = Face(10, 10, 20, 20, 0.9, "centerface")
+    drawn = Face.drawn(100, 100, 30, 30)
+    assert selected([detected.with_enabled(False), drawn], threshold=0.99) == [drawn]
+    assert Face.from_dict(drawn.to_dict()) == drawn
+
+
+def test_merge_keeps_best_of_overlapping_boxes():
+    a, b = Face(0, 0, 100, 100, 0.9, "centerface"), Face(5, 5, 100, 100, 0.6, "blazeface")
+    c = Face(300, 300, 50, 50, 0.3, "centerface")
+    assert merge_duplicates([b, c, a]) == [a, c]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mode_changes_face_and_nothing_else(engine, astronaut_rgb, astronaut_face_box, mode, shape):
+    photo = decode_photo(png_bytes(astronaut_rgb), "astronaut.png")
+    faces = engine.detect(photo)
+    settings = Settings(mode=mode, shape=shape)
+    out = anonymize(photo.pixels, faces, settings)
+    inside = np.zeros(out.shape[:2], bool)
+    for x, y, w, h in settings.regions(faces, photo.width, photo.height):
+        inside[y:y + h, x:x + w] = True
+    assert (out[~inside] == photo.pixels[~inside]).all(), "pixels outside the regions must be untouched"
+    x, y, w, h = (int(v) for v in astronaut_face_box)
+    core = (slice(y + h // 4, y + 3 * h // 4), slice(x + w // 4, x + 3 * w // 4))
+    change = np.abs(out[core].astype(int) - photo.pixels[core].astype(int)).mean()
+    assert change > 12, f"{mode} barely changed the face (mean change {change:.1f})"
+
+
+def test_blur_and_mosaic_scale_with_face_size():
+    """The same face content at 40 px and at 400 px keeps the same number of cells."""
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    large = np.asarray(Image.fromarray(small).resize((400, 400), Image.NEAREST))
+    for mode in ("pixelate", "blur"):
+        settings = Settings(mode=mode, shape="rectangle", padding=0.0)
+        out_small = anonymize(small, [Face(0, 0, 40, 40, 1.0, "manual")], settings)
+        out_large = anonymize(large, [Face(0, 0, 400, 400, 1.0, "manual")], settings)
+        shrunk = np.asarray(Image.fromarray(out_large).resize((40, 40), Image.BOX))
+        assert np.abs(shrunk.astype(int) - out_small.astype(int)).mean() < 12, mode
+
+
+def test_transparent_png_face_is_covered_not_cut_out(engine, astronaut_rgb, astronaut_face_box):
+    alpha = np.full(astronaut_rgb.shape[:2], 255, np.uint8)
+    alpha[:, :40] = 0
+    photo = decode_photo(png_bytes(np.dstack([astronaut_rgb, alpha])), "cutout.png")
+    out = anonymize(photo.pixels, engine.detect(photo), Settings())
+    assert out.shape[2] == 4 and (out[:, :, 3] == alpha).all()
+    x, y, w, h = (int(v) for v in astronaut_face_box)
+    assert np.abs(out[y:y + h, x:x + w, :3].astype(int) - astronaut_rgb[y:y + h, x:x + w].astype(int)).mean() > 12
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_sideways_phone_photo_found_upright(engine, astronaut_rgb, astronaut_face_box, orientation):
+    stored = Image.fromarray(astronaut_rgb).transpose(Image.ROTATE_90 if orientation == 6 else Image.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = decode_photo(jpeg_bytes(np.asarray(stored), exif=exif.tobytes()), "phone.jpg")
+    assert (photo.width, photo.height) == (astronaut_rgb.shape[1], astronaut_rgb.shape[0])
+    faces = selected(engine.detect(photo), Settings().threshold)
+    x, y, w, h = astronaut_face_box
+    assert any(covers(f, (x + w / 4, y + h / 4, w / 2, h / 2)) for f in faces)
+
+
+def test_tampered_model_is_refused(tmp_path):
+    for name in ("centerface.onnx", "face_detection_full_range_sparse.tflite"):
+        data = bytearray((MODELS_DIR / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tmp_path / name).write_bytes(bytes(data))
+        with pytest.raises(ModelIntegrityError, match="SHA-256"):
+            load_weights(name, tmp_path)
+    assert load_weights("centerface.onnx")  # the shipped file passes
+
+
+def test_missing_model_is_refused(tmp_path):
+    shutil.copy(MODELS_DIR / "centerface.onnx", tmp_path / "other.onnx")
+    with pytest.raises(ModelIntegrityError, match="cannot be read"):
+        load_weights("centerface.onnx", tmp_path)
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="mode"):
+        Settings(mode="smudge")
+    with pytest.raises(ValueError, match="threshold"):
+        Settings(threshold=1.5)

@@ -1,0 +1,141 @@
+"""Reading every supported pixel format upright, and writing outputs with no metadata."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from core.images import ImageError, decode_photo, encode_photo
+from tests.conftest import jpeg_bytes, png_bytes
+
+
+def gradient(h=48, w=64) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 4, y * 5, (x + y) * 2], axis=2).astype(np.uint8)
+
+
+def test_rgba_png_keeps_alpha():
+    rgba = np.dstack([gradient(), np.full((48, 64), 128, np.uint8)])
+    photo = decode_photo(png_bytes(rgba), "a.png")
+    assert photo.has_alpha and photo.pixels.shape == (48, 64, 4)
+    assert (photo.pixels[:, :, 3] == 128).all()
+
+
+def test_grayscale_becomes_rgb_with_same_values():
+    gray = gradient()[:, :, 0]
+    photo = decode_photo(png_bytes(gray), "g.png")
+    assert photo.pixels.shape == (48, 64, 3)
+    assert (photo.pixels[:, :, 1] == gray).all()
+
+
+def test_16bit_png_scaled_to_8bit_not_clipped():
+    values = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)  # up to ~64500
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, "PNG")
+    photo = decode_photo(buffer.getvalue(), "deep.png")
+    assert photo.pixels.dtype == np.uint8
+    expected = np.round(values / 65535 * 255).astype(np.uint8)
+    assert np.abs(photo.pixels[:, :, 0].astype(int) - expected).max() <= 1
+    assert photo.pixels[:, :, 0].min() < 10 and photo.pixels[:, :, 0].max() > 245
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    buffer = io.BytesIO()
+    Image.fromarray(gradient()).convert("CMYK").save(buffer, "JPEG", quality=95)
+    photo = decode_photo(buffer.getvalue(), "cmyk.jpg")
+    assert photo.pixels.shape == (48, 64, 3)
+    assert np.abs(photo.pixels.astype(int) - gradient().astype(int)).mean() < 12
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "BMP", "TIFF"])
+def test_other_formats_decode(fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(gradient()).save(buffer, fmt)
+    photo = decode_photo(buffer.getvalue(), f"x.{fmt.lower()}")
+    assert photo.pixels.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_applied(orientation):
+    """A phone's sideways-stored pixels come out as the photographer saw them."""
+    upright = gradient()
+    stored = {3: Image.ROTATE_180, 6: Image.ROTATE_90, 8: Image.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = jpeg_bytes(np.asarray(Image.fromarray(upright).transpose(stored)), exif=exif.tobytes())
+    photo = decode_photo(data, "phone.jpg")
+    assert photo.pixels.shape == upright.shape
+    assert np.abs(photo.pixels.astype(int) - upright.astype(int)).mean() < 6
+
+
+def test_outputs_carry_no_metadata():
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam"  # Make
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPS latitude
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">secret</x:xmpmeta>'
+    source = jpeg_bytes(gradient(), exif=exif.tobytes(), comment=b"secret comment", xmp=xmp)
+    assert b"SpyCam" in source and b"secret" in source
+    photo = decode_photo(source, "meta.jpg")
+    for fmt in ("JPEG", "PNG"):
+        out = encode_photo(photo.pixels, fmt)
+        for marker in (b"Exif", b"SpyCam", b"secret", b"xmpmeta", b"tEXt", b"iTXt", b"zTXt", b"ICC_PROFILE"):
+            assert marker not in out, (fmt, marker)
+        reopened = Image.open(io.BytesIO(out))
+        assert not reopened.getexif()
+        assert not {"exif", "comment", "xmp", "icc_profile"} & set(reopened.info)
+
+
+def test_png_text_chunks_dropped():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Jane Doe, 12 Secret Road")
+    photo = decode_photo(png_bytes(gradient(), pnginfo=info), "t.png")
+    assert b"Secret Road" not in encode_photo(photo.pixels, "PNG")
+
+
+def test_jpeg_quality_is_a_setting():
+    noisy = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    assert len(encode_photo(noisy, "JPEG", 30)) < len(encode_photo(noisy, "JPEG", 95))
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A well-formed PNG that claims a huge size but holds only a few bytes of pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def animated_gif() -> bytes:
+    frames = [Image.fromarray(gradient()), Image.fromarray(255 - gradient())]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+BAD_INPUTS = {
+    "empty.jpg": (lambda: b"", "empty"),
+    "truncated.jpg": (lambda: jpeg_bytes(gradient(256, 256))[:700], "damaged or truncated"),
+    "truncated.png": (lambda: png_bytes(np.random.default_rng(1).integers(0, 255, (256, 256, 3), np.uint8))[:900],
+                      "damaged or truncated"),
+    "random.jpg": (lambda: np.random.default_rng(2).bytes(5000), "not a supported image"),
+    "text.png": (lambda: b"hello, this is a text file\n" * 20, "not a supported image"),
+    "page.jpg": (lambda: b"<!doctype html><html><body>hi</body></html>", "not a supported image"),
+    "doc.png": (lambda: b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not a supported image"),
+    "vector.jpg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a supported image"),
+    "bomb.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
+    "animated.gif": (animated_gif, "frames"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_gives_clear_error(name):
+    make, reason = BAD_INPUTS[name]
+    with pytest.raises(ImageError) as info:
+        decode_photo(make(), name)
+    assert str(info.value).startswith(f"{name}: ")
+    assert reason in info.value.reason
