@@ -132,7 +132,7 @@ def encode_photo(pixels: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
     image = Image.fromarray(np.ascontiguousarray(pixels))
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        image.convert("RGB").save(buffer, "JPEG", quality=int(jpeg_quality), optimize=True)
+        image.convert("RGB").save(buffer, "JPEG", quality=int(jpeg_quality))
     elif fmt == "PNG":
         image.save(buffer, "PNG", compress_level=6)
     else:

@@ -27,10 +27,10 @@ class Settings:
     """Everything that decides what an output looks like. Defaults favour recall: a missed
     face is a leak, a blurred background patch is not."""
 
-    threshold: float = 0.2
+    threshold: float = 0.24
     mode: str = "blur"
     strength: float = 1.0
-    padding: float = 0.4
+    padding: float = 0.5
     shape: str = "ellipse"
     feather: float = 0.06
     outline: bool = False
