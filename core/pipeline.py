@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -91,18 +92,21 @@ def engine_versions() -> dict:
 
 
 class Engine:
-    """The detector loaded once, plus reading and detecting a file in one call."""
+    """The detector loaded once, plus reading and detecting a file in one call. One engine
+    may serve several threads (the dashboard's browser tabs): detection is serialised."""
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.detector = FaceDetector()
         self.max_pixels = max_pixels
+        self._lock = threading.Lock()
 
     def read(self, path: Path) -> Photo:
         return read_photo(path, self.max_pixels)
 
     def detect(self, photo: Photo) -> list[Face]:
         """Every candidate above the floor score; the threshold is applied later."""
-        return self.detector.detect(photo.rgb)
+        with self._lock:
+            return self.detector.detect(photo.rgb)
 
     def close(self) -> None:
         self.detector.close()
@@ -137,28 +141,30 @@ def expand_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
 
 @dataclass
 class OutputNamer:
-    """Gives every input its own output name in a folder: never an existing file (so never an
-    input, nor an earlier run's output), never the same name twice in a batch."""
+    """Gives every input its own output name: never the same name twice in a batch (case
+    folded), and, given a folder, never an existing file (so never an input, nor an earlier
+    run's output)."""
 
-    folder: Path
+    folder: Path | None
     taken: set[str] = field(default_factory=set)
 
     def name_for(self, source_name: str, fmt: str) -> str:
-        stem = _safe_stem(source_name)
+        stem = self.safe_stem(source_name)
         suffix = ".jpg" if fmt == "JPEG" else ".png"
         candidate, n = f"{stem}{suffix}", 1
-        while candidate.lower() in self.taken or (self.folder / candidate).exists():
+        while candidate.lower() in self.taken or (self.folder and (self.folder / candidate).exists()):
             n += 1
             candidate = f"{stem}-{n}{suffix}"
         self.taken.add(candidate.lower())
         return candidate
 
-
-def _safe_stem(name: str) -> str:
-    """A file stem that cannot climb out of a folder or break a file system."""
-    stem = Path(name.replace("\\", "/")).stem
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
-    return (cleaned or "image")[:100]
+    @staticmethod
+    def safe_stem(name: str) -> str:
+        """A file stem that cannot climb out of a folder or break a file system: letters,
+        digits, '-', '_' and '.', at most 100 characters."""
+        stem = Path(name.replace("\\", "/")).stem
+        cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
+        return (cleaned.strip("._") or "image")[:100]
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -1,0 +1,206 @@
+"""What the review dashboard does, without the dashboard: taking photos in (uploads, zips,
+folders), detecting what is pending, previews, and which images need a closer look."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .faces import Face, selected
+from .images import IMAGE_SUFFIXES, ImageError, decode_photo, encode_photo
+from .pipeline import Engine, Settings, anonymize
+from .workspace import ImageRecord, Workspace
+
+PREVIEW_SIDE = 1600
+THUMB_SIDE = 320
+NEAR_MISS = 0.1
+SMALL_FACE = 16
+
+# A zip upload may not unpack to more than this, nor compress better than this ratio.
+ZIP_MAX_TOTAL = 2 * 1024 ** 3
+ZIP_MAX_RATIO = 100
+ZIP_MAX_MEMBERS = 10_000
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One file offered to a session: its bytes, or why it cannot be taken."""
+
+    name: str
+    data: bytes = b""
+    problem: str | None = None
+
+
+def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
+    """The image files in an uploaded zip, by their base name only (no folder from the
+    archive is ever used, so '../' and absolute paths cannot escape). Links, folders and
+    anything that unpacks out of proportion (a zip bomb) are refused."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        yield Intake(zip_name, problem=f"not a readable zip ({exc})")
+        return
+    if len(members) > ZIP_MAX_MEMBERS:
+        yield Intake(zip_name, problem=f"holds {len(members)} entries, more than {ZIP_MAX_MEMBERS}")
+        return
+    total = 0
+    for member in members:
+        label = f"{zip_name}/{member.filename}"
+        if member.is_dir():
+            continue
+        if stat.S_ISLNK(member.external_attr >> 16):
+            yield Intake(label, problem="a symbolic link inside the zip; refused")
+            continue
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if ratio > ZIP_MAX_RATIO or total > ZIP_MAX_TOTAL:
+            yield Intake(label, problem=f"unpacks to {member.file_size} bytes (ratio {ratio:.0f}:1): "
+                                        "a possible zip bomb; refused")
+            continue
+        try:
+            with archive.open(member) as handle:
+                content = handle.read(member.file_size + 1)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+            yield Intake(label, problem=f"cannot be unpacked ({exc})")
+            continue
+        if len(content) > member.file_size:
+            yield Intake(label, problem="larger than its zip header says; refused")
+            continue
+        yield Intake(f"{zip_name}/{Path(member.filename.replace(chr(92), '/')).name}", content)
+
+
+def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
+    """An uploaded file, or the files of an uploaded zip."""
+    if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
+        yield from unpack_zip(data, name)
+    else:
+        yield Intake(name, data)
+
+
+def allowed_roots() -> list[Path]:
+    """Folders the dashboard may read from: FACE_PRIVACY_FOLDER_ROOTS (separated by the
+    system's path separator), else the user's home folder."""
+    configured = os.environ.get("FACE_PRIVACY_FOLDER_ROOTS")
+    roots = configured.split(os.pathsep) if configured else [str(Path.home())]
+    return [Path(r).resolve() for r in roots if r]
+
+
+def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> Iterator[Intake]:
+    """The files of a folder on this machine, walked without following links; refuses a
+    folder outside the allowed roots, and unreadable or non-image files one by one."""
+    try:
+        target = Path(folder).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        yield Intake(folder, problem="no such folder")
+        return
+    if not any(target == root or root in target.parents for root in roots):
+        yield Intake(folder, problem="outside the folders this dashboard may read "
+                                     f"({', '.join(str(r) for r in roots)})")
+        return
+    if not target.is_dir():
+        yield Intake(folder, problem="not a folder")
+        return
+    count = 0
+    for parent, dirs, files in os.walk(target, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(parent) / name
+            label = str(path.relative_to(target))
+            count += 1
+            if count > max_files:
+                yield Intake(str(target), problem=f"more than {max_files} files; the rest were not read")
+                return
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                yield Intake(label, problem="a symbolic link; refused")
+            elif path.suffix.lower() not in IMAGE_SUFFIXES:
+                yield Intake(label, problem=f"not an image file (extension {path.suffix or 'none'})")
+            else:
+                try:
+                    yield Intake(label, path.read_bytes())
+                except OSError as exc:
+                    yield Intake(label, problem=f"cannot be read ({exc.strerror or exc})")
+
+
+def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str) -> list[Intake]:
+    """Store what can be stored and log what is refused; return the refusals."""
+    refused = []
+    for item in intakes:
+        if item.problem:
+            workspace.add_refused(session_id, item.name, item.problem, actor)
+            refused.append(item)
+        else:
+            workspace.add_image(session_id, item.name, item.data, actor)
+    return refused
+
+
+def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
+                   progress: Callable[[int, int, str], None] | None = None) -> list[ImageRecord]:
+    """Detect every image still waiting, saving each result at once (so a crash loses at
+    most the image in hand), and return the ones that failed."""
+    waiting = workspace.awaiting_detection(session_id)
+    failed = []
+    for index, record in enumerate(waiting, 1):
+        try:
+            photo = decode_photo(workspace.read(record.sha256), record.name, engine.max_pixels)
+            faces = engine.detect(photo)
+            workspace.save_previews(record.sha256, _bases(photo.pixels))
+            workspace.save_detection(record.id, photo.width, photo.height, faces)
+        except ImageError as exc:
+            workspace.save_failure(record.id, exc.reason)
+            failed.append(workspace.image(record.id))
+        if progress:
+            progress(index, len(waiting), record.name)
+    return failed
+
+
+def _bases(pixels: np.ndarray) -> dict[int, bytes]:
+    """Downscaled copies of the original, made once, for fast previews and thumbnails."""
+    out = {}
+    for side in (PREVIEW_SIDE, THUMB_SIDE):
+        scale = min(1.0, side / max(pixels.shape[:2]))
+        small = cv2.resize(pixels, (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA) if scale < 1 else pixels
+        out[side] = encode_photo(small, "PNG" if small.shape[2] == 4 else "JPEG", 90)
+    return out
+
+
+def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Settings,
+           outline: bool = False) -> np.ndarray:
+    """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it."""
+    k = base.shape[1] / full_width
+    scaled = [replace(f, x=f.x * k, y=f.y * k, w=f.w * k, h=f.h * k) for f in faces]
+    return anonymize(base, scaled, replace(settings, outline=outline))
+
+
+def attention(record: ImageRecord, settings: Settings) -> list[str]:
+    """Why a reviewer should look closely at this image; empty when nothing stands out."""
+    if record.error:
+        return [f"cannot be processed: {record.error}"]
+    if not record.detected:
+        return ["not yet detected"]
+    reasons = []
+    chosen = selected(record.faces, settings.threshold)
+    near = [f for f in record.faces if not f.manual and settings.threshold - NEAR_MISS <= f.score < settings.threshold]
+    if not chosen:
+        reasons.append("no face found")
+    if near:
+        reasons.append(f"{len(near)} candidate(s) just under the threshold")
+    small = [f for f in chosen if f.size < SMALL_FACE]
+    if small:
+        reasons.append(f"{len(small)} very small face(s)")
+    if any(f.manual for f in record.faces):
+        reasons.append("faces added by hand")
+    if any(not f.enabled for f in record.faces if f.score >= settings.threshold):
+        reasons.append("faces switched off")
+    return reasons

@@ -1,0 +1,363 @@
+"""Review sessions on disk: an SQLite database and a content-addressed file store.
+
+Everything a reviewer does is written here at once, with an append-only audit log, so that
+reloading the page or restarting the server loses nothing. An approval binds to a
+fingerprint of the exact settings and faces approved: changing either sends the image back
+to pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .faces import Face
+from .pipeline import Settings, write_atomically
+
+PENDING, APPROVED, REJECTED, FAILED = "pending", "approved", "rejected", "failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    reviewer TEXT NOT NULL,
+    created TEXT NOT NULL,
+    settings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER,
+    height INTEGER,
+    faces TEXT,                -- JSON list of Face; NULL until detected
+    error TEXT,                -- why the file cannot be processed
+    status TEXT NOT NULL DEFAULT 'pending',
+    override TEXT,             -- JSON Settings for this image only, or NULL
+    approved_fingerprint TEXT,
+    comment TEXT NOT NULL DEFAULT '',
+    decided_by TEXT,
+    decided_at TEXT,
+    added_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_session ON images(session_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    session_id INTEGER,
+    image_id INTEGER,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def fingerprint(settings: Settings, faces: list[Face]) -> str:
+    """What an approval binds to: the settings and every face with its on/off state."""
+    canonical = json.dumps([settings.to_dict(), [f.to_dict() for f in faces]], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    session_id: int
+    name: str
+    sha256: str
+    width: int | None
+    height: int | None
+    faces: list[Face] | None
+    error: str | None
+    status: str
+    override: Settings | None
+    approved_fingerprint: str | None
+    comment: str
+    decided_by: str | None
+    decided_at: str | None
+
+    @property
+    def detected(self) -> bool:
+        return self.faces is not None
+
+    def settings(self, batch: Settings) -> Settings:
+        """The settings that apply: this image's own, or the batch's."""
+        return self.override or batch
+
+
+class Workspace:
+    """One folder: `review.sqlite`, `objects/` (originals, named by their SHA-256),
+    `previews/` (their downscaled copies) and `exports/` (the zips)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.exports = self.root / "exports"
+        self.previews = self.root / "previews"
+        for folder in (self.root, self.objects, self.exports, self.previews):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "review.sqlite"
+        db = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _connect(self):
+        """A short-lived connection per operation: Streamlit runs each browser tab in its own
+        thread, and a transaction either lands whole or not at all."""
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    @staticmethod
+    def _log(db, actor: str, action: str, session_id=None, image_id=None, **detail) -> None:
+        db.execute("INSERT INTO audit (at, session_id, image_id, actor, action, detail) VALUES (?,?,?,?,?,?)",
+                   (now(), session_id, image_id, actor, action, json.dumps(detail, sort_keys=True)))
+
+    # Sessions -----------------------------------------------------------------------------
+
+    def create_session(self, name: str, reviewer: str, settings: Settings | None = None) -> int:
+        name, reviewer = name.strip(), reviewer.strip()
+        if not name or not reviewer:
+            raise ValueError("a review session needs a name and a reviewer")
+        settings = settings or Settings()
+        with self._connect() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
+                raise ValueError(f"a session named {name!r} exists already: open it instead")
+            cursor = db.execute("INSERT INTO sessions (name, reviewer, created, settings) VALUES (?,?,?,?)",
+                                (name, reviewer, now(), json.dumps(settings.to_dict())))
+            self._log(db, reviewer, "session created", cursor.lastrowid, name=name)
+            return cursor.lastrowid
+
+    def sessions(self) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute("""
+                SELECT s.id, s.name, s.reviewer, s.created, COUNT(i.id) AS images,
+                       SUM(i.status = 'approved') AS approved, SUM(i.status = 'rejected') AS rejected
+                FROM sessions s LEFT JOIN images i ON i.session_id = s.id
+                GROUP BY s.id ORDER BY s.created DESC, s.id DESC""").fetchall()
+        return [dict(r) for r in rows]
+
+    def session(self, session_id: int) -> dict:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no review session {session_id}")
+        return dict(row)
+
+    def batch_settings(self, session_id: int) -> Settings:
+        return Settings(**json.loads(self.session(session_id)["settings"]))
+
+    def set_batch_settings(self, session_id: int, settings: Settings, actor: str) -> None:
+        with self._connect() as db:
+            old = db.execute("SELECT settings FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            if json.loads(old) == settings.to_dict():
+                return
+            db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings.to_dict()), session_id))
+            self._log(db, actor, "batch settings changed", session_id, **settings.to_dict())
+            for row in db.execute("SELECT id FROM images WHERE session_id = ? AND status = 'approved'",
+                                  (session_id,)).fetchall():
+                self._unapprove_if_changed(db, row["id"], actor)
+
+    # Files --------------------------------------------------------------------------------
+
+    def store(self, data: bytes) -> str:
+        """Keep bytes under their SHA-256; the same photo uploaded twice is stored once."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.object_path(digest)
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            write_atomically(path, data)
+        return digest
+
+    def object_path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256
+
+    def read(self, sha256: str) -> bytes:
+        return self.object_path(sha256).read_bytes()
+
+    def save_previews(self, sha256: str, bases: dict[int, bytes]) -> None:
+        """Downscaled copies of an original (largest side -> encoded bytes), for the dashboard."""
+        for side, data in bases.items():
+            write_atomically(self.previews / f"{sha256}-{side}", data)
+
+    def preview(self, sha256: str, side: int) -> bytes:
+        return (self.previews / f"{sha256}-{side}").read_bytes()
+
+    # Images -------------------------------------------------------------------------------
+
+    def add_image(self, session_id: int, name: str, data: bytes, actor: str) -> int:
+        """Store an original and queue it for detection."""
+        digest = self.store(data)
+        with self._connect() as db:
+            cursor = db.execute("INSERT INTO images (session_id, name, sha256, added_at) VALUES (?,?,?,?)",
+                                (session_id, name, digest, now()))
+            same = db.execute("SELECT name FROM images WHERE session_id = ? AND sha256 = ? AND id != ?",
+                              (session_id, digest, cursor.lastrowid)).fetchall()
+            extra = {"same_bytes_as": [r["name"] for r in same]} if same else {}
+            self._log(db, actor, "image added", session_id, cursor.lastrowid, name=name, sha256=digest,
+                      bytes=len(data), **extra)
+            return cursor.lastrowid
+
+    def add_refused(self, session_id: int, name: str, reason: str, actor: str, data: bytes = b"") -> int:
+        """Record a file that will not be processed (its bytes are not kept), with the reason."""
+        digest = hashlib.sha256(data).hexdigest()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO images (session_id, name, sha256, error, status, added_at) VALUES (?,?,?,?,?,?)",
+                (session_id, name, digest, reason, FAILED, now()))
+            self._log(db, actor, "file refused", session_id, cursor.lastrowid, name=name, reason=reason)
+            return cursor.lastrowid
+
+    def awaiting_detection(self, session_id: int) -> list[ImageRecord]:
+        """Images added but not yet detected: after a crash, detection resumes with these."""
+        return [r for r in self.images(session_id) if not r.detected and r.error is None]
+
+    def save_detection(self, image_id: int, width: int, height: int, faces: list[Face]) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE images SET width = ?, height = ?, faces = ? WHERE id = ?",
+                       (width, height, json.dumps([f.to_dict() for f in faces]), image_id))
+            session_id = db.execute("SELECT session_id FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+            self._log(db, "engine", "faces detected", session_id, image_id, candidates=len(faces))
+
+    def save_failure(self, image_id: int, reason: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE images SET error = ?, status = ? WHERE id = ?", (reason, FAILED, image_id))
+            session_id = db.execute("SELECT session_id FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+            self._log(db, "engine", "file refused", session_id, image_id, reason=reason)
+
+    def images(self, session_id: int) -> list[ImageRecord]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM images WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no image {image_id}")
+        return _record(row)
+
+    def set_faces(self, image_id: int, faces: list[Face], actor: str, why: str) -> None:
+        """Store the reviewer's face list (faces switched off, faces drawn by hand)."""
+        with self._connect() as db:
+            db.execute("UPDATE images SET faces = ? WHERE id = ?",
+                       (json.dumps([f.to_dict() for f in faces]), image_id))
+            self._log(db, actor, "faces changed", self._session_of(db, image_id), image_id, change=why)
+            self._unapprove_if_changed(db, image_id, actor)
+
+    def set_override(self, image_id: int, settings: Settings | None, actor: str) -> None:
+        """Give one image its own settings (None: follow the batch again)."""
+        value = json.dumps(settings.to_dict()) if settings else None
+        with self._connect() as db:
+            if db.execute("SELECT override FROM images WHERE id = ?", (image_id,)).fetchone()[0] == value:
+                return
+            db.execute("UPDATE images SET override = ? WHERE id = ?", (value, image_id))
+            self._log(db, actor, "image settings changed", self._session_of(db, image_id), image_id,
+                      settings=settings.to_dict() if settings else "batch")
+            self._unapprove_if_changed(db, image_id, actor)
+
+    def decide(self, image_id: int, decision: str, actor: str, comment: str = "") -> None:
+        """Approve, reject or reopen an image. Approval records what exactly was approved."""
+        if decision not in (APPROVED, REJECTED, PENDING):
+            raise ValueError(f"unknown decision {decision!r}")
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+            record = _record(row)
+            if record.error or not record.detected:
+                raise ValueError(f"{record.name} cannot be {decision}: it has not been processed")
+            settings = record.settings(self._batch(db, record.session_id))
+            mark = fingerprint(settings, record.faces) if decision == APPROVED else None
+            db.execute("""UPDATE images SET status = ?, approved_fingerprint = ?, comment = ?,
+                          decided_by = ?, decided_at = ? WHERE id = ?""",
+                       (decision, mark, comment, actor, now(), image_id))
+            self._log(db, actor, decision, record.session_id, image_id, comment=comment,
+                      fingerprint=mark, settings=settings.to_dict())
+
+    def is_approval_current(self, record: ImageRecord, batch: Settings) -> bool:
+        return (record.status == APPROVED and record.faces is not None
+                and record.approved_fingerprint == fingerprint(record.settings(batch), record.faces))
+
+    def audit(self, session_id: int) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM audit WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
+        return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+    def log(self, session_id: int, actor: str, action: str, image_id: int | None = None, **detail) -> None:
+        """Record an event that changes nothing else (an export, a refused folder)."""
+        with self._connect() as db:
+            self._log(db, actor, action, session_id, image_id, **detail)
+
+    # Internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _session_of(db, image_id: int) -> int:
+        return db.execute("SELECT session_id FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+
+    @staticmethod
+    def _batch(db, session_id: int) -> Settings:
+        raw = db.execute("SELECT settings FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+        return Settings(**json.loads(raw))
+
+    def _unapprove_if_changed(self, db, image_id: int, actor: str) -> None:
+        """An approval covers what was approved, nothing else: anything changed since then
+        sends the image back to pending, and the log says so."""
+        record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
+        if record.status != APPROVED:
+            return
+        current = fingerprint(record.settings(self._batch(db, record.session_id)), record.faces or [])
+        if current != record.approved_fingerprint:
+            db.execute("UPDATE images SET status = ?, approved_fingerprint = NULL WHERE id = ?",
+                       (PENDING, image_id))
+            self._log(db, actor, "approval withdrawn", record.session_id, image_id,
+                      reason="settings or faces changed after approval")
+
+
+def _record(row: sqlite3.Row) -> ImageRecord:
+    faces = json.loads(row["faces"]) if row["faces"] is not None else None
+    override = json.loads(row["override"]) if row["override"] else None
+    return ImageRecord(
+        id=row["id"], session_id=row["session_id"], name=row["name"], sha256=row["sha256"],
+        width=row["width"], height=row["height"],
+        faces=[Face.from_dict(f) for f in faces] if faces is not None else None,
+        error=row["error"], status=row["status"], override=Settings(**override) if override else None,
+        approved_fingerprint=row["approved_fingerprint"], comment=row["comment"],
+        decided_by=row["decided_by"], decided_at=row["decided_at"],
+    )
+
+
+def default_root() -> Path:
+    """FACE_PRIVACY_WORKSPACE if set, else the user's data folder (never the source tree)."""
+    from platformdirs import user_data_dir
+
+    configured = os.environ.get("FACE_PRIVACY_WORKSPACE")
+    return Path(configured) if configured else Path(user_data_dir("face-privacy")) / "workspace"

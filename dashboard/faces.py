@@ -1,0 +1,53 @@
+"""The per-face table and the box a reviewer draws, translated to and from `Face` lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.faces import Face
+
+
+def face_rows(faces: list[Face], threshold: float) -> tuple[list[dict], list[int]]:
+    """Table rows for the faces that matter at this threshold (and every drawn face), and
+    the position of each row's face in the full list."""
+    positions = [i for i, f in enumerate(faces) if f.manual or f.score >= threshold]
+    rows = [{"face": n + 1, "confidence": round(faces[i].score, 2), "size px": round(faces[i].size),
+             "detector": faces[i].detector, "added by hand": faces[i].manual, "enabled": faces[i].enabled}
+            for n, i in enumerate(positions)]
+    return rows, positions
+
+
+def faces_after_edit(faces: list[Face], positions: list[int], edited: list[dict]):
+    """(new face list, what changed) when the reviewer switched faces on or off, else None."""
+    new = list(faces)
+    changes = []
+    for row, i in zip(edited, positions):
+        if bool(row["enabled"]) != faces[i].enabled:
+            new[i] = faces[i].with_enabled(bool(row["enabled"]))
+            changes.append(f"face {row['face']} {'on' if row['enabled'] else 'off'}")
+    return (new, ", ".join(changes)) if changes else None
+
+
+def drawn_box(base: np.ndarray, full_width: int, key: str) -> tuple[float, float, float, float] | None:
+    """Let the reviewer drag a box over the photo; returns it in full-size pixels."""
+    figure = go.Figure(go.Image(z=base))
+    # An invisible grid of points makes the image selectable with the box tool.
+    ys, xs = np.mgrid[0:base.shape[0]:8, 0:base.shape[1]:8]
+    figure.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker={"opacity": 0},
+                                hoverinfo="skip", showlegend=False))
+    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=420)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="box", key=key,
+                            config={"displayModeBar": False})
+    boxes = (event or {}).get("selection", {}).get("box", [])
+    if not boxes:
+        st.caption("Drag a box around the missed face.")
+        return None
+    k = full_width / base.shape[1]
+    (x0, x1), (y0, y1) = sorted(boxes[-1]["x"]), sorted(boxes[-1]["y"])
+    box = (round(x0 * k, 1), round(y0 * k, 1), round((x1 - x0) * k, 1), round((y1 - y0) * k, 1))
+    st.caption(f"Box at x {box[0]:.0f}, y {box[1]:.0f}, {box[2]:.0f} x {box[3]:.0f} px")
+    return box if box[2] >= 2 and box[3] >= 2 else None

@@ -1,0 +1,55 @@
+"""Overview: every photo of the session as an anonymised thumbnail, with its status and what
+needs attention; filters, sorting by risk, paging."""
+
+import streamlit as st
+
+from core.faces import selected
+from core.review import attention
+from dashboard.previews import thumbnail
+from dashboard.sidebar import batch_controls
+from dashboard.state import require_session, review, workspace
+from dashboard.worker import detection_status
+
+PAGE_SIZE = 24
+COLUMNS = 4
+
+session_id, reviewer = require_session()
+batch_controls(session_id, reviewer)
+ws = workspace()
+batch = ws.batch_settings(session_id)
+st.title("Overview")
+detection_status(session_id)
+
+records = ws.images(session_id)
+rows = [(r, r.settings(batch), attention(r, r.settings(batch))) for r in records]
+counts = {s: sum(r.status == s for r in records) for s in ("pending", "approved", "rejected", "failed")}
+st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
+
+left, middle, right = st.columns(3)
+statuses = left.multiselect("Status", list(counts), default=list(counts))
+only_attention = middle.toggle("Needs attention only")
+order = right.selectbox("Sort by", ["risk (most first)", "name", "order added"])
+
+shown = [row for row in rows if row[0].status in statuses and (row[2] or not only_attention)]
+if order.startswith("risk"):
+    shown.sort(key=lambda row: (-len(row[2]), row[0].id))
+elif order == "name":
+    shown.sort(key=lambda row: row[0].name.lower())
+
+pages = max(1, -(-len(shown) // PAGE_SIZE))
+page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
+for start in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, len(shown)), COLUMNS):
+    for column, (record, settings, reasons) in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
+        with column.container(border=True):
+            if record.detected:
+                st.image(thumbnail(record, settings), width="stretch")
+                faces = len(selected(record.faces, settings.threshold))
+                st.markdown(f"**{record.name}**  \n{record.status} · {faces} face(s)")
+            else:
+                st.markdown(f"**{record.name}**  \n{record.status}")
+            for reason in reasons:
+                st.caption(f"⚠️ {reason}")
+            if record.detected and st.button("Review", key=f"open-{record.id}"):
+                review(record.id)
+if not shown:
+    st.info("No photos match these filters.")

@@ -1,0 +1,85 @@
+"""Start: name a review session (or reopen one), add photos, run detection."""
+
+import streamlit as st
+
+from core.review import add_files, allowed_roots, intake_folder, intake_upload
+from dashboard.sidebar import batch_controls
+from dashboard.state import current_session, open_session, workspace
+from dashboard.worker import detection_status
+
+st.title("Face privacy review")
+ws = workspace()
+
+opened = current_session()
+if opened is None:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("New review session")
+        with st.form("new-session"):
+            name = st.text_input("Session name", placeholder="Sports day 2026")
+            reviewer = st.text_input("Your name", placeholder="A. Officer")
+            if st.form_submit_button("Start session", type="primary"):
+                try:
+                    open_session(ws.create_session(name, reviewer), reviewer.strip())
+                    st.rerun()
+                except ValueError as exc:
+                    st.error(str(exc))
+    with right:
+        st.subheader("Reopen a session")
+        sessions = ws.sessions()
+        if not sessions:
+            st.caption("No earlier sessions.")
+        else:
+            st.dataframe(
+                [{"name": s["name"], "reviewer": s["reviewer"], "created": s["created"], "images": s["images"],
+                  "approved": s["approved"] or 0, "rejected": s["rejected"] or 0} for s in sessions],
+                hide_index=True)
+            with st.form("reopen"):
+                chosen = st.selectbox("Session", sessions, format_func=lambda s: s["name"])
+                reviewer = st.text_input("Your name", key="reopen-reviewer")
+                if st.form_submit_button("Open session"):
+                    if reviewer.strip():
+                        open_session(chosen["id"], reviewer.strip())
+                        st.rerun()
+                    else:
+                        st.error("Enter your name: every decision is recorded with it.")
+    st.stop()
+
+session_id, reviewer = opened
+batch_controls(session_id, reviewer)
+session = ws.session(session_id)
+st.subheader(f"Session: {session['name']}")
+if st.button("Close this session"):
+    for key in ("session_id", "reviewer", "image_id"):
+        st.session_state.pop(key, None)
+    st.rerun()
+
+# The uploader's key changes after each intake, which drops the uploaded bytes from memory.
+upload_round = st.session_state.setdefault("upload_round", 0)
+uploads = st.file_uploader("Photos, or zips of photos", accept_multiple_files=True,
+                           key=f"uploader-{upload_round}")
+folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
+                       help="Only folders inside the allowed roots can be read: "
+                            + ", ".join(str(r) for r in allowed_roots()))
+
+if st.button("Add and detect faces", type="primary", disabled=not uploads and not folder.strip()):
+    for upload in uploads or []:
+        add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer)
+    if folder.strip():
+        add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer)
+    st.session_state.pop(f"uploader-{upload_round}", None)
+    st.session_state["upload_round"] = upload_round + 1
+    st.rerun()
+
+detection_status(session_id)
+
+images = ws.images(session_id)
+done = [r for r in images if r.detected]
+failed = [r for r in images if r.error]
+waiting = len(images) - len(done) - len(failed)
+st.success(f"{len(done)} photo(s) ready for review, {len(failed)} could not be read"
+           + (f", {waiting} waiting for detection." if waiting else "."))
+if failed:
+    st.error("These files cannot be processed:\n\n" + "\n".join(f"- **{r.name}**: {r.error}" for r in failed))
+if done:
+    st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
