@@ -10,13 +10,14 @@ import json
 import os
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
-from .pipeline import OutputNamer, anonymize, engine_versions
-from .workspace import ImageRecord, Workspace
+from .pipeline import OutputNamer, anonymize, engine_versions, residual_faces
+from .workspace import ImageRecord, Workspace, fingerprint
 
 MANIFEST_FIELDS = [
     "original_name", "output_name", "original_sha256", "output_sha256", "width", "height",
@@ -36,13 +37,22 @@ def face_counts(record: ImageRecord, threshold: float) -> dict:
     }
 
 
-def export_approved(workspace: Workspace, session_id: int, actor: str,
-                    progress: Callable[[int, int, str], None] | None = None,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
-    """Write the session's zip into the workspace's exports folder and return its path.
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    exported: list[str]
+    held_back: list[str]
 
-    The zip is written under a temporary name and renamed when complete, so a crash never
-    leaves a half-written zip where the dashboard would offer it."""
+
+def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
+                    progress: Callable[[int, int, str], None] | None = None,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> ExportResult:
+    """Write the session's zip into the workspace's exports folder.
+
+    Each output is checked once more by `detector` (the residual check): a photo on which a
+    face is still found is held back, and flagged, until the reviewer confirms it. The zip is
+    written under a temporary name and renamed when complete, so a crash never leaves a
+    half-written zip where the dashboard would offer it."""
     session = workspace.session(session_id)
     batch = workspace.batch_settings(session_id)
     approved = [r for r in workspace.images(session_id) if workspace.is_approval_current(r, batch)]
@@ -50,18 +60,28 @@ def export_approved(workspace: Workspace, session_id: int, actor: str,
     target = workspace.exports / f"{OutputNamer.safe_stem(session['name'])}-{stamp}.zip"
     partial = target.with_name(f".partial-{target.name}")
     versions = engine_versions()
-    rows = []
+    rows, held_back = [], []
     namer = OutputNamer(folder=None)
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
             for index, record in enumerate(approved, 1):
+                if progress:
+                    progress(index, len(approved), record.name)
                 original = workspace.read(record.sha256)
                 if hashlib.sha256(original).hexdigest() != record.sha256:
                     raise RuntimeError(f"{record.name}: the stored original is damaged (SHA-256 differs)")
                 photo = decode_photo(original, record.name, max_pixels)
                 settings = record.settings(batch)
+                pixels = anonymize(photo.pixels, record.faces, settings)
+                regions = settings.regions(record.faces, photo.width, photo.height)
+                if record.residual_confirmed != fingerprint(settings, record.faces):
+                    residual = residual_faces(detector, pixels, regions)
+                    workspace.save_residual(record.id, batch, residual)
+                    if residual:
+                        held_back.append(record.name)
+                        continue
                 fmt = output_format(photo)
-                data = encode_photo(anonymize(photo.pixels, record.faces, settings), fmt, settings.jpeg_quality)
+                data = encode_photo(pixels, fmt, settings.jpeg_quality)
                 name = namer.name_for(record.name, fmt)
                 archive.writestr(f"images/{name}", data)
                 rows.append({
@@ -73,10 +93,8 @@ def export_approved(workspace: Workspace, session_id: int, actor: str,
                     "padding": settings.padding, "shape": settings.shape,
                     "reviewer": record.decided_by, "decision": record.status, "decided_at": record.decided_at,
                     "comment": record.comment, "engine_version": versions["engine"],
-                    "regions": [list(r) for r in settings.regions(record.faces, photo.width, photo.height)],
+                    "regions": [list(r) for r in regions],
                 })
-                if progress:
-                    progress(index, len(approved), record.name)
             table = io.StringIO()
             writer = csv.DictWriter(table, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
             writer.writeheader()
@@ -91,6 +109,6 @@ def export_approved(workspace: Workspace, session_id: int, actor: str,
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    workspace.log(session_id, actor, "exported", file=target.name, images=len(rows),
+    workspace.log(session_id, actor, "exported", file=target.name, images=len(rows), held_back=held_back,
                   sha256=hashlib.sha256(target.read_bytes()).hexdigest())
-    return target
+    return ExportResult(target, [row["original_name"] for row in rows], held_back)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from struct import error as struct_error
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     orientation and bring every pixel format to 8-bit RGB or RGBA."""
     if not data:
         raise ImageError(name, "the file is empty")
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypmif1", b"ftypmsf1", b"ftypavif"):
+        raise ImageError(name, "HEIC/HEIF/AVIF photos are not supported: export them as JPEG first")
     # Pillow's own bomb guard runs inside `open`; make it use our limit, not its default.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -83,7 +86,7 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             image = Image.open(io.BytesIO(data), formats=sorted(_READABLE_FORMATS))
             _check_header(image, name, max_pixels)
             image.load()
-            ImageOps.exif_transpose(image, in_place=True)
+            _upright(image)
             pixels = _to_8bit_array(image)
     except ImageError:
         raise
@@ -96,6 +99,15 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageError(name, f"the image data is damaged or truncated ({exc})") from None
     return Photo(name=name, pixels=pixels, sha256=hashlib.sha256(data).hexdigest(),
                  format=image.format or "")
+
+
+def _upright(image: Image.Image) -> None:
+    """Apply the EXIF orientation in place. A damaged EXIF block leaves the pixels as stored:
+    the faces are found either way, and the output carries no EXIF to be damaged."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except (SyntaxError, ValueError, TypeError, KeyError, OSError, struct_error):
+        pass
 
 
 def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:

@@ -123,6 +123,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> It
                 continue
             if path.is_symlink():
                 yield Intake(label, problem="a symbolic link; refused")
+            elif not path.is_file():
+                yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
             elif path.suffix.lower() not in IMAGE_SUFFIXES:
                 yield Intake(label, problem=f"not an image file (extension {path.suffix or 'none'})")
             else:
@@ -203,4 +205,8 @@ def attention(record: ImageRecord, settings: Settings) -> list[str]:
         reasons.append("faces added by hand")
     if any(not f.enabled for f in record.faces if f.score >= settings.threshold):
         reasons.append("faces switched off")
+    residual = record.residual_open(settings)
+    if residual:
+        reasons.append(f"{len(residual)} face(s) found again after anonymisation: held out of the export "
+                       "until confirmed")
     return reasons

@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS images (
     comment TEXT NOT NULL DEFAULT '',
     decided_by TEXT,
     decided_at TEXT,
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    residual TEXT,             -- JSON {fingerprint, faces} of the last residual check
+    residual_confirmed TEXT    -- fingerprint the reviewer confirmed the residual check for
 );
 CREATE INDEX IF NOT EXISTS images_session ON images(session_id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -90,10 +92,22 @@ class ImageRecord:
     comment: str
     decided_by: str | None
     decided_at: str | None
+    residual: dict | None = None
+    residual_confirmed: str | None = None
 
     @property
     def detected(self) -> bool:
         return self.faces is not None
+
+    def residual_open(self, settings: Settings) -> list[Face]:
+        """Faces the residual check found on this image's output (at these, its effective,
+        settings) that the reviewer has not yet confirmed; [] when unchecked, clean or confirmed."""
+        if not self.residual or self.faces is None:
+            return []
+        current = fingerprint(settings, self.faces)
+        if self.residual["fingerprint"] != current or self.residual_confirmed == current:
+            return []
+        return [Face.from_dict(f) for f in self.residual["faces"]]
 
     def settings(self, batch: Settings) -> Settings:
         """The settings that apply: this image's own, or the batch's."""
@@ -116,6 +130,11 @@ class Workspace:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+            for column in ("residual", "residual_confirmed"):  # added after the first release
+                if column not in present:
+                    db.execute(f"ALTER TABLE images ADD COLUMN {column} TEXT")
+            db.commit()
         finally:
             db.close()
 
@@ -303,6 +322,25 @@ class Workspace:
             self._log(db, actor, decision, record.session_id, image_id, comment=comment,
                       fingerprint=mark, settings=settings.to_dict())
 
+    def save_residual(self, image_id: int, batch: Settings, faces: list[Face]) -> None:
+        """Record what the residual check found on the image's current output."""
+        with self._connect() as db:
+            record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
+            mark = fingerprint(record.settings(batch), record.faces or [])
+            db.execute("UPDATE images SET residual = ? WHERE id = ?",
+                       (json.dumps({"fingerprint": mark, "faces": [f.to_dict() for f in faces]}), image_id))
+            if faces:
+                self._log(db, "engine", "residual faces found", record.session_id, image_id,
+                          faces=[f.to_dict() for f in faces])
+
+    def confirm_residual(self, image_id: int, batch: Settings, actor: str) -> None:
+        """The reviewer looked at what the residual check found and accepts the output."""
+        with self._connect() as db:
+            record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
+            mark = fingerprint(record.settings(batch), record.faces or [])
+            db.execute("UPDATE images SET residual_confirmed = ? WHERE id = ?", (mark, image_id))
+            self._log(db, actor, "residual check confirmed", record.session_id, image_id, fingerprint=mark)
+
     def is_approval_current(self, record: ImageRecord, batch: Settings) -> bool:
         return (record.status == APPROVED and record.faces is not None
                 and record.approved_fingerprint == fingerprint(record.settings(batch), record.faces))
@@ -352,6 +390,8 @@ def _record(row: sqlite3.Row) -> ImageRecord:
         error=row["error"], status=row["status"], override=Settings(**override) if override else None,
         approved_fingerprint=row["approved_fingerprint"], comment=row["comment"],
         decided_by=row["decided_by"], decided_at=row["decided_at"],
+        residual=json.loads(row["residual"]) if row["residual"] else None,
+        residual_confirmed=row["residual_confirmed"],
     )
 
 

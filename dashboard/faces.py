@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
+import cv2
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.faces import Face
+from core.images import encode_photo
 
 
 def face_rows(faces: list[Face], threshold: float) -> tuple[list[dict], list[int]]:
@@ -30,14 +34,23 @@ def faces_after_edit(faces: list[Face], positions: list[int], edited: list[dict]
     return (new, ", ".join(changes)) if changes else None
 
 
+DRAW_SIDE = 900
+
+
 def drawn_box(base: np.ndarray, full_width: int, key: str) -> tuple[float, float, float, float] | None:
     """Let the reviewer drag a box over the photo; returns it in full-size pixels."""
-    figure = go.Figure(go.Image(z=base))
+    scale = min(1.0, DRAW_SIDE / max(base.shape[:2]))
+    shown = cv2.resize(base[:, :, :3], (round(base.shape[1] * scale), round(base.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    # The picture travels as a JPEG, not as a JSON array of every pixel.
+    jpeg = base64.b64encode(encode_photo(shown, "JPEG", 85)).decode()
+    figure = go.Figure(go.Image(source=f"data:image/jpeg;base64,{jpeg}"))
     # An invisible grid of points makes the image selectable with the box tool.
-    ys, xs = np.mgrid[0:base.shape[0]:8, 0:base.shape[1]:8]
+    ys, xs = np.mgrid[0:shown.shape[0]:6, 0:shown.shape[1]:6]
     figure.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker={"opacity": 0},
                                 hoverinfo="skip", showlegend=False))
-    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=420)
+    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                         height=round(620 * shown.shape[0] / shown.shape[1]) + 20)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="box", key=key,
@@ -46,7 +59,7 @@ def drawn_box(base: np.ndarray, full_width: int, key: str) -> tuple[float, float
     if not boxes:
         st.caption("Drag a box around the missed face.")
         return None
-    k = full_width / base.shape[1]
+    k = full_width / shown.shape[1]
     (x0, x1), (y0, y1) = sorted(boxes[-1]["x"]), sorted(boxes[-1]["y"])
     box = (round(x0 * k, 1), round(y0 * k, 1), round((x1 - x0) * k, 1), round((y1 - y0) * k, 1))
     st.caption(f"Box at x {box[0]:.0f}, y {box[1]:.0f}, {box[2]:.0f} x {box[3]:.0f} px")

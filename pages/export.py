@@ -26,11 +26,17 @@ if st.button("Build the zip", type="primary", disabled=not ready):
         bar.progress(done / total, text=f"{done} of {total}: {name}")
 
     try:
-        export_approved(ws, session_id, reviewer, advance, engine().max_pixels)
+        result = export_approved(ws, session_id, reviewer, engine().detector, advance, engine().max_pixels)
+        st.session_state["held_back"] = result.held_back
     except OSError as exc:
         st.error(f"The zip could not be written to {ws.exports}: {exc.strerror or exc}. "
                  "Nothing was lost; free some space or choose another workspace, then try again.")
     bar.empty()
+
+if st.session_state.get("held_back"):
+    st.warning("Held back by the residual check (a face was found again on the anonymised photo): "
+               + ", ".join(st.session_state["held_back"])
+               + ". Open each on the review page, look, and confirm or fix it; then export again.")
 
 exports = sorted(ws.exports.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True)
 if exports:

@@ -58,8 +58,24 @@ left, right = st.columns([3, 2])
 with left:
     show_original = st.toggle("Show the original (not anonymised)", key=f"original-{image_id}")
     outline = st.toggle("Outline covered regions", value=True, key=f"outline-{image_id}")
-    shown = original(record) if show_original else preview(record, settings, outline)
-    st.image(shown, caption="original" if show_original else "anonymised preview", width="stretch")
+    if st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
+        box = drawn_box(preview(record, settings, outline=True), record.width, key=f"draw-{image_id}")
+        if box and st.button("Add this face", key=f"add-{image_id}", type="primary"):
+            ws.set_faces(image_id, record.faces + [Face.drawn(*box)], reviewer, f"face drawn at {box}")
+            st.rerun()
+    else:
+        shown = original(record) if show_original else preview(record, settings, outline)
+        st.image(shown, caption="original" if show_original else "anonymised preview", width="stretch",
+                 output_format="JPEG")
+    residual = record.residual_open(settings)
+    if residual:
+        st.warning(f"The residual check found {len(residual)} face(s) on the anonymised photo, at "
+                   + "; ".join(f"x {f.x:.0f}, y {f.y:.0f} ({f.w:.0f} x {f.h:.0f} px, score {f.score:.2f})"
+                               for f in residual)
+                   + ". Add a face there, or confirm that the photo is safe to publish.")
+        if st.button("I have looked: this photo is safe", key=f"confirm-{image_id}"):
+            ws.confirm_residual(image_id, batch, reviewer)
+            st.rerun()
 
 with right:
     st.markdown("**Faces** (untick to leave a face uncovered)")
@@ -73,12 +89,6 @@ with right:
         faces, why = changed
         ws.set_faces(image_id, faces, reviewer, why)
         st.rerun()
-
-    with st.expander("Add a face the detectors missed"):
-        box = drawn_box(original(record), record.width, key=f"draw-{image_id}")
-        if box and st.button("Add this face", key=f"add-{image_id}"):
-            ws.set_faces(image_id, record.faces + [Face.drawn(*box)], reviewer, f"face drawn at {box}")
-            st.rerun()
 
     comment = st.text_input("Comment (optional)", value=record.comment, key=f"comment-{image_id}")
     approve, reject, reopen = st.columns(3)

@@ -120,6 +120,24 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         _wait_for(lambda: any(not f.enabled for f in ws.image(first.id).faces))
         settle(page)
         expect(page.get_by_role("heading", name="portrait.jpg — pending")).to_be_visible()
+
+        # Draw a face the detectors "missed": drag a box over the photo, add it.
+        page.get_by_text("Draw a face the detectors missed").click()
+        plot = page.locator(".js-plotly-plot .nsewdrag").first
+        expect(plot).to_be_visible()
+        area = plot.bounding_box()
+        x0, y0 = area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 30, y0 + 30, steps=5)
+        page.mouse.move(x0 + 60, y0 + 70, steps=5)
+        page.mouse.up()
+        page.get_by_role("button", name="Add this face").click()
+        _wait_for(lambda: any(f.manual for f in ws.image(first.id).faces))
+        settle(page)
+        page.get_by_text("Draw a face the detectors missed").click()
+        settle(page)
+
         page.get_by_label("Comment (optional)").fill("face left visible on purpose: reject")
         page.get_by_role("button", name="Reject").click()
         _wait_for(lambda: ws.image(first.id).status == REJECTED)

@@ -108,7 +108,7 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
     workspace.set_faces(stale, [f.with_enabled(False) for f in faces], "A. Officer", "all off")
     assert workspace.image(pending).status == PENDING
 
-    path = export_approved(workspace, session, "A. Officer")
+    path = export_approved(workspace, session, "A. Officer", engine.detector).path
     assert not list(workspace.exports.glob(".partial-*"))
     with zipfile.ZipFile(path) as archive:
         names = sorted(archive.namelist())
@@ -132,3 +132,28 @@ def _gps_exif() -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}
     return exif.tobytes()
+
+
+def test_residual_check_holds_back_a_visible_face_until_confirmed(workspace, session, astronaut_rgb, engine):
+    faces = engine.detector.detect(astronaut_rgb)
+    image_id = detected(workspace, session, "portrait.jpg", jpeg_bytes(astronaut_rgb),
+                        [f.with_enabled(False) for f in faces])
+    workspace.decide(image_id, APPROVED, "A. Officer", "face switched off by mistake")
+    first = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert first.held_back == ["portrait.jpg"] and first.exported == []
+    batch = workspace.batch_settings(session)
+    assert workspace.image(image_id).residual_open(batch)
+    assert workspace.audit(session)[-2]["action"] == "residual faces found"
+
+    workspace.confirm_residual(image_id, batch, "A. Officer")
+    assert not workspace.image(image_id).residual_open(batch)
+    second = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert second.exported == ["portrait.jpg"] and second.held_back == []
+
+
+def test_residual_check_passes_a_well_covered_face(workspace, session, astronaut_rgb, engine):
+    image_id = detected(workspace, session, "portrait.jpg", jpeg_bytes(astronaut_rgb),
+                        engine.detector.detect(astronaut_rgb))
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    result = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert result.exported == ["portrait.jpg"] and result.held_back == []

@@ -1,0 +1,112 @@
+"""The dashboard with a large session: overview render time, slider-to-preview time, memory,
+and the export of every photo approved.
+
+    python -m benchmarks.dashboard [--photos 200] [--megapixels 12]
+
+Builds a throwaway workspace of N photos (the evaluation photos of ../shared/eval enlarged to
+the given size, or the scikit-image astronaut where that folder is absent), detects them with
+the real engine, then drives the real pages with Streamlit's AppTest in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def _photos(count: int, megapixels: float):
+    """(name, JPEG bytes) one at a time, so the benchmark itself holds no batch in memory."""
+    folder = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images"
+    sources = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    if sources:
+        images = [Image.open(p).convert("RGB") for p in sources]
+    else:
+        from skimage import data
+
+        images = [Image.fromarray(data.astronaut())]
+    for i in range(count):
+        image = images[i % len(images)]
+        k = (megapixels * 1e6 / (image.width * image.height)) ** 0.5
+        big = image.resize((round(image.width * k), round(image.height * k)), Image.BICUBIC)
+        buffer = io.BytesIO()
+        big.save(buffer, "JPEG", quality=90)
+        yield f"photo-{i:03d}.jpg", buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--megapixels", type=float, default=12.0)
+    args = parser.parse_args()
+    os.environ["FACE_PRIVACY_WORKSPACE"] = tempfile.mkdtemp(prefix="dashboard-bench-")
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.export import export_approved
+    from core.review import detect_pending
+    from core.workspace import APPROVED, Workspace
+    from dashboard.state import engine
+
+    ws = Workspace(Path(os.environ["FACE_PRIVACY_WORKSPACE"]))
+    session_id = ws.create_session("benchmark", "bench")
+    start = time.perf_counter()
+    for name, data in _photos(args.photos, args.megapixels):
+        ws.add_image(session_id, name, data, "bench")
+    made = time.perf_counter() - start
+    start = time.perf_counter()
+    detect_pending(ws, engine(), session_id)
+    detected = time.perf_counter() - start
+    print(f"{args.photos} photos of {args.megapixels:g} MP: added in {made:.0f} s, "
+          f"detected in {detected:.0f} s ({detected / args.photos * 1000:.0f} ms each)")
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    at = AppTest.from_file(app, default_timeout=600)
+    at.session_state["session_id"] = session_id
+    at.session_state["reviewer"] = "bench"
+    at.run()
+    at.switch_page("pages/overview.py")
+    first = _timed(at.run)
+    later = [_timed(at.run) for _ in range(5)]
+    print(f"overview, 24 thumbnails a page: first visit {first * 1000:.0f} ms, "
+          f"after that median {statistics.median(later) * 1000:.0f} ms (script run, no browser)")
+
+    at.switch_page("pages/review.py").run()
+    at.sidebar.toggle[0].set_value(True).run()  # own settings for this photo
+    slider = next(s for s in at.sidebar.slider if s.label == "Confidence threshold")
+    times = []
+    for value in (0.3, 0.4, 0.5, 0.35, 0.45):
+        slider.set_value(value)
+        times.append(_timed(at.run))
+        slider = next(s for s in at.sidebar.slider if s.label == "Confidence threshold")
+    print(f"slider to preview on a {args.megapixels:g} MP photo: median {statistics.median(times) * 1000:.0f} ms "
+          "(page rerun with the new preview, no detection)")
+
+    for record in ws.images(session_id):
+        if record.detected:
+            ws.decide(record.id, APPROVED, "bench")
+    start = time.perf_counter()
+    result = export_approved(ws, session_id, "bench", engine().detector)
+    exported = time.perf_counter() - start
+    print(f"export of {args.photos} approved photos (with the residual check): {exported:.0f} s, "
+          f"{len(result.exported)} exported, {len(result.held_back)} held back, "
+          f"zip {result.path.stat().st_size / 1e6:.0f} MB")
+    print(f"peak memory of this process (engine, pages, export): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Broken and hostile input, through the same intake and detection the dashboard uses: each
+file is refused with its name and reason in the audit log, or processed; the batch goes on."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from core.export import export_approved
+from core.images import ImageError, decode_photo
+from core.review import add_files, detect_pending, intake_folder, intake_upload
+from core.workspace import APPROVED, FAILED, Workspace
+from tests.test_images import BAD_INPUTS, gradient, png_header_claiming
+
+
+def encoded(pixels: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+# How a camera stores an upright picture for each EXIF orientation (the inverse of what a
+# viewer applies).
+STORED = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
+          5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
+
+
+def oriented(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    upright = Image.fromarray(gradient())
+    stored = upright.transpose(STORED[orientation]) if STORED[orientation] is not None else upright
+    return encoded(np.asarray(stored), "PNG", exif=exif.tobytes())
+
+
+def corrupt_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(gradient(), "JPEG", exif=exif.tobytes())
+    start = data.index(b"Exif\x00\x00") + 6
+    return data[:start] + b"\xde\xad\xbe\xef" * 4 + data[start + 16:]
+
+
+def palette_png() -> bytes:
+    return encoded(np.asarray(Image.fromarray(gradient()).convert("P")), "PNG")
+
+
+def deep_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def cmyk_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gradient()).convert("CMYK").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+REFUSED = {name: (make, reason) for name, (make, reason) in BAD_INPUTS.items()} | {
+    "photo.heic": (lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    "huge-header.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
+}
+PROCESSED = {
+    "palette.png": palette_png,
+    "gray.png": lambda: encoded(gradient()[:, :, 0], "PNG"),
+    "rgba.png": lambda: encoded(np.dstack([gradient(), np.full((48, 64), 90, np.uint8)]), "PNG"),
+    "deep16.png": deep_png,
+    "cmyk.jpg": cmyk_jpeg,
+    "progressive.jpg": lambda: encoded(gradient(), "JPEG", progressive=True),
+    "one-pixel.png": lambda: encoded(np.zeros((1, 1, 3), np.uint8), "PNG"),
+    "strip.png": lambda: encoded(np.full((10, 20000, 3), 128, np.uint8), "PNG"),
+    "corrupt-exif.jpg": corrupt_exif,
+    **{f"orientation-{n}.png": (lambda n=n: oriented(n)) for n in range(1, 9)},
+    "../../etc/escape.jpg": lambda: encoded(gradient(), "JPEG"),
+    "a/b/slashes.jpg": lambda: encoded(gradient(), "JPEG"),
+    "😀 emoji face.jpg": lambda: encoded(gradient(), "JPEG"),
+    "x" * 300 + ".jpg": lambda: encoded(gradient(), "JPEG"),
+}
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace(tmp_path / "ws")
+
+
+def test_every_kind_is_refused_or_processed_and_logged(ws, engine):
+    session = ws.create_session("hostile", "tester")
+    uploads = [(name, make()) for name, (make, _) in REFUSED.items()] + [(n, m()) for n, m in PROCESSED.items()]
+    uploads += [("twice.jpg", encoded(gradient(), "JPEG")), ("twice.jpg", encoded(255 - gradient(), "JPEG")),
+                ("same-bytes-1.png", encoded(gradient(), "PNG")), ("same-bytes-2.png", encoded(gradient(), "PNG"))]
+    for name, data in uploads:
+        add_files(ws, session, intake_upload(name, data), "tester")
+    detect_pending(ws, engine, session)
+
+    by_name = {}
+    for record in ws.images(session):
+        by_name.setdefault(record.name, []).append(record)
+    refusals = {a["detail"].get("name") or _name(ws, a["image_id"]): a["detail"]["reason"]
+                for a in ws.audit(session) if a["action"] == "file refused"}
+    for name, (_make, reason) in REFUSED.items():
+        (record,) = by_name[name]
+        assert record.status == FAILED and reason in record.error, (name, record.error)
+        assert reason in refusals[name]
+    for name in PROCESSED:
+        (record,) = by_name[name]
+        assert record.detected and record.error is None, (name, record.error)
+    for n in range(1, 9):
+        (record,) = by_name[f"orientation-{n}.png"]
+        upright = decode_photo(ws.preview(record.sha256, 320), "preview").pixels
+        assert (record.width, record.height) == (64, 48) and np.abs(upright.astype(int) - gradient()).mean() < 3, n
+    assert len(by_name["twice.jpg"]) == 2
+    assert any("same_bytes_as" in a["detail"] for a in ws.audit(session))
+
+    for record in ws.images(session):
+        if record.detected:
+            ws.decide(record.id, APPROVED, "tester")
+    with zipfile.ZipFile(export_approved(ws, session, "tester", engine.detector).path) as archive:
+        names = [n for n in archive.namelist() if n.startswith("images/")]
+    assert len(names) == len(set(names)) == len(PROCESSED) + 4
+    for name in names:
+        base = name.removeprefix("images/")
+        assert "/" not in base and ".." not in base and len(base) <= 104 and base.isascii()
+
+
+def _name(ws, image_id):
+    return ws.image(image_id).name
+
+
+def test_hostile_zip(engine, ws):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("../../outside.jpg", encoded(gradient(), "JPEG"))
+        archive.writestr("/etc/absolute.jpg", encoded(gradient(), "JPEG"))
+        link = zipfile.ZipInfo("link.jpg")
+        link.external_attr = (0o120777 << 16)
+        archive.writestr(link, "/etc/passwd")
+        archive.writestr("bomb.png", b"\x00" * 50_000_000)
+    session = ws.create_session("zip", "tester")
+    add_files(ws, session, intake_upload("batch.zip", buffer.getvalue()), "tester")
+    records = {r.name: r for r in ws.images(session)}
+    assert set(records) == {"batch.zip/outside.jpg", "batch.zip/absolute.jpg", "batch.zip/link.jpg",
+                            "batch.zip/bomb.png"}
+    assert "symbolic link" in records["batch.zip/link.jpg"].error
+    assert "zip bomb" in records["batch.zip/bomb.png"].error
+    assert records["batch.zip/outside.jpg"].error is None
+    assert not (ws.root.parent / "outside.jpg").exists()
+
+
+def test_hostile_folder(tmp_path, ws):
+    folder = tmp_path / "drop"
+    (folder / "deep").mkdir(parents=True)
+    for i in range(2000):
+        (folder / f"notes-{i}.txt").write_text("not a photo")
+    (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
+    (folder / "deep" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # reading it would block forever: never opened
+    session = ws.create_session("folder", "tester")
+    refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester")
+    assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg"}
+    reasons = {r.name: r.problem for r in refused}
+    assert len(refused) == 2002
+    assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
+    assert "not an image file" in reasons["notes-7.txt"]
+    outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester")
+    assert "outside the folders" in outside[0].problem
+
+
+VALID = [encoded(gradient(), "JPEG"), encoded(gradient(), "PNG"), encoded(gradient(), "GIF"),
+         encoded(gradient(), "WEBP"), encoded(gradient(), "TIFF"), encoded(gradient(), "BMP")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=2048),
+    st.tuples(st.sampled_from(VALID), st.integers(0, 4000), st.binary(min_size=1, max_size=16)).map(
+        lambda t: t[0][:t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]) + len(t[2]):]),
+    st.tuples(st.sampled_from(VALID), st.integers(1, 4000)).map(lambda t: t[0][:t[1] % len(t[0])]),
+))
+def test_fuzz_loader_only_raises_image_error(data):
+    """Random and mutated image bytes decode or raise ImageError: never another exception."""
+    try:
+        photo = decode_photo(data, "fuzz.bin", max_pixels=4_000_000)
+    except ImageError as exc:
+        assert exc.name == "fuzz.bin" and exc.reason
+    else:
+        assert photo.pixels.dtype == np.uint8 and photo.pixels.shape[2] in (3, 4)
