@@ -1,6 +1,10 @@
 """Face privacy review dashboard: `streamlit run app.py`."""
 
+import sqlite3
+
 import streamlit as st
+
+from dashboard.state import storage_failure
 
 st.set_page_config(page_title="Face privacy review", page_icon=":material/shield:", layout="wide")
 navigation = st.navigation([
@@ -9,4 +13,7 @@ navigation = st.navigation([
     st.Page("pages/review.py", title="Review one image", icon=":material/search:"),
     st.Page("pages/export.py", title="Export", icon=":material/archive:"),
 ])
-navigation.run()
+try:
+    navigation.run()
+except (OSError, sqlite3.Error) as exc:  # a full disk or a read-only workspace
+    storage_failure(exc)

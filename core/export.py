@@ -58,7 +58,7 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
     approved = [r for r in workspace.images(session_id) if workspace.is_approval_current(r, batch)]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = workspace.exports / f"{OutputNamer.safe_stem(session['name'])}-{stamp}.zip"
-    partial = target.with_name(f".partial-{target.name}")
+    partial = target.with_name(f"{target.name}.partial")
     versions = engine_versions()
     rows, held_back = [], []
     namer = OutputNamer(folder=None)

@@ -95,8 +95,9 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(name, f"image is too large to open safely (over {max_pixels / 1e6:.0f} "
                                "megapixels)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(name, f"the image data is damaged or truncated ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError,
+        # ValueError, TypeError, KeyError, IndexError... on hostile files (the fuzz test finds them)
+        raise ImageError(name, f"the image data is damaged or truncated ({type(exc).__name__}: {exc})") from None
     return Photo(name=name, pixels=pixels, sha256=hashlib.sha256(data).hexdigest(),
                  format=image.format or "")
 

@@ -125,6 +125,9 @@ class Workspace:
         self.previews = self.root / "previews"
         for folder in (self.root, self.objects, self.exports, self.previews):
             folder.mkdir(parents=True, exist_ok=True)
+        # A zip still named *.partial was cut short by a crash: it is never offered.
+        for stale in self.exports.glob("*.partial"):
+            stale.unlink()
         self.db_path = self.root / "review.sqlite"
         db = sqlite3.connect(self.db_path, timeout=30)
         try:

@@ -3,6 +3,8 @@ session and reviewer this browser tab has open."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import streamlit as st
 
 from core.pipeline import Engine
@@ -15,8 +17,21 @@ def engine() -> Engine:
 
 
 def workspace() -> Workspace:
-    """The workspace of FACE_PRIVACY_WORKSPACE (or the user's data folder), opened once."""
-    return _workspace(str(default_root()))
+    """The workspace of FACE_PRIVACY_WORKSPACE (or the user's data folder), opened once; a
+    folder that cannot be used stops the page with a message instead of a traceback."""
+    root = default_root()
+    try:
+        return _workspace(str(root))
+    except (OSError, sqlite3.Error) as exc:
+        st.error(f"The workspace folder {root} cannot be used: {exc}. Choose a writable folder with "
+                 "space to spare (set FACE_PRIVACY_WORKSPACE) and restart the dashboard.")
+        st.stop()
+
+
+def storage_failure(exc: Exception) -> None:
+    """Say clearly that saving failed; whatever was saved before is untouched."""
+    st.error(f"Saving failed: {exc}. Nothing saved before was lost, but this last action was not "
+             f"recorded. Free disk space or make {default_root()} writable, then try again.")
 
 
 @st.cache_resource

@@ -109,7 +109,7 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
     assert workspace.image(pending).status == PENDING
 
     path = export_approved(workspace, session, "A. Officer", engine.detector).path
-    assert not list(workspace.exports.glob(".partial-*"))
+    assert not list(workspace.exports.glob("*.partial"))
     with zipfile.ZipFile(path) as archive:
         names = sorted(archive.namelist())
         assert names == ["images/passwd-2.jpg", "images/passwd.jpg", "manifest.csv", "manifest.json"]

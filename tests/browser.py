@@ -1,0 +1,122 @@
+"""A real `streamlit run` on a free loopback port and headless Debian Chromium, for the tests
+that drive the dashboard as a reviewer does."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def require_chromium() -> None:
+    """Skip on a machine without Chromium; in CI its absence is an error, not a skip."""
+    if CHROMIUM:
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install Debian's chromium")
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StreamlitServer:
+    """`streamlit run app.py` over a given workspace; `prefix` wraps the command (strace)."""
+
+    def __init__(self, workspace: Path, log: Path, prefix: tuple[str, ...] = ()):
+        self.workspace, self.log, self.prefix = workspace, log, prefix
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> StreamlitServer:
+        env = dict(os.environ, FACE_PRIVACY_WORKSPACE=str(self.workspace),
+                   FACE_PRIVACY_FOLDER_ROOTS=str(self.workspace.parent))
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*self.prefix, sys.executable, "-m", "streamlit", "run", "app.py",
+                 "--server.port", str(self.port), "--server.headless", "true"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(self.url + "_stcore/health", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError("streamlit did not start: " + self.log.read_text(errors="replace"))
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut would stop it: no clean-up runs."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def chromium_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def settle(page) -> None:
+    """Wait until the Streamlit script has finished its run (a click during a rerun is lost)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError("condition not met in time")
+
+
+def start_session(page, url: str, name: str, reviewer: str) -> None:
+    page.goto(url)
+    page.get_by_label("Session name").fill(name)
+    page.get_by_label("Your name").first.fill(reviewer)
+    page.get_by_role("button", name="Start session").click()
+    page.get_by_role("button", name="Add and detect faces").wait_for()
+
+
+def reopen_session(page, url: str, reviewer: str) -> None:
+    page.goto(url)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("button", name="Open session")).to_have_count(1)
+    page.get_by_label("Your name").last.fill(reviewer)
+    page.get_by_role("button", name="Open session").click()
+    page.get_by_role("button", name="Add and detect faces").wait_for()

@@ -1,0 +1,177 @@
+"""Crashes and broken storage: the server is SIGKILLed mid-detection and mid-export, two tabs
+share a session, and the workspace is read-only or full. Nothing saved may be lost."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.review import detect_pending
+from core.workspace import APPROVED, REJECTED, Workspace
+from tests.browser import StreamlitServer, chromium_page, require_chromium, reopen_session, settle, start_session, wait_for
+from tests.conftest import ROOT, jpeg_bytes
+
+require_chromium()
+
+from playwright.sync_api import expect  # noqa: E402
+
+UNSHARE = shutil.which("unshare")
+
+
+def integrity(db_path: Path) -> str:
+    with sqlite3.connect(db_path) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory, astronaut_rgb):
+    """Sixteen 9 MP photos: detection and export take long enough to be interrupted."""
+    folder = tmp_path_factory.mktemp("large")
+    big = Image.fromarray(astronaut_rgb).resize((3000, 3000), Image.BICUBIC)
+    for i in range(16):
+        buffer = io.BytesIO()
+        big.rotate(i * 3, expand=False).save(buffer, "JPEG", quality=90)
+        (folder / f"large-{i:02d}.jpg").write_bytes(buffer.getvalue())
+    return sorted(folder.iterdir())
+
+
+def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photos):
+    ws_root = tmp_path / "ws"
+    server = StreamlitServer(ws_root, tmp_path / "server.log").start()
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Crash test", "Officer")
+            page.locator("input[type=file]").set_input_files([str(p) for p in large_photos])
+            expect(page.get_by_text("large-15.jpg")).to_be_visible()
+            page.get_by_role("button", name="Add and detect faces").click()
+            ws = Workspace(ws_root)
+            session_id = ws.sessions()[0]["id"]
+            wait_for(lambda: sum(r.detected for r in ws.images(session_id)) >= 2, 120)
+            decided = next(r for r in ws.images(session_id) if r.detected)
+            ws.decide(decided.id, APPROVED, "Officer", "before the crash")
+            server.kill()
+        done_before = sum(r.detected for r in ws.images(session_id))
+        assert done_before < len(large_photos), "the kill came too late to test anything"
+        assert integrity(ws.db_path) == "ok"
+        assert ws.image(decided.id).status == APPROVED
+
+        server.start()
+        with chromium_page() as page:
+            reopen_session(page, server.url, "Officer")
+            # Detection resumes with what was left, without the reviewer asking.
+            wait_for(lambda: all(r.detected for r in ws.images(session_id)), 180)
+            detections = [a for a in ws.audit(session_id) if a["action"] == "faces detected"]
+            assert len(detections) == len(large_photos), "every photo detected exactly once"
+            for record in ws.images(session_id):
+                ws.decide(record.id, APPROVED, "Officer")
+            settle(page)
+            page.get_by_role("link", name="Export").click()
+            page.get_by_role("button", name="Build the zip").click()
+            wait_for(lambda: list(ws.exports.glob("*.partial")), 120)
+            server.kill()
+        assert not list(ws.exports.glob("*.zip")), "no zip may exist before it is complete"
+        assert integrity(ws.db_path) == "ok"
+        assert any(a["detail"].get("comment") == "before the crash" for a in ws.audit(session_id))
+
+        server.start()
+        with chromium_page() as page:
+            reopen_session(page, server.url, "Officer")
+            assert not list(ws.exports.glob("*.partial")), "the cut-short zip is removed on restart"
+            page.get_by_role("link", name="Export").click()
+            expect(page.get_by_text("approved photo(s) will be exported")).to_contain_text("16")
+            expect(page.get_by_role("button", name="Download the zip")).to_have_count(0)
+            page.get_by_role("button", name="Build the zip").click()
+            expect(page.get_by_role("button", name="Download the zip")).to_be_visible(timeout=180_000)
+        (zip_path,) = ws.exports.glob("*.zip")
+        with zipfile.ZipFile(zip_path) as archive:
+            assert archive.testzip() is None
+            assert len([n for n in archive.namelist() if n.startswith("images/")]) == len(large_photos)
+    finally:
+        server.stop()
+
+
+def test_two_tabs_on_one_session_lose_no_decision(tmp_path, monkeypatch, engine, astronaut_rgb):
+    monkeypatch.setenv("FACE_PRIVACY_WORKSPACE", str(tmp_path / "ws"))
+    ws = Workspace(tmp_path / "ws")
+    session_id = ws.create_session("Shared", "Alice")
+    ids = [ws.add_image(session_id, "one.jpg", jpeg_bytes(astronaut_rgb), "Alice"),
+           ws.add_image(session_id, "two.jpg", jpeg_bytes(astronaut_rgb[:, ::-1].copy()), "Alice")]
+    detect_pending(ws, engine, session_id)
+
+    def tab(reviewer: str, image_id: int) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.session_state["session_id"], at.session_state["reviewer"] = session_id, reviewer
+        at.session_state["image_id"] = image_id
+        at.run()
+        at.switch_page("pages/review.py").run()
+        assert not at.exception
+        return at
+
+    alice, bob = tab("Alice", ids[0]), tab("Bob", ids[0])
+    next(b for b in alice.button if b.label == "Approve").click().run()
+    next(b for b in bob.button if b.label == "Reject").click().run()  # Bob's page was opened before
+    assert ws.image(ids[0]).status == REJECTED, "the later decision stands"
+    decisions = [(a["actor"], a["action"]) for a in ws.audit(session_id) if a["image_id"] == ids[0]]
+    assert ("Alice", APPROVED) in decisions and ("Bob", REJECTED) in decisions, "and both are on record"
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_read_only_workspace_gives_a_clear_message(tmp_path):
+    ws_root = tmp_path / "ws"
+    ws = Workspace(ws_root)
+    ws.create_session("Kept", "Officer")
+    mount_read_only = (UNSHARE, "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(ws_root))
+    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=mount_read_only).start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url)
+            settle(page)
+            if page.get_by_label("Session name").count():
+                page.get_by_label("Session name").fill("New")
+                page.get_by_label("Your name").first.fill("Officer")
+                page.get_by_role("button", name="Start session").click()
+                settle(page)
+            message = page.get_by_role("alert")
+            expect(message).to_contain_text(str(ws_root))
+            text = message.inner_text()
+            assert "cannot be used" in text or "Saving failed" in text
+            assert "Traceback" not in page.content()
+    finally:
+        server.stop()
+    assert [s["name"] for s in Workspace(ws_root).sessions()] == ["Kept"]
+    assert integrity(ws.db_path) == "ok"
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, large_photos):
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=3m tmpfs "$0" && exec "$@"', str(ws_root))
+    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Tiny disk", "Officer")
+            page.locator("input[type=file]").set_input_files([str(p) for p in large_photos[:4]])
+            expect(page.get_by_text("large-03.jpg")).to_be_visible()
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_role("alert")).to_contain_text("Saving failed")
+            assert "No space left" in page.get_by_role("alert").inner_text()
+            assert "Traceback" not in page.content()
+            # Read the server's private disk through /proc (SQLite itself would resolve the
+            # link to this process's own view), and check a copy of the database.
+            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+            assert not (inside / "review.sqlite-wal").exists() or (inside / "review.sqlite-wal").stat().st_size == 0
+            copy = tmp_path / "copy.sqlite"
+            copy.write_bytes((inside / "review.sqlite").read_bytes())
+            assert integrity(copy) == "ok"
+            with sqlite3.connect(copy) as db:
+                assert db.execute("SELECT name FROM sessions").fetchall() == [("Tiny disk",)]
+    finally:
+        server.stop()
