@@ -175,3 +175,40 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
                 assert db.execute("SELECT name FROM sessions").fetchall() == [("Tiny disk",)]
     finally:
         server.stop()
+
+
+def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, astronaut_rgb):
+    from tests.test_hardening import REFUSED
+
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    for name, (make, _reason) in REFUSED.items():
+        (folder / name).write_bytes(make())
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("../../escape.jpg", jpeg_bytes(astronaut_rgb))
+        archive.writestr("zeros.png", b"\x00" * 50_000_000)
+    (folder / "batch.zip").write_bytes(bomb.getvalue())
+    (folder / "good.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Hostile", "Officer")
+            page.locator("input[type=file]").set_input_files(sorted(str(p) for p in folder.iterdir()))
+            expect(page.get_by_text("good.jpg")).to_be_visible()
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("2 photo(s) ready for review")).to_be_visible(timeout=120_000)
+            alert = page.get_by_role("alert")
+            for name, (_make, reason) in REFUSED.items():
+                expect(alert).to_contain_text(f"{name}: ")
+                assert reason in alert.inner_text(), name
+            expect(alert).to_contain_text("batch.zip/zeros.png")
+            # Still responsive: the other pages work and the good photos can be reviewed.
+            page.get_by_role("link", name="Review one image").click()
+            expect(page.get_by_role("heading", name="batch.zip/escape.jpg — pending")).to_be_visible()
+            assert "Traceback" not in page.content()
+    finally:
+        server.stop()
+    ws = Workspace(tmp_path / "ws")
+    refused = [a for a in ws.audit(ws.sessions()[0]["id"]) if a["action"] == "file refused"]
+    assert len(refused) == len(REFUSED) + 1
