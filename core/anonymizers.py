@@ -119,15 +119,23 @@ def make_anonymizer(mode: str, strength: float = 1.0, shape: str = "ellipse",
 
 @dataclass(frozen=True)
 class OutlineAnnotator:
-    """Draws each region's outline, for previews; exports leave it off unless asked."""
+    """Draws each region's outline, and a label if given, for previews; exports leave it off
+    unless asked."""
 
     color: tuple[int, int, int] = (255, 64, 64)
     thickness_ratio: float = 0.004
 
-    def annotate(self, image: np.ndarray, regions: list[Region]) -> np.ndarray:
+    def annotate(self, image: np.ndarray, regions: list[Region], labels: list[str] | None = None) -> np.ndarray:
         out = np.ascontiguousarray(image.copy())
         thickness = max(1, int(round(self.thickness_ratio * max(image.shape[:2]))))
         color = self.color + (255,) if image.shape[2] == 4 else self.color
-        for x, y, w, h in regions:
+        scale = thickness * 0.45
+        for n, (x, y, w, h) in enumerate(regions):
             cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), color, thickness)
+            if labels:
+                (tw, th), _ = cv2.getTextSize(labels[n], cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+                top = max(th + 2 * thickness, y)
+                cv2.rectangle(out, (x, top - th - 2 * thickness), (x + tw + 2 * thickness, top), color, -1)
+                cv2.putText(out, labels[n], (x + thickness, top - thickness), cv2.FONT_HERSHEY_SIMPLEX,
+                            scale, (255, 255, 255) + ((255,) if image.shape[2] == 4 else ()), thickness)
         return out

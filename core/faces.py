@@ -67,6 +67,12 @@ def selected(faces: list[Face], threshold: float) -> list[Face]:
     return [f for f in faces if f.enabled and (f.manual or f.score >= threshold)]
 
 
+def reviewable(faces: list[Face], threshold: float) -> list[int]:
+    """Positions of the faces a reviewer decides on, on or off: every face drawn by hand and
+    every detected face the threshold selects. The review table numbers them in this order."""
+    return [i for i, f in enumerate(faces) if f.manual or f.score >= threshold]
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of every box in `a` with every box in `b` (rows x, y, w, h)."""
     ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .faces import Face, selected
+from .anonymizers import OutlineAnnotator
+from .faces import Face, reviewable, selected
 from .images import IMAGE_SUFFIXES, ImageError, decode_photo, encode_photo
 from .pipeline import Engine, Settings, anonymize
 from .workspace import ImageRecord, Workspace
@@ -177,12 +178,25 @@ def _bases(pixels: np.ndarray) -> dict[int, bytes]:
     return out
 
 
+SWITCHED_OFF = OutlineAnnotator(color=(255, 210, 0))
+
+
 def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Settings,
            outline: bool = False) -> np.ndarray:
-    """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it."""
+    """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it. With
+    `outline`, every face of the review table is boxed with its number: covered ones in red,
+    switched-off ones in yellow."""
     k = base.shape[1] / full_width
     scaled = [replace(f, x=f.x * k, y=f.y * k, w=f.w * k, h=f.h * k) for f in faces]
-    return anonymize(base, scaled, replace(settings, outline=outline))
+    out = anonymize(base, scaled, replace(settings, outline=False))
+    if outline:
+        height, width = base.shape[:2]
+        for annotator, enabled in ((OutlineAnnotator(), True), (SWITCHED_OFF, False)):
+            shown = [(n + 1, scaled[i]) for n, i in enumerate(reviewable(faces, settings.threshold))
+                     if scaled[i].enabled == enabled]
+            out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
+                                     [str(n) for n, _ in shown])
+    return out
 
 
 def attention(record: ImageRecord, settings: Settings) -> list[str]:

@@ -9,14 +9,14 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.faces import Face
+from core.faces import Face, reviewable
 from core.images import encode_photo
 
 
 def face_rows(faces: list[Face], threshold: float) -> tuple[list[dict], list[int]]:
     """Table rows for the faces that matter at this threshold (and every drawn face), and
     the position of each row's face in the full list."""
-    positions = [i for i, f in enumerate(faces) if f.manual or f.score >= threshold]
+    positions = reviewable(faces, threshold)
     rows = [{"face": n + 1, "confidence": round(faces[i].score, 2), "size px": round(faces[i].size),
              "detector": faces[i].detector, "added by hand": faces[i].manual, "enabled": faces[i].enabled}
             for n, i in enumerate(positions)]

@@ -142,3 +142,16 @@ def test_settings_are_validated():
         Settings(mode="smudge")
     with pytest.raises(ValueError, match="threshold"):
         Settings(threshold=1.5)
+
+
+def test_preview_numbers_faces_and_marks_switched_off_ones():
+    from core.review import render
+
+    base = np.full((200, 400, 3), 128, np.uint8)
+    faces = [Face(40, 40, 60, 60, 0.9, "centerface"), Face(250, 40, 60, 60, 0.8, "centerface", enabled=False)]
+    out = render(base, 800, faces, Settings(padding=0.0), outline=True)  # the base is half size
+    red = (out[:, :, 0] > 200) & (out[:, :, 1] < 100)
+    yellow = (out[:, :, 0] > 200) & (out[:, :, 1] > 180) & (out[:, :, 2] < 60)
+    assert red[:, :200].any() and not red[:, 200:].any(), "the covered face is outlined in red"
+    assert yellow[:, 100:].any() and not yellow[:, :100].any(), "the switched-off face in yellow"
+    assert (out[25:45, 130:150] == 128).all(), "a switched-off face is not covered"
