@@ -60,7 +60,7 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
     target = workspace.exports / f"{OutputNamer.safe_stem(session['name'])}-{stamp}.zip"
     partial = target.with_name(f"{target.name}.partial")
     versions = engine_versions()
-    rows, held_back = [], []
+    rows, held_back, exported_ids = [], [], {}
     namer = OutputNamer(folder=None)
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
@@ -84,6 +84,7 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                 data = encode_photo(pixels, fmt, settings.jpeg_quality)
                 name = namer.name_for(record.name, fmt)
                 archive.writestr(f"images/{name}", data)
+                exported_ids[record.id] = record.name
                 rows.append({
                     "original_name": record.name, "output_name": f"images/{name}",
                     "original_sha256": record.sha256, "output_sha256": hashlib.sha256(data).hexdigest(),
@@ -100,10 +101,14 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
             writer.writeheader()
             writer.writerows(rows)
             archive.writestr("manifest.csv", table.getvalue())
+            # Every recorded step of each exported photo, from upload to approval.
+            trail = [{"at": a["at"], "actor": a["actor"], "action": a["action"],
+                      "image": exported_ids[a["image_id"]], "detail": a["detail"]}
+                     for a in workspace.audit(session_id) if a["image_id"] in exported_ids]
             archive.writestr("manifest.json", json.dumps({
                 "session": session["name"], "exported_by": actor,
                 "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": versions, "images": rows}, indent=2))
+                "versions": versions, "images": rows, "audit": trail}, indent=2))
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(partial, target)

@@ -179,48 +179,66 @@ def _bases(pixels: np.ndarray) -> dict[int, bytes]:
 
 
 SWITCHED_OFF = OutlineAnnotator(color=(255, 210, 0))
+FLAGGED = OutlineAnnotator(color=(170, 60, 255))
 
 
 def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Settings,
-           outline: bool = False) -> np.ndarray:
+           outline: bool = False, flagged: list[Face] = ()) -> np.ndarray:
     """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it. With
     `outline`, every face of the review table is boxed with its number: covered ones in red,
-    switched-off ones in yellow."""
+    switched-off ones in yellow. `flagged` faces (the residual check's) are boxed in purple."""
     k = base.shape[1] / full_width
-    scaled = [replace(f, x=f.x * k, y=f.y * k, w=f.w * k, h=f.h * k) for f in faces]
+
+    def scale(found: list[Face]) -> list[Face]:
+        return [replace(f, x=f.x * k, y=f.y * k, w=f.w * k, h=f.h * k) for f in found]
+
+    scaled = scale(faces)
     out = anonymize(base, scaled, replace(settings, outline=False))
+    height, width = base.shape[:2]
     if outline:
-        height, width = base.shape[:2]
         for annotator, enabled in ((OutlineAnnotator(), True), (SWITCHED_OFF, False)):
             shown = [(n + 1, scaled[i]) for n, i in enumerate(reviewable(faces, settings.threshold))
                      if scaled[i].enabled == enabled]
             out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
                                      [str(n) for n, _ in shown])
+    if flagged:
+        out = FLAGGED.annotate(out, [f.region(0.0, width, height) for f in scale(flagged)], ["?"] * len(flagged))
     return out
 
 
-def attention(record: ImageRecord, settings: Settings) -> list[str]:
-    """Why a reviewer should look closely at this image; empty when nothing stands out."""
+@dataclass(frozen=True)
+class Flag:
+    """Something a reviewer should look at, weighted for sorting by risk."""
+
+    weight: int
+    text: str
+
+
+def attention(record: ImageRecord, settings: Settings) -> list[Flag]:
+    """Why a reviewer should look closely at this image, most serious first; [] when
+    nothing stands out. A face still found after anonymisation, or switched off, is a
+    possible leak; a photo with no face at all may be a miss."""
     if record.error:
-        return [f"cannot be processed: {record.error}"]
+        return [Flag(20, f"cannot be processed: {record.error}")]
     if not record.detected:
-        return ["not yet detected"]
-    reasons = []
-    chosen = selected(record.faces, settings.threshold)
-    near = [f for f in record.faces if not f.manual and settings.threshold - NEAR_MISS <= f.score < settings.threshold]
-    if not chosen:
-        reasons.append("no face found")
-    if near:
-        reasons.append(f"{len(near)} candidate(s) just under the threshold")
-    small = [f for f in chosen if f.size < SMALL_FACE]
-    if small:
-        reasons.append(f"{len(small)} very small face(s)")
-    if any(f.manual for f in record.faces):
-        reasons.append("faces added by hand")
-    if any(not f.enabled for f in record.faces if f.score >= settings.threshold):
-        reasons.append("faces switched off")
+        return [Flag(1, "not yet detected")]
+    flags = []
     residual = record.residual_open(settings)
     if residual:
-        reasons.append(f"{len(residual)} face(s) found again after anonymisation: held out of the export "
-                       "until confirmed")
-    return reasons
+        flags.append(Flag(100, f"{len(residual)} face(s) found again after anonymisation: held out of "
+                               "the export until confirmed"))
+    chosen = selected(record.faces, settings.threshold)
+    if not chosen:
+        flags.append(Flag(40, "no face found"))
+    off = [f for f in record.faces if not f.enabled and (f.manual or f.score >= settings.threshold)]
+    if off:
+        flags.append(Flag(30, f"{len(off)} face(s) switched off"))
+    near = [f for f in record.faces if not f.manual and settings.threshold - NEAR_MISS <= f.score < settings.threshold]
+    if near:
+        flags.append(Flag(10, f"{len(near)} candidate(s) just under the threshold"))
+    small = [f for f in chosen if f.size < SMALL_FACE]
+    if small:
+        flags.append(Flag(5, f"{len(small)} very small face(s)"))
+    if any(f.manual for f in record.faces):
+        flags.append(Flag(3, "faces added by hand"))
+    return flags

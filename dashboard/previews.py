@@ -30,9 +30,10 @@ def thumbnail(record: ImageRecord, settings: Settings) -> bytes:
     return _thumbnail(record.sha256, fingerprint(settings, record.faces), record, settings)
 
 
-def preview(record: ImageRecord, settings: Settings, outline: bool) -> np.ndarray:
-    """The anonymised review preview (1600 px), rendered on every change: no detection."""
-    return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline)
+def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=()) -> np.ndarray:
+    """The anonymised review preview (1600 px), rendered on every change: no detection.
+    `flagged` faces (from the residual check) are boxed too."""
+    return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged)
 
 
 def original(record: ImageRecord) -> np.ndarray:

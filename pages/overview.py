@@ -32,14 +32,14 @@ order = right.selectbox("Sort by", ["risk (most first)", "name", "order added"])
 
 shown = [row for row in rows if row[0].status in statuses and (row[2] or not only_attention)]
 if order.startswith("risk"):
-    shown.sort(key=lambda row: (-len(row[2]), row[0].id))
+    shown.sort(key=lambda row: (-sum(flag.weight for flag in row[2]), row[0].id))
 elif order == "name":
     shown.sort(key=lambda row: row[0].name.lower())
 
 pages = max(1, -(-len(shown) // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
 for start in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, len(shown)), COLUMNS):
-    for column, (record, settings, reasons) in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
+    for column, (record, settings, flags) in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
         with column.container(border=True):
             if record.detected:
                 st.image(thumbnail(record, settings), width="stretch")
@@ -47,8 +47,8 @@ for start in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, len(shown)), CO
                 st.markdown(f"**{record.name}**  \n{record.status} · {faces} face(s)")
             else:
                 st.markdown(f"**{record.name}**  \n{record.status}")
-            for reason in reasons:
-                st.caption(f"⚠️ {reason}")
+            for flag in flags:
+                st.caption(f":material/warning: {flag.text}")
             if record.detected and st.button("Review", key=f"open-{record.id}"):
                 review(record.id)
 if not shown:

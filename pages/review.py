@@ -56,20 +56,23 @@ st.markdown(f"### {record.name} — {record.status}"
             + (f" by {record.decided_by} ({record.decided_at})" if record.decided_by else ""))
 left, right = st.columns([3, 2])
 with left:
-    show_original = st.toggle("Show the original (not anonymised)", key=f"original-{image_id}")
+    show_original = st.toggle("Show the original beside it", key=f"original-{image_id}")
     outline = st.toggle("Outline covered regions", value=True, key=f"outline-{image_id}")
+    residual = record.residual_open(settings)
     if st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
-        box = drawn_box(preview(record, settings, outline=True), record.width, key=f"draw-{image_id}")
+        box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
         if box and st.button("Add this face", key=f"add-{image_id}", type="primary"):
             ws.set_faces(image_id, record.faces + [Face.drawn(*box)], reviewer, f"face drawn at {box}")
             st.rerun()
     else:
-        shown = original(record) if show_original else preview(record, settings, outline)
-        st.image(shown, caption="original" if show_original else "anonymised preview", width="stretch",
-                 output_format="JPEG")
-    residual = record.residual_open(settings)
+        shown = [(preview(record, settings, outline, residual), "anonymised preview")]
+        if show_original:
+            shown.append((original(record), "original (never exported)"))
+        for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
+            column.image(pixels, caption=caption, width="stretch", output_format="JPEG")
     if residual:
-        st.warning(f"The residual check found {len(residual)} face(s) on the anonymised photo, at "
+        st.warning(f"The residual check found {len(residual)} face(s) on the anonymised photo (boxed in "
+                   "purple), at "
                    + "; ".join(f"x {f.x:.0f}, y {f.y:.0f} ({f.w:.0f} x {f.h:.0f} px, score {f.score:.2f})"
                                for f in residual)
                    + ". Add a face there, or confirm that the photo is safe to publish.")

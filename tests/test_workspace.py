@@ -125,6 +125,9 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
         pixels = np.asarray(Image.open(io.BytesIO(output)))
         assert np.abs(pixels[100:150, 190:230].astype(int) - astronaut_rgb[100:150, 190:230].astype(int)).mean() > 12
         assert "original_sha256" in archive.read("manifest.csv").decode().splitlines()[0]
+        trail = [(a["image"], a["action"]) for a in manifest["audit"]]
+        assert ("../../etc/passwd.jpg", "image added") in trail and ("../../etc/passwd.jpg", APPROVED) in trail
+        assert not any(name in ("rejected.jpg", "stale.jpg", "pending.jpg") for name, _ in trail)
     assert workspace.audit(session)[-1]["action"] == "exported"
 
 
@@ -157,3 +160,17 @@ def test_residual_check_passes_a_well_covered_face(workspace, session, astronaut
     workspace.decide(image_id, APPROVED, "A. Officer")
     result = export_approved(workspace, session, "A. Officer", engine.detector)
     assert result.exported == ["portrait.jpg"] and result.held_back == []
+
+
+def test_attention_flags_most_serious_first(workspace, session):
+    from core.review import attention
+
+    faces = [FACE, Face(300, 300, 40, 40, 0.8, "centerface", enabled=False),
+             Face(10, 10, 12, 12, 0.2, "centerface"), Face.drawn(400, 50, 30, 30)]
+    image_id = detected(workspace, session, "crowd.jpg", b"1", faces)
+    flags = attention(workspace.image(image_id), Settings())
+    texts = [f.text for f in flags]
+    assert texts == ["1 face(s) switched off", "1 candidate(s) just under the threshold", "faces added by hand"]
+    assert [f.weight for f in flags] == sorted((f.weight for f in flags), reverse=True)
+    empty = detected(workspace, session, "empty.jpg", b"2", [])
+    assert [f.text for f in attention(workspace.image(empty), Settings())] == ["no face found"]
