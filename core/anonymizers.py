@@ -129,7 +129,7 @@ class OutlineAnnotator:
         out = np.ascontiguousarray(image.copy())
         thickness = max(1, int(round(self.thickness_ratio * max(image.shape[:2]))))
         color = self.color + (255,) if image.shape[2] == 4 else self.color
-        scale = thickness * 0.45
+        scale = thickness * 0.3
         for n, (x, y, w, h) in enumerate(regions):
             cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), color, thickness)
             if labels:
