@@ -1,7 +1,7 @@
 """Command line: `python -m core detect|anonymize PATH...`.
 
 Exit codes: 0 every file done, 2 at least one file failed (the others are still done),
-1 bad options.
+3 (anonymize --check) every file done but a face was found again on an output, 1 bad options.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="soft edge width, relative to the region (0 for a hard edge)")
     anonymize.add_argument("--outline", action="store_true", help="draw a box around each region")
     anonymize.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
+    anonymize.add_argument("--check", action="store_true",
+                           help="detect again on every output and report faces still found (residual check)")
     return parser
 
 
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    flagged = []
     with Engine(max_pixels=int(args.max_megapixels * 1e6)) as engine:
         if args.command == "detect":
             results = detect_files(engine, args.paths, settings)
@@ -69,14 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             if any(p.resolve() == args.out.resolve() for p in args.paths):
                 print("error: --out must not be one of the input folders", file=sys.stderr)
                 return 1
-            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress)
+            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check)
             failed = [f for f in manifest["files"] if "error" in f]
+            flagged = [f for f in manifest["files"] if f.get("residual_faces")]
             done = len(manifest["files"]) - len(failed)
             print(f"{done} anonymised, {len(failed)} failed; manifest: {args.out / 'manifest.json'}",
                   file=sys.stderr)
+            for entry in flagged:
+                print(f"check: {entry['input']} -> {entry['output']}: {len(entry['residual_faces'])} face(s) "
+                      "found again on the output; look at it before publishing", file=sys.stderr)
     for entry in failed:
         print(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}", file=sys.stderr)
-    return 2 if failed else 0
+    return 2 if failed else 3 if flagged else 0
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:

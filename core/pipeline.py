@@ -214,10 +214,11 @@ def face_record(face: Face, settings: Settings, width: int, height: int) -> dict
 
 
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
-                    progress: Callable[[int, int, str], None] | None = None) -> dict:
+                    progress: Callable[[int, int, str], None] | None = None, check: bool = False) -> dict:
     """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
 
-    A file that fails is recorded with its reason and the batch goes on."""
+    A file that fails is recorded with its reason and the batch goes on. With `check`, each
+    output is run through the residual check and what it finds is recorded."""
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir)
     jobs = list(expand_paths(paths))
@@ -230,7 +231,11 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
             photo = engine.read(path)
             faces = selected(engine.detect(photo), settings.threshold)
             fmt = output_format(photo)
-            data = encode_photo(anonymize(photo.pixels, faces, settings), fmt, settings.jpeg_quality)
+            pixels = anonymize(photo.pixels, faces, settings)
+            if check:
+                residual = residual_faces(engine.detector, pixels, settings.regions(faces, photo.width, photo.height))
+                entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
+            data = encode_photo(pixels, fmt, settings.jpeg_quality)
             name = namer.name_for(path.name, fmt)
             write_atomically(out_dir / name, data)
             entry.update({

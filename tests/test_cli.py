@@ -114,3 +114,15 @@ def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
 def test_bad_option_is_refused():
     result = run_cli("anonymize", "x.jpg", "--out", "o", "--strength", "0")
     assert result.returncode == 1 and "strength" in result.stderr
+
+
+def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
+    portrait = str(batch / "portrait.jpg")
+    clean = run_cli("anonymize", portrait, "--out", str(tmp_path / "a"), "--check")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["files"][0]["residual_faces"] == []
+    # At a threshold above the face's score nothing is covered: the check must say so.
+    leaky = run_cli("anonymize", portrait, "--out", str(tmp_path / "b"), "--check", "--threshold", "0.99")
+    assert leaky.returncode == 3 and "found again" in leaky.stderr
+    entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["files"][0]
+    assert entry["faces"] == [] and entry["residual_faces"]
