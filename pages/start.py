@@ -59,6 +59,7 @@ upload_round = st.session_state.setdefault("upload_round", 0)
 uploads = st.file_uploader("Photos, or zips of photos", accept_multiple_files=True,
                            key=f"uploader-{upload_round}")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
+                       key=f"folder-{upload_round}",
                        help="Only folders inside the allowed roots can be read: "
                             + ", ".join(str(r) for r in allowed_roots()))
 
@@ -67,7 +68,8 @@ if st.button("Add and detect faces", type="primary", disabled=not uploads and no
         add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer)
     if folder.strip():
         add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer)
-    st.session_state.pop(f"uploader-{upload_round}", None)
+    for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
+        st.session_state.pop(key, None)
     st.session_state["upload_round"] = upload_round + 1
     st.rerun()
 
@@ -79,7 +81,13 @@ failed = [r for r in images if r.error]
 waiting = len(images) - len(done) - len(failed)
 st.success(f"{len(done)} photo(s) ready for review, {len(failed)} could not be read"
            + (f", {waiting} waiting for detection." if waiting else "."))
+SHOWN_FAILURES = 20
 if failed:
-    st.error("These files cannot be processed:\n\n" + "\n".join(f"- **{r.name}**: {r.error}" for r in failed))
+    st.error("These files cannot be processed:\n\n" + "\n".join(
+        f"- **{r.name}**: {r.error}" for r in failed[:SHOWN_FAILURES])
+        + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
+    if len(failed) > SHOWN_FAILURES:
+        with st.expander(f"All {len(failed)} files that cannot be processed"):
+            st.dataframe([{"file": r.name, "reason": r.error} for r in failed], hide_index=True)
 if done:
     st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
