@@ -90,6 +90,17 @@ def test_outputs_carry_no_metadata():
         assert not {"exif", "comment", "xmp", "icc_profile"} & set(reopened.info)
 
 
+def test_iptc_block_dropped():
+    """An IPTC record (Photoshop APP13 segment: caption, byline, location) must not survive."""
+    iptc = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x12\x1c\x02\x50\x00\x0eJane Doe, Oslo"
+    plain = jpeg_bytes(gradient())
+    source = plain[:2] + b"\xff\xed" + struct.pack(">H", len(iptc) + 2) + iptc + plain[2:]
+    photo = decode_photo(source, "iptc.jpg")
+    for fmt in ("JPEG", "PNG"):
+        out = encode_photo(photo.pixels, fmt)
+        assert b"Photoshop" not in out and b"Jane Doe" not in out and b"\xff\xed" not in out[:200]
+
+
 def test_png_text_chunks_dropped():
     info = PngImagePlugin.PngInfo()
     info.add_text("Author", "Jane Doe, 12 Secret Road")
