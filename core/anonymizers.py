@@ -69,13 +69,9 @@ class BlurAnonymizer(Anonymizer):
     strength: float = 1.0
 
     def cover(self, patch: np.ndarray) -> np.ndarray:
-        h, w = patch.shape[:2]
-        cells = max(2, int(round(9.0 / max(self.strength, 0.05))))
-        scale = min(1.0, cells / max(w, h))
-        small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
-        small = cv2.resize(patch, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        small = _shrink(patch, 9.0 / max(self.strength, 0.05)).astype(np.float32)
+        small = cv2.GaussianBlur(small, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
+        return cv2.resize(small, patch.shape[1::-1], interpolation=cv2.INTER_LINEAR)
 
 
 @dataclass(frozen=True)
@@ -86,12 +82,16 @@ class PixelateAnonymizer(Anonymizer):
     strength: float = 1.0
 
     def cover(self, patch: np.ndarray) -> np.ndarray:
-        h, w = patch.shape[:2]
-        blocks = max(2, int(round(8.0 / max(self.strength, 0.05))))
-        scale = min(1.0, blocks / max(w, h))
-        small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
-        small = cv2.resize(patch, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+        small = _shrink(patch, 8.0 / max(self.strength, 0.05))
+        return cv2.resize(small, patch.shape[1::-1], interpolation=cv2.INTER_NEAREST).astype(np.float32)
+
+
+def _shrink(patch: np.ndarray, cells: float) -> np.ndarray:
+    """The patch averaged down to about `cells` values across its longer side (at least 2):
+    what is not kept here cannot be recovered from the output."""
+    h, w = patch.shape[:2]
+    scale = min(1.0, max(2, round(cells)) / max(w, h))
+    return cv2.resize(patch, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
