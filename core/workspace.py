@@ -142,15 +142,16 @@ class Workspace:
             db.close()
 
     @contextlib.contextmanager
-    def _connect(self):
+    def _connect(self, write: bool = True):
         """A short-lived connection per operation: Streamlit runs each browser tab in its own
-        thread, and a transaction either lands whole or not at all."""
+        thread, and a transaction either lands whole or not at all. Only writers take the
+        write lock; readers see a consistent snapshot beside them (WAL)."""
         db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA synchronous=FULL")
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield db
             db.execute("COMMIT")
         except BaseException:
@@ -181,7 +182,7 @@ class Workspace:
             return cursor.lastrowid
 
     def sessions(self) -> list[dict]:
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute("""
                 SELECT s.id, s.name, s.reviewer, s.created, COUNT(i.id) AS images,
                        SUM(i.status = 'approved') AS approved, SUM(i.status = 'rejected') AS rejected
@@ -190,11 +191,7 @@ class Workspace:
         return [dict(r) for r in rows]
 
     def session(self, session_id: int) -> dict:
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no review session {session_id}")
-        return dict(row)
+        return dict(self._read_one("SELECT * FROM sessions WHERE id = ?", session_id, "review session"))
 
     def batch_settings(self, session_id: int) -> Settings:
         return Settings(**json.loads(self.session(session_id)["settings"]))
@@ -278,16 +275,12 @@ class Workspace:
             self._log(db, "engine", "file refused", session_id, image_id, reason=reason)
 
     def images(self, session_id: int) -> list[ImageRecord]:
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute("SELECT * FROM images WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
         return [_record(r) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no image {image_id}")
-        return _record(row)
+        return _record(self._read_one("SELECT * FROM images WHERE id = ?", image_id, "image"))
 
     def set_faces(self, image_id: int, faces: list[Face], actor: str, why: str) -> None:
         """Store the reviewer's face list (faces switched off, faces drawn by hand)."""
@@ -349,7 +342,7 @@ class Workspace:
                 and record.approved_fingerprint == fingerprint(record.settings(batch), record.faces))
 
     def audit(self, session_id: int) -> list[dict]:
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute("SELECT * FROM audit WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
         return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
 
@@ -359,6 +352,13 @@ class Workspace:
             self._log(db, actor, action, session_id, image_id, **detail)
 
     # Internals ----------------------------------------------------------------------------
+
+    def _read_one(self, sql: str, key: int, what: str) -> sqlite3.Row:
+        with self._connect(write=False) as db:
+            row = db.execute(sql, (key,)).fetchone()
+        if row is None:
+            raise KeyError(f"no {what} {key}")
+        return row
 
     @staticmethod
     def _session_of(db, image_id: int) -> int:

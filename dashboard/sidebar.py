@@ -13,7 +13,8 @@ def batch_controls(session_id: int, reviewer: str) -> None:
     ws = workspace()
     st.sidebar.markdown(f"**{ws.session(session_id)['name']}**  \nReviewer: {reviewer}")
     st.sidebar.subheader("Batch settings")
+    current = ws.batch_settings(session_id)
     with st.sidebar:
-        chosen = settings_controls(ws.batch_settings(session_id), key=f"batch-{session_id}")
-    # Only a real change is written (and withdraws the approvals it affects).
-    ws.set_batch_settings(session_id, chosen, reviewer)
+        chosen = settings_controls(current, key=f"batch-{session_id}")
+    if chosen != current:  # a real change is written, and withdraws the approvals it affects
+        ws.set_batch_settings(session_id, chosen, reviewer)

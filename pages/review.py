@@ -44,11 +44,12 @@ record = ws.image(image_id)
 
 with st.sidebar:
     own = st.toggle("Own settings for this photo", value=record.override is not None, key=f"own-{image_id}")
+    chosen = None
     if own:
         st.caption("These replace the batch settings for this photo only.")
-        ws.set_override(image_id, settings_controls(record.override or batch, key=f"image-{image_id}"), reviewer)
-    elif record.override is not None:
-        ws.set_override(image_id, None, reviewer)
+        chosen = settings_controls(record.override or batch, key=f"image-{image_id}")
+    if chosen != record.override:  # written only when it changes
+        ws.set_override(image_id, chosen, reviewer)
 record = ws.image(image_id)
 settings = record.settings(batch)
 
