@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import replace
 
 import cv2
@@ -239,10 +240,14 @@ class FaceDetector:
         self.floor = floor
         self._centerface = CenterFaceDetector(floor)
         self._blazeface = BlazeFaceDetector(floor)
+        # One detector may serve several threads (the dashboard's detection worker, an
+        # export's residual check, browser tabs): MediaPipe's detector is not to be shared.
+        self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        faces = merge_duplicates(self._centerface.detect(rgb) + self._blazeface.detect(rgb))
-        return self._centerface.verify_by_zoom(rgb, faces)
+        with self._lock:
+            faces = merge_duplicates(self._centerface.detect(rgb) + self._blazeface.detect(rgb))
+            return self._centerface.verify_by_zoom(rgb, faces)
 
     def close(self) -> None:
         self._blazeface.close()

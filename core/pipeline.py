@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -114,21 +113,18 @@ def engine_versions() -> dict:
 
 
 class Engine:
-    """The detector loaded once, plus reading and detecting a file in one call. One engine
-    may serve several threads (the dashboard's browser tabs): detection is serialised."""
+    """The detector loaded once, plus reading and detecting a file in one call."""
 
     def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.detector = FaceDetector()
         self.max_pixels = max_pixels
-        self._lock = threading.Lock()
 
     def read(self, path: Path) -> Photo:
         return read_photo(path, self.max_pixels)
 
     def detect(self, photo: Photo) -> list[Face]:
         """Every candidate above the floor score; the threshold is applied later."""
-        with self._lock:
-            return self.detector.detect(photo.rgb)
+        return self.detector.detect(photo.rgb)
 
     def close(self) -> None:
         self.detector.close()
