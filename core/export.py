@@ -17,7 +17,7 @@ from pathlib import Path
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from .pipeline import OutputNamer, anonymize, engine_versions, residual_faces
-from .workspace import ImageRecord, Workspace, fingerprint
+from .workspace import ImageRecord, Workspace
 
 MANIFEST_FIELDS = [
     "original_name", "output_name", "original_sha256", "output_sha256", "width", "height",
@@ -55,7 +55,7 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
     half-written zip where the dashboard would offer it."""
     session = workspace.session(session_id)
     batch = workspace.batch_settings(session_id)
-    approved = [r for r in workspace.images(session_id) if workspace.is_approval_current(r, batch)]
+    approved = [r for r in workspace.images(session_id) if r.approval_current(batch)]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = workspace.exports / f"{OutputNamer.safe_stem(session['name'])}-{stamp}.zip"
     partial = target.with_name(f"{target.name}.partial")
@@ -74,9 +74,9 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                 settings = record.settings(batch)
                 pixels = anonymize(photo.pixels, record.faces, settings)
                 regions = settings.regions(record.faces, photo.width, photo.height)
-                if record.residual_confirmed != fingerprint(settings, record.faces):
+                if record.residual_confirmed != record.current_fingerprint(batch):
                     residual = residual_faces(detector, pixels, regions)
-                    workspace.save_residual(record.id, batch, residual)
+                    workspace.save_residual(record.id, residual)
                     if residual:
                         held_back.append(record.name)
                         continue

@@ -99,19 +99,28 @@ class ImageRecord:
     def detected(self) -> bool:
         return self.faces is not None
 
-    def residual_open(self, settings: Settings) -> list[Face]:
-        """Faces the residual check found on this image's output (at these, its effective,
-        settings) that the reviewer has not yet confirmed; [] when unchecked, clean or confirmed."""
-        if not self.residual or self.faces is None:
-            return []
-        current = fingerprint(settings, self.faces)
-        if self.residual["fingerprint"] != current or self.residual_confirmed == current:
-            return []
-        return [Face.from_dict(f) for f in self.residual["faces"]]
-
     def settings(self, batch: Settings) -> Settings:
         """The settings that apply: this image's own, or the batch's."""
         return self.override or batch
+
+    def current_fingerprint(self, batch: Settings) -> str:
+        """The fingerprint of this image's output as it would be made now."""
+        return fingerprint(self.settings(batch), self.faces or [])
+
+    def approval_current(self, batch: Settings) -> bool:
+        """Approved, and nothing changed since: the only state in which it is exported."""
+        return (self.status == APPROVED and self.faces is not None
+                and self.approved_fingerprint == self.current_fingerprint(batch))
+
+    def residual_open(self, batch: Settings) -> list[Face]:
+        """Faces the residual check found on this image's current output that the reviewer
+        has not yet confirmed; [] when unchecked, clean or confirmed."""
+        if not self.residual or self.faces is None:
+            return []
+        current = self.current_fingerprint(batch)
+        if self.residual["fingerprint"] != current or self.residual_confirmed == current:
+            return []
+        return [Face.from_dict(f) for f in self.residual["faces"]]
 
 
 class Workspace:
@@ -306,40 +315,35 @@ class Workspace:
         if decision not in (APPROVED, REJECTED, PENDING):
             raise ValueError(f"unknown decision {decision!r}")
         with self._connect() as db:
-            row = db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-            record = _record(row)
+            record, batch = self._load(db, image_id)
             if record.error or not record.detected:
                 raise ValueError(f"{record.name} cannot be {decision}: it has not been processed")
-            settings = record.settings(self._batch(db, record.session_id))
-            mark = fingerprint(settings, record.faces) if decision == APPROVED else None
+            settings = record.settings(batch)
+            mark = record.current_fingerprint(batch) if decision == APPROVED else None
             db.execute("""UPDATE images SET status = ?, approved_fingerprint = ?, comment = ?,
                           decided_by = ?, decided_at = ? WHERE id = ?""",
                        (decision, mark, comment, actor, now(), image_id))
             self._log(db, actor, decision, record.session_id, image_id, comment=comment,
                       fingerprint=mark, settings=settings.to_dict())
 
-    def save_residual(self, image_id: int, batch: Settings, faces: list[Face]) -> None:
+    def save_residual(self, image_id: int, faces: list[Face]) -> None:
         """Record what the residual check found on the image's current output."""
         with self._connect() as db:
-            record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
-            mark = fingerprint(record.settings(batch), record.faces or [])
+            record, batch = self._load(db, image_id)
+            mark = record.current_fingerprint(batch)
             db.execute("UPDATE images SET residual = ? WHERE id = ?",
                        (json.dumps({"fingerprint": mark, "faces": [f.to_dict() for f in faces]}), image_id))
             if faces:
                 self._log(db, "engine", "residual faces found", record.session_id, image_id,
                           faces=[f.to_dict() for f in faces])
 
-    def confirm_residual(self, image_id: int, batch: Settings, actor: str) -> None:
+    def confirm_residual(self, image_id: int, actor: str) -> None:
         """The reviewer looked at what the residual check found and accepts the output."""
         with self._connect() as db:
-            record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
-            mark = fingerprint(record.settings(batch), record.faces or [])
+            record, batch = self._load(db, image_id)
+            mark = record.current_fingerprint(batch)
             db.execute("UPDATE images SET residual_confirmed = ? WHERE id = ?", (mark, image_id))
             self._log(db, actor, "residual check confirmed", record.session_id, image_id, fingerprint=mark)
-
-    def is_approval_current(self, record: ImageRecord, batch: Settings) -> bool:
-        return (record.status == APPROVED and record.faces is not None
-                and record.approved_fingerprint == fingerprint(record.settings(batch), record.faces))
 
     def audit(self, session_id: int) -> list[dict]:
         with self._connect(write=False) as db:
@@ -365,18 +369,17 @@ class Workspace:
         return db.execute("SELECT session_id FROM images WHERE id = ?", (image_id,)).fetchone()[0]
 
     @staticmethod
-    def _batch(db, session_id: int) -> Settings:
-        raw = db.execute("SELECT settings FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
-        return Settings(**json.loads(raw))
+    def _load(db, image_id: int) -> tuple[ImageRecord, Settings]:
+        """An image and its session's batch settings, read in the caller's transaction."""
+        record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
+        raw = db.execute("SELECT settings FROM sessions WHERE id = ?", (record.session_id,)).fetchone()[0]
+        return record, Settings(**json.loads(raw))
 
     def _unapprove_if_changed(self, db, image_id: int, actor: str) -> None:
         """An approval covers what was approved, nothing else: anything changed since then
         sends the image back to pending, and the log says so."""
-        record = _record(db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone())
-        if record.status != APPROVED:
-            return
-        current = fingerprint(record.settings(self._batch(db, record.session_id)), record.faces or [])
-        if current != record.approved_fingerprint:
+        record, batch = self._load(db, image_id)
+        if record.status == APPROVED and not record.approval_current(batch):
             db.execute("UPDATE images SET status = ?, approved_fingerprint = NULL WHERE id = ?",
                        (PENDING, image_id))
             self._log(db, actor, "approval withdrawn", record.session_id, image_id,

@@ -13,7 +13,7 @@ batch = ws.batch_settings(session_id)
 st.title("Export")
 
 records = ws.images(session_id)
-ready = [r for r in records if ws.is_approval_current(r, batch)]
+ready = [r for r in records if r.approval_current(batch)]
 pending = [r for r in records if r.status == "pending"]
 st.markdown(f"**{len(ready)}** approved photo(s) will be exported. "
             f"{len(pending)} pending and {sum(r.status == 'rejected' for r in records)} rejected photo(s) "

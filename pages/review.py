@@ -78,7 +78,7 @@ with left:
                                for f in residual)
                    + ". Add a face there, or confirm that the photo is safe to publish.")
         if st.button("I have looked: this photo is safe", key=f"confirm-{image_id}"):
-            ws.confirm_residual(image_id, batch, reviewer)
+            ws.confirm_residual(image_id, reviewer)
             st.rerun()
 
 with right:

@@ -66,7 +66,7 @@ def test_detection_resumes_with_what_is_left(workspace, session):
 def test_approval_binds_to_settings_and_faces(workspace, session):
     image_id = detected(workspace, session, "a.jpg", b"1", [FACE])
     workspace.decide(image_id, APPROVED, "A. Officer", "fine")
-    assert workspace.is_approval_current(workspace.image(image_id), workspace.batch_settings(session))
+    assert workspace.image(image_id).approval_current(workspace.batch_settings(session))
     workspace.set_faces(image_id, [FACE.with_enabled(False)], "A. Officer", "face 1 off")
     assert workspace.image(image_id).status == PENDING
     workspace.set_faces(image_id, [FACE], "A. Officer", "face 1 on")
@@ -148,7 +148,7 @@ def test_residual_check_holds_back_a_visible_face_until_confirmed(workspace, ses
     assert workspace.image(image_id).residual_open(batch)
     assert workspace.audit(session)[-2]["action"] == "residual faces found"
 
-    workspace.confirm_residual(image_id, batch, "A. Officer")
+    workspace.confirm_residual(image_id, "A. Officer")
     assert not workspace.image(image_id).residual_open(batch)
     second = export_approved(workspace, session, "A. Officer", engine.detector)
     assert second.exported == ["portrait.jpg"] and second.held_back == []
