@@ -49,8 +49,9 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> ExportResult:
     """Write the session's zip into the workspace's exports folder.
 
-    Each output is checked once more by `detector` (the residual check): a photo on which a
-    face is still found is held back, and flagged, until the reviewer confirms it. The zip is
+    Each output is checked once more by `detector` (the residual check; once per distinct
+    output, the result is kept): a photo on which a face is still found is held back, and
+    flagged, until the reviewer confirms it. The zip is
     written under a temporary name and renamed when complete, so a crash never leaves a
     half-written zip where the dashboard would offer it."""
     session = workspace.session(session_id)
@@ -67,17 +68,21 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
             for index, record in enumerate(approved, 1):
                 if progress:
                     progress(index, len(approved), record.name)
+                settings = record.settings(batch)
+                known = record.residual_result(batch)
+                if known:  # found on this exact output before, not confirmed: nothing to make
+                    held_back.append(record.name)
+                    continue
                 original = workspace.read(record.sha256)
                 if hashlib.sha256(original).hexdigest() != record.sha256:
                     raise RuntimeError(f"{record.name}: the stored original is damaged (SHA-256 differs)")
                 photo = decode_photo(original, record.name, max_pixels)
-                settings = record.settings(batch)
                 pixels = anonymize(photo.pixels, record.faces, settings)
                 regions = settings.regions(record.faces, photo.width, photo.height)
-                if record.residual_confirmed != record.current_fingerprint(batch):
-                    residual = residual_faces(detector, pixels, regions)
-                    workspace.save_residual(record.id, residual)
-                    if residual:
+                if known is None:  # this output was never checked: check it once
+                    found = residual_faces(detector, pixels, regions)
+                    workspace.save_residual(record.id, found)
+                    if found:
                         held_back.append(record.name)
                         continue
                 fmt = output_format(photo)
@@ -114,6 +119,8 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    with open(target, "rb") as handle:  # in chunks: the zip may be larger than memory allows
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
     workspace.log(session_id, actor, "exported", file=target.name, images=len(rows), held_back=held_back,
-                  sha256=hashlib.sha256(target.read_bytes()).hexdigest())
+                  sha256=digest)
     return ExportResult(target, [row["original_name"] for row in rows], held_back)

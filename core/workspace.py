@@ -112,15 +112,20 @@ class ImageRecord:
         return (self.status == APPROVED and self.faces is not None
                 and self.approved_fingerprint == self.current_fingerprint(batch))
 
-    def residual_open(self, batch: Settings) -> list[Face]:
-        """Faces the residual check found on this image's current output that the reviewer
-        has not yet confirmed; [] when unchecked, clean or confirmed."""
-        if not self.residual or self.faces is None:
-            return []
+    def residual_result(self, batch: Settings) -> list[Face] | None:
+        """What the residual check says of this image's current output: None when it has not
+        looked at this exact output, [] when clean or confirmed by the reviewer, else the
+        faces it found."""
         current = self.current_fingerprint(batch)
-        if self.residual["fingerprint"] != current or self.residual_confirmed == current:
+        if self.residual_confirmed == current:
             return []
+        if not self.residual or self.residual["fingerprint"] != current:
+            return None
         return [Face.from_dict(f) for f in self.residual["faces"]]
+
+    def residual_open(self, batch: Settings) -> list[Face]:
+        """Faces found again on the current output and not yet confirmed ([] if none known)."""
+        return self.residual_result(batch) or []
 
 
 class Workspace:

@@ -174,3 +174,25 @@ def test_attention_flags_most_serious_first(workspace, session):
     assert [f.weight for f in flags] == sorted((f.weight for f in flags), reverse=True)
     empty = detected(workspace, session, "empty.jpg", b"2", [])
     assert [f.text for f in attention(workspace.image(empty), Settings())] == ["no face found"]
+
+
+def test_residual_check_runs_once_per_distinct_output(workspace, session, astronaut_rgb, engine):
+    class Counted:
+        """The real detector, counting how often the export asks it to look."""
+
+        calls = 0
+
+        def detect(self, rgb):
+            Counted.calls += 1
+            return engine.detector.detect(rgb)
+
+    faces = engine.detector.detect(astronaut_rgb)
+    image_id = detected(workspace, session, "portrait.jpg", jpeg_bytes(astronaut_rgb), faces)
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    assert export_approved(workspace, session, "A. Officer", Counted()).exported == ["portrait.jpg"]
+    assert export_approved(workspace, session, "A. Officer", Counted()).exported == ["portrait.jpg"]
+    assert Counted.calls == 1, "the second export reuses the result for the same output"
+    workspace.set_override(image_id, Settings(mode="solid"), "A. Officer")  # a new output...
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    export_approved(workspace, session, "A. Officer", Counted())
+    assert Counted.calls == 2, "...is checked again"
