@@ -148,11 +148,10 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
 
 
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
-                   progress: Callable[[int, int, str], None] | None = None) -> list[ImageRecord]:
-    """Detect every image still waiting, saving each result at once (so a crash loses at
-    most the image in hand), and return the ones that failed."""
+                   progress: Callable[[int, int, str], None] | None = None) -> None:
+    """Detect every image still waiting, saving each result (or failure) at once, so a crash
+    loses at most the image in hand."""
     waiting = workspace.awaiting_detection(session_id)
-    failed = []
     for index, record in enumerate(waiting, 1):
         try:
             photo = decode_photo(workspace.read(record.sha256), record.name, engine.max_pixels)
@@ -161,10 +160,8 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
             workspace.save_detection(record.id, photo.width, photo.height, faces)
         except ImageError as exc:
             workspace.save_failure(record.id, exc.reason)
-            failed.append(workspace.image(record.id))
         if progress:
             progress(index, len(waiting), record.name)
-    return failed
 
 
 def _bases(pixels: np.ndarray) -> dict[int, bytes]:

@@ -205,10 +205,12 @@ class Workspace:
         return [dict(r) for r in rows]
 
     def session(self, session_id: int) -> dict:
-        return dict(self._read_one("SELECT * FROM sessions WHERE id = ?", session_id, "review session"))
+        """A session's row, with its batch settings as `Settings`."""
+        row = dict(self._read_one("SELECT * FROM sessions WHERE id = ?", session_id, "review session"))
+        return row | {"settings": Settings(**json.loads(row["settings"]))}
 
     def batch_settings(self, session_id: int) -> Settings:
-        return Settings(**json.loads(self.session(session_id)["settings"]))
+        return self.session(session_id)["settings"]
 
     def set_batch_settings(self, session_id: int, settings: Settings, actor: str) -> None:
         with self._connect() as db:
@@ -272,8 +274,12 @@ class Workspace:
             return cursor.lastrowid
 
     def awaiting_detection(self, session_id: int) -> list[ImageRecord]:
-        """Images added but not yet detected: after a crash, detection resumes with these."""
-        return [r for r in self.images(session_id) if not r.detected and r.error is None]
+        """Images added but not yet detected: after a crash, detection resumes with these.
+        Asked on every page view, so the database does the filtering."""
+        with self._connect(write=False) as db:
+            rows = db.execute("SELECT * FROM images WHERE session_id = ? AND faces IS NULL AND error IS NULL "
+                              "ORDER BY id", (session_id,)).fetchall()
+        return [_record(r) for r in rows]
 
     def save_detection(self, image_id: int, width: int, height: int, faces: list[Face]) -> None:
         with self._connect() as db:

@@ -7,9 +7,8 @@ from dashboard.sidebar import batch_controls
 from dashboard.state import engine, require_session, workspace
 
 session_id, reviewer = require_session()
-batch_controls(session_id, reviewer)
+batch = batch_controls(session_id, reviewer)
 ws = workspace()
-batch = ws.batch_settings(session_id)
 st.title("Export")
 
 records = ws.images(session_id)

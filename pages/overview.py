@@ -14,9 +14,8 @@ PAGE_SIZE = 24
 COLUMNS = 4
 
 session_id, reviewer = require_session()
-batch_controls(session_id, reviewer)
+batch = batch_controls(session_id, reviewer)
 ws = workspace()
-batch = ws.batch_settings(session_id)
 st.title("Overview")
 detection_status(session_id)
 

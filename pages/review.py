@@ -12,9 +12,8 @@ from dashboard.sidebar import batch_controls
 from dashboard.state import require_session, workspace
 
 session_id, reviewer = require_session()
-batch_controls(session_id, reviewer)
+batch = batch_controls(session_id, reviewer)
 ws = workspace()
-batch = ws.batch_settings(session_id)
 reviewable = [r for r in ws.images(session_id) if r.detected]
 if not reviewable:
     st.info("No photo is ready for review yet.")
