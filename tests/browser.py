@@ -111,6 +111,7 @@ def start_session(page, url: str, name: str, reviewer: str) -> None:
     page.get_by_label("Your name").first.fill(reviewer)
     page.get_by_role("button", name="Start session").click()
     page.get_by_role("button", name="Add and detect faces").wait_for()
+    settle(page)
 
 
 def reopen_session(page, url: str, reviewer: str) -> None:
@@ -121,3 +122,4 @@ def reopen_session(page, url: str, reviewer: str) -> None:
     page.get_by_label("Your name").last.fill(reviewer)
     page.get_by_role("button", name="Open session").click()
     page.get_by_role("button", name="Add and detect faces").wait_for()
+    settle(page)

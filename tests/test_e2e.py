@@ -112,6 +112,8 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         expect(page.get_by_role("button", name="Open session")).to_have_count(1)
         page.get_by_label("Your name").last.fill("E2E Reviewer")
         page.get_by_role("button", name="Open session").click()
+        page.get_by_role("button", name="Add and detect faces").wait_for()
+        settle(page)  # opening reruns the page; a click on a link meanwhile is dropped
         page.get_by_role("link", name="Overview").click()
         expect(page.get_by_text("0 pending · 2 approved · 1 rejected · 1 failed")).to_be_visible()
 

@@ -208,6 +208,7 @@ def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, ast
                 assert reason in alert.inner_text(), name
             expect(alert).to_contain_text("batch.zip/zeros.png")
             # Still responsive: the other pages work and the good photos can be reviewed.
+            settle(page)
             page.get_by_role("link", name="Review one image").click()
             expect(page.get_by_role("heading", name="batch.zip/escape.jpg — pending")).to_be_visible()
             assert "Traceback" not in page.content()
