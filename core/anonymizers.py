@@ -21,7 +21,8 @@ SHAPES = ("ellipse", "rectangle")
 @dataclass(frozen=True)
 class Anonymizer:
     """Shared mask handling: the subclass says what a region becomes (`cover`), this class
-    says where it goes (ellipse or rectangle, with a feathered edge)."""
+    says where it goes (ellipse or rectangle, with a feathered edge). A pixel a cover has
+    reached never gets its original value back, whatever the order or overlap of regions."""
 
     shape: str = "ellipse"
     feather: float = 0.06
@@ -33,11 +34,14 @@ class Anonymizer:
         for x, y, w, h in regions:
             if w < 1 or h < 1:
                 continue
-            patch = image[y:y + h, x:x + w, :3]
+            # Each cover is composed onto the output so far, never onto the original: where
+            # regions overlap, the part of this rectangle outside its own mask keeps what an
+            # earlier cover made of it instead of bringing the original pixels back.
+            patch = out[y:y + h, x:x + w, :3]
             covered = self.cover(patch)
             alpha = self._mask(w, h)[:, :, None]
             blended = patch + (covered - patch) * alpha
-            out[y:y + h, x:x + w, :3] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+            patch[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return out
 
     def cover(self, patch: np.ndarray) -> np.ndarray:
