@@ -1,7 +1,8 @@
 """Command line: `python -m core detect|anonymize PATH...`.
 
 Exit codes: 0 every file done, 2 at least one file failed (the others are still done),
-3 (anonymize --check) every file done but a face was found again on an output, 1 bad options.
+3 (anonymize --check) every file done but an output was held back (a face found again or
+still showing in its pixels; it is written to OUT/held-back/, not beside the clean ones), 1 bad options.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS, ImageError
-from .pipeline import Engine, Settings, anonymize_files, expand_paths, face_record
+from .pipeline import HELD_BACK, Engine, Settings, anonymize_files, expand_paths, face_record, failure_reason
 from .faces import selected
 
 
@@ -74,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check)
             failed = [f for f in manifest["files"] if "error" in f]
-            flagged = [f for f in manifest["files"] if f.get("residual_faces")]
-            done = len(manifest["files"]) - len(failed)
-            print(f"{done} anonymised, {len(failed)} failed; manifest: {args.out / 'manifest.json'}",
-                  file=sys.stderr)
+            flagged = [f for f in manifest["files"] if f.get("held_back")]
+            done = len(manifest["files"]) - len(failed) - len(flagged)
+            print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
+                  f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
             for entry in flagged:
-                print(f"check: {entry['input']} -> {entry['output']}: {len(entry['residual_faces'])} face(s) "
-                      "found again on the output; look at it before publishing", file=sys.stderr)
+                print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
+                      f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
     for entry in failed:
         print(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}", file=sys.stderr)
     return 2 if failed else 3 if flagged else 0
@@ -98,8 +99,8 @@ def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[
                 "path": str(path), "width": photo.width, "height": photo.height,
                 "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
             })
-        except ImageError as exc:
-            results.append({"path": str(path), "error": exc.reason})
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+            results.append({"path": str(path), "error": failure_reason(exc)})
     return results
 
 

@@ -36,7 +36,8 @@ class CenterFaceDetector:
     name = "centerface"
 
     def __init__(self, floor: float = FLOOR_SCORE, max_side: int = 1536, tile_area: int = 1024 * 1024,
-                 overlap: int = 192, threads: int = 2):
+                 overlap: int = 192, threads: int = 2, full_resolution: bool = True,
+                 extra_scales: tuple[float, ...] = ()):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -52,14 +53,29 @@ class CenterFaceDetector:
         self.max_side = max_side
         self.tile_area = tile_area
         self.overlap = overlap
+        self.full_resolution = full_resolution
+        self.extra_scales = extra_scales
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
+        overview = min(1.0, self.max_side / max(height, width))
+        scales = [overview] + [s * overview for s in self.extra_scales]
+        if overview < 1.0 and self.full_resolution:
+            scales.append(1.0)
+        faces: list[Face] = []
+        for scale in scales:
+            faces += self._pass(rgb, scale)
+        return merge_duplicates(faces)
+
+    def _pass(self, rgb: np.ndarray, scale: float) -> list[Face]:
+        """One look at the image resized by `scale`, in tiles of at most `tile_area` pixels;
+        boxes in the pixels of `rgb`."""
+        height, width = rgb.shape[:2]
         # The network wants sides that are multiples of 32.
         in_w = max(32, int(np.ceil(width * scale / 32)) * 32)
         in_h = max(32, int(np.ceil(height * scale / 32)) * 32)
-        work = cv2.resize(rgb, (in_w, in_h), interpolation=cv2.INTER_AREA)
+        work = rgb if (in_w, in_h) == (width, height) else cv2.resize(
+            rgb, (in_w, in_h), interpolation=cv2.INTER_AREA if scale <= 1 else cv2.INTER_LINEAR)
         faces: list[Face] = []
         for x, y, w, h in _tiles(in_w, in_h, self.tile_area, self.overlap):
             faces += self._run(work[y:y + h, x:x + w], x, y)
@@ -215,7 +231,7 @@ class BlazeFaceDetector:
         # MediaPipe two full-size copies (~70 MB and ~25 ms).
         k = min(1.0, BLAZEFACE_MAX_SIDE / max(rgb.shape[:2]))
         small = rgb if k == 1.0 else cv2.resize(
-            rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
+            rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))), interpolation=cv2.INTER_AREA)
         with _quiet_stderr():
             result = self._detector.detect(self._image(small))
         return [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
-from .pipeline import OutputNamer, anonymize, engine_versions, residual_faces
+from .pipeline import OutputNamer, anonymize, check_output, engine_versions
 from .workspace import ImageRecord, Workspace
 
 MANIFEST_FIELDS = [
@@ -79,14 +79,14 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                 photo = decode_photo(original, record.name, max_pixels)
                 pixels = anonymize(photo.pixels, record.faces, settings)
                 regions = settings.regions(record.faces, photo.width, photo.height)
-                if known is None:  # this output was never checked: check it once
-                    found = residual_faces(detector, pixels, regions)
+                fmt = output_format(photo)
+                data = encode_photo(pixels, fmt, settings.jpeg_quality)
+                if known is None:  # this output was never checked: check it once, as it leaves
+                    found = check_output(detector, photo, data, selected(record.faces, settings.threshold), settings)
                     workspace.save_residual(record.id, found)
                     if found:
                         held_back.append(record.name)
                         continue
-                fmt = output_format(photo)
-                data = encode_photo(pixels, fmt, settings.jpeg_quality)
                 name = namer.name_for(record.name, fmt)
                 archive.writestr(f"images/{name}", data)
                 exported_ids[record.id] = record.name

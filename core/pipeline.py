@@ -8,6 +8,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,9 @@ from . import __version__
 from .anonymizers import MODES, SHAPES, OutlineAnnotator, Region, make_anonymizer
 from .detectors import FaceDetector
 from .faces import Face, selected
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, Photo, encode_photo, output_format, read_photo
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, Photo, decode_photo, encode_photo,
+                     output_format, read_photo)
+from .residual import EXPOSED, residual_faces
 from .weights import model_versions
 
 
@@ -30,8 +33,8 @@ class Settings:
     threshold: float = 0.24
     mode: str = "blur"
     strength: float = 1.0
-    padding: float = 0.5
-    shape: str = "ellipse"
+    padding: float = 0.6
+    shape: str = "rectangle"
     feather: float = 0.06
     outline: bool = False
     jpeg_quality: int = 92
@@ -70,28 +73,6 @@ def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.n
     out = make_anonymizer(settings.mode, settings.strength, settings.shape,
                           settings.feather).anonymize(pixels, regions)
     return OutlineAnnotator().annotate(out, regions) if settings.outline else out
-
-
-# The residual check: a face found again on an anonymised output counts when it lies mostly
-# outside the covered regions at this score (a face left uncovered), or inside one at the
-# second (the cover did not hide it). Blurred heads score up to ~0.6 inside their regions.
-RESIDUAL_OUTSIDE = 0.4
-RESIDUAL_INSIDE = 0.7
-
-
-def residual_faces(detector, anonymised: np.ndarray, regions: list[Region]) -> list[Face]:
-    """Detect again on an anonymised output: what is found still looks like a face."""
-    covered = np.zeros(anonymised.shape[:2], bool)
-    for x, y, w, h in regions:
-        covered[y:y + h, x:x + w] = True
-    found = []
-    for face in detector.detect(anonymised[:, :, :3]):
-        x0, y0 = max(0, int(face.x)), max(0, int(face.y))
-        box = covered[y0:max(y0, int(face.y + face.h)), x0:max(x0, int(face.x + face.w))]
-        inside = box.size > 0 and box.mean() >= 0.5
-        if face.score >= (RESIDUAL_INSIDE if inside else RESIDUAL_OUTSIDE):
-            found.append(face)
-    return found
 
 
 def engine_versions() -> dict:
@@ -209,44 +190,89 @@ def face_record(face: Face, settings: Settings, width: int, height: int) -> dict
     }
 
 
+HELD_BACK = "held-back"
+
+
+def failure_reason(exc: BaseException, out_dir: Path | None = None) -> str:
+    """A plain reason for a file's failure, whatever went wrong with it."""
+    if isinstance(exc, ImageError):
+        return exc.reason
+    if isinstance(exc, OSError) and out_dir is not None:
+        return f"the output cannot be written to {out_dir} ({exc.strerror or exc})"
+    return f"could not be processed ({type(exc).__name__}: {exc})"
+
+
+def check_output(detector, photo: Photo, data: bytes, faces: list[Face], settings: Settings) -> list[Face]:
+    """The residual check of an output as it leaves: decoded from the bytes written."""
+    written = decode_photo(data, photo.name).pixels
+    return residual_faces(detector, photo.pixels, written, faces,
+                          settings.regions(faces, photo.width, photo.height))
+
+
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
                     progress: Callable[[int, int, str], None] | None = None, check: bool = False) -> dict:
     """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
 
-    A file that fails is recorded with its reason and the batch goes on. With `check`, each
-    output is run through the residual check and what it finds is recorded."""
+    Any failure on one file (decoding, detection, covering, encoding, writing) is recorded with
+    its reason and the batch goes on. With `check`, each output is run through the residual
+    check as written; an output it flags goes to `out_dir/held-back/`, never beside the clean
+    ones, and the manifest says why. Reading the next file and encoding the last one run
+    beside detection, so a batch keeps the machine's cores busy."""
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir)
     jobs = list(expand_paths(paths))
-    entries = []
-    for index, (path, problem) in enumerate(jobs, 1):
-        entry: dict = {"input": str(path)}
-        try:
-            if problem:
-                raise ImageError(str(path), problem)
-            photo = engine.read(path)
-            faces = selected(engine.detect(photo), settings.threshold)
-            fmt = output_format(photo)
-            pixels = anonymize(photo.pixels, faces, settings)
-            if check:
-                residual = residual_faces(engine.detector, pixels, settings.regions(faces, photo.width, photo.height))
-                entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
-            data = encode_photo(pixels, fmt, settings.jpeg_quality)
-            name = namer.name_for(path.name, fmt)
-            write_atomically(out_dir / name, data)
-            entry.update({
-                "input_sha256": photo.sha256, "output": name,
-                "output_sha256": hashlib.sha256(data).hexdigest(),
-                "width": photo.width, "height": photo.height,
-                "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
-            })
-        except ImageError as exc:
-            entry["error"] = exc.reason
-        except OSError as exc:
-            entry["error"] = f"the output cannot be written to {out_dir} ({exc.strerror or exc})"
-        entries.append(entry)
-        if progress:
-            progress(index, len(jobs), f"{path}: " + (entry.get("error") or f"{len(entry['faces'])} faces"))
+    entries: list[dict] = []
+
+    def finish(entry: dict, photo: Photo, faces: list[Face], pixels: np.ndarray, name: str) -> dict:
+        data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
+        folder = out_dir
+        if check:
+            residual = check_output(engine.detector, photo, data, faces, settings)
+            entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
+            if residual:
+                folder = out_dir / HELD_BACK
+                folder.mkdir(exist_ok=True)
+                entry["held_back"] = _held_back_reason(residual)
+        write_atomically(folder / name, data)
+        entry.update({
+            "input_sha256": photo.sha256, "output": str((folder / name).relative_to(out_dir)),
+            "output_sha256": hashlib.sha256(data).hexdigest(), "width": photo.width, "height": photo.height,
+            "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+        })
+        return entry
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reads = _prefetch(pool, jobs, engine.read, ahead=2)
+        pending: list[tuple[int, dict, Future]] = []
+
+        def settle(upto: int) -> None:
+            while pending and len(pending) > upto:
+                index, entry, future = pending.pop(0)
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+                    entry.clear()
+                    entry.update({"input": str(jobs[index - 1][0]), "error": failure_reason(exc, out_dir)})
+                _report(progress, index, len(jobs), entry)
+
+        for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
+            entry: dict = {"input": str(path)}
+            entries.append(entry)
+            try:
+                if problem:
+                    raise ImageError(str(path), problem)
+                photo = read.result()
+                faces = selected(engine.detect(photo), settings.threshold)
+                pixels = anonymize(photo.pixels, faces, settings)
+                name = namer.name_for(path.name, output_format(photo))
+                pending.append((index, entry, pool.submit(finish, entry, photo, faces, pixels, name)))
+            except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+                entry["error"] = failure_reason(exc, out_dir)
+                settle(0)
+                _report(progress, index, len(jobs), entry)
+                continue
+            settle(1)
+        settle(0)
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": settings.to_dict(),
@@ -255,3 +281,34 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     }
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _held_back_reason(residual: list[Face]) -> str:
+    exposed = sum(f.detector == EXPOSED for f in residual)
+    again = len(residual) - exposed
+    parts = ([f"{exposed} covered face(s) still show in the output's pixels"] if exposed else []) + \
+            ([f"{again} face(s) found again by the detector"] if again else [])
+    return "; ".join(parts)
+
+
+def _prefetch(pool: ThreadPoolExecutor, jobs: list, read: Callable[[Path], Photo], ahead: int) -> Iterator[Future]:
+    """Futures of the decoded photos, in order, reading at most `ahead` files in advance
+    (memory stays bounded however long the batch)."""
+    queue: list[Future] = []
+    for path, problem in jobs:
+        queue.append(pool.submit(read, path) if not problem else _done(None))
+        if len(queue) > ahead:
+            yield queue.pop(0)
+    yield from queue
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _report(progress, index: int, total: int, entry: dict) -> None:
+    if progress:
+        progress(index, total, f"{entry['input']}: " + (entry.get("error") or entry.get("held_back")
+                                                         or f"{len(entry['faces'])} faces"))

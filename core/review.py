@@ -17,7 +17,7 @@ import numpy as np
 from .anonymizers import OutlineAnnotator
 from .faces import Face, reviewable, selected
 from .images import IMAGE_SUFFIXES, ImageError, decode_photo, encode_photo
-from .pipeline import Engine, Settings, anonymize
+from .pipeline import Engine, Settings, anonymize, failure_reason
 from .workspace import ImageRecord, Workspace
 
 PREVIEW_SIDE = 1600
@@ -158,8 +158,8 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
             faces = engine.detect(photo)
             workspace.save_previews(record.sha256, _bases(photo.pixels))
             workspace.save_detection(record.id, photo.width, photo.height, faces)
-        except ImageError as exc:
-            workspace.save_failure(record.id, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
+            workspace.save_failure(record.id, failure_reason(exc))
         if progress:
             progress(index, len(waiting), record.name)
 

@@ -126,3 +126,30 @@ def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
     assert leaky.returncode == 3 and "found again" in leaky.stderr
     entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["files"][0]
     assert entry["faces"] == [] and entry["residual_faces"]
+    # The flagged output is kept apart from the clean ones, and the manifest says why.
+    assert entry["output"] == "held-back/portrait.jpg" and "found again" in entry["held_back"]
+    assert (tmp_path / "b" / "held-back" / "portrait.jpg").exists()
+    assert not (tmp_path / "b" / "portrait.jpg").exists()
+    assert (tmp_path / "a" / "portrait.jpg").exists() and not (tmp_path / "a" / "held-back").exists()
+
+
+def test_odd_shapes_never_stop_a_batch(tmp_path, astronaut_rgb):
+    """Strips, needles and single pixels beside real photos: each is that file's business; the
+    manifest is written and the real photos are covered."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for w, h in [(20000, 9), (9, 20000), (4100, 2), (1, 1)]:
+        (folder / f"odd_{w}x{h}.png").write_bytes(png_bytes(rng.integers(0, 255, (h, w, 3), np.uint8)))
+    (folder / "a_portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    (folder / "z_portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb[:, ::-1].copy()))
+    result = run_cli("anonymize", str(folder), "--out", str(tmp_path / "o"), "--check")
+    assert "Traceback" not in result.stderr, result.stderr
+    entries = json.loads((tmp_path / "o" / "manifest.json").read_text())["files"]
+    assert len(entries) == 6
+    assert all("output" in e or e.get("error") for e in entries)
+    for name in ("a_portrait", "z_portrait"):
+        entry = next(e for e in entries if name in e["input"])
+        assert entry["faces"] and not entry.get("held_back"), entry
+    detect = run_cli("detect", str(folder))
+    assert "Traceback" not in detect.stderr and len(json.loads(detect.stdout)) == 6
