@@ -1,11 +1,21 @@
-"""Recall, false regions, time and memory of the engine at default settings.
+"""Protection, false regions, time and memory of the engine at default settings.
 
-    python -m benchmarks.recall [FOLDER] [--repeat N]
+    python -m benchmarks.recall [FOLDER] [--repeat N] [--mosaic GRID]
 
-FOLDER holds `annotations.json` and the images it names (default ../shared/eval). A face is
-protected when at least half its box lies inside the union of anonymised regions; a region
-is false when less than a tenth of it lies on any face or ignore box (the eval README's
-measure). Times are end to end: read and decode the file, detect, anonymise, encode.
+FOLDER holds `annotations.json` and the images it names (default ../shared/eval).
+
+Protection is judged first on the pixels that leave: each photo is anonymised with a solid
+cover (default shape and padding), encoded and decoded again, and a face is protected when at
+most 10 % of its box is still exposed (a pixel not dark in the original, max channel > 40, and
+within 20 levels of it in every channel of the output); faces more than a quarter exposed are
+counted. Beside it, the region measure of the eval README: a face is protected when at least
+half its box lies inside the union of anonymised regions; a region is false when less than a
+tenth of it lies on any face or ignore box. Times are end to end: read and decode the file,
+detect, anonymise, encode.
+
+With --mosaic GRID, GRID x GRID photos of the set are tiled without scaling onto camera-size
+canvases (as ../shared/tools/make_mosaics.py does, in memory) and both measures are printed for
+the mosaics and for the same photos one by one.
 """
 
 from __future__ import annotations
@@ -16,13 +26,15 @@ import json
 import resource
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from core.faces import selected
 from core.images import decode_photo, encode_photo, output_format
-from core.pipeline import Engine, Settings, anonymize, residual_faces
+from core.pipeline import Engine, Settings, anonymize, check_output
 
 BINS = ("<16", "16-32", "32-64", ">=64")
 
@@ -41,7 +53,7 @@ def _mask(boxes, width: int, height: int) -> np.ndarray:
 
 
 def score_image(regions, faces, ignore, width: int, height: int) -> tuple[dict, int]:
-    """(protected, total) per size bin, and the number of false regions, for one image."""
+    """(protected, total) per size bin by the region measure, and the number of false regions."""
     covered = _mask(regions, width, height)
     counts = {b: [0, 0] for b in BINS}
     for x, y, w, h in faces:
@@ -53,14 +65,102 @@ def score_image(regions, faces, ignore, width: int, height: int) -> tuple[dict, 
     return counts, false
 
 
+def exposure(original: np.ndarray, output: np.ndarray, faces) -> list[tuple[str, float]]:
+    """(size bin, share of the box still exposed) for every annotated face, judged on pixels."""
+    before, after = original[:, :, :3].astype(np.int16), output[:, :, :3].astype(np.int16)
+    shares = []
+    for x, y, w, h in faces:
+        x0, y0 = max(0, int(x)), max(0, int(y))
+        bo, bx = before[y0:int(y + h), x0:int(x + w)], after[y0:int(y + h), x0:int(x + w)]
+        if bo.size:
+            exposed = (np.abs(bo - bx).max(axis=2) <= 20) & (bo.max(axis=2) > 40)
+            shares.append((size_bin(w, h), float(exposed.mean())))
+    return shares
+
+
 def process(engine: Engine, data: bytes, name: str, settings: Settings):
-    """One image end to end, as the command line does it; returns the regions covered and
-    the anonymised pixels."""
+    """One image end to end, as the command line does it; returns the photo, the faces and the
+    encoded output."""
     photo = decode_photo(data, name, engine.max_pixels)
     faces = engine.detect(photo)
     pixels = anonymize(photo.pixels, faces, settings)
-    encode_photo(pixels, output_format(photo), settings.jpeg_quality)
-    return settings.regions(faces, photo.width, photo.height), pixels
+    return photo, faces, encode_photo(pixels, output_format(photo), settings.jpeg_quality)
+
+
+def evaluate(engine: Engine, items: list[tuple[str, bytes, dict]], settings: Settings, repeat: int,
+             check: bool = True) -> dict:
+    """Both measures, false regions, residual flags and median ms over (name, bytes, annotation)."""
+    region = {b: [0, 0] for b in BINS}
+    pixel: list[tuple[str, float]] = []
+    false_regions, per_image_ms, flagged = 0, [], []
+    solid = replace(settings, mode="solid")
+    for name, data, entry in items:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            photo, faces, output = process(engine, data, name, settings)
+            times.append((time.perf_counter() - start) * 1000)
+        per_image_ms.append(statistics.median(times))
+        if check and check_output(engine.detector, photo, output, selected(faces, settings.threshold), settings):
+            flagged.append(name)
+        counts, false = score_image(settings.regions(faces, photo.width, photo.height), entry["faces"],
+                                    entry.get("ignore", []), photo.width, photo.height)
+        false_regions += false
+        for b in BINS:
+            region[b][0] += counts[b][0]
+            region[b][1] += counts[b][1]
+        written = decode_photo(encode_photo(anonymize(photo.pixels, faces, solid), "JPEG", 92), name).pixels
+        pixel += exposure(photo.pixels, written, entry["faces"])
+    photos = sum(len(entry.get("sources", [name])) for name, _, entry in items)
+    return {"region": region, "pixel": pixel, "false_per_photo": false_regions / photos,
+            "flagged": flagged, "ms": per_image_ms, "images": len(items)}
+
+
+def report(title: str, stats: dict) -> None:
+    pixel, region = stats["pixel"], stats["region"]
+
+    def protected(bins) -> str:
+        chosen = [share for b, share in pixel if b in bins]
+        return f"{np.mean([s <= 0.10 for s in chosen]):.3f} ({len(chosen)})" if chosen else "-"
+
+    over_quarter = sum(share > 0.25 for b, share in pixel if b != "<16")
+    big = [region[b] for b in BINS[1:]]
+    print(f"\n{title}")
+    print("  on pixels (solid output as written; protected = at most 10 % of the box exposed):")
+    print(f"    faces >= 16 px {protected(BINS[1:])}, < 16 px {protected(('<16',))}, "
+          + ", ".join(f"{b} {protected((b,))}" for b in BINS[1:]))
+    print(f"    faces >= 16 px more than a quarter exposed: {over_quarter}")
+    print("  on regions (at least half the box inside the anonymised regions):")
+    print(f"    faces >= 16 px {sum(h for h, _ in big) / max(sum(t for _, t in big), 1):.3f}, "
+          + ", ".join(f"{b} {region[b][0] / max(region[b][1], 1):.3f}" for b in BINS))
+    print(f"  false regions per photo: {stats['false_per_photo']:.2f}")
+    print(f"  images held back by the residual check: {len(stats['flagged'])} of {stats['images']}")
+    print(f"  median ms per image end to end: {statistics.median(stats['ms']):.0f} "
+          f"(total {sum(stats['ms']) / 1000:.1f} s)")
+
+
+def mosaics(folder: Path, entries: list[dict], grid: int) -> list[tuple[str, bytes, dict]]:
+    """GRID x GRID photos tiled without scaling, annotations shifted (make_mosaics.py's layout)."""
+    out = []
+    per = grid * grid
+    for m in range(len(entries) // per):
+        group = entries[m * per:(m + 1) * per]
+        images = [Image.open(folder / e["image"]).convert("RGB") for e in group]
+        cell_w = max(im.width for im in images)
+        row_h = [max(im.height for im in images[r * grid:(r + 1) * grid]) for r in range(grid)]
+        canvas = Image.new("RGB", (cell_w * grid, sum(row_h)), (118, 118, 118))
+        faces, ignore = [], []
+        for i, (entry, im) in enumerate(zip(group, images)):
+            r, c = divmod(i, grid)
+            ox, oy = c * cell_w, sum(row_h[:r])
+            canvas.paste(im, (ox, oy))
+            faces += [[x + ox, y + oy, w, h] for x, y, w, h in entry["faces"]]
+            ignore += [[x + ox, y + oy, w, h] for x, y, w, h in entry.get("ignore", [])]
+        buffer = io.BytesIO()
+        canvas.save(buffer, "JPEG", quality=93)
+        out.append((f"mosaic_{m:02d}.jpg", buffer.getvalue(),
+                    {"faces": faces, "ignore": ignore, "sources": [e["image"] for e in group]}))
+    return out
 
 
 def main() -> None:
@@ -69,54 +169,34 @@ def main() -> None:
                         default=Path(__file__).resolve().parents[2] / "shared" / "eval")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per image (median taken)")
     parser.add_argument("--batch", type=int, default=100, help="images in the memory run")
+    parser.add_argument("--mosaic", type=int, default=0, metavar="GRID",
+                        help="also measure GRID x GRID mosaics against the same photos one by one")
     args = parser.parse_args()
 
     entries = json.loads((args.folder / "annotations.json").read_text())
-    files = {e["image"]: (args.folder / e["image"]).read_bytes() for e in entries}
+    items = [(e["image"], (args.folder / e["image"]).read_bytes(), e) for e in entries]
     settings = Settings()
-    totals = {b: [0, 0] for b in BINS}
-    false_regions = 0
-    per_image_ms = []
-    residual_flagged = []
+    print(f"images {len(entries)}, faces {sum(len(e['faces']) for e in entries)}, settings {settings.to_dict()}")
     with Engine() as engine:
-        for entry in entries:
-            data = files[entry["image"]]
-            times = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                regions, pixels = process(engine, data, entry["image"], settings)
-                times.append((time.perf_counter() - start) * 1000)
-            per_image_ms.append(statistics.median(times))
-            if residual_faces(engine.detector, pixels, regions):
-                residual_flagged.append(entry["image"])
-            counts, false = score_image(regions, entry["faces"], entry.get("ignore", []),
-                                        entry["width"], entry["height"])
-            false_regions += false
-            for b in BINS:
-                totals[b][0] += counts[b][0]
-                totals[b][1] += counts[b][1]
-
+        report(f"{args.folder}, one by one", evaluate(engine, items, settings, args.repeat))
+        if args.mosaic:
+            tiles = mosaics(args.folder, entries, args.mosaic)
+            used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]
+            sizes = ", ".join(f"{Image.open(io.BytesIO(t[1])).size}" for t in tiles)
+            report(f"{len(tiles)} mosaics of {args.mosaic} x {args.mosaic} ({sizes})",
+                   evaluate(engine, tiles, settings, args.repeat))
+            if len(used) != len(items):
+                report(f"the same {len(used)} photos one by one", evaluate(engine, used, settings, 1))
+            return
         for i in range(args.batch):
-            entry = entries[i % len(entries)]
-            process(engine, files[entry["image"]], entry["image"], settings)
+            name, data, _ = items[i % len(items)]
+            process(engine, data, name, settings)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
         crowd = max(entries, key=lambda e: len(e["faces"]))
-        big12mp = _twelve_megapixel_jpeg(files[crowd["image"]])
+        big12mp = _twelve_megapixel_jpeg((args.folder / crowd["image"]).read_bytes())
         twelve = [_timed(lambda: process(engine, big12mp, "12mp.jpg", settings)) for _ in range(args.repeat)]
         peak_12mp_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    print(f"images {len(entries)}, faces {sum(t[1] for t in totals.values())}, settings {settings.to_dict()}")
-    for b in BINS:
-        hit, total = totals[b]
-        print(f"recall {b:>6} px: {hit / max(total, 1):.3f}  ({hit}/{total})")
-    big = [totals[b] for b in BINS[1:]]
-    print(f"recall  >=16 px: {sum(h for h, _ in big) / max(sum(t for _, t in big), 1):.3f}")
-    print(f"false regions per image: {false_regions / len(entries):.2f}")
-    print(f"images flagged by the residual check: {len(residual_flagged)} of {len(entries)}")
-    print(f"median ms per image (decode+detect+anonymise+encode, median of {args.repeat}): "
-          f"{statistics.median(per_image_ms):.1f}")
-    print(f"peak memory after a {args.batch}-image batch: {peak_mb:.0f} MB")
+    print(f"\npeak memory after a {args.batch}-image batch: {peak_mb:.0f} MB")
     print(f"12 MP crowd photo ({len(crowd['faces'])} faces) end to end, median of {args.repeat}: "
           f"{statistics.median(twelve):.0f} ms; peak memory then {peak_12mp_mb:.0f} MB")
 
