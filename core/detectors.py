@@ -61,15 +61,16 @@ class CenterFaceDetector:
         each keeping the faces it is good at: an overview at `overview_side` px keeps those it
         sees at least `overview_min_face` px tall (full-resolution tiles may cut them), and
         full resolution, in tiles, keeps the smaller ones (which the overview shrinks past
-        seeing, or takes texture for). Faces keep the pixel size they have in the photo, so a
-        crowd in a 12 MP photo is found as well as in a 1 MP one."""
+        seeing, or takes texture for), and a margin above them: the two looks size a face
+        differently, and a face at the border must not fall between them. Faces keep the pixel
+        size they have in the photo, so a crowd in a 12 MP photo is found as well as in a 1 MP one."""
         height, width = rgb.shape[:2]
         if max(height, width) <= self.max_side or not self.full_resolution:
             return self._pass(rgb, min(1.0, self.max_side / max(height, width)))
         overview = self.overview_side / max(height, width)
         split = self.overview_min_face / overview
         return merge_duplicates([f for f in self._pass(rgb, overview) if f.size >= split]
-                                + [f for f in self._pass(rgb, 1.0) if f.size < split])
+                                + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
 
     def _pass(self, rgb: np.ndarray, scale: float) -> list[Face]:
         """One look at the image resized by `scale`, in tiles of at most `tile_area` pixels;
