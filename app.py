@@ -1,19 +1,12 @@
-"""Face privacy review dashboard: `streamlit run app.py`."""
+"""Face privacy review dashboard: `streamlit run app.py`, then open the link it prints.
 
-import sqlite3
+This file puts the access gate (dashboard/access.py) in front of Streamlit's server; the
+dashboard itself, its pages and navigation, is navigation.py.
+"""
 
 import streamlit as st
+from starlette.middleware import Middleware
 
-from dashboard.state import storage_failure
+from dashboard.access import AccessGate, lifespan
 
-st.set_page_config(page_title="Face privacy review", page_icon=":material/shield:", layout="wide")
-navigation = st.navigation([
-    st.Page("pages/start.py", title="Start", icon=":material/play_arrow:", default=True),
-    st.Page("pages/overview.py", title="Overview", icon=":material/grid_view:"),
-    st.Page("pages/review.py", title="Review one image", icon=":material/search:"),
-    st.Page("pages/export.py", title="Export", icon=":material/archive:"),
-])
-try:
-    navigation.run()
-except (OSError, sqlite3.Error) as exc:  # a full disk or a read-only workspace
-    storage_failure(exc)
+app = st.App("navigation.py", lifespan=lifespan, middleware=[Middleware(AccessGate)])

@@ -67,7 +67,7 @@ def main() -> None:
     print(f"{args.photos} photos of {args.megapixels:g} MP: added in {made:.0f} s, "
           f"detected in {detected:.0f} s ({detected / args.photos * 1000:.0f} ms each)")
 
-    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    app = str(Path(__file__).resolve().parents[1] / "navigation.py")
     at = AppTest.from_file(app, default_timeout=600)
     at.session_state["session_id"] = session_id
     at.session_state["reviewer"] = "bench"

@@ -17,7 +17,7 @@ from pathlib import Path
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from .pipeline import OutputNamer, anonymize, check_output, engine_versions
-from .workspace import ImageRecord, Workspace
+from .workspace import ImageRecord, Workspace, private_file
 
 MANIFEST_FIELDS = [
     "original_name", "output_name", "original_sha256", "output_sha256", "width", "height",
@@ -64,7 +64,7 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
     rows, held_back, exported_ids = [], [], {}
     namer = OutputNamer(folder=None)
     try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+        with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             for index, record in enumerate(approved, 1):
                 if progress:
                     progress(index, len(approved), record.name)

@@ -89,9 +89,15 @@ def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
 
 def allowed_roots() -> list[Path]:
     """Folders the dashboard may read from: FACE_PRIVACY_FOLDER_ROOTS (separated by the
-    system's path separator), else the user's home folder."""
+    system's path separator), else the user's Pictures, Desktop and Downloads folders (not the
+    whole home folder: it holds keys, mail and documents that are no photo batch)."""
     configured = os.environ.get("FACE_PRIVACY_FOLDER_ROOTS")
-    roots = configured.split(os.pathsep) if configured else [str(Path.home())]
+    if configured:
+        roots = configured.split(os.pathsep)
+    else:
+        from platformdirs import user_desktop_dir, user_downloads_dir, user_pictures_dir
+
+        roots = [user_pictures_dir(), user_desktop_dir(), user_downloads_dir()]
     return [Path(r).resolve() for r in roots if r]
 
 

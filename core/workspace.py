@@ -138,11 +138,16 @@ class Workspace:
         self.exports = self.root / "exports"
         self.previews = self.root / "previews"
         for folder in (self.root, self.objects, self.exports, self.previews):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
+        # The originals and their previews are the most sensitive files this tool touches: only
+        # the user who runs it may read them, whatever the umask or an earlier version left.
+        tighten(self.root)
         # A zip still named *.partial was cut short by a crash: it is never offered.
         for stale in self.exports.glob("*.partial"):
             stale.unlink()
         self.db_path = self.root / "review.sqlite"
+        # SQLite gives its -wal and -shm files the database file's mode: create it private.
+        os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
         db = sqlite3.connect(self.db_path, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -230,7 +235,7 @@ class Workspace:
         digest = hashlib.sha256(data).hexdigest()
         path = self.object_path(digest)
         if not path.exists():
-            path.parent.mkdir(exist_ok=True)
+            private_dir(path.parent)
             write_atomically(path, data)
         return digest
 
@@ -410,6 +415,34 @@ def _record(row: sqlite3.Row) -> ImageRecord:
         residual=json.loads(row["residual"]) if row["residual"] else None,
         residual_confirmed=row["residual_confirmed"],
     )
+
+
+def private_dir(folder: Path) -> None:
+    """A folder only its owner can enter, whatever the umask."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+
+
+def private_file(path: Path, mode: str = "wb"):
+    """Open a new file only its owner can read, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def tighten(root: Path) -> None:
+    """Folders 0700 and files 0600 under `root`, for a workspace made by an earlier version or
+    under a loose umask. Links are not followed."""
+    for parent, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs:
+            folder = Path(parent) / name
+            if not folder.is_symlink() and folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
+        for name in files:
+            path = Path(parent) / name
+            if not path.is_symlink() and path.stat().st_mode & 0o177:
+                path.chmod(0o600)
 
 
 def default_root() -> Path:

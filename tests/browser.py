@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,15 +40,32 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run app.py` over a given workspace; `prefix` wraps the command (strace)."""
 
-    def __init__(self, workspace: Path, log: Path, prefix: tuple[str, ...] = ()):
+    def __init__(self, workspace: Path, log: Path, prefix: tuple[str, ...] = (), token: str | None = None):
+        """`token`: a fixed access token (FACE_PRIVACY_TOKEN); None lets the server make its own,
+        which it writes to `link_file` (no terminal here)."""
         self.workspace, self.log, self.prefix = workspace, log, prefix
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.base = f"http://127.0.0.1:{self.port}/"
+        self.token = token if token is not None else secrets.token_urlsafe(16)
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> StreamlitServer:
+    @property
+    def url(self) -> str:
+        """The link a reviewer opens: the first visit trades the token for a cookie."""
+        return f"{self.base}?token={self.token}"
+
+    @property
+    def link_file(self) -> Path:
+        return self.workspace.parent / "dashboard-link.txt"
+
+    def start(self, generated_token: bool = False) -> StreamlitServer:
+        """With `generated_token` the server makes its own token; it is read back from the
+        private file the server names in its log."""
         env = dict(os.environ, FACE_PRIVACY_WORKSPACE=str(self.workspace),
                    FACE_PRIVACY_FOLDER_ROOTS=str(self.workspace.parent))
+        env.pop("FACE_PRIVACY_TOKEN", None)
+        if not generated_token:
+            env["FACE_PRIVACY_TOKEN"] = self.token
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [*self.prefix, sys.executable, "-m", "streamlit", "run", "app.py",
@@ -55,7 +73,10 @@ class StreamlitServer:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         for _ in range(120):
             try:
-                urllib.request.urlopen(self.url + "_stcore/health", timeout=1)
+                urllib.request.urlopen(self.base + "_stcore/health", timeout=1)
+                if generated_token:
+                    wait_for(self.link_file.exists, 30)
+                    self.token = self.link_file.read_text().strip().split("?token=")[1]
                 return self
             except OSError:
                 time.sleep(0.5)

@@ -13,7 +13,7 @@ from dashboard.faces import face_rows
 from dashboard.worker import detection_worker
 from tests.conftest import ROOT, jpeg_bytes
 
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "navigation.py")
 
 
 @pytest.fixture

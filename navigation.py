@@ -1,0 +1,19 @@
+"""The review dashboard's pages and navigation; `streamlit run app.py` serves it behind the access gate."""
+
+import sqlite3
+
+import streamlit as st
+
+from dashboard.state import storage_failure
+
+st.set_page_config(page_title="Face privacy review", page_icon=":material/shield:", layout="wide")
+navigation = st.navigation([
+    st.Page("pages/start.py", title="Start", icon=":material/play_arrow:", default=True),
+    st.Page("pages/overview.py", title="Overview", icon=":material/grid_view:"),
+    st.Page("pages/review.py", title="Review one image", icon=":material/search:"),
+    st.Page("pages/export.py", title="Export", icon=":material/archive:"),
+])
+try:
+    navigation.run()
+except (OSError, sqlite3.Error) as exc:  # a full disk or a read-only workspace
+    storage_failure(exc)

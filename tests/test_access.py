@@ -1,0 +1,140 @@
+"""Only the person who started it can see the originals: private workspace files, and a
+per-launch access token in front of every address of the real server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import urllib.error
+import urllib.request
+import zipfile
+
+import pytest
+
+from core.export import export_approved
+from core.review import add_files, detect_pending, intake_upload
+from core.workspace import APPROVED, Workspace
+from tests.conftest import jpeg_bytes
+
+SECRET_NAME = "jane_doe_class3b.jpg"
+
+
+def loose_umask():
+    """The usual umask of a desktop session: new files world-readable unless made otherwise."""
+    old = os.umask(0o022)
+    return old
+
+
+def modes(root):
+    """Every folder and file under root, with its permission bits."""
+    found = {root: stat.S_IMODE(root.stat().st_mode)}
+    for path in root.rglob("*"):
+        found[path] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def reviewed_and_exported(root, engine, photo: bytes) -> tuple[Workspace, int]:
+    ws = Workspace(root)
+    session = ws.create_session("Class photos", "Ann")
+    add_files(ws, session, intake_upload(SECRET_NAME, photo), "Ann")
+    detect_pending(ws, engine, session)
+    image = ws.images(session)[0]
+    ws.decide(image.id, APPROVED, "Ann")
+    export_approved(ws, session, "Ann", engine.detector)
+    return ws, session
+
+
+def test_every_workspace_file_is_private_whatever_the_umask(tmp_path, engine, astronaut_rgb):
+    old = loose_umask()
+    try:
+        ws, _ = reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
+        # The -wal and -shm files exist while a connection is open (as in the running dashboard).
+        with contextlib.closing(sqlite3.connect(ws.db_path)) as db:
+            db.execute("SELECT COUNT(*) FROM audit").fetchone()
+            found = modes(ws.root)
+    finally:
+        os.umask(old)
+    places = {p.relative_to(ws.root).parts[0] for p in found if p.is_file()}
+    assert {"objects", "previews", "exports", "review.sqlite"} <= places
+    assert any(p.name == "review.sqlite-wal" for p in found), "the WAL file is checked too"
+    assert any(p.suffix == ".zip" for p in found)
+    loose = {str(p): oct(m) for p, m in found.items() if m != (0o700 if p.is_dir() else 0o600)}
+    assert loose == {}
+
+
+def test_a_loose_workspace_is_tightened_at_start(tmp_path, engine, astronaut_rgb):
+    ws, _ = reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
+    for path in [ws.root, *ws.root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as an earlier version, under umask 022, left it
+    Workspace(ws.root)
+    assert all(m == (0o700 if p.is_dir() else 0o600) for p, m in modes(ws.root).items())
+
+
+def test_folder_intake_defaults_to_pictures_desktop_and_downloads(monkeypatch, tmp_path):
+    from core.review import allowed_roots
+
+    monkeypatch.delenv("FACE_PRIVACY_FOLDER_ROOTS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_PICTURES_DIR", raising=False)
+    roots = allowed_roots()
+    assert tmp_path.resolve() not in roots
+    assert {r.name for r in roots} == {"Pictures", "Desktop", "Downloads"}
+    monkeypatch.setenv("FACE_PRIVACY_FOLDER_ROOTS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    assert [r.name for r in allowed_roots()] == ["a", "b"]
+
+
+def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine, astronaut_rgb):
+    from tests.browser import StreamlitServer, chromium_page, require_chromium
+
+    require_chromium()
+    from playwright.sync_api import expect
+
+    ws, _ = reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start(generated_token=True)
+    try:
+        assert "dashboard-link.txt" in (tmp_path / "server.log").read_text()
+        assert stat.S_IMODE(server.link_file.stat().st_mode) == 0o600
+        with chromium_page() as owner:
+            # The owner opens the link: the token is traded for a cookie and leaves the address.
+            owner.goto(server.url)
+            owner.get_by_role("button", name="Open session").wait_for()
+            assert "token" not in owner.url
+            owner.reload()
+            owner.get_by_role("button", name="Open session").wait_for()
+            owner.get_by_label("Your name").last.fill("Ann")
+            owner.get_by_role("button", name="Open session").click()
+            owner.get_by_role("link", name="Overview").click()
+            thumbnail = owner.locator("img[src*='/media/']").first
+            thumbnail.wait_for()
+            media = thumbnail.get_attribute("src")
+            media_url = media if media.startswith("http") else server.base + media.lstrip("/")
+        with chromium_page() as stranger:  # another profile: no cookie
+            seen = []
+            stranger.on("request", lambda request: seen.append(request.url))
+            response = stranger.goto(server.base)
+            assert response.status == 403
+            expect(stranger.get_by_role("heading", name="This dashboard is locked")).to_be_visible()
+            stranger.wait_for_timeout(2000)  # whatever the page would load, it has loaded now
+            html = stranger.content()
+            assert SECRET_NAME.split(".")[0] not in html and "/media/" not in html
+            assert all("/media/" not in url and "_stcore/stream" not in url for url in seen), seen
+            assert stranger.goto(media_url).status == 403
+            assert stranger.goto(server.base + "?token=wrong").status == 403
+        # Nor does any other local process get a photo without the cookie.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(media_url, timeout=10)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(server.base + "_stcore/health", timeout=10) as health:
+            assert health.status == 200
+    finally:
+        server.stop()
+    token = server.token.encode()
+    assert token not in (tmp_path / "server.log").read_bytes()
+    for path in ws.root.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_bytes(), path
+            if path.suffix == ".zip":
+                with zipfile.ZipFile(path) as archive:
+                    assert all(token not in archive.read(n) for n in archive.namelist())
