@@ -12,6 +12,7 @@ navigation = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/grid_view:"),
     st.Page("pages/review.py", title="Review one image", icon=":material/search:"),
     st.Page("pages/export.py", title="Export", icon=":material/archive:"),
+    st.Page("pages/settings.py", title="Batch settings", icon=":material/tune:"),
 ])
 try:
     navigation.run()

@@ -59,7 +59,7 @@ def main() -> None:
     session_id = ws.create_session("benchmark", "bench")
     start = time.perf_counter()
     for name, data in _photos(args.photos, args.megapixels):
-        ws.add_image(session_id, name, data, "bench")
+        ws.add_image(session_id, name, data, "bench")  # (id, None): every photo differs
     made = time.perf_counter() - start
     start = time.perf_counter()
     detect_pending(ws, engine(), session_id)

@@ -1,11 +1,21 @@
-"""The zip a reviewer takes away: approved images only, anonymised at full resolution with the
-settings each was approved with, and manifests that prove it."""
+"""What leaves a review session: a publication zip of the approved photos, anonymised at full
+resolution with the settings each was approved with, and an audit package the reviewer keeps.
+
+- The publication zip names photos neutrally (`<session>-0001.jpg`) and carries no original
+  file name, hash of an original, comment or reviewer: only the photos and what was done to them.
+- The audit package holds a manifest of *every* photo of the session (exported, held back,
+  rejected, pending, failed, each with its reason, reviewer and local time), the mapping from
+  the published names to the originals, the session's audit log, and a self-contained HTML
+  report with each exported photo's anonymised thumbnail and history.
+
+Each photo's approval is read again at the moment its output is written, and the residual check
+is bound to the exact output it checked. A zip reflects the session as it was when it started:
+any later decision, edit or setting change makes it out of date (see `Workspace.exports_of`).
+"""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -14,113 +24,215 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
+
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
-from .pipeline import OutputNamer, anonymize, check_output, engine_versions
-from .workspace import ImageRecord, Workspace, private_file
+from .pipeline import OutputNamer, Settings, anonymize, check_output, engine_versions
+from .report import audit_report, csv_text, local_time
+from .residual import EXPOSED
+from .store import private_file
+from .workspace import APPROVED, REJECTED, ImageRecord, Workspace
 
-MANIFEST_FIELDS = [
-    "original_name", "output_name", "original_sha256", "output_sha256", "width", "height",
-    "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode", "strength",
-    "padding", "shape", "reviewer", "decision", "decided_at", "comment", "engine_version",
+PUBLIC_FIELDS = [
+    "output_name", "output_sha256", "width", "height", "faces_found", "faces_disabled",
+    "faces_added_by_hand", "threshold", "mode", "strength", "padding", "shape", "decided_at",
+    "engine_version",
+]
+AUDIT_FIELDS = [
+    "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
+    "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
+    "strength", "padding", "shape", "reviewer", "decision", "decided_at", "comment", "residual",
+    "engine_version",
 ]
 
 
 def face_counts(record: ImageRecord, threshold: float) -> dict:
-    """Detected faces at the threshold, how many of those the reviewer switched off, and how
-    many the reviewer drew."""
-    detected = [f for f in record.faces or [] if not f.manual and f.score >= threshold]
+    """Detected faces at the threshold; how many of the faces the reviewer decides on (those
+    and every face drawn by hand) are switched off; how many were drawn by hand."""
+    faces = record.faces or []
+    detected = [f for f in faces if not f.manual and f.score >= threshold]
     return {
         "faces_found": len(detected),
-        "faces_disabled": sum(not f.enabled for f in detected),
-        "faces_added_by_hand": sum(f.manual for f in record.faces or []),
+        "faces_disabled": sum(not f.enabled for f in faces if f.manual or f.score >= threshold),
+        "faces_added_by_hand": sum(f.manual for f in faces),
     }
 
 
 @dataclass(frozen=True)
 class ExportResult:
+    export_id: int
     path: Path
+    audit_path: Path
     exported: list[str]
     held_back: list[str]
 
 
 def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                     progress: Callable[[int, int, str], None] | None = None,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> ExportResult:
-    """Write the session's zip into the workspace's exports folder.
+                    max_pixels: int = DEFAULT_MAX_PIXELS, export_id: int | None = None) -> ExportResult:
+    """Build the session's publication zip and audit package in the workspace's exports folder.
 
-    Each output is checked once more by `detector` (the residual check; once per distinct
-    output, the result is kept): a photo on which a face is still found is held back, and
-    flagged, until the reviewer confirms it. The zip is
-    written under a temporary name and renamed when complete, so a crash never leaves a
-    half-written zip where the dashboard would offer it."""
+    Each output is checked by `detector` (the residual check, on the output as written; once per
+    distinct output): a photo whose output still shows a face is held back and flagged until the
+    reviewer confirms it. Files are written under temporary names and renamed when complete, so
+    a crash never leaves a half-written zip where the dashboard would offer it."""
+    if export_id is None:
+        export_id = workspace.start_export(session_id, actor)
+    try:
+        return _build(workspace, session_id, actor, detector, progress, max_pixels, export_id)
+    except BaseException as exc:
+        workspace.fail_export(export_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _build(workspace: Workspace, session_id: int, actor: str, detector, progress, max_pixels: int,
+           export_id: int) -> ExportResult:
     session = workspace.session(session_id)
-    batch = workspace.batch_settings(session_id)
-    approved = [r for r in workspace.images(session_id) if r.approval_current(batch)]
+    revision = workspace.export(export_id)["revision"]
+    records = workspace.images(session_id)
+    stem = OutputNamer.safe_stem(session["name"])
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = workspace.exports / f"{OutputNamer.safe_stem(session['name'])}-{stamp}.zip"
+    target = workspace.exports / f"{stem}-{stamp}-{export_id}.zip"
+    audit_target = workspace.exports / f"{stem}-{stamp}-{export_id}-audit.zip"
     partial = target.with_name(f"{target.name}.partial")
     versions = engine_versions()
-    rows, held_back, exported_ids = [], [], {}
-    namer = OutputNamer(folder=None)
+    photos: list[dict] = []
     try:
         with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-            for index, record in enumerate(approved, 1):
+            for index, record in enumerate(records, 1):
                 if progress:
-                    progress(index, len(approved), record.name)
-                settings = record.settings(batch)
-                known = record.residual_result(batch)
-                if known:  # found on this exact output before, not confirmed: nothing to make
-                    held_back.append(record.name)
-                    continue
-                original = workspace.read(record.sha256)
-                if hashlib.sha256(original).hexdigest() != record.sha256:
-                    raise RuntimeError(f"{record.name}: the stored original is damaged (SHA-256 differs)")
-                photo = decode_photo(original, record.name, max_pixels)
-                pixels = anonymize(photo.pixels, record.faces, settings)
-                regions = settings.regions(record.faces, photo.width, photo.height)
-                fmt = output_format(photo)
-                data = encode_photo(pixels, fmt, settings.jpeg_quality)
-                if known is None:  # this output was never checked: check it once, as it leaves
-                    found = check_output(detector, photo, data, selected(record.faces, settings.threshold), settings)
-                    workspace.save_residual(record.id, found)
-                    if found:
-                        held_back.append(record.name)
-                        continue
-                name = namer.name_for(record.name, fmt)
-                archive.writestr(f"images/{name}", data)
-                exported_ids[record.id] = record.name
-                rows.append({
-                    "original_name": record.name, "output_name": f"images/{name}",
-                    "original_sha256": record.sha256, "output_sha256": hashlib.sha256(data).hexdigest(),
-                    "width": photo.width, "height": photo.height,
-                    **face_counts(record, settings.threshold),
-                    "threshold": settings.threshold, "mode": settings.mode, "strength": settings.strength,
-                    "padding": settings.padding, "shape": settings.shape,
-                    "reviewer": record.decided_by, "decision": record.status, "decided_at": record.decided_at,
-                    "comment": record.comment, "engine_version": versions["engine"],
-                    "regions": [list(r) for r in regions],
-                })
-            table = io.StringIO()
-            writer = csv.DictWriter(table, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-            archive.writestr("manifest.csv", table.getvalue())
-            # Every recorded step of each exported photo, from upload to approval.
-            trail = [{"at": a["at"], "actor": a["actor"], "action": a["action"],
-                      "image": exported_ids[a["image_id"]], "detail": a["detail"]}
-                     for a in workspace.audit(session_id) if a["image_id"] in exported_ids]
+                    progress(index - 1, len(records), record.name)
+                workspace.export_progress(export_id, index - 1, len(records))
+                photo = _one(workspace, session_id, record, detector, max_pixels, versions)
+                if photo["outcome"] == "exported":
+                    name = f"{stem}-{sum(p['outcome'] == 'exported' for p in photos) + 1:04d}{photo.pop('suffix')}"
+                    photo["output_name"] = f"images/{name}"
+                    archive.writestr(photo["output_name"], photo.pop("data"))
+                photos.append(photo)
+            exported = [p for p in photos if p["outcome"] == "exported"]
+            archive.writestr("manifest.csv", csv_text(exported, PUBLIC_FIELDS))
             archive.writestr("manifest.json", json.dumps({
-                "session": session["name"], "exported_by": actor,
-                "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": versions, "images": rows, "audit": trail}, indent=2))
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
+                "session": session["name"], "exported_at": local_time(_now()), "versions": versions,
+                "images": [{k: p.get(k) for k in PUBLIC_FIELDS} | {"regions": p["regions"]} for p in exported],
+            }, indent=2))
+        _seal(partial, target)
+        counts = {outcome: sum(p["outcome"] == outcome for p in photos)
+                  for outcome in ("exported", "held back", "rejected", "pending", "failed")}
+        _write_audit(workspace, session, actor, photos, counts, versions, target, audit_target)
     finally:
         partial.unlink(missing_ok=True)
+    if progress:
+        progress(len(records), len(records), "")
     with open(target, "rb") as handle:  # in chunks: the zip may be larger than memory allows
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    workspace.log(session_id, actor, "exported", file=target.name, images=len(rows), held_back=held_back,
-                  sha256=digest)
-    return ExportResult(target, [row["original_name"] for row in rows], held_back)
+    workspace.finish_export(export_id, actor, target.name, audit_target.name, digest, counts, revision)
+    return ExportResult(export_id, target, audit_target, [p["original_name"] for p in exported],
+                        [p["original_name"] for p in photos if p["outcome"] == "held back"])
+
+
+def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, max_pixels: int,
+         versions: dict) -> dict:
+    """One photo's outcome (and, when it is exported, its encoded output as `data`)."""
+    row = {"image_id": record.id, "original_name": record.name, "original_sha256": record.sha256,
+           "reviewer": record.decided_by or "", "decision": record.status,
+           "decided_at": local_time(record.decided_at), "comment": record.comment,
+           "engine_version": versions["engine"], "regions": []}
+    if record.error:
+        return row | {"outcome": "failed", "reason": record.error}
+    if record.status == REJECTED:
+        return row | {"outcome": "rejected", "reason": record.comment or "rejected by the reviewer"}
+    # The approval as it stands now, not as it stood when the export began.
+    fresh, batch = workspace.image(record.id), workspace.batch_settings(session_id)
+    if not fresh.detected:
+        return row | {"outcome": "pending", "reason": "waiting for detection"}
+    if not fresh.approval_current(batch):
+        reason = ("approval out of date: settings or faces changed since" if fresh.approval_outdated(batch)
+                  else "rejected during the export" if fresh.status == REJECTED else "not approved")
+        return row | {"outcome": "rejected" if fresh.status == REJECTED else "pending", "reason": reason,
+                      "decision": fresh.status}
+    mark, settings = fresh.current_fingerprint(batch), fresh.settings(batch)
+    row |= _settings_row(settings) | face_counts(fresh, settings.threshold) | {
+        "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
+    original = workspace.read(record.sha256)
+    if hashlib.sha256(original).hexdigest() != record.sha256:
+        return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
+    try:
+        photo = decode_photo(original, record.name, max_pixels)
+        pixels = anonymize(photo.pixels, fresh.faces, settings)
+        data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
+        output_sha = hashlib.sha256(data).hexdigest()
+        found = fresh.residual_result(batch, output_sha)
+        if found is None:  # this output was never checked: check it once, as it leaves
+            found = check_output(detector, photo, data, selected(fresh.faces, settings.threshold), settings)
+            workspace.save_residual(record.id, mark, output_sha, found)
+    except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's outcome
+        return row | {"outcome": "held back", "reason": f"could not be anonymised ({type(exc).__name__}: {exc})"}
+    if found:
+        exposed = sum(f.detector == EXPOSED for f in found)
+        return row | {"outcome": "held back", "residual": f"{len(found)} face(s) flagged",
+                      "reason": f"residual check: {exposed} covered face(s) still show, "
+                                f"{len(found) - exposed} face(s) found again; the reviewer must look and confirm"}
+    # The moment of writing: the approval must still stand, for exactly this output.
+    final, batch_now = workspace.image(record.id), workspace.batch_settings(session_id)
+    if not (final.approval_current(batch_now) and final.current_fingerprint(batch_now) == mark):
+        return row | {"outcome": "rejected" if final.status == REJECTED else "pending",
+                      "reason": "the decision changed while the zip was being built", "decision": final.status}
+    regions = settings.regions(fresh.faces, photo.width, photo.height)
+    return row | {"outcome": "exported", "data": data, "suffix": ".jpg" if output_format(photo) == "JPEG" else ".png",
+                  "output_sha256": output_sha, "width": photo.width, "height": photo.height,
+                  "decision": APPROVED, "regions": [list(r) for r in regions],
+                  "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
+                  "thumbnail": _thumbnail(pixels)}
+
+
+def _settings_row(settings: Settings) -> dict:
+    return {k: getattr(settings, k) for k in ("threshold", "mode", "strength", "padding", "shape")}
+
+
+def _thumbnail(pixels) -> bytes:
+    scale = min(1.0, 320 / max(pixels.shape[:2]))
+    small = cv2.resize(pixels[:, :, :3], (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA)
+    return encode_photo(small, "JPEG", 75)
+
+
+def _write_audit(workspace: Workspace, session: dict, actor: str, photos: list[dict], counts: dict,
+                 versions: dict, target: Path, audit_target: Path) -> None:
+    """The reviewer's package: every photo's outcome, the name mapping, the log, the report."""
+    names = {p["image_id"]: p["original_name"] for p in photos}
+    trail = [{"at": local_time(a["at"]), "actor": a["actor"], "action": a["action"],
+              "photo": names.get(a["image_id"], ""), "image_id": a["image_id"], "detail": a["detail"]}
+             for a in workspace.audit(session["id"])]
+    history: dict[int, list[dict]] = {}
+    for step in trail:
+        if step["image_id"] is not None:
+            history.setdefault(step["image_id"], []).append(
+                step | {"detail": "; ".join(f"{k}: {v}" for k, v in step["detail"].items()
+                                            if k not in ("fingerprint", "settings", "faces"))})
+    rows = [{k: v for k, v in p.items() if k not in ("thumbnail", "data", "suffix")} for p in photos]
+    summary = [("session", session["name"]), ("exported by", actor), ("exported at", local_time(_now())),
+               ("publication zip", target.name)] + [(k, str(v)) for k, v in counts.items()] + [
+               ("engine", versions["engine"]), ("models (SHA-256)", json.dumps(versions["models_sha256"]))]
+    partial = audit_target.with_name(f"{audit_target.name}.partial")
+    try:
+        with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("manifest.csv", csv_text(rows, AUDIT_FIELDS))
+            archive.writestr("manifest.json", json.dumps({
+                "session": session["name"], "exported_by": actor, "exported_at": local_time(_now()),
+                "publication_zip": target.name, "counts": counts, "versions": versions, "photos": rows,
+                "audit": trail}, indent=2, default=str))
+            archive.writestr("report.html", audit_report(f"Audit report: {session['name']}", summary, photos, history))
+        _seal(partial, audit_target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _seal(partial: Path, target: Path) -> None:
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -141,16 +141,29 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> It
                     yield Intake(label, problem=f"cannot be read ({exc.strerror or exc})")
 
 
-def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str) -> list[Intake]:
-    """Store what can be stored and log what is refused; return the refusals."""
-    refused = []
+@dataclass(frozen=True)
+class IntakeReport:
+    """What became of a batch offered to a session."""
+
+    added: int
+    refused: list[Intake]
+    duplicates: list[tuple[str, str]]  # (name offered, the photo already in the session)
+
+
+def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str) -> IntakeReport:
+    """Store what can be stored, log what is refused, and name what was there already."""
+    refused, duplicates, added = [], [], 0
     for item in intakes:
         if item.problem:
             workspace.add_refused(session_id, item.name, item.problem, actor)
             refused.append(item)
         else:
-            workspace.add_image(session_id, item.name, item.data, actor)
-    return refused
+            _, same_as = workspace.add_image(session_id, item.name, item.data, actor)
+            if same_as is None:
+                added += 1
+            else:
+                duplicates.append((item.name, same_as))
+    return IntakeReport(added, refused, duplicates)
 
 
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,

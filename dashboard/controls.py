@@ -1,4 +1,8 @@
-"""The settings widgets, used for the batch (sidebar) and for one image (review page)."""
+"""The settings widgets, used for the batch (Settings page) and for one photo (review page).
+
+A tab shows settings as it last read them. When they changed elsewhere meanwhile (another tab,
+another reviewer), its widgets are reset to what is stored before they are drawn, so a stale tab
+never writes back values it did not change."""
 
 from __future__ import annotations
 
@@ -7,9 +11,18 @@ import streamlit as st
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
 
+_FIELDS = ("threshold", "strength", "mode", "padding", "shape")
+
 
 def settings_controls(current: Settings, key: str) -> Settings:
-    """Sliders and choices for the settings; returns what the reviewer set."""
+    """Sliders and choices for the settings, showing `current`; returns what the reviewer set.
+    Returns `current` itself (nothing to write) whenever `current` is not what this tab showed
+    the last time."""
+    seen_key = f"{key}-seen"
+    if st.session_state.get(seen_key) != current.to_dict():
+        for field in _FIELDS:
+            st.session_state.pop(f"{key}-{field}", None)
+        st.session_state[seen_key] = current.to_dict()
     threshold = st.slider("Confidence threshold", 0.05, 0.95, current.threshold, 0.01, key=f"{key}-threshold",
                           help="Lower finds more faces (and more false ones). A missed face is a leak.")
     strength = st.slider("Blur strength (kernel scale)", 0.5, 3.0, current.strength, 0.1, key=f"{key}-strength",
@@ -20,3 +33,9 @@ def settings_controls(current: Settings, key: str) -> Settings:
     shape = st.selectbox("Shape", SHAPES, SHAPES.index(current.shape), key=f"{key}-shape")
     return Settings(threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
                     feather=current.feather, jpeg_quality=current.jpeg_quality)
+
+
+def forget_controls(key: str) -> None:
+    """Show the stored settings again on the next run (after Cancel, or a refused change)."""
+    for field in (*_FIELDS, "seen"):
+        st.session_state.pop(f"{key}-{field}", None)

@@ -23,15 +23,15 @@ def face_rows(faces: list[Face], threshold: float) -> tuple[list[dict], list[int
     return rows, positions
 
 
-def faces_after_edit(faces: list[Face], positions: list[int], edited: list[dict]):
-    """(new face list, what changed) when the reviewer switched faces on or off, else None."""
-    new = list(faces)
+def switched(faces: list[Face], positions: list[int], edited_rows: dict) -> list[tuple[Face, bool]]:
+    """The faces the reviewer switched in the table ({row: {"enabled": bool}}), each as it was
+    shown and its new state."""
     changes = []
-    for row, i in zip(edited, positions):
-        if bool(row["enabled"]) != faces[i].enabled:
-            new[i] = faces[i].with_enabled(bool(row["enabled"]))
-            changes.append(f"face {row['face']} {'on' if row['enabled'] else 'off'}")
-    return (new, ", ".join(changes)) if changes else None
+    for row, values in edited_rows.items():
+        face = faces[positions[int(row)]]
+        if "enabled" in values and bool(values["enabled"]) != face.enabled:
+            changes.append((face, bool(values["enabled"])))
+    return changes
 
 
 DRAW_SIDE = 900

@@ -65,3 +65,33 @@ def review(image_id: int) -> None:
     """Open one image on the review page."""
     st.session_state["image_id"] = image_id
     st.switch_page("pages/review.py")
+
+
+def flash(kind: str, text: str) -> None:
+    """A message for the next run of the page (actions run in callbacks, before it)."""
+    st.session_state.setdefault("flash", []).append((kind, text))
+
+
+def show_flash() -> None:
+    """Show the messages the last action left, where they do not cover any control."""
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(text)
+
+
+def act(action, *args, done: str | None = None, **kwargs) -> bool:
+    """Run one reviewer action (in a callback); a refusal because the state changed meanwhile
+    is said plainly, and the page shows the state as it is now. True when it was done."""
+    from core.workspace import StaleState
+
+    try:
+        action(*args, **kwargs)
+    except StaleState as exc:
+        flash("warning", f"Not done: {exc}")
+        return False
+    except (OSError, sqlite3.Error) as exc:
+        flash("error", f"Saving failed: {exc}. Nothing saved before was lost; free disk space or make "
+                       f"{default_root()} writable, then try again.")
+        return False
+    if done:
+        flash("success", done)
+    return True

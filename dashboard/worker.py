@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from core.export import export_approved
 from core.review import detect_pending
 from dashboard.state import engine, workspace
 
@@ -72,3 +73,58 @@ def _progress(session_id: int) -> None:
     fraction = worker.done / worker.total if worker.total else 0.0
     st.progress(fraction, text=f"Detecting faces: {worker.done} of {worker.total} done"
                                + (f" (last: {worker.current})" if worker.current else ""))
+
+
+@dataclass
+class ExportWorker:
+    """Exports in background threads, one per export: building goes on while the reviewer moves
+    between pages, and an export cut short by a restart is built again when its session's Export
+    page is next opened. Progress lives in the database."""
+
+    _threads: dict[int, threading.Thread] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, session_id: int, actor: str) -> int:
+        export_id = workspace().start_export(session_id, actor)
+        self._launch(export_id, session_id, actor)
+        return export_id
+
+    def resume(self, session_id: int, actor: str) -> None:
+        with self._lock:
+            orphans = [e for e in workspace().unfinished_exports(session_id) if not self.running(e)]
+        for export_id in orphans:
+            workspace().restart_export(export_id, actor)
+            self._launch(export_id, session_id, actor)
+
+    def running(self, export_id: int) -> bool:
+        thread = self._threads.get(export_id)
+        return thread is not None and thread.is_alive()
+
+    def _launch(self, export_id: int, session_id: int, actor: str) -> None:
+        def build() -> None:
+            try:
+                export_approved(workspace(), session_id, actor, engine().detector, None, engine().max_pixels,
+                                export_id=export_id)
+            except Exception:  # noqa: BLE001 - recorded on the export (fail_export) and shown there
+                pass
+
+        with self._lock:
+            thread = threading.Thread(target=build, daemon=True, name=f"export-{export_id}")
+            self._threads[export_id] = thread
+            thread.start()
+
+
+@st.cache_resource
+def export_worker() -> ExportWorker:
+    return ExportWorker()
+
+
+@st.fragment(run_every=1.0)
+def export_progress(export_id: int) -> None:
+    """Follows an export while it is built; reruns the page when it ends."""
+    row = workspace().export(export_id)
+    if row["status"] != "building":
+        st.rerun()
+    fraction = row["done"] / row["total"] if row["total"] else 0.0
+    st.progress(fraction, text=f"Building the zip: {row['done']} of {row['total'] or '?'} photo(s) done. "
+                               "You may leave this page; it goes on.")

@@ -1,49 +1,80 @@
-"""Export: a zip of the approved photos only, anonymised at full resolution, with manifests."""
+"""Export: a publication zip of the approved photos, anonymised at full resolution, and an audit
+package for the reviewer; built in the background; each listed with who made it, when, what is
+in it, and whether it still matches the session."""
 
 import streamlit as st
 
-from core.export import export_approved
-from dashboard.sidebar import batch_controls
-from dashboard.state import engine, require_session, workspace
+from core.report import local_time
+from dashboard.sidebar import session_sidebar
+from dashboard.state import require_session, show_flash, workspace
+from dashboard.worker import export_progress, export_worker
 
 session_id, reviewer = require_session()
-batch = batch_controls(session_id, reviewer)
+batch = session_sidebar(session_id, reviewer)
 ws = workspace()
 st.title("Export")
+show_flash()
+worker = export_worker()
+worker.resume(session_id, reviewer)
 
 records = ws.images(session_id)
 ready = [r for r in records if r.approval_current(batch)]
-pending = [r for r in records if r.status == "pending"]
-st.markdown(f"**{len(ready)}** approved photo(s) will be exported. "
-            f"{len(pending)} pending and {sum(r.status == 'rejected' for r in records)} rejected photo(s) "
-            "are never included.")
+held = [r for r in ready if r.residual_result(batch)]
+outdated = [r for r in records if r.approval_outdated(batch)]
+st.markdown(
+    f"**{len(ready) - len(held)}** approved photo(s) will be exported"
+    + (f" (of {len(ready)} approved: {len(held)} held back by the residual check until you confirm them on the "
+       "review page)" if held else "")
+    + ". Approved photos not yet checked are checked as the zip is built, and held back if a face still shows. "
+    + f"Never included: {sum(r.status == 'pending' for r in records)} pending, {len(outdated)} with an approval "
+      f"out of date, {sum(r.status == 'rejected' for r in records)} rejected, {sum(bool(r.error) for r in records)} "
+      "that could not be read. The audit package lists every photo with what became of it.")
 
-if st.button("Build the zip", type="primary", disabled=not ready):
-    bar = st.progress(0.0, text="Anonymising at full resolution…")
+exports = ws.exports_of(session_id)
+building = [e for e in exports if e["status"] == "building"]
+if building:
+    export_progress(building[0]["id"])
+else:
+    st.button("Build the zip", type="primary", disabled=not ready,
+              on_click=lambda: worker.start(session_id, reviewer))
 
-    def advance(done: int, total: int, name: str) -> None:
-        bar.progress(done / total, text=f"{done} of {total}: {name}")
+current = next((e for e in exports if e["current"]), None)
+if current:
+    counts = current["counts"]
+    st.success(f"Current export, made {local_time(current['finished_at'])} by {current['started_by']}: "
+               f"{counts.get('exported', 0)} photo(s) exported, {counts.get('held back', 0)} held back. It matches "
+               "the session as it is now.")
+    left, right = st.columns(2)
+    left.link_button("Download the zip", f"/download/{current['id']}/zip", type="primary")
+    right.link_button("Download the audit package (keep it: it maps published names to originals)",
+                      f"/download/{current['id']}/audit")
+elif exports and exports[0]["status"] == "complete":
+    st.warning("The last zip is out of date: a decision, edit or setting changed after it was started. "
+               "Build the zip again to publish.")
+if exports and exports[0]["status"] == "failed":
+    st.error(f"The last export failed: {exports[0]['error']}. Nothing was lost; fix the cause and build again.")
 
-    try:
-        result = export_approved(ws, session_id, reviewer, engine().detector, advance, engine().max_pixels)
-        st.session_state["held_back"] = result.held_back
-    except OSError as exc:
-        st.error(f"The zip could not be written to {ws.exports}: {exc.strerror or exc}. "
-                 "Nothing was lost; free some space or choose another workspace, then try again.")
-    bar.empty()
+held_back = current["counts"].get("held back") if current else 0
+if held_back:
+    st.warning(f"{held_back} photo(s) were held back by the residual check: open each on the review page (they "
+               "are flagged in the overview), look, and confirm or fix it; then build again.")
 
-if st.session_state.get("held_back"):
-    st.warning("Held back by the residual check (a face was found again on the anonymised photo): "
-               + ", ".join(st.session_state["held_back"])
-               + ". Open each on the review page, look, and confirm or fix it; then export again.")
-
-exports = sorted(ws.exports.glob("*.zip"), key=lambda p: p.stat().st_mtime, reverse=True)
 if exports:
-    latest = exports[0]
-    st.success(f"Latest export: `{latest}`")
-    st.download_button("Download the zip", data=latest.read_bytes, file_name=latest.name,
-                       mime="application/zip", type="primary")
+    with st.expander(f"All exports of this session ({len(exports)})"):
+        st.dataframe([{
+            "started": local_time(e["started_at"]), "by": e["started_by"],
+            "state": ("current" if e["current"] else "out of date" if e["status"] == "complete" else e["status"]),
+            "exported": e["counts"].get("exported"), "held back": e["counts"].get("held back"),
+            "rejected": e["counts"].get("rejected"), "pending": e["counts"].get("pending"),
+            "failed": e["counts"].get("failed"),
+        } for e in exports], hide_index=True)
+        for e in (e for e in exports if e["status"] == "complete"):
+            st.link_button(f"Audit package of {local_time(e['finished_at'])}", f"/download/{e['id']}/audit")
 
 with st.expander("Audit log of this session"):
-    st.dataframe([{"at": a["at"], "who": a["actor"], "action": a["action"], "image": a["image_id"],
-                   "detail": str(a["detail"])} for a in reversed(ws.audit(session_id))], hide_index=True)
+    names = {r.id: r.name for r in records}
+    st.dataframe([{"when": local_time(a["at"]), "who": a["actor"], "what": a["action"],
+                   "photo": names.get(a["image_id"], ""),
+                   "detail": "; ".join(f"{k}: {v}" for k, v in a["detail"].items()
+                                       if k not in ("fingerprint", "settings", "faces", "sha256"))}
+                  for a in reversed(ws.audit(session_id))], hide_index=True)

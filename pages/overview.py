@@ -6,22 +6,24 @@ import streamlit as st
 from core.faces import selected
 from core.review import attention
 from dashboard.previews import thumbnail
-from dashboard.sidebar import batch_controls
+from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, review, workspace
+from dashboard.text import plain
 from dashboard.worker import detection_status
 
 PAGE_SIZE = 24
 COLUMNS = 4
 
 session_id, reviewer = require_session()
-batch = batch_controls(session_id, reviewer)
+batch = session_sidebar(session_id, reviewer)
 ws = workspace()
 st.title("Overview")
 detection_status(session_id)
 
 records = ws.images(session_id)
 rows = [(r, r.settings(batch), attention(r, r.settings(batch))) for r in records]
-counts = {s: sum(r.status == s for r in records) for s in ("pending", "approved", "rejected", "failed")}
+STATES = ("pending", "approved", "approval out of date", "rejected", "failed")
+counts = {s: sum(r.state(batch) == s for r in records) for s in STATES}
 st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
 
 left, middle, right = st.columns(3)
@@ -29,7 +31,7 @@ statuses = left.multiselect("Status", list(counts), default=list(counts))
 only_attention = middle.toggle("Needs attention only")
 order = right.selectbox("Sort by", ["risk (most first)", "name", "order added"])
 
-shown = [row for row in rows if row[0].status in statuses and (row[2] or not only_attention)]
+shown = [row for row in rows if row[0].state(batch) in statuses and (row[2] or not only_attention)]
 if order.startswith("risk"):
     shown.sort(key=lambda row: (-sum(flag.weight for flag in row[2]), row[0].id))
 elif order == "name":
@@ -43,11 +45,11 @@ for start in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, len(shown)), CO
             if record.detected:
                 st.image(thumbnail(record, settings), width="stretch")
                 faces = len(selected(record.faces, settings.threshold))
-                st.markdown(f"**{record.name}**  \n{record.status} · {faces} face(s)")
+                st.markdown(f"**{plain(record.name)}**  \n{record.state(batch)} · {faces} face(s)")
             else:
-                st.markdown(f"**{record.name}**  \n{record.status}")
+                st.markdown(f"**{plain(record.name)}**  \n{record.state(batch)}")
             for flag in flags:
-                st.caption(f":material/warning: {flag.text}")
+                st.caption(f":material/warning: {plain(flag.text)}")
             if record.detected and st.button("Review", key=f"open-{record.id}"):
                 review(record.id)
 if not shown:

@@ -1,18 +1,24 @@
 """One image: anonymised preview beside the original, the per-face table, drawing a missed
-face, and the decision."""
+face, this photo's own settings, and the decision.
+
+Every action is a callback bound to the state this page showed (`mark`, the photo's
+fingerprint as rendered): if the photo changed meanwhile, in another tab or by another
+reviewer, the action is refused with a message and the page shows the photo as it is now."""
 
 import streamlit as st
 
 from core.faces import Face
+from core.pipeline import Settings
 from core.workspace import APPROVED, PENDING, REJECTED
-from dashboard.controls import settings_controls
-from dashboard.faces import drawn_box, face_rows, faces_after_edit
+from dashboard.controls import forget_controls, settings_controls
+from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.previews import original, preview
-from dashboard.sidebar import batch_controls
-from dashboard.state import require_session, workspace
+from dashboard.sidebar import session_sidebar
+from dashboard.state import act, flash, require_session, show_flash, workspace
+from dashboard.text import plain
 
 session_id, reviewer = require_session()
-batch = batch_controls(session_id, reviewer)
+batch = session_sidebar(session_id, reviewer)
 ws = workspace()
 reviewable = [r for r in ws.images(session_id) if r.detected]
 if not reviewable:
@@ -25,35 +31,33 @@ if st.session_state.get("image_id") not in ids:
     st.session_state["image_id"] = ids[0]
 position = ids.index(st.session_state["image_id"])
 
+
+def go(image_id: int) -> None:
+    st.session_state["image_id"] = image_id
+
+
 back, pick, forward = st.columns([1, 6, 1])
-if back.button("◀ Previous", disabled=position == 0):
-    st.session_state["image_id"] = ids[position - 1]
-    st.rerun()
-if forward.button("Next ▶", disabled=position == len(ids) - 1):
-    st.session_state["image_id"] = ids[position + 1]
-    st.rerun()
-chosen = pick.selectbox("Photo", reviewable, index=position, label_visibility="collapsed",
-                        format_func=lambda r: f"{r.name} ({r.status})")
-if chosen.id != st.session_state["image_id"]:
-    st.session_state["image_id"] = chosen.id
+back.button("◀ Previous", disabled=position == 0, on_click=go, args=(ids[max(position - 1, 0)],))
+forward.button("Next ▶", disabled=position == len(ids) - 1, on_click=go, args=(ids[min(position + 1, len(ids) - 1)],))
+chosen_record = pick.selectbox("Photo", reviewable, index=position, label_visibility="collapsed",
+                               format_func=lambda r: f"{r.name} ({r.state(batch)})")
+if chosen_record.id != st.session_state["image_id"]:
+    st.session_state["image_id"] = chosen_record.id
     st.rerun()
 
 image_id = st.session_state["image_id"]
 record = ws.image(image_id)
-
-with st.sidebar:
-    own = st.toggle("Own settings for this photo", value=record.override is not None, key=f"own-{image_id}")
-    chosen = None
-    if own:
-        st.caption("These replace the batch settings for this photo only.")
-        chosen = settings_controls(record.override or batch, key=f"image-{image_id}")
-    if chosen != record.override:  # written only when it changes
-        ws.set_override(image_id, chosen, reviewer)
-record = ws.image(image_id)
 settings = record.settings(batch)
+mark = record.current_fingerprint(batch)  # the state this page shows; every action names it
+show_flash()
 
-st.markdown(f"### {record.name} — {record.status}"
-            + (f" by {record.decided_by} ({record.decided_at})" if record.decided_by else ""))
+state = record.state(batch)
+st.markdown(f"### {plain(record.name)} — {state}"
+            + (f" by {plain(record.decided_by)}" if record.decided_by and state != PENDING else ""))
+if record.approval_outdated(batch):
+    st.caption("Approved earlier, but the settings or faces changed since: approve again to export it, "
+               "or set them back.")
+
 left, right = st.columns([3, 2])
 with left:
     show_original = st.toggle("Show the original beside it", key=f"original-{image_id}")
@@ -61,9 +65,10 @@ with left:
     residual = record.residual_open(settings)
     if st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
         box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
-        if box and st.button("Add this face", key=f"add-{image_id}", type="primary"):
-            ws.set_faces(image_id, record.faces + [Face.drawn(*box)], reviewer, f"face drawn at {box}")
-            st.rerun()
+        if box:
+            st.button("Add this face", key=f"add-{image_id}", type="primary",
+                      on_click=act, args=(ws.add_face, image_id, Face.drawn(*box), reviewer),
+                      kwargs={"seen": mark, "done": "Face added."})
     else:
         shown = [(preview(record, settings, outline, residual), "anonymised preview")]
         if show_original:
@@ -71,40 +76,80 @@ with left:
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
             column.image(pixels, caption=caption, width="stretch", output_format="JPEG")
     if residual:
-        st.warning(f"The residual check found {len(residual)} face(s) on the anonymised photo (boxed in "
-                   "purple), at "
-                   + "; ".join(f"x {f.x:.0f}, y {f.y:.0f} ({f.w:.0f} x {f.h:.0f} px, score {f.score:.2f})"
-                               for f in residual)
+        exposed = [f for f in residual if f.detector == "exposed"]
+        st.warning(f"The residual check flagged {len(residual)} face(s) on the anonymised photo (boxed in "
+                   f"purple): {len(exposed)} covered face(s) still show in the output's pixels, "
+                   f"{len(residual) - len(exposed)} found again by the detector, at "
+                   + "; ".join(f"x {f.x:.0f}, y {f.y:.0f} ({f.w:.0f} x {f.h:.0f} px)" for f in residual)
                    + ". Add a face there, or confirm that the photo is safe to publish.")
-        if st.button("I have looked: this photo is safe", key=f"confirm-{image_id}"):
-            ws.confirm_residual(image_id, reviewer)
-            st.rerun()
+        st.button("I have looked: this photo is safe", key=f"confirm-{image_id}",
+                  on_click=act, args=(ws.confirm_residual, image_id, reviewer),
+                  kwargs={"seen": mark, "done": "Confirmed: the next export includes this photo."})
 
 with right:
     st.markdown("**Faces** (untick to leave a face uncovered)")
     rows, positions = face_rows(record.faces, settings.threshold)
-    edited = st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{'-'.join(map(str, positions))}",
-                            disabled=["face", "confidence", "size px", "detector", "added by hand"],
-                            column_order=["face", "enabled", "confidence", "size px", "detector", "added by hand"],
-                            column_config={"enabled": st.column_config.CheckboxColumn("enabled")})
-    changed = faces_after_edit(record.faces, positions, edited)
-    if changed is not None:
-        faces, why = changed
-        ws.set_faces(image_id, faces, reviewer, why)
+    # The table's key carries the state it shows: its edits are about exactly that state. Edits
+    # made on a table of an earlier state (the photo changed in another tab) are refused.
+    table_key = f"faces-{image_id}-{mark}"
+    for key in [k for k in st.session_state if str(k).startswith(f"faces-{image_id}-") and k != table_key]:
+        if st.session_state.pop(key, {}).get("edited_rows"):
+            st.warning("Not done: this photo changed since the table was shown (in another tab, or by another "
+                       "reviewer). It is shown as it is now.")
+    edits = st.session_state.get(table_key, {}).get("edited_rows", {})
+    changes = switched(record.faces, positions, edits)
+    if changes and act(ws.switch_faces, image_id, changes, reviewer, seen=mark):
         st.rerun()
+    st.data_editor(rows, hide_index=True, key=table_key,
+                   disabled=["face", "confidence", "size px", "detector", "added by hand"],
+                   column_order=["face", "enabled", "confidence", "size px", "detector", "added by hand"],
+                   column_config={"enabled": st.column_config.CheckboxColumn("enabled")})
+    drawn = [(n + 1, record.faces[i]) for n, i in enumerate(positions) if record.faces[i].manual]
+    for number, face in drawn:
+        st.button(f"Remove drawn face {number}", key=f"remove-face-{image_id}-{number}",
+                  on_click=act, args=(ws.remove_face, image_id, face, reviewer),
+                  kwargs={"seen": mark, "done": f"Drawn face {number} removed."})
 
-    comment = st.text_input("Comment (optional)", value=record.comment, key=f"comment-{image_id}")
+    comment_key = f"comment-{image_id}"
+    st.text_input("Comment (optional)", value=record.comment, key=comment_key)
+
+    def decide(decision: str, seen: str, next_id: int | None) -> None:
+        comment = st.session_state.get(comment_key, "")
+        if act(ws.decide, image_id, decision, reviewer, comment, seen=seen,
+               done=f"{record.name}: {decision}."):
+            if decision != PENDING and next_id is not None:
+                st.session_state["image_id"] = next_id
+
+    following = ids[position + 1] if position < len(ids) - 1 else None
     approve, reject, reopen = st.columns(3)
-    decision = None
-    if approve.button("Approve", type="primary", key=f"approve-{image_id}"):
-        decision = APPROVED
-    if reject.button("Reject", key=f"reject-{image_id}"):
-        decision = REJECTED
-    if reopen.button("Back to pending", key=f"pending-{image_id}", disabled=record.status == PENDING):
-        decision = PENDING
-    if decision:
-        ws.decide(image_id, decision, reviewer, comment)
-        st.toast(f"{record.name}: {decision}")
-        if decision != PENDING and position < len(ids) - 1:
-            st.session_state["image_id"] = ids[position + 1]
-        st.rerun()
+    approve.button("Approve", type="primary", key=f"approve-{image_id}", on_click=decide,
+                   args=(APPROVED, mark, following))
+    reject.button("Reject", key=f"reject-{image_id}", on_click=decide, args=(REJECTED, mark, following))
+    reopen.button("Back to pending", key=f"pending-{image_id}", disabled=record.status == PENDING,
+                  on_click=decide, args=(PENDING, mark, None))
+
+    own_key = f"image-{image_id}"
+    with st.expander("This photo only: its own settings", icon=":material/photo_filter:",
+                     expanded=record.override is not None):
+        st.caption("Settings set here replace the batch settings for this one photo. The batch's are on "
+                   "the Batch settings page.")
+        own = st.toggle("Use its own settings", value=record.override is not None, key=f"own-{image_id}")
+        wanted: Settings | None = settings_controls(record.override or batch, key=own_key) if own else None
+
+        def set_own(value: Settings | None, seen: str) -> None:
+            if act(ws.set_override, image_id, value, reviewer, seen=seen, done="This photo's settings changed."):
+                forget_controls(own_key)
+
+        if wanted != record.override:
+            st.button("Apply to this photo" if wanted else "Follow the batch settings again", type="primary",
+                      key=f"apply-own-{image_id}", on_click=set_own, args=(wanted, mark))
+
+    with st.expander("Remove this photo from the session"):
+        st.caption("Deletes its original and previews from this computer (unless another session holds the "
+                   "same photo). The audit log keeps its SHA-256 and the removal.")
+        if st.checkbox("Yes, remove it", key=f"remove-sure-{image_id}"):
+            def remove() -> None:
+                if act(ws.remove_image, image_id, reviewer, done=f"{record.name} removed; its files are deleted."):
+                    st.session_state.pop("image_id", None)
+
+            st.button("Remove the photo", key=f"remove-{image_id}", on_click=remove)

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from core.report import local_time
 from core.review import add_files, allowed_roots, intake_folder, intake_upload
-from dashboard.sidebar import batch_controls
-from dashboard.state import current_session, open_session, workspace
+from dashboard.sidebar import session_sidebar
+from dashboard.state import act, current_session, open_session, show_flash, workspace
+from dashboard.text import plain
 from dashboard.worker import detection_status
 
 st.title("Face privacy review")
@@ -31,7 +33,7 @@ if opened is None:
             st.caption("No earlier sessions.")
         else:
             st.dataframe(
-                [{"name": s["name"], "reviewer": s["reviewer"], "created": s["created"], "images": s["images"],
+                [{"name": s["name"], "reviewer": s["reviewer"], "created": local_time(s["created"]), "images": s["images"],
                   "approved": s["approved"] or 0, "rejected": s["rejected"] or 0} for s in sessions],
                 hide_index=True)
             with st.form("reopen"):
@@ -46,11 +48,12 @@ if opened is None:
     st.stop()
 
 session_id, reviewer = opened
-batch_controls(session_id, reviewer)
+session_sidebar(session_id, reviewer)
 session = ws.session(session_id)
-st.subheader(f"Session: {session['name']}")
+st.subheader(f"Session: {plain(session['name'])}")
+show_flash()
 if st.button("Close this session"):
-    for key in ("session_id", "reviewer", "image_id"):
+    for key in ("session_id", "reviewer", "image_id", "duplicates"):
         st.session_state.pop(key, None)
     st.rerun()
 
@@ -64,10 +67,13 @@ folder = st.text_input("…or a folder on this machine", placeholder="/home/me/P
                             + ", ".join(str(r) for r in allowed_roots()))
 
 if st.button("Add and detect faces", type="primary", disabled=not uploads and not folder.strip()):
-    for upload in uploads or []:
-        add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer)
+    reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer)
+               for upload in uploads or []]
     if folder.strip():
-        add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer)
+        reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer))
+    duplicates = [d for report in reports for d in report.duplicates]
+    if duplicates:
+        st.session_state["duplicates"] = duplicates
     for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
         st.session_state.pop(key, None)
     st.session_state["upload_round"] = upload_round + 1
@@ -79,15 +85,29 @@ images = ws.images(session_id)
 done = [r for r in images if r.detected]
 failed = [r for r in images if r.error]
 waiting = len(images) - len(done) - len(failed)
+for offered, same_as in st.session_state.get("duplicates", []):
+    st.info(f"{plain(offered)}: same photo as {plain(same_as)}, added once.")
 st.success(f"{len(done)} photo(s) ready for review, {len(failed)} could not be read"
            + (f", {waiting} waiting for detection." if waiting else "."))
 SHOWN_FAILURES = 20
 if failed:
     st.error("These files cannot be processed:\n\n" + "\n".join(
-        f"- **{r.name}**: {r.error}" for r in failed[:SHOWN_FAILURES])
+        f"- **{plain(r.name)}**: {plain(r.error)}" for r in failed[:SHOWN_FAILURES])
         + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
     if len(failed) > SHOWN_FAILURES:
         with st.expander(f"All {len(failed)} files that cannot be processed"):
             st.dataframe([{"file": r.name, "reason": r.error} for r in failed], hide_index=True)
 if done:
     st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
+
+with st.expander("Purge this session"):
+    st.caption("Deletes every original, preview and zip of this session from this computer; the session can no "
+               "longer be opened. The audit log keeps the photos' SHA-256 and the purge. Keep the audit packages "
+               "you need first.")
+    if st.checkbox(f"Yes, purge the session {plain(session['name'])} and delete its files", key="purge-sure"):
+        def purge() -> None:
+            if act(ws.purge_session, session_id, reviewer):
+                for key in ("session_id", "reviewer", "image_id", "duplicates"):
+                    st.session_state.pop(key, None)
+
+        st.button("Purge the session", on_click=purge)

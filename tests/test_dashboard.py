@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import zipfile
+from dataclasses import replace
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.workspace import APPROVED, PENDING, Workspace
 from dashboard.faces import face_rows
+from dashboard.text import plain
 from dashboard.worker import detection_worker
 from tests.conftest import ROOT, jpeg_bytes
 
@@ -53,7 +55,7 @@ def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_r
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         ("broken.jpg", b"not a photo at all", "image/jpeg")])
     assert "1 photo(s) ready for review, 1 could not be read" in at.success[0].value
-    assert "broken.jpg" in at.error[0].value and "not a supported image" in at.error[0].value
+    assert plain("broken.jpg") in at.error[0].value and "not a supported image" in at.error[0].value
     ws = Workspace(root / "ws")
     records = ws.images(at.session_state["session_id"])
     assert [r.name for r in records if r.detected] == ["portrait.jpg"]
@@ -83,7 +85,7 @@ def test_overview_shows_thumbnails_status_and_faces(reviewed):
     at.switch_page("pages/overview.py").run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "a.jpg" in text and "b.jpg" in text and "pending" in text and "face(s)" in text
+    assert plain("a.jpg") in text and plain("b.jpg") in text and "pending" in text and "face(s)" in text
     assert len([b for b in at.button if b.label == "Review"]) == 2
     at.toggle[0].set_value(True).run()  # needs attention only: both have a face, nothing flagged
     assert not any(b.label == "Review" for b in at.button)
@@ -95,8 +97,9 @@ def test_review_untick_face_then_approve(reviewed):
     first = ws.images(session_id)[0]
     at.switch_page("pages/review.py").run()
     assert not at.exception
-    _rows, positions = face_rows(first.faces, ws.batch_settings(session_id).threshold)
-    key = f"faces-{first.id}-{'-'.join(map(str, positions))}"
+    batch = ws.batch_settings(session_id)
+    _rows, positions = face_rows(first.faces, batch.threshold)
+    key = f"faces-{first.id}-{first.current_fingerprint(batch)}"
     at.session_state[key] = {"edited_rows": {0: {"enabled": False}}, "added_rows": [], "deleted_rows": []}
     at.run()
     changed = ws.image(first.id)
@@ -107,14 +110,37 @@ def test_review_untick_face_then_approve(reviewed):
     assert at.session_state["image_id"] != first.id, "the next photo opens after a decision"
 
 
-def test_batch_slider_withdraws_approval(reviewed):
+def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
     ws.decide(first.id, APPROVED, "A. Officer")
-    at.slider(key=f"batch-{session_id}-threshold").set_value(0.5).run()
-    assert ws.batch_settings(session_id).threshold == 0.5
-    assert ws.image(first.id).status == PENDING
+    at.switch_page("pages/settings.py").run()
+    at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()
+    assert ws.batch_settings(session_id).threshold != 0.95, "nothing is written before the reviewer agrees"
+    assert "1 approved photo(s) out of date" in at.warning[0].value
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert at.slider(key=f"batch-{session_id}-threshold").value == ws.batch_settings(session_id).threshold
+    at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()
+    next(b for b in at.button if b.label.startswith("Apply and put 1 approval")).click().run()
+    assert ws.batch_settings(session_id).threshold == 0.95
+    batch = ws.batch_settings(session_id)
+    assert ws.image(first.id).status == APPROVED and not ws.image(first.id).approval_current(batch)
+    assert ws.audit(session_id)[-1]["action"] == "approval out of date"
+    # Setting the threshold back makes the same approval current again.
+    at.slider(key=f"batch-{session_id}-threshold").set_value(0.24).run()
+    next(b for b in at.button if b.label == "Apply to the batch").click().run()
+    assert ws.image(first.id).approval_current(ws.batch_settings(session_id))
+
+
+def test_a_stale_tab_never_writes_settings_it_did_not_change(reviewed, root):
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    at.switch_page("pages/settings.py").run()
+    ws.set_batch_settings(session_id, replace(ws.batch_settings(session_id), padding=0.8), "B. Officer")
+    at.run()  # the stale tab reruns (any click) with its sliders at the old values
+    assert ws.batch_settings(session_id).padding == 0.8
+    assert at.slider(key=f"batch-{session_id}-padding").value == 0.8
 
 
 def test_export_builds_zip_of_approved_only(reviewed):
@@ -126,15 +152,21 @@ def test_export_builds_zip_of_approved_only(reviewed):
     assert "**1** approved" in at.markdown[0].value
     next(b for b in at.button if b.label == "Build the zip").click().run()
     assert not at.exception
-    zips = list((ws.root / "exports").glob("*.zip"))
-    assert len(zips) == 1
-    with zipfile.ZipFile(zips[0]) as archive:
-        assert sorted(archive.namelist()) == ["images/a.jpg", "manifest.csv", "manifest.json"]
+    for _ in range(240):
+        if ws.exports_of(session_id)[0]["status"] != "building":
+            break
+        time.sleep(0.25)
+    at.run()
+    export = ws.exports_of(session_id)[0]
+    assert export["current"] and export["counts"]["exported"] == 1 and export["counts"]["pending"] == 1
+    assert "Current export" in at.success[0].value
+    with zipfile.ZipFile(ws.exports / export["file"]) as archive:
+        assert sorted(archive.namelist()) == ["images/Sports_day-0001.jpg", "manifest.csv", "manifest.json"]
 
 
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
-    for page in ("pages/overview.py", "pages/review.py", "pages/export.py"):
+    for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
         at.switch_page(page).run()
         assert not at.exception
         assert "Open or start a review session first." in at.info[0].value

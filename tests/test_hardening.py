@@ -94,10 +94,11 @@ def ws(tmp_path):
 def test_every_kind_is_refused_or_processed_and_logged(ws, engine):
     session = ws.create_session("hostile", "tester")
     uploads = [(name, make()) for name, (make, _) in REFUSED.items()] + [(n, m()) for n, m in PROCESSED.items()]
-    uploads += [("twice.jpg", encoded(gradient(), "JPEG")), ("twice.jpg", encoded(255 - gradient(), "JPEG")),
+    uploads += [("twice.jpg", encoded(gradient() // 2, "JPEG")), ("twice.jpg", encoded(255 - gradient(), "JPEG")),
                 ("same-bytes-1.png", encoded(gradient(), "PNG")), ("same-bytes-2.png", encoded(gradient(), "PNG"))]
+    duplicates = []
     for name, data in uploads:
-        add_files(ws, session, intake_upload(name, data), "tester")
+        duplicates += add_files(ws, session, intake_upload(name, data), "tester").duplicates
     detect_pending(ws, engine, session)
 
     by_name = {}
@@ -105,26 +106,32 @@ def test_every_kind_is_refused_or_processed_and_logged(ws, engine):
         by_name.setdefault(record.name, []).append(record)
     refusals = {a["detail"].get("name") or _name(ws, a["image_id"]): a["detail"]["reason"]
                 for a in ws.audit(session) if a["action"] == "file refused"}
+    # huge-header.png has the very bytes of bomb.png: added once, and named as the same photo.
     for name, (_make, reason) in REFUSED.items():
+        if name == "huge-header.png":
+            continue
         (record,) = by_name[name]
         assert record.status == FAILED and reason in record.error, (name, record.error)
         assert reason in refusals[name]
-    for name in PROCESSED:
-        (record,) = by_name[name]
+    same_as = dict(duplicates)
+    for name in PROCESSED:  # some are the same bytes under an odd name: named as the same photo
+        (record,) = by_name[same_as.get(name, name)]
         assert record.detected and record.error is None, (name, record.error)
     for n in range(1, 9):
         (record,) = by_name[f"orientation-{n}.png"]
         upright = decode_photo(ws.preview(record.sha256, 320), "preview").pixels
         assert (record.width, record.height) == (64, 48) and np.abs(upright.astype(int) - gradient()).mean() < 3, n
     assert len(by_name["twice.jpg"]) == 2
-    assert any("same_bytes_as" in a["detail"] for a in ws.audit(session))
+    assert same_as["huge-header.png"] == "bomb.png" and same_as["same-bytes-2.png"] == "same-bytes-1.png"
+    assert not set(same_as) & set(by_name), "a duplicate is added once"
+    assert any(a["action"] == "duplicate not added" for a in ws.audit(session))
 
     for record in ws.images(session):
         if record.detected:
             ws.decide(record.id, APPROVED, "tester")
     with zipfile.ZipFile(export_approved(ws, session, "tester", engine.detector).path) as archive:
         names = [n for n in archive.namelist() if n.startswith("images/")]
-    assert len(names) == len(set(names)) == len(PROCESSED) + 4
+    assert len(names) == len(set(names)) == sum(r.detected for r in ws.images(session))
     for name in names:
         base = name.removeprefix("images/")
         assert "/" not in base and ".." not in base and len(base) <= 104 and base.isascii()
@@ -138,7 +145,7 @@ def test_hostile_zip(engine, ws):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("../../outside.jpg", encoded(gradient(), "JPEG"))
-        archive.writestr("/etc/absolute.jpg", encoded(gradient(), "JPEG"))
+        archive.writestr("/etc/absolute.jpg", encoded(255 - gradient(), "JPEG"))
         link = zipfile.ZipInfo("link.jpg")
         link.external_attr = (0o120777 << 16)
         archive.writestr(link, "/etc/passwd")
@@ -164,13 +171,13 @@ def test_hostile_folder(tmp_path, ws):
     (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
     os.mkfifo(folder / "pipe.jpg")  # reading it would block forever: never opened
     session = ws.create_session("folder", "tester")
-    refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester")
+    refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester").refused
     assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg"}
     reasons = {r.name: r.problem for r in refused}
     assert len(refused) == 2002
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
     assert "not an image file" in reasons["notes-7.txt"]
-    outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester")
+    outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester").refused
     assert "outside the folders" in outside[0].problem
 
 

@@ -123,7 +123,10 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
             settle(page)
             page.get_by_role("link", name="Export").click()
             page.get_by_role("button", name="Build the zip").click()
-            expect(page.get_by_role("button", name="Download the zip")).to_be_visible(timeout=120_000)
+            link = page.get_by_role("link", name="Download the zip")
+            expect(link).to_be_visible(timeout=120_000)
+            origin = "/".join(page.url.split("/")[:3])
+            assert page.request.get(origin + link.get_attribute("href")).body()[:2] == b"PK"
         wait_for(lambda: trace.exists() and trace.stat().st_size > 0)
     finally:
         server.stop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import sqlite3
 import zipfile
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from PIL import Image
 from core.export import export_approved
 from core.faces import Face
 from core.pipeline import Settings
-from core.workspace import APPROVED, FAILED, PENDING, REJECTED, Workspace
+from core.workspace import APPROVED, FAILED, PENDING, REJECTED, StaleState, Workspace
 from tests.conftest import jpeg_bytes
 
 
@@ -30,7 +32,8 @@ def session(workspace):
 
 
 def detected(workspace, session, name, data, faces, size=(512, 512)):
-    image_id = workspace.add_image(session, name, data, "A. Officer")
+    image_id, same_as = workspace.add_image(session, name, data, "A. Officer")
+    assert same_as is None
     workspace.save_detection(image_id, *size, faces)
     return image_id
 
@@ -46,17 +49,21 @@ def test_sessions_listed_and_reopened(tmp_path, workspace, session):
     assert again.batch_settings(session) == Settings()
 
 
-def test_store_is_content_addressed(workspace, session):
-    first = workspace.add_image(session, "a.jpg", b"same bytes", "me")
-    second = workspace.add_image(session, "b.jpg", b"same bytes", "me")
-    assert workspace.image(first).sha256 == workspace.image(second).sha256 == hashlib.sha256(b"same bytes").hexdigest()
-    assert len(list(workspace.objects.rglob("*"))) == 2  # one folder, one file
-    assert workspace.audit(session)[-1]["detail"]["same_bytes_as"] == ["a.jpg"]
+def test_store_is_content_addressed_and_duplicates_are_named(workspace, session):
+    first, _ = workspace.add_image(session, "a.jpg", b"same bytes", "me")
+    second, same_as = workspace.add_image(session, "b.jpg", b"same bytes", "me")
+    assert second == first and same_as == "a.jpg", "the same photo is added once, and named"
+    assert workspace.image(first).sha256 == hashlib.sha256(b"same bytes").hexdigest()
+    assert len(workspace.images(session)) == 1
+    assert len(list(workspace.files.objects.rglob("*"))) == 2  # one folder, one file
+    assert workspace.audit(session)[-1]["action"] == "duplicate not added"
+    other = workspace.create_session("Another", "me")
+    assert workspace.add_image(other, "c.jpg", b"same bytes", "me")[1] is None, "another session takes it"
 
 
 def test_detection_resumes_with_what_is_left(workspace, session):
     done = detected(workspace, session, "a.jpg", b"1", [FACE])
-    left = workspace.add_image(session, "b.jpg", b"2", "me")
+    left, _ = workspace.add_image(session, "b.jpg", b"2", "me")
     refused = workspace.add_refused(session, "c.txt", "not an image", "me")
     assert [r.id for r in workspace.awaiting_detection(session)] == [left]
     assert workspace.image(done).faces == [FACE]
@@ -66,18 +73,47 @@ def test_detection_resumes_with_what_is_left(workspace, session):
 def test_approval_binds_to_settings_and_faces(workspace, session):
     image_id = detected(workspace, session, "a.jpg", b"1", [FACE])
     workspace.decide(image_id, APPROVED, "A. Officer", "fine")
-    assert workspace.image(image_id).approval_current(workspace.batch_settings(session))
-    workspace.set_faces(image_id, [FACE.with_enabled(False)], "A. Officer", "face 1 off")
-    assert workspace.image(image_id).status == PENDING
-    workspace.set_faces(image_id, [FACE], "A. Officer", "face 1 on")
-    workspace.decide(image_id, APPROVED, "A. Officer")
-    workspace.set_batch_settings(session, Settings(threshold=0.5), "A. Officer")
-    assert workspace.image(image_id).status == PENDING
-    workspace.decide(image_id, APPROVED, "A. Officer")
+
+    def current() -> bool:
+        return workspace.image(image_id).approval_current(workspace.batch_settings(session))
+
+    assert current()
+    workspace.switch_faces(image_id, [(FACE, False)], "A. Officer")
+    assert not current() and workspace.image(image_id).approval_outdated(workspace.batch_settings(session))
+    workspace.switch_faces(image_id, [(FACE.with_enabled(False), True)], "A. Officer")
+    assert current(), "the approved state is back: so is the approval"
+    workspace.set_batch_settings(session, Settings(threshold=0.95), "A. Officer")
+    assert not current()
+    workspace.set_batch_settings(session, Settings(), "A. Officer")
+    assert current()
     workspace.set_override(image_id, Settings(threshold=0.5, mode="solid"), "A. Officer")
-    assert workspace.image(image_id).status == PENDING
+    assert not current() and workspace.image(image_id).status == APPROVED, "nobody chose pending"
     actions = [a["action"] for a in workspace.audit(session)]
-    assert actions.count("approval withdrawn") == 3
+    assert actions.count("approval out of date") == 3
+
+
+def test_every_action_is_refused_on_a_state_the_reviewer_did_not_see(workspace, session):
+    image_id = detected(workspace, session, "a.jpg", b"1", [FACE])
+    batch = workspace.batch_settings(session)
+    seen = workspace.image(image_id).current_fingerprint(batch)  # tab A renders the photo
+    drawn = Face.drawn(10, 10, 30, 30)
+    workspace.add_face(image_id, drawn, "B. Officer", seen=seen)  # tab B draws a face
+    for action in (lambda: workspace.decide(image_id, APPROVED, "A. Officer", seen=seen),
+                   lambda: workspace.confirm_residual(image_id, "A. Officer", seen=seen),
+                   lambda: workspace.switch_faces(image_id, [(FACE, False)], "A. Officer", seen=seen),
+                   lambda: workspace.set_override(image_id, Settings(mode="solid"), "A. Officer", seen=seen)):
+        with pytest.raises(StaleState, match="changed since"):
+            action()
+    record = workspace.image(image_id)
+    assert record.status == PENDING and drawn in record.faces and record.faces[0].enabled
+    with pytest.raises(StaleState, match="changed meanwhile"):
+        workspace.set_batch_settings(session, Settings(threshold=0.5), "A. Officer", seen=Settings(padding=0.9))
+    # Edits are changes to what is stored, never a list written back from a stale read.
+    fresh = workspace.image(image_id).current_fingerprint(batch)
+    workspace.switch_faces(image_id, [(FACE, False)], "A. Officer", seen=fresh)
+    assert drawn in workspace.image(image_id).faces
+    workspace.remove_face(image_id, drawn, "A. Officer")
+    assert drawn not in workspace.image(image_id).faces
 
 
 def test_audit_log_is_append_only(workspace, session):
@@ -97,38 +133,107 @@ def test_failed_image_cannot_be_approved(workspace, session):
 def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, engine):
     data = jpeg_bytes(astronaut_rgb, exif=_gps_exif())
     faces = engine.detector.detect(astronaut_rgb)
-    approved = detected(workspace, session, "../../etc/passwd.jpg", data, faces)
+    approved = detected(workspace, session, "../../etc/jane_doe.jpg", data, faces)
     twin = detected(workspace, session, "sub/passwd.jpg", jpeg_bytes(astronaut_rgb[:, ::-1].copy()), faces)
     rejected = detected(workspace, session, "rejected.jpg", jpeg_bytes(astronaut_rgb[::-1].copy()), faces)
     stale = detected(workspace, session, "stale.jpg", jpeg_bytes(255 - astronaut_rgb), faces)
     pending = detected(workspace, session, "pending.jpg", jpeg_bytes(astronaut_rgb // 2), faces)
+    failed = workspace.add_refused(session, "broken.pdf", "not an image", "A. Officer")
     for image_id in (approved, twin, stale):
         workspace.decide(image_id, APPROVED, "A. Officer", "ok")
     workspace.decide(rejected, REJECTED, "A. Officer", "child in frame")
-    workspace.set_faces(stale, [f.with_enabled(False) for f in faces], "A. Officer", "all off")
+    workspace.switch_faces(stale, [(f, False) for f in faces], "A. Officer")
     assert workspace.image(pending).status == PENDING
 
-    path = export_approved(workspace, session, "A. Officer", engine.detector).path
+    result = export_approved(workspace, session, "A. Officer", engine.detector)
     assert not list(workspace.exports.glob("*.partial"))
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(result.path) as archive:
         names = sorted(archive.namelist())
-        assert names == ["images/passwd-2.jpg", "images/passwd.jpg", "manifest.csv", "manifest.json"]
+        assert names == ["images/Sports_day_2026-0001.jpg", "images/Sports_day_2026-0002.jpg",
+                         "manifest.csv", "manifest.json"]
+        # The publication zip names nobody: no original name, original hash or comment.
+        everything = b"".join(archive.read(n) for n in names)
+        for secret in (b"jane_doe", b"passwd", b"child in frame", hashlib.sha256(data).hexdigest().encode()):
+            assert secret not in everything
         manifest = json.loads(archive.read("manifest.json"))
-        assert [m["original_name"] for m in manifest["images"]] == ["../../etc/passwd.jpg", "sub/passwd.jpg"]
         first = manifest["images"][0]
         output = archive.read(first["output_name"])
         assert hashlib.sha256(output).hexdigest() == first["output_sha256"]
-        assert first["original_sha256"] == hashlib.sha256(data).hexdigest()
-        assert first["reviewer"] == "A. Officer" and first["decision"] == APPROVED and first["comment"] == "ok"
         assert first["faces_found"] >= 1 and first["faces_disabled"] == 0
         assert b"Exif" not in output and b"GPS" not in output
         pixels = np.asarray(Image.open(io.BytesIO(output)))
         assert np.abs(pixels[100:150, 190:230].astype(int) - astronaut_rgb[100:150, 190:230].astype(int)).mean() > 12
-        assert "original_sha256" in archive.read("manifest.csv").decode().splitlines()[0]
-        trail = [(a["image"], a["action"]) for a in manifest["audit"]]
-        assert ("../../etc/passwd.jpg", "image added") in trail and ("../../etc/passwd.jpg", APPROVED) in trail
-        assert not any(name in ("rejected.jpg", "stale.jpg", "pending.jpg") for name, _ in trail)
+    # The audit package: every photo of the session, with what became of it and why.
+    with zipfile.ZipFile(result.audit_path) as archive:
+        photos = {p["original_name"]: p for p in json.loads(archive.read("manifest.json"))["photos"]}
+        assert {n: p["outcome"] for n, p in photos.items()} == {
+            "../../etc/jane_doe.jpg": "exported", "sub/passwd.jpg": "exported", "rejected.jpg": "rejected",
+            "stale.jpg": "pending", "pending.jpg": "pending", "broken.pdf": "failed"}
+        assert photos["rejected.jpg"]["reason"] == "child in frame"
+        assert "out of date" in photos["stale.jpg"]["reason"] and photos["broken.pdf"]["reason"] == "not an image"
+        assert photos["../../etc/jane_doe.jpg"]["output_name"] == "images/Sports_day_2026-0001.jpg"
+        assert photos["../../etc/jane_doe.jpg"]["original_sha256"] == hashlib.sha256(data).hexdigest()
+        assert photos["../../etc/jane_doe.jpg"]["decided_at"].endswith(
+            datetime.now().astimezone().strftime("%z")[:3] + ":" + datetime.now().astimezone().strftime("%z")[3:])
+        report = archive.read("report.html").decode()
+        assert "data:image/jpeg;base64," in report and "child in frame" in report
+        trail = json.loads(archive.read("manifest.json"))["audit"]
+        assert ("../../etc/jane_doe.jpg", APPROVED) in [(a["photo"], a["action"]) for a in trail]
     assert workspace.audit(session)[-1]["action"] == "exported"
+    assert failed
+
+
+def test_drawn_then_switched_off_is_counted_as_switched_off(workspace, session):
+    from core.export import face_counts
+
+    drawn = Face.drawn(10, 10, 30, 30)
+    image_id = detected(workspace, session, "a.jpg", b"1", [FACE, drawn])
+    workspace.switch_faces(image_id, [(drawn, False)], "A. Officer")
+    assert face_counts(workspace.image(image_id), 0.24) == {
+        "faces_found": 1, "faces_disabled": 1, "faces_added_by_hand": 1}
+
+
+def test_csv_cells_never_become_formulas():
+    from core.report import csv_text
+
+    rows = [{"original_name": '=HYPERLINK("http://127.0.0.2/","x")', "comment": "+1", "reason": "@SUM(A1)"},
+            {"original_name": "-2", "comment": "plain", "reason": "\tTAB"}]
+    parsed = list(csv.reader(io.StringIO(csv_text(rows, ["original_name", "comment", "reason"]))))
+    cells = [cell for row in parsed[1:] for cell in row]
+    assert not any(cell[:1] in "=+-@\t\r" for cell in cells if cell)
+    assert parsed[1][0] == "'" + rows[0]["original_name"], "the text itself is kept"
+
+
+def test_zips_belong_to_their_session_and_go_out_of_date(workspace, session, astronaut_rgb, engine):
+    image_id = detected(workspace, session, "a.jpg", jpeg_bytes(astronaut_rgb), engine.detector.detect(astronaut_rgb))
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    export_approved(workspace, session, "A. Officer", engine.detector)
+    assert workspace.exports_of(session)[0]["current"]
+    other = workspace.create_session("Another reviewer's", "B. Officer")
+    assert workspace.exports_of(other) == []
+    workspace.decide(image_id, REJECTED, "A. Officer", "consent withdrawn")
+    listed = workspace.exports_of(session)
+    assert len(listed) == 1 and not listed[0]["current"] and listed[0]["status"] == "complete"
+
+
+def test_purge_removes_originals_previews_and_zips(workspace, session, astronaut_rgb, engine):
+    from core.review import _bases
+
+    data = jpeg_bytes(astronaut_rgb)
+    image_id = detected(workspace, session, "a.jpg", data, engine.detector.detect(astronaut_rgb))
+    workspace.save_previews(workspace.image(image_id).sha256, _bases(astronaut_rgb))
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    result = export_approved(workspace, session, "A. Officer", engine.detector)
+    digest = hashlib.sha256(data).hexdigest()
+    assert workspace.files.object_path(digest).exists() and list(workspace.files.previews.glob(f"{digest}-*"))
+    workspace.purge_session(session, "A. Officer")
+    assert not workspace.files.object_path(digest).exists()
+    assert not list(workspace.files.previews.glob(f"{digest}-*"))
+    assert not result.path.exists() and not result.audit_path.exists()
+    assert session not in [s["id"] for s in workspace.sessions()]
+    log = workspace.audit(session)
+    assert log[-1]["action"] == "session purged"
+    assert any(a["action"] == "image removed" and a["detail"]["sha256"] == digest for a in log)
 
 
 def _gps_exif() -> bytes:

@@ -1,0 +1,89 @@
+"""The workspace's files: originals named by their SHA-256, their downscaled previews, and the
+zips made from them. Only the user who runs the dashboard may read any of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .pipeline import write_atomically
+
+
+def private_dir(folder: Path) -> None:
+    """A folder only its owner can enter, whatever the umask."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+
+
+def private_file(path: Path, mode: str = "wb"):
+    """Open a new file only its owner can read, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def tighten(root: Path) -> None:
+    """Folders 0700 and files 0600 under `root`, for a workspace made by an earlier version or
+    under a loose umask. Links are not followed."""
+    for parent, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs:
+            folder = Path(parent) / name
+            if not folder.is_symlink() and folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
+        for name in files:
+            path = Path(parent) / name
+            if not path.is_symlink() and path.stat().st_mode & 0o177:
+                path.chmod(0o600)
+
+
+class FileStore:
+    """`objects/` (originals, named by SHA-256), `previews/` and `exports/` under one root."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.exports = self.root / "exports"
+        self.previews = self.root / "previews"
+        for folder in (self.root, self.objects, self.exports, self.previews):
+            private_dir(folder)
+        # The originals and their previews are the most sensitive files this tool touches: only
+        # the user who runs it may read them, whatever the umask or an earlier version left.
+        tighten(self.root)
+        # A zip still named *.partial was cut short by a crash: it is never offered.
+        for stale in self.exports.glob("*.partial"):
+            stale.unlink()
+
+    def store(self, data: bytes) -> str:
+        """Keep bytes under their SHA-256; the same photo uploaded twice is stored once."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.object_path(digest)
+        if not path.exists():
+            private_dir(path.parent)
+            write_atomically(path, data)
+        return digest
+
+    def object_path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256
+
+    def read(self, sha256: str) -> bytes:
+        return self.object_path(sha256).read_bytes()
+
+    def save_previews(self, sha256: str, bases: dict[int, bytes]) -> None:
+        """Downscaled copies of an original (largest side -> encoded bytes), for the dashboard."""
+        for side, data in bases.items():
+            write_atomically(self.previews / f"{sha256}-{side}", data)
+
+    def preview(self, sha256: str, side: int) -> bytes:
+        return (self.previews / f"{sha256}-{side}").read_bytes()
+
+    def delete_original(self, sha256: str) -> list[Path]:
+        """Remove an original and its previews from disk; returns what was removed."""
+        removed = [p for p in [self.object_path(sha256), *self.previews.glob(f"{sha256}-*")] if p.exists()]
+        for path in removed:
+            path.unlink()
+        return removed
+
+    def export_path(self, name: str) -> Path:
+        return self.exports / Path(name).name
