@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.pipeline import Engine
 from core.workspace import Workspace, default_root
+from dashboard.text import plain
 
 
 @st.cache_resource(show_spinner="Loading the face detectors…")
@@ -23,14 +24,14 @@ def workspace() -> Workspace:
     try:
         return _workspace(str(root))
     except (OSError, sqlite3.Error) as exc:
-        st.error(f"The workspace folder {root} cannot be used: {exc}. Choose a writable folder with "
+        st.error(f"The workspace folder {plain(root)} cannot be used: {plain(exc)}. Choose a writable folder with "
                  "space to spare (set FACE_PRIVACY_WORKSPACE) and restart the dashboard.")
         st.stop()
 
 
 def storage_failure(exc: Exception) -> None:
     """Say clearly that saving failed; whatever was saved before is untouched."""
-    st.error(f"Saving failed: {exc}. Nothing saved before was lost, but this last action was not "
+    st.error(f"Saving failed: {plain(exc)}. Nothing saved before was lost, but this last action was not "
              f"recorded. Free disk space or make {default_root()} writable, then try again.")
 
 
@@ -75,7 +76,7 @@ def flash(kind: str, text: str) -> None:
 def show_flash() -> None:
     """Show the messages the last action left, where they do not cover any control."""
     for kind, text in st.session_state.pop("flash", []):
-        getattr(st, kind)(text)
+        getattr(st, kind)(plain(text))  # messages carry file names: text, never Markdown
 
 
 def act(action, *args, done: str | None = None, **kwargs) -> bool:

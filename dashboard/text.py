@@ -1,21 +1,28 @@
 """User-supplied text (file names, comments, session and reviewer names) is data: wherever a
 page must pass it through Markdown (a heading, a caption), every character Markdown or
-Streamlit could act on is escaped, so `![x](http://...)` shows as those characters and fetches
-nothing."""
+Streamlit could act on is written as a numeric character reference, so `![x](http://...)`
+shows as those characters: no image is fetched and no link is made."""
 
 from __future__ import annotations
 
+import re
 import string
 
 _SPECIAL = set(string.punctuation)
 
 
+# Markdown turns bare addresses into links even when their punctuation is escaped: an invisible
+# word joiner inside each trigger ("http://", "www.", "a@b") stops it; what is shown is the same.
+_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)")
+
+
 def plain(text) -> str:
-    """`text` escaped for st.markdown and friends: shown exactly as typed."""
+    """`text` escaped for st.markdown and friends: shown exactly as typed, never a link."""
     out = []
-    for char in str(text):
+    for char in _AUTOLINK.sub(_JOINER, str(text)):
         if char in _SPECIAL:
-            out.append("\\" + char)
+            out.append(f"&#{ord(char)};")
         elif char in "\r\n":
             out.append(" ")
         else:

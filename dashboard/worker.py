@@ -11,6 +11,7 @@ import streamlit as st
 from core.export import export_approved
 from core.review import detect_pending
 from dashboard.state import engine, workspace
+from dashboard.text import plain
 
 
 @dataclass
@@ -59,7 +60,7 @@ def detection_status(session_id: int) -> None:
     worker = detection_worker()
     worker.start(session_id)
     if worker.session_id == session_id and worker.error:
-        st.error(f"Detection stopped: {worker.error}. Reload the page to try again.")
+        st.error(f"Detection stopped: {plain(worker.error)}. Reload the page to try again.")
     elif worker.running and worker.session_id == session_id:
         _progress(session_id)
 
@@ -72,7 +73,7 @@ def _progress(session_id: int) -> None:
         st.rerun()
     fraction = worker.done / worker.total if worker.total else 0.0
     st.progress(fraction, text=f"Detecting faces: {worker.done} of {worker.total} done"
-                               + (f" (last: {worker.current})" if worker.current else ""))
+                               + (f" (last: {plain(worker.current)})" if worker.current else ""))
 
 
 @dataclass

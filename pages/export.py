@@ -7,6 +7,7 @@ import streamlit as st
 from core.report import local_time
 from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, show_flash, workspace
+from dashboard.text import plain
 from dashboard.worker import export_progress, export_worker
 
 session_id, reviewer = require_session()
@@ -41,7 +42,7 @@ else:
 current = next((e for e in exports if e["current"]), None)
 if current:
     counts = current["counts"]
-    st.success(f"Current export, made {local_time(current['finished_at'])} by {current['started_by']}: "
+    st.success(f"Current export, made {local_time(current['finished_at'])} by {plain(current['started_by'])}: "
                f"{counts.get('exported', 0)} photo(s) exported, {counts.get('held back', 0)} held back. It matches "
                "the session as it is now.")
     left, right = st.columns(2)
@@ -52,7 +53,7 @@ elif exports and exports[0]["status"] == "complete":
     st.warning("The last zip is out of date: a decision, edit or setting changed after it was started. "
                "Build the zip again to publish.")
 if exports and exports[0]["status"] == "failed":
-    st.error(f"The last export failed: {exports[0]['error']}. Nothing was lost; fix the cause and build again.")
+    st.error(f"The last export failed: {plain(exports[0]['error'])}. Nothing was lost; fix the cause and build again.")
 
 held_back = current["counts"].get("held back") if current else 0
 if held_back:

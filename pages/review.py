@@ -8,6 +8,7 @@ reviewer, the action is refused with a message and the page shows the photo as i
 import streamlit as st
 
 from core.faces import Face
+from core.faces import reviewable as reviewable_positions
 from core.pipeline import Settings
 from core.workspace import APPROVED, PENDING, REJECTED
 from dashboard.controls import forget_controls, settings_controls
@@ -47,8 +48,23 @@ if chosen_record.id != st.session_state["image_id"]:
 
 image_id = st.session_state["image_id"]
 record = ws.image(image_id)
-settings = record.settings(batch)
 mark = record.current_fingerprint(batch)  # the state this page shows; every action names it
+
+# Switches ticked in the face table. The table's key carries the state it showed: its edits are
+# about exactly that state, and edits made on a table of an earlier state are refused.
+table_key = f"faces-{image_id}-{mark}"
+for key in [k for k in st.session_state if str(k).startswith(f"faces-{image_id}-") and k != table_key]:
+    if st.session_state.pop(key, {}).get("edited_rows"):
+        flash("warning", "Not done: this photo changed since the table was shown (in another tab, or by another "
+                         "reviewer). It is shown as it is now.")
+changes = switched(record.faces, reviewable_positions(record.faces, record.settings(batch).threshold),
+                   st.session_state.get(table_key, {}).get("edited_rows", {}))
+if changes:
+    st.session_state.pop(table_key)
+    act(ws.switch_faces, image_id, changes, reviewer, seen=mark)
+    record = ws.image(image_id)
+    mark = record.current_fingerprint(batch)
+settings = record.settings(batch)
 show_flash()
 
 state = record.state(batch)
@@ -89,18 +105,7 @@ with left:
 with right:
     st.markdown("**Faces** (untick to leave a face uncovered)")
     rows, positions = face_rows(record.faces, settings.threshold)
-    # The table's key carries the state it shows: its edits are about exactly that state. Edits
-    # made on a table of an earlier state (the photo changed in another tab) are refused.
-    table_key = f"faces-{image_id}-{mark}"
-    for key in [k for k in st.session_state if str(k).startswith(f"faces-{image_id}-") and k != table_key]:
-        if st.session_state.pop(key, {}).get("edited_rows"):
-            st.warning("Not done: this photo changed since the table was shown (in another tab, or by another "
-                       "reviewer). It is shown as it is now.")
-    edits = st.session_state.get(table_key, {}).get("edited_rows", {})
-    changes = switched(record.faces, positions, edits)
-    if changes and act(ws.switch_faces, image_id, changes, reviewer, seen=mark):
-        st.rerun()
-    st.data_editor(rows, hide_index=True, key=table_key,
+    st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{mark}",
                    disabled=["face", "confidence", "size px", "detector", "added by hand"],
                    column_order=["face", "enabled", "confidence", "size px", "detector", "added by hand"],
                    column_config={"enabled": st.column_config.CheckboxColumn("enabled")})

@@ -25,7 +25,7 @@ if opened is None:
                     open_session(ws.create_session(name, reviewer), reviewer.strip())
                     st.rerun()
                 except ValueError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
     with right:
         st.subheader("Reopen a session")
         sessions = ws.sessions()

@@ -65,6 +65,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         for _ in range(3):
             slider.press("ArrowRight")
         expect(page.locator('[data-testid="stMain"]').get_by_text("0.27")).to_be_visible()
+        settle(page)  # a click that lands while the page reruns is dropped by Streamlit
         page.get_by_role("button", name="Apply to the batch").click()
         wait_for(lambda: ws.batch_settings(session_id).threshold == pytest.approx(0.27))
         settle(page)
@@ -84,7 +85,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         # Draw a face the detectors "missed": drag a box over the photo, add it.
         page.get_by_text("Draw a face the detectors missed").click()
         plot = page.locator(".js-plotly-plot .nsewdrag").first
-        expect(plot).to_be_visible()
+        expect(plot).to_be_visible(timeout=30_000)
         area = plot.bounding_box()
         x0, y0 = area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6
         page.mouse.move(x0, y0)
