@@ -15,7 +15,8 @@ class Face:
     """A face box in upright-image pixels, with where it came from and whether it is anonymised.
 
     `enabled` is the reviewer's switch; the confidence threshold is applied separately
-    (see `selected`), so that moving the threshold never loses a reviewer's choice.
+    (see `selected`), so that moving the threshold never loses a reviewer's choice. `forced` is
+    the reviewer's choice to cover a candidate the threshold leaves out (a near miss).
     """
 
     x: float
@@ -25,6 +26,7 @@ class Face:
     score: float
     detector: str
     enabled: bool = True
+    forced: bool = False
 
     @property
     def manual(self) -> bool:
@@ -48,13 +50,20 @@ class Face:
     def with_enabled(self, enabled: bool) -> Face:
         return replace(self, enabled=enabled)
 
+    def covered_at(self, threshold: float) -> bool:
+        """Whether this face is anonymised at this threshold."""
+        return self.enabled and (self.manual or self.forced or self.score >= threshold)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not self.forced:  # fingerprints of faces stored before near misses existed stay the same
+            del data["forced"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Face:
         return cls(**{k: data[k] for k in ("x", "y", "w", "h", "score", "detector")},
-                   enabled=bool(data.get("enabled", True)))
+                   enabled=bool(data.get("enabled", True)), forced=bool(data.get("forced", False)))
 
     @classmethod
     def drawn(cls, x: float, y: float, w: float, h: float) -> Face:
@@ -62,15 +71,28 @@ class Face:
         return cls(x, y, w, h, score=1.0, detector=MANUAL)
 
 
+# Candidates this far under the threshold are near misses: listed for the reviewer, one click
+# from being covered.
+NEAR_MISS = 0.1
+
+
 def selected(faces: list[Face], threshold: float) -> list[Face]:
-    """Faces that will be anonymised: enabled, and either drawn by hand or scored at the threshold."""
-    return [f for f in faces if f.enabled and (f.manual or f.score >= threshold)]
+    """Faces that will be anonymised: enabled, and drawn by hand, covered by the reviewer's
+    choice, or scored at the threshold."""
+    return [f for f in faces if f.covered_at(threshold)]
 
 
 def reviewable(faces: list[Face], threshold: float) -> list[int]:
-    """Positions of the faces a reviewer decides on, on or off: every face drawn by hand and
-    every detected face the threshold selects. The review table numbers them in this order."""
-    return [i for i, f in enumerate(faces) if f.manual or f.score >= threshold]
+    """Positions of the faces a reviewer decides on, on or off: every face drawn by hand, every
+    detected face the threshold selects or the reviewer chose to cover. The review table numbers
+    them in this order."""
+    return [i for i, f in enumerate(faces) if f.manual or f.forced or f.score >= threshold]
+
+
+def near_misses(faces: list[Face], threshold: float) -> list[int]:
+    """Positions of the candidates just under the threshold that nobody chose to cover."""
+    return [i for i, f in enumerate(faces)
+            if not f.manual and not f.forced and threshold - NEAR_MISS <= f.score < threshold]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

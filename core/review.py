@@ -15,14 +15,13 @@ import cv2
 import numpy as np
 
 from .anonymizers import OutlineAnnotator
-from .faces import Face, reviewable, selected
+from .faces import Face, near_misses, reviewable, selected
 from .images import IMAGE_SUFFIXES, ImageError, decode_photo, encode_photo
 from .pipeline import Engine, Settings, anonymize, failure_reason
 from .workspace import ImageRecord, Workspace
 
 PREVIEW_SIDE = 1600
 THUMB_SIDE = 320
-NEAR_MISS = 0.1
 SMALL_FACE = 16
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -198,8 +197,11 @@ SWITCHED_OFF = OutlineAnnotator(color=(255, 210, 0))
 FLAGGED = OutlineAnnotator(color=(170, 60, 255))
 
 
+NEAR = OutlineAnnotator(color=(150, 150, 150))
+
+
 def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Settings,
-           outline: bool = False, flagged: list[Face] = ()) -> np.ndarray:
+           outline: bool = False, flagged: list[Face] = (), near: bool = False) -> np.ndarray:
     """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it. With
     `outline`, every face of the review table is boxed with its number: covered ones in red,
     switched-off ones in yellow. `flagged` faces (the residual check's) are boxed in purple."""
@@ -217,6 +219,11 @@ def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Setti
                      if scaled[i].enabled == enabled]
             out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
                                      [str(n) for n, _ in shown])
+    if near:  # near misses in grey, numbered after the table's covered faces, as in the table
+        first = len(reviewable(faces, settings.threshold)) + 1
+        shown = [scaled[i] for i in near_misses(faces, settings.threshold)]
+        out = NEAR.annotate(out, [f.region(0.0, width, height) for f in shown],
+                            [str(first + n) for n in range(len(shown))])
     if flagged:
         out = FLAGGED.annotate(out, [f.region(0.0, width, height) for f in scale(flagged)], ["?"] * len(flagged))
     return out
@@ -246,10 +253,10 @@ def attention(record: ImageRecord, settings: Settings) -> list[Flag]:
     chosen = selected(record.faces, settings.threshold)
     if not chosen:
         flags.append(Flag(40, "no face found"))
-    off = [f for f in record.faces if not f.enabled and (f.manual or f.score >= settings.threshold)]
+    off = [record.faces[i] for i in reviewable(record.faces, settings.threshold) if not record.faces[i].enabled]
     if off:
         flags.append(Flag(30, f"{len(off)} face(s) switched off"))
-    near = [f for f in record.faces if not f.manual and settings.threshold - NEAR_MISS <= f.score < settings.threshold]
+    near = near_misses(record.faces, settings.threshold)
     if near:
         flags.append(Flag(10, f"{len(near)} candidate(s) just under the threshold"))
     small = [f for f in chosen if f.size < SMALL_FACE]

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS images (
     added_at TEXT NOT NULL,
     residual TEXT,             -- JSON {fingerprint, output_sha256, faces} of the last residual check
     residual_confirmed TEXT,   -- fingerprint the reviewer confirmed the residual check for
-    removed_at TEXT            -- removed from the session: original and previews deleted
+    removed_at TEXT,           -- removed from the session: original and previews deleted
+    draft TEXT                 -- a comment being typed, kept across a reload until a decision
 );
 CREATE INDEX IF NOT EXISTS images_session ON images(session_id);
 CREATE INDEX IF NOT EXISTS images_session_sha ON images(session_id, sha256);
@@ -124,6 +125,7 @@ class ImageRecord:
     residual: dict | None = None
     residual_confirmed: str | None = None
     removed_at: str | None = None
+    draft: str | None = None
 
     @property
     def detected(self) -> bool:
@@ -184,7 +186,7 @@ class Workspace:
             db.execute("PRAGMA journal_mode=WAL")
             # Columns added after the first release, before the indexes that use them.
             for table, column, kind in (("images", "residual", "TEXT"), ("images", "residual_confirmed", "TEXT"),
-                                        ("images", "removed_at", "TEXT"),
+                                        ("images", "removed_at", "TEXT"), ("images", "draft", "TEXT"),
                                         ("sessions", "revision", "INTEGER NOT NULL DEFAULT 0"),
                                         ("sessions", "purged_at", "TEXT")):
                 present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -369,24 +371,29 @@ class Workspace:
 
     def switch_faces(self, image_id: int, changes: list[tuple[Face, bool]], actor: str,
                      seen: str | None = None) -> None:
-        """Switch faces on or off: each (face as shown, on or off)."""
-        def change(faces: list[Face]) -> list[Face]:
-            for face, enabled in changes:
+        """Cover or uncover faces: each (face as shown, covered or not). A face the threshold
+        selects (or drawn by hand) is switched on or off; a candidate under the threshold (a near
+        miss) is covered by the reviewer's choice, or left to the threshold again."""
+        def change(faces: list[Face], threshold: float) -> list[Face]:
+            for face, on in changes:
                 at = _find(faces, face)
-                faces[at] = faces[at].with_enabled(enabled)
+                if faces[at].manual or faces[at].score >= threshold:
+                    faces[at] = faces[at].with_enabled(on)
+                else:
+                    faces[at] = replace(faces[at], forced=on, enabled=True)
             return faces
-        why = ", ".join(f"face at {_where(face)} {'on' if enabled else 'off'}" for face, enabled in changes)
+        why = ", ".join(f"face at {_where(face)} {'covered' if on else 'uncovered'}" for face, on in changes)
         self._edit_faces(image_id, actor, seen, change, why)
 
     def add_face(self, image_id: int, face: Face, actor: str, seen: str | None = None) -> None:
         """Add a face the reviewer drew."""
-        self._edit_faces(image_id, actor, seen, lambda faces: faces + [face], f"face drawn at {_where(face)}")
+        self._edit_faces(image_id, actor, seen, lambda faces, _: faces + [face], f"face drawn at {_where(face)}")
 
     def remove_face(self, image_id: int, face: Face, actor: str, seen: str | None = None) -> None:
         """Remove a face the reviewer drew (a detected one can only be switched off)."""
         if not face.manual:
             raise ValueError("only a face drawn by hand can be removed; switch a detected face off instead")
-        def change(faces: list[Face]) -> list[Face]:
+        def change(faces: list[Face], _threshold: float) -> list[Face]:
             at = _find(faces, face)
             return faces[:at] + faces[at + 1:]
         self._edit_faces(image_id, actor, seen, change, f"drawn face at {_where(face)} removed")
@@ -394,7 +401,7 @@ class Workspace:
     def _edit_faces(self, image_id: int, actor: str, seen: str | None, change, why: str) -> None:
         with self._connect() as db:
             record, batch = self._load(db, image_id, seen)
-            faces = change(list(record.faces or []))
+            faces = change(list(record.faces or []), record.settings(batch).threshold)
             db.execute("UPDATE images SET faces = ? WHERE id = ?",
                        (json.dumps([f.to_dict() for f in faces]), image_id))
             self._bump(db, record.session_id)
@@ -426,11 +433,16 @@ class Workspace:
             settings = record.settings(batch)
             mark = record.current_fingerprint(batch) if decision == APPROVED else None
             db.execute("""UPDATE images SET status = ?, approved_fingerprint = ?, comment = ?,
-                          decided_by = ?, decided_at = ? WHERE id = ?""",
+                          decided_by = ?, decided_at = ?, draft = NULL WHERE id = ?""",
                        (decision, mark, comment, actor, now(), image_id))
             self._bump(db, record.session_id)
             self._log(db, actor, decision, record.session_id, image_id, comment=comment,
                       fingerprint=mark, settings=settings.to_dict())
+
+    def save_draft(self, image_id: int, text: str) -> None:
+        """Keep a comment being typed (not a decision: not logged) so a reload does not lose it."""
+        with self._connect() as db:
+            db.execute("UPDATE images SET draft = ? WHERE id = ?", (text, image_id))
 
     def save_residual(self, image_id: int, checked: str, output_sha256: str, faces: list[Face]) -> None:
         """Record what the residual check found on one output: the one made from the state
@@ -616,7 +628,7 @@ def _record(row: sqlite3.Row) -> ImageRecord:
         approved_fingerprint=row["approved_fingerprint"], comment=row["comment"],
         decided_by=row["decided_by"], decided_at=row["decided_at"],
         residual=json.loads(row["residual"]) if row["residual"] else None,
-        residual_confirmed=row["residual_confirmed"], removed_at=row["removed_at"],
+        residual_confirmed=row["residual_confirmed"], removed_at=row["removed_at"], draft=row["draft"],
     )
 
 

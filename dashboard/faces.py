@@ -9,28 +9,34 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.faces import Face, reviewable
+from core.faces import Face, near_misses, reviewable
 from core.images import encode_photo
 
 
 def face_rows(faces: list[Face], threshold: float) -> tuple[list[dict], list[int]]:
-    """Table rows for the faces that matter at this threshold (and every drawn face), and
-    the position of each row's face in the full list."""
-    positions = reviewable(faces, threshold)
-    rows = [{"face": n + 1, "confidence": round(faces[i].score, 2), "size px": round(faces[i].size),
-             "detector": faces[i].detector, "added by hand": faces[i].manual, "enabled": faces[i].enabled}
-            for n, i in enumerate(positions)]
-    return rows, positions
+    """Table rows, and the position of each row's face in the full list: first the faces the
+    reviewer decides on (selected by the threshold, chosen, or drawn), then the near misses just
+    under the threshold, not covered until ticked."""
+    chosen, near = reviewable(faces, threshold), near_misses(faces, threshold)
+    rows = [{"face": n + 1, "covered": faces[i].covered_at(threshold),
+             "kind": "drawn" if faces[i].manual else "near miss, covered" if faces[i].forced else "found",
+             "confidence": round(faces[i].score, 2), "size px": round(faces[i].size), "detector": faces[i].detector}
+            for n, i in enumerate(chosen)]
+    rows += [{"face": len(chosen) + n + 1, "covered": False, "kind": "near miss", "confidence": round(faces[i].score, 2),
+              "size px": round(faces[i].size), "detector": faces[i].detector} for n, i in enumerate(near)]
+    return rows, chosen + near
 
 
-def switched(faces: list[Face], positions: list[int], edited_rows: dict) -> list[tuple[Face, bool]]:
-    """The faces the reviewer switched in the table ({row: {"enabled": bool}}), each as it was
-    shown and its new state."""
+def switched(faces: list[Face], positions: list[int], edited_rows: dict, threshold: float) -> list[tuple[Face, bool]]:
+    """The faces the reviewer ticked or unticked in the table ({row: {"covered": bool}}), each
+    as it was shown and whether it is now to be covered."""
     changes = []
     for row, values in edited_rows.items():
+        if int(row) >= len(positions):
+            continue
         face = faces[positions[int(row)]]
-        if "enabled" in values and bool(values["enabled"]) != face.enabled:
-            changes.append((face, bool(values["enabled"])))
+        if "covered" in values and bool(values["covered"]) != face.covered_at(threshold):
+            changes.append((face, bool(values["covered"])))
     return changes
 
 

@@ -30,10 +30,10 @@ def thumbnail(record: ImageRecord, settings: Settings) -> bytes:
     return _thumbnail(record.sha256, fingerprint(settings, record.faces), record, settings)
 
 
-def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=()) -> np.ndarray:
+def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), near: bool = False) -> np.ndarray:
     """The anonymised review preview (1600 px), rendered on every change: no detection.
-    `flagged` faces (from the residual check) are boxed too."""
-    return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged)
+    `flagged` faces (from the residual check) are boxed too, and near misses in grey on demand."""
+    return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged, near)
 
 
 def original(record: ImageRecord) -> np.ndarray:

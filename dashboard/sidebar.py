@@ -14,5 +14,4 @@ def session_sidebar(session_id: int, reviewer: str) -> Settings:
     this itself: Streamlit's test harness reruns only the page script."""
     session = workspace().session(session_id)
     st.sidebar.markdown(f"**{plain(session['name'])}**  \nReviewer: {plain(reviewer)}")
-    st.sidebar.page_link("pages/settings.py", label="Batch settings", icon=":material/tune:")
     return session["settings"]

@@ -46,10 +46,46 @@ def open_session(session_id: int, reviewer: str) -> None:
 
 
 def current_session() -> tuple[int, str] | None:
-    """(session id, reviewer) of this tab, or None before Start."""
+    """(session id, reviewer) of this tab, or None before Start. The tab's place (session,
+    reviewer, photo) is kept in the address too, so a reload comes back to it: read from there
+    when the tab's memory is new, and written there on every page."""
+    if "session_id" not in st.session_state:
+        _restore_place()
     if "session_id" not in st.session_state:
         return None
+    place = {"session": str(st.session_state["session_id"]), "reviewer": st.session_state["reviewer"]}
+    if "image_id" in st.session_state:
+        place["photo"] = str(st.session_state["image_id"])
+    if {k: st.query_params.get(k) for k in place} != place:
+        st.query_params.update(place)
     return st.session_state["session_id"], st.session_state["reviewer"]
+
+
+def _restore_place() -> None:
+    params = st.query_params
+    try:
+        session_id = int(params.get("session", ""))
+        reviewer = params.get("reviewer", "").strip()
+        workspace().session(session_id)
+    except (ValueError, KeyError):
+        return
+    if not reviewer or workspace().session(session_id)["purged_at"]:
+        return
+    open_session(session_id, reviewer)
+    if params.get("photo", "").isdigit():
+        st.session_state["image_id"] = int(params["photo"])
+
+
+def remember_photo(image_id: int) -> None:
+    """The photo under review goes into the address, so a reload opens it again."""
+    if st.query_params.get("photo") != str(image_id):
+        st.query_params["photo"] = str(image_id)
+
+
+def forget_place() -> None:
+    for key in ("session_id", "reviewer", "image_id", "duplicates"):
+        st.session_state.pop(key, None)
+    st.query_params.clear()
 
 
 def require_session() -> tuple[int, str]:

@@ -7,7 +7,7 @@ from core.faces import selected
 from core.review import attention
 from dashboard.previews import thumbnail
 from dashboard.sidebar import session_sidebar
-from dashboard.state import require_session, review, workspace
+from dashboard.state import act, flash, require_session, review, show_flash, workspace
 from dashboard.text import plain
 from dashboard.worker import detection_status
 
@@ -25,6 +25,24 @@ rows = [(r, r.settings(batch), attention(r, r.settings(batch))) for r in records
 STATES = ("pending", "approved", "approval out of date", "rejected", "failed")
 counts = {s: sum(r.state(batch) == s for r in records) for s in STATES}
 st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
+show_flash()
+
+# Bulk approval: the photos nothing flags, each approved in the state shown here, logged one by one.
+unflagged = [(r, r.current_fingerprint(batch)) for r, _settings, flags in rows
+             if r.detected and not flags and r.status == "pending"]
+if unflagged:
+    with st.expander(f"Approve the {len(unflagged)} pending photo(s) that need no attention"):
+        st.caption("Each has at least one face found and covered, nothing switched off, drawn, near the threshold, "
+                   "very small or flagged by the residual check. Each approval is logged photo by photo, with the "
+                   "state shown here; a photo changed meanwhile is left pending.")
+
+        def approve_all(chosen: list) -> None:
+            done = sum(act(ws.decide, r.id, "approved", reviewer, "bulk approval: no attention flag", seen=mark)
+                       for r, mark in chosen)
+            flash("success", f"{done} of {len(chosen)} photo(s) approved.")
+
+        if st.checkbox(f"Yes, approve these {len(unflagged)} photo(s)", key="bulk-sure"):
+            st.button(f"Approve {len(unflagged)} photo(s)", type="primary", on_click=approve_all, args=(unflagged,))
 
 left, middle, right = st.columns(3)
 statuses = left.multiselect("Status", list(counts), default=list(counts))

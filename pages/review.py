@@ -8,14 +8,14 @@ reviewer, the action is refused with a message and the page shows the photo as i
 import streamlit as st
 
 from core.faces import Face
-from core.faces import reviewable as reviewable_positions
 from core.pipeline import Settings
 from core.workspace import APPROVED, PENDING, REJECTED
 from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
+from dashboard.keys import shortcuts
 from dashboard.previews import original, preview
 from dashboard.sidebar import session_sidebar
-from dashboard.state import act, flash, require_session, show_flash, workspace
+from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
 
 session_id, reviewer = require_session()
@@ -47,6 +47,7 @@ if chosen_record.id != st.session_state["image_id"]:
     st.rerun()
 
 image_id = st.session_state["image_id"]
+remember_photo(image_id)
 record = ws.image(image_id)
 mark = record.current_fingerprint(batch)  # the state this page shows; every action names it
 
@@ -57,8 +58,9 @@ for key in [k for k in st.session_state if str(k).startswith(f"faces-{image_id}-
     if st.session_state.pop(key, {}).get("edited_rows"):
         flash("warning", "Not done: this photo changed since the table was shown (in another tab, or by another "
                          "reviewer). It is shown as it is now.")
-changes = switched(record.faces, reviewable_positions(record.faces, record.settings(batch).threshold),
-                   st.session_state.get(table_key, {}).get("edited_rows", {}))
+threshold = record.settings(batch).threshold
+changes = switched(record.faces, face_rows(record.faces, threshold)[1],
+                   st.session_state.get(table_key, {}).get("edited_rows", {}), threshold)
 if changes:
     st.session_state.pop(table_key)
     act(ws.switch_faces, image_id, changes, reviewer, seen=mark)
@@ -78,6 +80,7 @@ left, right = st.columns([3, 2])
 with left:
     show_original = st.toggle("Show the original beside it", key=f"original-{image_id}")
     outline = st.toggle("Outline covered regions", value=True, key=f"outline-{image_id}")
+    near = st.toggle("Outline near misses (grey)", key=f"near-{image_id}")
     residual = record.residual_open(settings)
     if st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
         box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
@@ -86,7 +89,7 @@ with left:
                       on_click=act, args=(ws.add_face, image_id, Face.drawn(*box), reviewer),
                       kwargs={"seen": mark, "done": "Face added."})
     else:
-        shown = [(preview(record, settings, outline, residual), "anonymised preview")]
+        shown = [(preview(record, settings, outline, residual, near), "anonymised preview")]
         if show_original:
             shown.append((original(record), "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
@@ -103,12 +106,13 @@ with left:
                   kwargs={"seen": mark, "done": "Confirmed: the next export includes this photo."})
 
 with right:
-    st.markdown("**Faces** (untick to leave a face uncovered)")
+    st.markdown("**Faces**: untick to leave a face uncovered; tick a near miss (just under the threshold) to "
+                "cover it")
     rows, positions = face_rows(record.faces, settings.threshold)
     st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{mark}",
-                   disabled=["face", "confidence", "size px", "detector", "added by hand"],
-                   column_order=["face", "enabled", "confidence", "size px", "detector", "added by hand"],
-                   column_config={"enabled": st.column_config.CheckboxColumn("enabled")})
+                   disabled=["face", "kind", "confidence", "size px", "detector"],
+                   column_order=["face", "covered", "kind", "confidence", "size px", "detector"],
+                   column_config={"covered": st.column_config.CheckboxColumn("covered")})
     drawn = [(n + 1, record.faces[i]) for n, i in enumerate(positions) if record.faces[i].manual]
     for number, face in drawn:
         st.button(f"Remove drawn face {number}", key=f"remove-face-{image_id}-{number}",
@@ -116,7 +120,8 @@ with right:
                   kwargs={"seen": mark, "done": f"Drawn face {number} removed."})
 
     comment_key = f"comment-{image_id}"
-    st.text_input("Comment (optional)", value=record.comment, key=comment_key)
+    st.text_input("Comment (optional)", value=record.draft if record.draft is not None else record.comment,
+                  key=comment_key, on_change=lambda: ws.save_draft(image_id, st.session_state[comment_key]))
 
     def decide(decision: str, seen: str, next_id: int | None) -> None:
         comment = st.session_state.get(comment_key, "")
@@ -126,7 +131,9 @@ with right:
                 st.session_state["image_id"] = next_id
 
     following = ids[position + 1] if position < len(ids) - 1 else None
-    approve, reject, reopen = st.columns(3)
+    shortcuts({"a": "Approve", "r": "Reject", "ArrowRight": "Next ▶", "ArrowLeft": "◀ Previous"},
+              "Keys: A approve · R reject · → next · ← previous (not while typing a comment)")
+    approve, reject, reopen = st.columns([1, 1, 1.4])
     approve.button("Approve", type="primary", key=f"approve-{image_id}", on_click=decide,
                    args=(APPROVED, mark, following))
     reject.button("Reject", key=f"reject-{image_id}", on_click=decide, args=(REJECTED, mark, following))

@@ -5,7 +5,7 @@ import streamlit as st
 from core.report import local_time
 from core.review import add_files, allowed_roots, intake_folder, intake_upload
 from dashboard.sidebar import session_sidebar
-from dashboard.state import act, current_session, open_session, show_flash, workspace
+from dashboard.state import act, current_session, forget_place, open_session, show_flash, workspace
 from dashboard.text import plain
 from dashboard.worker import detection_status
 
@@ -53,8 +53,7 @@ session = ws.session(session_id)
 st.subheader(f"Session: {plain(session['name'])}")
 show_flash()
 if st.button("Close this session"):
-    for key in ("session_id", "reviewer", "image_id", "duplicates"):
-        st.session_state.pop(key, None)
+    forget_place()
     st.rerun()
 
 # The uploader's key changes after each intake, which drops the uploaded bytes from memory.
@@ -107,7 +106,6 @@ with st.expander("Purge this session"):
     if st.checkbox(f"Yes, purge the session {plain(session['name'])} and delete its files", key="purge-sure"):
         def purge() -> None:
             if act(ws.purge_session, session_id, reviewer):
-                for key in ("session_id", "reviewer", "image_id", "duplicates"):
-                    st.session_state.pop(key, None)
+                forget_place()
 
         st.button("Purge the session", on_click=purge)

@@ -100,7 +100,7 @@ def test_review_untick_face_then_approve(reviewed):
     batch = ws.batch_settings(session_id)
     _rows, positions = face_rows(first.faces, batch.threshold)
     key = f"faces-{first.id}-{first.current_fingerprint(batch)}"
-    at.session_state[key] = {"edited_rows": {0: {"enabled": False}}, "added_rows": [], "deleted_rows": []}
+    at.session_state[key] = {"edited_rows": {0: {"covered": False}}, "added_rows": [], "deleted_rows": []}
     at.run()
     changed = ws.image(first.id)
     assert not changed.faces[positions[0]].enabled
@@ -108,6 +108,31 @@ def test_review_untick_face_then_approve(reviewed):
     next(b for b in at.button if b.label == "Approve").click().run()
     assert ws.image(first.id).status == APPROVED
     assert at.session_state["image_id"] != first.id, "the next photo opens after a decision"
+
+
+def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
+    from core.faces import Face, selected
+    from core.review import attention
+
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    first = ws.images(session_id)[0]
+    batch = ws.batch_settings(session_id)
+    near = Face(400.0, 300.0, 30.0, 30.0, batch.threshold - 0.05, "centerface")
+    # A detector's candidate just under the threshold, stored as detection stores candidates.
+    ws.save_detection(first.id, first.width, first.height, first.faces + [near])
+    record = ws.image(first.id)
+    assert "1 candidate(s) just under the threshold" in [f.text for f in attention(record, batch)]
+    at.switch_page("pages/review.py").run()
+    rows, positions = face_rows(record.faces, batch.threshold)
+    assert rows[-1]["kind"] == "near miss" and rows[-1]["covered"] is False
+    key = f"faces-{first.id}-{record.current_fingerprint(batch)}"
+    at.session_state[key] = {"edited_rows": {len(rows) - 1: {"covered": True}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    covered = ws.image(first.id)
+    assert any(f.x == near.x and f.forced for f in selected(covered.faces, batch.threshold)), "now covered"
+    assert not any("just under" in f.text for f in attention(covered, batch))
 
 
 def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):

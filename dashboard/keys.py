@@ -1,0 +1,34 @@
+"""Keyboard shortcuts for the review page: a key presses the button with that label, unless the
+reviewer is typing (a comment, a number). The listener lives in the page (a same-origin
+component frame reaches it)."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+_SCRIPT = """<script>
+const doc = window.parent.document;
+// This frame is made anew on every run of the page: the listener of an earlier frame dies with
+// it, so each frame replaces it with its own.
+if (doc.__faceKeysHandler) doc.removeEventListener('keydown', doc.__faceKeysHandler, true);
+const keys = %s;
+doc.__faceKeysHandler = (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+  const label = keys[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+  if (!label) return;
+  const button = Array.from(doc.querySelectorAll('button')).find((b) => b.innerText.trim() === label && !b.disabled);
+  if (button) { event.preventDefault(); event.stopPropagation(); button.click(); }
+};
+doc.addEventListener('keydown', doc.__faceKeysHandler, true);  // capture: before the page's widgets
+</script>"""
+
+
+def shortcuts(keys: dict[str, str], legend: str) -> None:
+    """`keys`: key (as KeyboardEvent.key, letters lower case) -> the label of the button it presses."""
+    components.html(_SCRIPT % json.dumps(keys), height=0)
+    st.caption(legend)
