@@ -229,6 +229,22 @@ def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Setti
     return out
 
 
+def face_crop(anonymised: np.ndarray, face: Face, settings: Settings, context: float = 1.0,
+              least: int = 160) -> np.ndarray:
+    """The full-resolution output around one face: its covered region and `context` x the face's
+    size beyond it on every side, at least `least` px across, and its region outlined. Nothing
+    is scaled down: the reviewer judges the pixels that will leave."""
+    height, width = anonymised.shape[:2]
+    x, y, w, h = face.region(settings.padding, width, height)
+    grow = max(face.w, face.h) * context
+    half = max(least / 2, (max(w, h) / 2) + grow)
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+    x1, y1 = min(width, int(cx + half)), min(height, int(cy + half))
+    crop = np.ascontiguousarray(anonymised[y0:y1, x0:x1])
+    return OutlineAnnotator(thickness_ratio=0.006).annotate(crop, [(x - x0, y - y0, w, h)])
+
+
 @dataclass(frozen=True)
 class Flag:
     """Something a reviewer should look at, weighted for sorting by risk."""

@@ -9,7 +9,7 @@ import streamlit as st
 from core.images import decode_photo, encode_photo
 from core.review import PREVIEW_SIDE, THUMB_SIDE, render
 from core.workspace import ImageRecord, fingerprint
-from core.pipeline import Settings
+from core.pipeline import Settings, anonymize
 from dashboard.state import workspace
 
 
@@ -38,3 +38,15 @@ def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), 
 
 def original(record: ImageRecord) -> np.ndarray:
     return base(record.sha256, PREVIEW_SIDE)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Anonymising at full resolution…")
+def _full(sha256: str, key: str, _record: ImageRecord, _settings: Settings) -> np.ndarray:
+    photo = decode_photo(workspace().read(sha256), _record.name)
+    return anonymize(photo.pixels, _record.faces, _settings)
+
+
+def full_resolution(record: ImageRecord, settings: Settings) -> np.ndarray:
+    """The photo anonymised at full resolution exactly as the export makes it (cached for the
+    state shown: walking its faces costs one anonymisation)."""
+    return _full(record.sha256, fingerprint(settings, record.faces), record, settings)

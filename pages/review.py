@@ -13,7 +13,8 @@ from core.workspace import APPROVED, PENDING, REJECTED
 from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
-from dashboard.previews import original, preview
+from core.review import face_crop
+from dashboard.previews import full_resolution, original, preview
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -82,7 +83,29 @@ with left:
     outline = st.toggle("Outline covered regions", value=True, key=f"outline-{image_id}")
     near = st.toggle("Outline near misses (grey)", key=f"near-{image_id}")
     residual = record.residual_open(settings)
-    if st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
+    walking = st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
+    if walking:
+        walk_rows, walk_positions = face_rows(record.faces, settings.threshold)
+        if not walk_positions:
+            st.info("No face or near miss to walk through.")
+        else:
+            step_key = f"walk-step-{image_id}"
+            step = min(st.session_state.get(step_key, 0), len(walk_positions) - 1)
+            face = record.faces[walk_positions[step]]
+            row = walk_rows[step]
+            st.image(face_crop(full_resolution(record, settings), face, settings),
+                     caption=f"Face {row['face']} of {len(walk_rows)} ({row['kind']}, confidence {row['confidence']}, "
+                             f"{row['size px']} px), full resolution, as exported")
+            prev_face, cover, next_face = st.columns([1, 2, 1])
+            prev_face.button("◀ Previous face", disabled=step == 0, key=f"walk-prev-{image_id}",
+                             on_click=lambda: st.session_state.update({step_key: step - 1}))
+            next_face.button("Next face ▶", disabled=step == len(walk_positions) - 1, key=f"walk-next-{image_id}",
+                             on_click=lambda: st.session_state.update({step_key: step + 1}))
+            covered = row["covered"]
+            cover.button("Leave this face uncovered" if covered else "Cover this face", key=f"walk-cover-{image_id}",
+                         on_click=act, args=(ws.switch_faces, image_id, [(face, not covered)], reviewer),
+                         kwargs={"seen": mark})
+    elif st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
         box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
         if box:
             st.button("Add this face", key=f"add-{image_id}", type="primary",

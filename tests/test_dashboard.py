@@ -135,6 +135,36 @@ def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     assert not any("just under" in f.text for f in attention(covered, batch))
 
 
+def test_walk_the_faces_at_full_resolution_and_switch_one(reviewed):
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    first = ws.images(session_id)[0]
+    at.switch_page("pages/review.py").run()
+    at.toggle(key=f"walk-{first.id}").set_value(True).run()
+    assert not at.exception
+    assert any(b.label == "◀ Previous face" for b in at.button), "the walk through the faces is shown"
+    next(b for b in at.button if b.label == "Leave this face uncovered").click().run()
+    assert not at.exception
+    batch = ws.batch_settings(session_id)
+    rows, positions = face_rows(first.faces, batch.threshold)
+    assert not ws.image(first.id).faces[positions[0]].enabled
+
+
+def test_face_crop_is_the_full_resolution_output():
+    import numpy as np
+
+    from core.faces import Face
+    from core.pipeline import Settings, anonymize
+    from core.review import face_crop
+
+    big = np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), np.uint8)
+    face = Face(2000, 1500, 20, 24, 0.9, "centerface")
+    out = anonymize(big, [face], Settings(mode="solid"))
+    crop = face_crop(out, face, Settings(mode="solid"))
+    assert 160 <= crop.shape[0] <= 200 and 160 <= crop.shape[1] <= 200, "not scaled down: a crop"
+    assert (crop[80:100, 80:100] == 0).all(), "the covered face, as exported"
+
+
 def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     at, ws = reviewed
     session_id = at.session_state["session_id"]
