@@ -82,9 +82,9 @@ def main() -> None:
         print(f"  this engine: {statistics.median(ours):.2f} s  (runs {', '.join(f'{t:.2f}' for t in ours)})")
         print(f"  deface:      {statistics.median(theirs):.2f} s  (runs {', '.join(f'{t:.2f}' for t in theirs)})")
         print(f"  ratio: {statistics.median(ours) / statistics.median(theirs):.2f}")
-        print(f"  this engine on pixels: "
+        print("  this engine on pixels: "
               + _protection(inputs, {s: out / f"{s}.jpg" for s in entries}, entries))
-        print(f"  deface on pixels:      "
+        print("  deface on pixels:      "
               + _protection(inputs, {s: copies / f"{s}_anonymized.jpg" for s in entries}, entries))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .anonymizers import OutlineAnnotator
 from .faces import Face, near_misses, reviewable, selected
-from .images import IMAGE_SUFFIXES, ImageError, decode_photo, encode_photo
+from .images import IMAGE_SUFFIXES, decode_photo, encode_photo
 from .pipeline import Engine, Settings, anonymize, failure_reason
 from .workspace import ImageRecord, Workspace
 

@@ -144,3 +144,17 @@ def reopen_session(page, url: str, reviewer: str) -> None:
     page.get_by_role("button", name="Open session").click()
     page.get_by_role("button", name="Add and detect faces").wait_for()
     settle(page)
+
+
+def two_reviewers(page, url: str, names: tuple[str, str], heading: str):
+    """Two tabs of one browser on the review page of the same photo, one reviewer each."""
+    from playwright.sync_api import expect
+
+    other = page.context.new_page()
+    other.set_default_timeout(60_000)
+    for tab, name in ((page, names[0]), (other, names[1])):
+        reopen_session(tab, url, name)
+        tab.get_by_role("link", name="Review one image").click()
+        expect(tab.get_by_role("heading", name=heading)).to_be_visible()
+        settle(tab)
+    return page, other

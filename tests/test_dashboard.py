@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.workspace import APPROVED, PENDING, Workspace
+from core.workspace import APPROVED, Workspace
 from dashboard.faces import face_rows
 from dashboard.text import plain
 from dashboard.worker import detection_worker

@@ -14,7 +14,8 @@ from PIL import Image
 
 from core.review import detect_pending
 from core.workspace import APPROVED, REJECTED, Workspace
-from tests.browser import StreamlitServer, chromium_page, require_chromium, reopen_session, settle, start_session, wait_for
+from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
+                           two_reviewers, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -108,14 +109,8 @@ def test_two_tabs_on_one_session_lose_no_decision(tmp_path, engine, astronaut_rg
     detect_pending(ws, engine, session_id)
     server = StreamlitServer(ws_root, tmp_path / "server.log").start()
     try:
-        with chromium_page() as alice:
-            bob = alice.context.new_page()
-            bob.set_default_timeout(60_000)
-            for page, name in ((alice, "Alice"), (bob, "Bob")):
-                reopen_session(page, server.url, name)
-                page.get_by_role("link", name="Review one image").click()
-                expect(page.get_by_role("heading", name="one.jpg — pending")).to_be_visible()
-                settle(page)
+        with chromium_page() as page:
+            alice, bob = two_reviewers(page, server.url, ("Alice", "Bob"), "one.jpg — pending")
             alice.get_by_role("button", name="Approve").click()
             wait_for(lambda: ws.image(ids[0]).status == APPROVED)
             bob.get_by_role("button", name="Reject").click()  # Bob's page still shows "pending"
