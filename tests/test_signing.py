@@ -158,11 +158,13 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(served, engine,
     with chromium_page() as page:
         reopen_session(page, server.url, "Alice")
         page.get_by_role("link", name="Batch settings").first.click()
+        expect(page.get_by_role("heading", name="Batch settings")).to_be_visible()
+        settle(page)
         slider = page.locator('[data-testid="stMain"] input[type=range]').first
         slider.focus()
         for _ in range(80):
             slider.press("ArrowRight")
-        expect(page.get_by_text("This change would put 1 approved photo(s) out of date")).to_be_visible()
+        expect(page.get_by_text("This change would put 1 approved photo(s) out of date")).to_be_visible(timeout=30_000)
         assert ws.batch_settings(session_id).threshold == pytest.approx(0.24), "asked first, nothing written"
         settle(page)
         page.get_by_role("button", name="Cancel").click()
@@ -224,8 +226,11 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
         digests = [r.sha256 for r in ws.images(session_id)]
         assert all(ws.files.object_path(d).exists() for d in digests)
         page.get_by_role("link", name="Start").click()
+        page.get_by_role("button", name="Add and detect faces").wait_for()
+        settle(page)  # a click that lands while the page reruns is dropped by Streamlit
         page.get_by_text("Purge this session").click()
         page.get_by_text("Yes, purge the session").click()
+        settle(page)
         page.get_by_role("button", name="Purge the session").click()
         expect(page.get_by_role("button", name="Start session")).to_be_visible()
     assert not any(ws.files.object_path(d).exists() for d in digests)
