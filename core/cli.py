@@ -14,7 +14,10 @@ from pathlib import Path
 
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS, ImageError
-from .pipeline import HELD_BACK, Engine, Settings, anonymize_files, expand_paths, face_record, failure_reason
+from . import video
+from .pipeline import (DETECT_EVERY, HELD_BACK, Engine, Settings, anonymize_files, expand_paths, frame_progress,
+                       face_record, failure_reason)
+from .video import is_video
 from .faces import selected
 
 
@@ -24,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+        sub.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="image or video files (MP4, MOV, MKV, WebM, AVI), or folders")
         sub.add_argument("--threshold", type=float, default=defaults.threshold,
                          help=f"lowest detector confidence that counts as a face (default {defaults.threshold})")
         sub.add_argument("--padding", type=float, default=defaults.padding,
@@ -46,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="soft edge width, relative to the region (0 for a hard edge)")
     anonymize.add_argument("--outline", action="store_true", help="draw a box around each region")
     anonymize.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
+    anonymize.add_argument("--video-quality", type=int, default=defaults.video_quality,
+                           help=f"H.264 CRF of video outputs, 0-51, lower is better (default {defaults.video_quality})")
     anonymize.add_argument("--check", action="store_true",
                            help="detect again on every output and report faces still found (residual check)")
     return parser
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             threshold=args.threshold, padding=args.padding,
             **({} if args.command == "detect" else {
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
-                "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality}))
+                "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
+                "video_quality": args.video_quality}))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -93,6 +100,9 @@ def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[
         try:
             if problem:
                 raise ImageError(str(path), problem)
+            if is_video(path):
+                results.append(detect_video(engine, path, settings))
+                continue
             photo = engine.read(path)
             faces = selected(engine.detect(photo), settings.threshold)
             results.append({
@@ -102,6 +112,14 @@ def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
             results.append({"path": str(path), "error": failure_reason(exc)})
     return results
+
+
+def detect_video(engine: Engine, path: Path, settings: Settings) -> dict:
+    """A video's tracks as `detect` prints them: per track its frames (index, time, box, score)."""
+    scan = video.scan(engine.detect_frame, path, DETECT_EVERY, frame_progress(_progress, 1, 1, path))
+    return {"path": str(path), "kind": "video", "width": scan.info.width, "height": scan.info.height,
+            "frames": scan.frames, "duration": scan.info.duration, "detect_every": DETECT_EVERY,
+            "tracks": [t.to_dict(scan.times) for t in scan.tracks if t.score >= settings.threshold]}
 
 
 def _progress(index: int, total: int, message: str) -> None:

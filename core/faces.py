@@ -33,6 +33,10 @@ class Face:
         return self.detector == MANUAL
 
     @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.x, self.y, self.w, self.h
+
+    @property
     def size(self) -> float:
         """Face size as the benchmark counts it: sqrt(w*h)."""
         return float(np.sqrt(max(self.w, 0.0) * max(self.h, 0.0)))

@@ -81,8 +81,9 @@ def exposed_faces(original: np.ndarray, output: np.ndarray, covered: list[Face])
     return found
 
 
-def found_again(detector, output: np.ndarray, regions: list[Region]) -> list[Face]:
-    """Detect again on an output: what is found still looks like a face."""
+def found_again(detector, output: np.ndarray, regions: list[Region], outside: float = RESIDUAL_OUTSIDE) -> list[Face]:
+    """Detect again on an output: what is found still looks like a face (at `outside` or more
+    where nothing was covered)."""
     covered = np.zeros(output.shape[:2], bool)
     for x, y, w, h in regions:
         covered[y:y + h, x:x + w] = True
@@ -91,12 +92,12 @@ def found_again(detector, output: np.ndarray, regions: list[Region]) -> list[Fac
         x0, y0 = max(0, int(face.x)), max(0, int(face.y))
         box = covered[y0:max(y0, int(face.y + face.h)), x0:max(x0, int(face.x + face.w))]
         inside = box.size > 0 and box.mean() >= 0.5
-        if face.score >= (RESIDUAL_INSIDE if inside else RESIDUAL_OUTSIDE):
+        if face.score >= (RESIDUAL_INSIDE if inside else outside):
             found.append(face)
     return found
 
 
 def residual_faces(detector, original: np.ndarray, output: np.ndarray, covered: list[Face],
-                   regions: list[Region]) -> list[Face]:
+                   regions: list[Region], outside: float = RESIDUAL_OUTSIDE) -> list[Face]:
     """Both looks at one output (see the module's text); [] when it is clean."""
-    return exposed_faces(original, output, covered) + found_again(detector, output, regions)
+    return exposed_faces(original, output, covered) + found_again(detector, output, regions, outside)

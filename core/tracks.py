@@ -1,0 +1,178 @@
+"""Faces followed through the frames of a video: each frame's detections linked into tracks
+(one per person appearance), and the face each track covers in every frame.
+
+A track is the video form of a `Face`: its detections are Faces, and what it covers in a
+frame is a Face too (detected there, interpolated between two detections, or held a few
+frames past its ends), so covering a frame is the same call as covering a photo. The
+reviewer's switch and the threshold apply to the whole track: a face the detector is sure of
+in one frame is covered in every frame of its track, also where its score dips, which is what
+stops faces flashing through single frames.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .faces import Face
+
+# Candidates below this score are not followed (the detector's floor keeps more, for photos).
+TRACK_FLOOR = 0.1
+# Two boxes in neighbouring frames are the same face when they overlap this much...
+LINK_IOU = 0.3
+# ...or when the centre moved less than this x the face size (plus LINK_DRIFT for each frame
+# unseen) and the size changed by less than 1.5x.
+LINK_DISTANCE = 0.6
+LINK_DRIFT = 0.05
+# A track unseen for more frames than this ends; a shorter gap is covered by interpolation.
+MAX_GAP = 12
+# A cover is held this many frames before a track's first and after its last detection.
+HOLD = 4
+
+
+@dataclass
+class Track:
+    """One person appearance: frame indices (ascending) and the detection in each."""
+
+    id: int
+    frames: list[int] = field(default_factory=list)
+    faces: list[Face] = field(default_factory=list)
+    enabled: bool = True
+
+    @property
+    def first(self) -> int:
+        return self.frames[0]
+
+    @property
+    def last(self) -> int:
+        return self.frames[-1]
+
+    @property
+    def score(self) -> float:
+        return max(f.score for f in self.faces)
+
+    @property
+    def best(self) -> tuple[int, Face]:
+        """The frame where the detector was surest, and its face (the track's thumbnail)."""
+        i = int(np.argmax([f.score for f in self.faces]))
+        return self.frames[i], self.faces[i]
+
+    def covered_at(self, threshold: float) -> bool:
+        return self.enabled and self.score >= threshold
+
+    def face_at(self, frame: int, hold: int = HOLD) -> Face | None:
+        """What this track covers in `frame`: its detection, a box interpolated between the
+        detections around a gap, or the end box held `hold` frames past either end."""
+        if frame < self.first - hold or frame > self.last + hold:
+            return None
+        i = bisect.bisect_left(self.frames, frame)
+        if i < len(self.frames) and self.frames[i] == frame:
+            face = self.faces[i]
+        elif i == 0:
+            face = self.faces[0]
+        elif i == len(self.frames):
+            face = self.faces[-1]
+        else:
+            a, b = self.faces[i - 1], self.faces[i]
+            t = (frame - self.frames[i - 1]) / (self.frames[i] - self.frames[i - 1])
+            face = replace(a, x=a.x + t * (b.x - a.x), y=a.y + t * (b.y - a.y),
+                           w=a.w + t * (b.w - a.w), h=a.h + t * (b.h - a.h))
+        return replace(face, score=self.score, enabled=self.enabled)
+
+    def predict(self, frame: int) -> tuple[float, float, float, float]:
+        """Where the face should be in `frame`, moving as it moved between its last two detections."""
+        last = self.faces[-1]
+        if len(self.frames) < 2:
+            return last.x, last.y, last.w, last.h
+        before, steps = self.faces[-2], self.frames[-1] - self.frames[-2]
+        k = (frame - self.last) / steps
+        return (last.x + k * (last.x - before.x), last.y + k * (last.y - before.y), last.w, last.h)
+
+    def to_dict(self, times: list[float] | None = None) -> dict:
+        return {"id": self.id, "score": round(self.score, 4), "enabled": self.enabled,
+                "first": self.first, "last": self.last,
+                "frames": [{"index": n, **({"time": round(times[n], 4)} if times else {}),
+                            "box": [round(f.x, 1), round(f.y, 1), round(f.w, 1), round(f.h, 1)],
+                            "score": round(f.score, 4), "detector": f.detector}
+                           for n, f in zip(self.frames, self.faces)]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Track:
+        faces = [Face(*frame["box"], score=frame["score"], detector=frame["detector"]) for frame in data["frames"]]
+        return cls(data["id"], [frame["index"] for frame in data["frames"]], faces, data.get("enabled", True))
+
+
+class Linker:
+    """Links each frame's detections to the tracks alive, greedily by similarity."""
+
+    def __init__(self, max_gap: int = MAX_GAP):
+        self.max_gap = max_gap
+        self.tracks: list[Track] = []
+        self._alive: list[Track] = []
+
+    def add(self, frame: int, faces: Iterable[Face]) -> None:
+        faces = [f for f in faces if f.score >= TRACK_FLOOR]
+        self._alive = [t for t in self._alive if frame - t.last - 1 <= self.max_gap]
+        pairs = sorted(((max(_similarity(t.predict(frame), f, frame - t.last),
+                             _similarity(t.faces[-1].box, f, frame - t.last)), ti, fi)
+                        for ti, t in enumerate(self._alive) for fi, f in enumerate(faces)), reverse=True)
+        used_tracks, used_faces = set(), set()
+        for similarity, ti, fi in pairs:
+            if similarity <= 0:
+                break
+            if ti in used_tracks or fi in used_faces:
+                continue
+            used_tracks.add(ti)
+            used_faces.add(fi)
+            self._alive[ti].frames.append(frame)
+            self._alive[ti].faces.append(faces[fi])
+        for fi, face in enumerate(faces):
+            if fi not in used_faces:
+                track = Track(len(self.tracks) + 1, [frame], [face])
+                self.tracks.append(track)
+                self._alive.append(track)
+
+
+def _similarity(box: tuple[float, float, float, float], face: Face, unseen: int = 1) -> float:
+    """IoU when the boxes overlap enough; else a small positive value when the centre moved
+    less than the distance gate at a similar size (small faces panned fast); else 0. Boxes are
+    compared both where the face should be (moving on) and where it was last (it stopped)."""
+    x, y, w, h = box
+    ix = max(0.0, min(x + w, face.x + face.w) - max(x, face.x))
+    iy = max(0.0, min(y + h, face.y + face.h) - max(y, face.y))
+    inter = ix * iy
+    iou = inter / max(1e-6, w * h + face.w * face.h - inter)
+    if iou >= LINK_IOU:
+        return iou
+    size = max(1e-6, np.sqrt(w * h))
+    ratio = face.size / size
+    distance = np.hypot(x + w / 2 - face.x - face.w / 2, y + h / 2 - face.y - face.h / 2) / size
+    gate = LINK_DISTANCE + LINK_DRIFT * unseen
+    if distance < gate and 1 / 1.5 < ratio < 1.5:
+        return LINK_IOU * (1 - distance / gate)
+    return 0.0
+
+
+def link(detections: Iterable[tuple[int, list[Face]]], max_gap: int = MAX_GAP) -> list[Track]:
+    """Tracks from (frame index, faces) in frame order."""
+    linker = Linker(max_gap)
+    for frame, faces in detections:
+        linker.add(frame, faces)
+    return linker.tracks
+
+
+def faces_by_frame(tracks: list[Track], frames: int, hold: int = HOLD) -> Iterator[list[Face]]:
+    """For frame 0, 1, ...: the faces every track covers there (whatever their score: the
+    threshold is applied by the caller's settings, as for a photo), in one pass."""
+    order = sorted(tracks, key=lambda t: t.first)
+    alive: list[Track] = []
+    k = 0
+    for frame in range(frames):
+        while k < len(order) and order[k].first - hold <= frame:
+            alive.append(order[k])
+            k += 1
+        alive = [t for t in alive if t.last + hold >= frame]
+        yield [face for t in alive if (face := t.face_at(frame, hold)) is not None]

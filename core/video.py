@@ -1,0 +1,304 @@
+"""Video files: read upright frames, find and follow the faces, and write a covered copy that
+plays like the input.
+
+Two passes over the file, each streaming (a few frames in memory, whatever the length):
+`scan` detects faces in the frames and links them into tracks (the reviewer's decisions are
+made on these); `render` decodes again, covers every frame with the same `anonymize` a photo
+gets, and encodes H.264 in MP4. Every frame keeps its own timestamp (variable frame rate
+stays variable, nothing dropped or repeated), a rotation flag is applied to the pixels (the
+output is upright everywhere, with no flag), the sound is copied packet for packet, and no
+tag of the input (place, creation time, device) is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .faces import Face
+from .images import ImageError
+from .tracks import HOLD, Track, faces_by_frame, link
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+# Sound codecs MP4 stores as they are; other sound is re-encoded to AAC (and the manifest says so).
+MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+# Progress is reported every this many frames.
+PROGRESS_EVERY = 25
+
+
+def is_video(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is, as the engine reads it: sizes are upright (after rotation)."""
+
+    name: str
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    frames: int  # the container's count; 0 when it does not say
+    duration: float
+    audio: str | None
+
+    def to_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "rotation": self.rotation, "codec": self.codec,
+                "frames": self.frames, "duration": round(self.duration, 3), "audio": self.audio}
+
+
+@dataclass
+class Scan:
+    """A video's tracks, with each frame's time in seconds (its index is its position)."""
+
+    info: VideoInfo
+    sha256: str
+    tracks: list[Track]
+    times: list[float]
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise ImageError(str(path), f"not a readable video ({_plain(exc)}; empty, truncated or damaged?)") from None
+    if not container.streams.video:
+        what = "an audio-only file" if container.streams.audio else "no pictures in it"
+        container.close()
+        raise ImageError(str(path), f"has no video stream ({what})")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        container.close()
+        raise ImageError(str(path), f"its video codec ({stream.codec.name if stream.codec else 'unknown'}) "
+                                    "cannot be decoded here")
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _plain(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def probe(path: Path) -> VideoInfo:
+    container, stream = _open(path)
+    with container:
+        rotation = 0
+        try:
+            first = next(container.decode(stream))
+            rotation = int(round((first.rotation or 0) / 90)) * 90 % 360
+        except StopIteration:
+            raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's error
+            raise ImageError(str(path), f"its video cannot be decoded ({_plain(exc)})") from None
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        duration = float(container.duration / 1e6) if container.duration else \
+            float(stream.duration * stream.time_base) if stream.duration else 0.0
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        return VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
+                         stream.frames or 0, duration, audio)
+
+
+def _upright(frame, rotation: int) -> np.ndarray:
+    pixels = frame.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(pixels, k=rotation // 90)) if rotation else pixels
+
+
+def frames(path: Path) -> Iterator:
+    """Every decoded frame, in order (`_upright` gives its pixels)."""
+    container, stream = _open(path)
+    with container:
+        try:
+            yield from container.decode(stream)
+        except ImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a decoder failure mid-file is this file's error
+            raise ImageError(str(path), f"its video stops being decodable ({_plain(exc)}; truncated?)") from None
+
+
+def _time(frame, index: int, rate: float) -> float:
+    return float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else index / rate
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
+         progress: Callable[[int, int], None] | None = None) -> Scan:
+    """Detect faces in every `every`-th frame and link them into tracks."""
+    info = probe(path)
+    times: list[float] = []
+    detections: list[tuple[int, list[Face]]] = []
+    rate = info.frames / info.duration if info.frames and info.duration else 25.0
+    for index, frame in enumerate(frames(path)):
+        times.append(_time(frame, index, rate))
+        if index % every == 0:
+            detections.append((index, detect(_upright(frame, info.rotation))))
+        if progress and index % PROGRESS_EVERY == 0:
+            progress(index, info.frames)
+    if not times:
+        raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
+    if progress:
+        progress(len(times), len(times))
+    # Detecting every few frames leaves gaps in the tracks: allow for them when linking.
+    return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every)), times)
+
+
+def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],
+           quality: int = 20, hold: int = HOLD, progress: Callable[[int, int], None] | None = None,
+           inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None) -> dict:
+    """Write `out_path` (MP4, H.264): every frame of `path` covered by `cover(pixels, faces)`
+    with the faces the tracks cover there, same timestamps, the sound copied. `inspect(index,
+    source, output, faces)` sees each frame as covered (before encoding). Written to a
+    temporary name and renamed, so a failure leaves no half-written file."""
+    import av
+
+    info = probe(path)
+    source, video = _open(path)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".partial-", suffix=".mp4")
+    os.close(fd)
+    try:
+        with source, av.open(tmp, "w", format="mp4") as out:
+            rate = video.average_rate or video.guessed_rate or Fraction(25)
+            encoder = out.add_stream("libx264", rate=rate)
+            encoder.width, encoder.height = info.width + info.width % 2, info.height + info.height % 2
+            encoder.pix_fmt = "yuv420p"
+            encoder.time_base = video.time_base
+            encoder.codec_context.time_base = video.time_base
+            encoder.options = {"crf": str(quality), "preset": "veryfast"}
+            sound = _Sound(out, source)
+            covers = faces_by_frame(tracks, 1 << 62, hold)
+            index = 0
+            for packet in source.demux([video] + sound.streams):
+                if packet.stream is not video:
+                    sound.put(packet)
+                    continue
+                for frame in packet.decode():
+                    pixels = _upright(frame, info.rotation)
+                    faces = next(covers)
+                    covered = cover(pixels, faces)
+                    if inspect:
+                        inspect(index, pixels, covered, faces)
+                    if covered.shape[1] != encoder.width or covered.shape[0] != encoder.height:
+                        covered = np.pad(covered, ((0, encoder.height - covered.shape[0]),
+                                                   (0, encoder.width - covered.shape[1]), (0, 0)), mode="edge")
+                    new = av.VideoFrame.from_ndarray(covered, format="rgb24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                    out.mux(encoder.encode(new))
+                    index += 1
+                    if progress and index % PROGRESS_EVERY == 0:
+                        progress(index, info.frames)
+            out.mux(encoder.encode(None))
+            sound.flush()
+        if index == 0:
+            raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
+        os.replace(tmp, out_path)
+    except av.FFmpegError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ImageError(str(path), f"its video could not be re-encoded ({_plain(exc)})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if progress:
+        progress(index, index)
+    return {"frames": index, "audio": sound.note}
+
+
+def check_frames(scan: Scan, hold: int = HOLD) -> set[int]:
+    """The frames the residual check looks at: one a second, and each track's first and last
+    detection and the last frame its cover is held (where a face enters and leaves)."""
+    rate = scan.frames / max(scan.times[-1] - scan.times[0], 1e-6) if scan.frames > 1 else 1.0
+    wanted = set(range(0, scan.frames, max(1, round(rate))))
+    for track in scan.tracks:
+        wanted |= {track.first, track.last, max(0, track.first - hold), track.last + hold}
+    return {n for n in wanted if n < scan.frames}
+
+
+def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, np.ndarray, list[Face]], list[Face]],
+          hold: int = HOLD) -> list[tuple[int, list[Face]]]:
+    """The residual check of a written video: at each of `check_frames`, the output's frame
+    as decoded from the file is judged against the source's (`judge(before, after, faces)`, as
+    for a photo). Returns the frames with residual faces; a different frame count is itself
+    a finding (every frame must be there)."""
+    wanted = check_frames(scan, hold)
+    covers = faces_by_frame(scan.tracks, scan.frames, hold)
+    found = []
+    written = 0
+    for index, (before, after, faces) in enumerate(zip(frames(path), frames(out_path), covers)):
+        written += 1
+        if index in wanted:
+            residual = judge(_upright(before, scan.info.rotation), after.to_ndarray(format="rgb24"), faces)
+            if residual:
+                found.append((index, residual))
+    if written != scan.frames:
+        raise ImageError(str(out_path), f"the output has {written} frames where the input has {scan.frames}")
+    return found
+
+
+class _Sound:
+    """The input's first sound stream into the output: copied packet for packet when MP4 can
+    store its codec, else re-encoded to AAC; `note` says which, for the manifest."""
+
+    def __init__(self, out, source):
+        import av
+
+        self.out, self.streams, self.note, self._encoder, self._resampler = out, [], None, None, None
+        if not source.streams.audio:
+            return
+        sound = source.streams.audio[0]
+        self.streams = [sound]
+        name = sound.codec_context.name if sound.codec_context else "unknown"
+        if name in MP4_AUDIO:
+            self._copy = out.add_stream_from_template(sound)
+            self._copy.metadata.clear()
+            self.note = f"{name}, copied"
+            return
+        rate = sound.codec_context.sample_rate or 48000
+        self._encoder = out.add_stream("aac", rate=rate)
+        self._encoder.layout = "stereo" if (sound.codec_context.channels or 1) > 1 else "mono"
+        self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
+        self.note = f"{name} re-encoded to AAC (MP4 cannot store {name})"
+
+    def put(self, packet) -> None:
+        if packet.dts is None:  # the demuxer's empty packet at the end
+            return
+        if self._encoder is None:
+            packet.stream = self._copy
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():
+            self._encode(self._resampler.resample(frame))
+
+    def _encode(self, frames) -> None:
+        for frame in frames:
+            frame.pts = None
+            self.out.mux(self._encoder.encode(frame))
+
+    def flush(self) -> None:
+        if self._encoder is not None:
+            self._encode(self._resampler.resample(None))
+            self.out.mux(self._encoder.encode(None))
+
+
+def output_name(source_name: str) -> str:
+    return f"{Path(source_name).stem}.mp4"

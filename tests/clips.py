@@ -1,0 +1,106 @@
+"""Real video files for the tests, made with PyAV: a face moving over a textured background,
+with a sound track, at a fixed or variable frame rate, stored upright or sideways."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+TIME_BASE = Fraction(1, 90000)
+
+
+def background(width: int, height: int, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(60, 200, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def face_patch(portrait: np.ndarray, box, face_px: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The portrait's head (the face box and a margin) scaled so the face is `face_px` wide;
+    and the face box inside the patch."""
+    x, y, w, h = box
+    x0, y0 = int(max(0, x - 0.5 * w)), int(max(0, y - 0.6 * h))
+    x1, y1 = int(min(portrait.shape[1], x + 1.5 * w)), int(min(portrait.shape[0], y + 1.5 * h))
+    scale = face_px / w
+    patch = cv2.resize(portrait[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return patch, ((x - x0) * scale, (y - y0) * scale, w * scale, h * scale)
+
+
+def moving_face_frames(portrait, box, count: int, width: int = 640, height: int = 360, face_px: int = 70):
+    """Frames with the face moving left to right, and the true face box in each."""
+    patch, (fx, fy, fw, fh) = face_patch(portrait, box, face_px)
+    base = background(width, height)
+    out = []
+    for i in range(count):
+        px = int(20 + (width - patch.shape[1] - 40) * i / max(1, count - 1))
+        py = int((height - patch.shape[0]) / 2 + 20 * np.sin(i / 5))
+        frame = base.copy()
+        frame[py:py + patch.shape[0], px:px + patch.shape[1]] = patch
+        out.append((frame, (px + fx, py + fy, fw, fh)))
+    return out
+
+
+def write_clip(path: Path, frames: list[np.ndarray], times: list[float] | None = None, rate: int = 25,
+               sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
+               codec: str = "libx264") -> list[float]:
+    """Encode `frames` (upright RGB) at `times` seconds (default: 1/rate apart). With a
+    rotation, frames are stored turned the other way and a display-rotation flag says how to
+    turn them upright, as phones store portrait video. Returns the times written."""
+    times = times if times is not None else [i / rate for i in range(len(frames))]
+    with av.open(str(path), "w", format=fmt) as container:
+        if metadata:
+            container.metadata.update(metadata)
+        stored = [np.ascontiguousarray(np.rot90(f, k=-(rotation // 90))) for f in frames]
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = stored[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = TIME_BASE
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "veryfast"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        audio = None
+        if sound:
+            audio = container.add_stream("aac", rate=48000)
+            audio.layout = "mono"
+        for pixels, t in zip(stored, times):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = round(t / TIME_BASE), TIME_BASE
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if audio is not None:
+            seconds = times[-1] + 1 / rate
+            samples = int(48000 * seconds)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = 48000, start, Fraction(1, 48000)
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode(None))
+    return times
+
+
+def read_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Every frame as displayed (decoded, not turned) and its time in seconds."""
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    return [f.to_ndarray(format="rgb24") for f in decoded], [float(f.pts * f.time_base) for f in decoded]
+
+
+def audio_payloads(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def exposed(source: np.ndarray, output: np.ndarray, box) -> float:
+    """The share of a face box left as it was (within 24 levels where the source is not
+    dark): the measure of ../shared/tools/video_exposure.py."""
+    x, y, w, h = (int(round(v)) for v in box)
+    s = source[y:y + h, x:x + w].astype(np.int16)
+    o = output[y:y + h, x:x + w].astype(np.int16)
+    return float(((np.abs(s - o).max(axis=2) <= 24) & (s.max(axis=2) > 40)).mean())
