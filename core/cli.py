@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"region grows by this x the face size on each side (default {defaults.padding})")
         sub.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
                          help="refuse larger images (decompression-bomb guard)")
+        sub.add_argument("--ray", metavar="ADDRESS",
+                         help="run on a Ray cluster: auto, HOST:PORT, or local (a cluster on this machine); "
+                              "inputs and --out must be folders every worker can reach. Resumable: run the "
+                              "same command again after a crash (needs ./scripts/install --cluster)")
 
     detect = commands.add_parser("detect", help="print the faces found, as JSON")
     common(detect)
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.ray:
+        return _on_cluster(args, settings)
     flagged = []
     with Engine(max_pixels=int(args.max_megapixels * 1e6)) as engine:
         if args.command == "detect":
@@ -89,29 +95,57 @@ def main(argv: list[str] | None = None) -> int:
             for entry in flagged:
                 print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
                       f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
+    return _outcome(failed, flagged)
+
+
+def _outcome(failed: list[dict], flagged: list[dict]) -> int:
     for entry in failed:
         print(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}", file=sys.stderr)
     return 2 if failed else 3 if flagged else 0
 
 
+def _on_cluster(args, settings: Settings) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        print("error: --ray needs Ray: run ./scripts/install --cluster", file=sys.stderr)
+        return 1
+    from . import cluster
+
+    max_pixels = int(args.max_megapixels * 1e6)
+    if args.command == "detect":
+        results = cluster.detect_files(args.ray, args.paths, settings, max_pixels)
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return _outcome([r for r in results if "error" in r], [])
+    if any(p.resolve() == args.out.resolve() for p in args.paths):
+        print("error: --out must not be one of the input folders", file=sys.stderr)
+        return 1
+    manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress)
+    failed = [f for f in manifest["files"] if "error" in f]
+    flagged = [f for f in manifest["files"] if f.get("held_back")]
+    print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
+          f"{len(failed)} failed ({manifest['cluster']['resumed']} from an earlier run); "
+          f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
+    return _outcome(failed, flagged)
+
+
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:
-    results = []
-    for path, problem in expand_paths(paths):
-        try:
-            if problem:
-                raise ImageError(str(path), problem)
-            if is_video(path):
-                results.append(detect_video(engine, path, settings))
-                continue
-            photo = engine.read(path)
-            faces = selected(engine.detect(photo), settings.threshold)
-            results.append({
-                "path": str(path), "width": photo.width, "height": photo.height,
-                "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
-            })
-        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
-            results.append({"path": str(path), "error": failure_reason(exc)})
-    return results
+    return [detect_one(engine, path, settings) if not problem else {"path": str(path), "error": problem}
+            for path, problem in expand_paths(paths)]
+
+
+def detect_one(engine: Engine, path: Path, settings: Settings) -> dict:
+    """One file's faces (a photo) or tracks (a video), or its error."""
+    try:
+        if is_video(path):
+            return detect_video(engine, path, settings)
+        photo = engine.read(path)
+        faces = selected(engine.detect(photo), settings.threshold)
+        return {"path": str(path), "width": photo.width, "height": photo.height,
+                "faces": [face_record(f, settings, photo.width, photo.height) for f in faces]}
+    except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+        return {"path": str(path), "error": failure_reason(exc)}
 
 
 def detect_video(engine: Engine, path: Path, settings: Settings) -> dict:

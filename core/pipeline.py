@@ -220,6 +220,52 @@ def check_output(detector, photo: Photo, data: bytes, faces: list[Face], setting
                           settings.regions(faces, photo.width, photo.height))
 
 
+def write_output(engine: Engine, photo: Photo, faces: list[Face], pixels: np.ndarray, out_dir: Path, name: str,
+                 settings: Settings, check: bool) -> dict:
+    """Encode a covered photo, check it as written when asked (a flagged output goes to
+    `out_dir/held-back/`), write it atomically, and return its manifest fields."""
+    data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
+    entry: dict = {}
+    folder = out_dir
+    if check:
+        residual = check_output(engine.detector, photo, data, faces, settings)
+        entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
+        if residual:
+            folder = out_dir / HELD_BACK
+            folder.mkdir(exist_ok=True)
+            entry["held_back"] = _held_back_reason(residual)
+    write_atomically(folder / name, data)
+    entry.update({
+        "input_sha256": photo.sha256, "output": str((folder / name).relative_to(out_dir)),
+        "output_sha256": hashlib.sha256(data).hexdigest(), "width": photo.width, "height": photo.height,
+        "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+    })
+    return entry
+
+
+def anonymize_one(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """One file, photo or video, into `out_dir/name`: its manifest fields (the batch below
+    does the same steps, overlapped; the cluster runs this on its workers)."""
+    if is_video(path):
+        return anonymize_video(engine, path, out_dir, name, settings, check, progress)
+    photo = engine.read(path)
+    faces = selected(engine.detect(photo), settings.threshold)
+    return write_output(engine, photo, faces, anonymize(photo.pixels, faces, settings), out_dir, name, settings, check)
+
+
+def output_name(namer: OutputNamer, path: Path) -> str:
+    """The output's name, known before the file is decoded (from its header), so that a
+    batch split over many machines names every output as one machine would."""
+    if is_video(path):
+        return namer.name_for(path.name, "MP4")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        fmt = "JPEG" if image.format in ("JPEG", "MPO") else "PNG"
+    return namer.name_for(path.name, fmt)
+
+
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
                     progress: Callable[[int, int, str], None] | None = None, check: bool = False) -> dict:
     """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
@@ -235,22 +281,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     entries: list[dict] = []
 
     def finish(entry: dict, photo: Photo, faces: list[Face], pixels: np.ndarray, name: str) -> dict:
-        data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
-        folder = out_dir
-        if check:
-            residual = check_output(engine.detector, photo, data, faces, settings)
-            entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
-            if residual:
-                folder = out_dir / HELD_BACK
-                folder.mkdir(exist_ok=True)
-                entry["held_back"] = _held_back_reason(residual)
-        write_atomically(folder / name, data)
-        entry.update({
-            "input_sha256": photo.sha256, "output": str((folder / name).relative_to(out_dir)),
-            "output_sha256": hashlib.sha256(data).hexdigest(), "width": photo.width, "height": photo.height,
-            "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
-        })
-        return entry
+        return entry.update(write_output(engine, photo, faces, pixels, out_dir, name, settings, check))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         reads = _prefetch(pool, jobs, engine.read, ahead=2)

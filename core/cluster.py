@@ -1,0 +1,221 @@
+"""The batch job on a Ray cluster: the same engine, settings, outputs and manifest as the
+local command, computed by workers that each load the models once.
+
+Only file paths and small results (manifest entries) travel through Ray; every worker reads
+its inputs from, and writes its outputs to, folders all of them can reach. The run keeps a
+journal beside its outputs (`OUT/journal.jsonl`, one line per event, flushed and synced):
+the name given to every input before any work starts, then each file as it finishes, with
+its size, modification time, SHA-256 and the settings. A rerun of the same command (after a
+crash, a cancel or a lost node) skips the files finished with the same settings whose input
+is unchanged and whose output is there, and does the rest under the same names, so every
+input is in the final manifest exactly once. A worker lost mid-file costs a retry of that
+file on another worker (Ray restarts the actor); outputs are written under a temporary name
+and renamed, so a lost worker leaves no half-written output.
+
+Why Ray actors and not Ray Data's `map_batches`: the same model-once actor pool, plus an
+exact per-file account (the journal) that a streaming dataset does not give, without
+pandas and pyarrow in the install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .images import ImageError
+from .pipeline import (Engine, OutputNamer, Settings, anonymize_one, engine_versions, expand_paths,
+                       failure_reason, output_name, write_atomically)
+
+JOURNAL = "journal.jsonl"
+# Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
+QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
+
+
+def connect(address: str):
+    """Join the cluster at `address` (`auto`, `HOST:PORT`) or start one on this machine,
+    on the loopback address only (`local`)."""
+    os.environ.update(QUIET)
+    import ray
+
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address == "local":
+        ray.init(_node_ip_address="127.0.0.1", **options)
+    else:
+        ray.init(address=address, **options)
+    return ray
+
+
+def settings_key(settings: Settings, check: bool, max_pixels: int) -> str:
+    data = json.dumps([settings.to_dict(), check, max_pixels], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+class Journal:
+    """The run's account, one JSON line per event, appended and synced."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.names: dict[str, str] = {}
+        self.done: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash
+                if "assign" in event:
+                    self.names[event["assign"]] = event["name"]
+                elif "done" in event:
+                    self.done[event["done"]] = event
+
+    def append(self, event: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(event) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def finished(self, path: str, key: str, out_dir: Path) -> dict | None:
+        """The entry of `path` if it was done with these settings, is unchanged since and its
+        output is still there."""
+        event = self.done.get(path)
+        if not event or event["settings_key"] != key or event["stat"] != _stat(Path(path)):
+            return None
+        entry = event["entry"]
+        if "error" in entry or not (out_dir / entry["output"]).exists():
+            return None
+        return entry
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns]
+
+
+class FileWorker:
+    """A Ray actor: the engine loaded once, then one file per call."""
+
+    def __init__(self, settings: dict, out_dir: str, check: bool, max_pixels: int):
+        self.engine = Engine(max_pixels=max_pixels)
+        self.settings = Settings(**settings)
+        self.out_dir = Path(out_dir)
+        self.check = check
+
+    def anonymize(self, path: str, name: str) -> dict:
+        entry: dict = {"input": path}
+        try:
+            entry.update(anonymize_one(self.engine, Path(path), self.out_dir, name, self.settings, self.check))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+            entry = {"input": path, "error": failure_reason(exc, self.out_dir)}
+        return entry
+
+    def detect(self, path: str) -> dict:
+        from .cli import detect_one
+
+        return detect_one(self.engine, Path(path), self.settings)
+
+
+def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Settings, check: bool = False,
+                    max_pixels: int | None = None,
+                    progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """`pipeline.anonymize_files` on a cluster; resumable (see the module's text)."""
+    from .images import DEFAULT_MAX_PIXELS
+
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in list(out_dir.glob(".partial-*")) + list(out_dir.glob("*/.partial-*")):
+        leftover.unlink(missing_ok=True)  # a lost worker's unfinished output
+    journal = Journal(out_dir / JOURNAL)
+    key = settings_key(settings, check, max_pixels)
+    jobs = list(expand_paths(paths))
+    namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
+    entries: dict[int, dict] = {}
+    todo: list[tuple[int, str, str]] = []
+    for index, (path, problem) in enumerate(jobs):
+        done = journal.finished(str(path), key, out_dir)
+        if done is not None:
+            entries[index] = done
+            continue
+        if problem:
+            entries[index] = {"input": str(path), "error": problem}
+            continue
+        try:
+            name = journal.names.get(str(path)) or output_name(namer, path)
+        except Exception as exc:  # noqa: BLE001 - an unreadable header is this file's error
+            entries[index] = {"input": str(path), "error": failure_reason(ImageError(str(path), str(exc)))}
+            continue
+        if str(path) not in journal.names:
+            journal.append({"assign": str(path), "name": name})
+            journal.names[str(path)] = name
+        todo.append((index, str(path), name))
+    ray = connect(address)
+    try:
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(FileWorker)
+        workers = [actor.remote(asdict(settings), str(out_dir), check, max_pixels)
+                   for _ in range(_worker_count(ray, len(todo)))]
+        for index, entry in _run(ray, workers, todo, lambda w, job: w.anonymize.remote(job[1], job[2])):
+            entries[index] = entry
+            journal.append({"done": entry["input"], "settings_key": key, "stat": _stat(Path(entry["input"])),
+                            "entry": entry})
+            if progress:
+                progress(len(entries), len(jobs), f"{entry['input']}: " + entry.get("error", "done"))
+    finally:
+        ray.shutdown()
+    manifest = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings.to_dict(),
+        "versions": engine_versions(),
+        "cluster": {"address": address, "resumed": len(jobs) - len(todo)},
+        "files": [entries[i] for i in range(len(jobs))],
+    }
+    write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int) -> list[dict]:
+    """`detect` on a cluster: the same JSON as the local command, in input order."""
+    jobs = list(expand_paths(paths))
+    results: dict[int, dict] = {i: {"path": str(p), "error": problem} for i, (p, problem) in enumerate(jobs) if problem}
+    todo = [(i, str(p), "") for i, (p, problem) in enumerate(jobs) if not problem]
+    ray = connect(address)
+    try:
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(FileWorker)
+        workers = [actor.remote(asdict(settings), "", False, max_pixels) for _ in range(_worker_count(ray, len(todo)))]
+        results.update(_run(ray, workers, todo, lambda w, job: w.detect.remote(job[1])))
+    finally:
+        ray.shutdown()
+    return [results[i] for i in range(len(jobs))]
+
+
+def _worker_count(ray, files: int) -> int:
+    return max(1, min(files, int(ray.cluster_resources().get("CPU", 1))))
+
+
+def _run(ray, workers: list, todo: list, call) -> Iterator[tuple[int, dict]]:
+    """Yield (index, result) as the workers finish, keeping two files queued per worker (so
+    memory and the object store stay small however long the list)."""
+    pending: dict = {}
+    queue = list(todo)
+    free = [w for w in workers for _ in range(2)]
+    while queue or pending:
+        while queue and free:
+            worker = free.pop()
+            job = queue.pop(0)
+            pending[call(worker, job)] = (job, worker)
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        job, worker = pending.pop(ready[0])
+        free.append(worker)
+        try:
+            result = ray.get(ready[0])
+        except Exception as exc:  # noqa: BLE001 - Ray gave up on this file: its error, the rest go on
+            result = {"input": job[1], "path": job[1], "error": f"the cluster could not process it ({exc})"}
+        yield job[0], result
+
