@@ -9,7 +9,7 @@ its size, modification time, SHA-256 and the settings. A rerun of the same comma
 crash, a cancel or a lost node) skips the files finished with the same settings whose input
 is unchanged and whose output is there, and does the rest under the same names, so every
 input is in the final manifest exactly once. A worker lost mid-file costs a retry of that
-file on another worker (Ray restarts the actor); outputs are written under a temporary name
+file on another worker; outputs are written under a temporary name
 and renamed, so a lost worker leaves no half-written output.
 
 Why Ray actors and not Ray Data's `map_batches`: the same model-once actor pool, plus an
@@ -19,15 +19,17 @@ pandas and pyarrow in the install.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .images import ImageError
 from .pipeline import (Engine, OutputNamer, Settings, anonymize_one, engine_versions, expand_paths,
                        failure_reason, output_name, write_atomically)
 
@@ -41,13 +43,33 @@ def connect(address: str):
     """Join the cluster at `address` (`auto`, `HOST:PORT`) or start one on this machine,
     on the loopback address only (`local`)."""
     os.environ.update(QUIET)
-    import ray
-
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address == "local":
-        ray.init(_node_ip_address="127.0.0.1", **options)
-    else:
+    if address != "local":
+        import ray
+
         ray.init(address=address, **options)
+        return ray
+    # A cluster of one machine. Ray would bind its services to the machine's network address,
+    # found by a UDP connect to 8.8.8.8, unless told that clusters are off (its Windows/macOS
+    # switch, read when Ray is imported): then everything is on 127.0.0.1. Ray's head also
+    # asks cloud metadata servers (169.254.169.254, metadata.google.internal) what cloud it is
+    # on, even with usage statistics off, unless ~/ray_bootstrap_config.yaml names a provider:
+    # its processes get a private HOME holding one.
+    home = Path(tempfile.mkdtemp(prefix="face-privacy-ray-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    real_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        import ray
+
+        ray.init(**options)
+    finally:
+        if real_home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = real_home
     return ray
 
 
@@ -110,8 +132,13 @@ class FileWorker:
         self.check = check
 
     def anonymize(self, path: str, name: str) -> dict:
+        """One file; `name` is empty when its header could not be read ahead (reading it here
+        then fails as it would in the local command, or names it if it reads after all)."""
         entry: dict = {"input": path}
         try:
+            if not name:
+                self.engine.read(Path(path))
+                name = output_name(OutputNamer(self.out_dir), Path(path))
             entry.update(anonymize_one(self.engine, Path(path), self.out_dir, name, self.settings, self.check))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
             entry = {"input": path, "error": failure_reason(exc, self.out_dir)}
@@ -149,8 +176,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
             continue
         try:
             name = journal.names.get(str(path)) or output_name(namer, path)
-        except Exception as exc:  # noqa: BLE001 - an unreadable header is this file's error
-            entries[index] = {"input": str(path), "error": failure_reason(ImageError(str(path), str(exc)))}
+        except Exception:  # noqa: BLE001 - an unreadable header: a worker reads it and reports why
+            todo.append((index, str(path), ""))
             continue
         if str(path) not in journal.names:
             journal.append({"assign": str(path), "name": name})
@@ -158,10 +185,9 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         todo.append((index, str(path), name))
     ray = connect(address)
     try:
-        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(FileWorker)
-        workers = [actor.remote(asdict(settings), str(out_dir), check, max_pixels)
-                   for _ in range(_worker_count(ray, len(todo)))]
-        for index, entry in _run(ray, workers, todo, lambda w, job: w.anonymize.remote(job[1], job[2])):
+        make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
+        for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
+                                 lambda w, job: w.anonymize.remote(job[1], job[2])):
             entries[index] = entry
             journal.append({"done": entry["input"], "settings_key": key, "stat": _stat(Path(entry["input"])),
                             "entry": entry})
@@ -187,35 +213,109 @@ def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels
     todo = [(i, str(p), "") for i, (p, problem) in enumerate(jobs) if not problem]
     ray = connect(address)
     try:
-        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(FileWorker)
-        workers = [actor.remote(asdict(settings), "", False, max_pixels) for _ in range(_worker_count(ray, len(todo)))]
-        results.update(_run(ray, workers, todo, lambda w, job: w.detect.remote(job[1])))
+        make = _workers(ray, asdict(settings), "", False, max_pixels)
+        results.update(_run(ray, make, _worker_count(ray, len(todo)), todo, lambda w, job: w.detect.remote(job[1])))
     finally:
         ray.shutdown()
     return [results[i] for i in range(len(jobs))]
+
+
+def _workers(ray, *args) -> Callable[[], object]:
+    """A maker of FileWorker actors, one CPU each, spread over the nodes."""
+    actor = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(FileWorker)
+    return lambda: actor.remote(*args)
 
 
 def _worker_count(ray, files: int) -> int:
     return max(1, min(files, int(ray.cluster_resources().get("CPU", 1))))
 
 
-def _run(ray, workers: list, todo: list, call) -> Iterator[tuple[int, dict]]:
+# A file whose worker was lost (a node died, a process was killed) is given to another
+# worker up to this many times.
+LOST_WORKER_RETRIES = 3
+
+
+def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call) -> Iterator[tuple[int, dict]]:
     """Yield (index, result) as the workers finish, keeping two files queued per worker (so
-    memory and the object store stay small however long the list)."""
+    memory and the object store stay small however long the list). A worker that dies is
+    dropped and its files go to the others (a new worker is made when none is left)."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    workers = [make_worker() for _ in range(count)]
     pending: dict = {}
     queue = list(todo)
+    tries: dict[int, int] = {}
     free = [w for w in workers for _ in range(2)]
     while queue or pending:
+        if not workers:
+            workers.append(make_worker())
+            free.extend([workers[0]] * 2)
         while queue and free:
             worker = free.pop()
             job = queue.pop(0)
             pending[call(worker, job)] = (job, worker)
         ready, _ = ray.wait(list(pending), num_returns=1)
         job, worker = pending.pop(ready[0])
-        free.append(worker)
         try:
             result = ray.get(ready[0])
+        except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+            if worker in workers:
+                workers.remove(worker)
+            free = [w for w in free if w is not worker]
+            tries[job[0]] = tries.get(job[0], 0) + 1
+            if tries[job[0]] <= LOST_WORKER_RETRIES:
+                queue.insert(0, job)
+                continue
+            result = {"input": job[1], "path": job[1], "error": f"the cluster lost every worker it ran on ({exc})"}
         except Exception as exc:  # noqa: BLE001 - Ray gave up on this file: its error, the rest go on
+            free.append(worker)
             result = {"input": job[1], "path": job[1], "error": f"the cluster could not process it ({exc})"}
+        else:
+            free.append(worker)
         yield job[0], result
 
+
+class LoopbackCluster:
+    """A real Ray cluster of `nodes` nodes (one CPU each) on 127.0.0.1, started with Ray's
+    own `ray start`, with its own token: to try the cluster path, for the tests and the
+    benchmark. `environment` is what a driver needs to join it; `raylets` the node processes."""
+
+    def __init__(self, nodes: int, temp: Path):
+        import secrets
+        import socket
+        import subprocess
+        import sys
+
+        self._run = subprocess.run
+        self.ray = Path(sys.executable).parent / "ray"
+        token = temp / "token"
+        token.write_text(secrets.token_hex(32))
+        self.environment = os.environ | QUIET | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        self.raylets: list[int] = []
+        node = ["--num-cpus=1", "--node-ip-address=127.0.0.1"]
+        # Ray's socket paths must stay short: its temporary folder goes in /tmp.
+        head = [self.ray, "start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats",
+                f"--temp-dir=/tmp/rt{port}", *node]
+        for command in [head] + [[self.ray, "start", f"--address={self.address}", *node]] * (nodes - 1):
+            before = _raylets()
+            self._run(command, env=self.environment, check=True, capture_output=True, timeout=180)
+            self.raylets += sorted(_raylets() - before)
+
+    def stop(self) -> None:
+        self._run([self.ray, "stop", "--force"], env=self.environment, capture_output=True, timeout=180)
+
+
+def _raylets() -> set[int]:
+    """Process ids of the raylets (one per Ray node) running on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"raylet/raylet" in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found

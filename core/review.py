@@ -3,7 +3,9 @@ folders), detecting what is pending, previews, and which images need a closer lo
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import stat
 import zipfile
@@ -16,7 +18,7 @@ import numpy as np
 
 from .anonymizers import OutlineAnnotator
 from .faces import Face, near_misses, reviewable, selected
-from .images import IMAGE_SUFFIXES, decode_photo, encode_photo
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_photo, encode_photo
 from .pipeline import Engine, Settings, anonymize, failure_reason
 from .workspace import ImageRecord, Workspace
 
@@ -163,6 +165,53 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
             else:
                 duplicates.append((item.name, same_as))
     return IntakeReport(added, refused, duplicates)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What became of a cluster run opened for review."""
+
+    session_id: int
+    added: int
+    refused: list[str]
+    skipped: list[str]  # videos: reviewed with the command line's manifest for now
+
+
+def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
+               max_pixels: int | None = None) -> tuple[int, ImportReport]:
+    """Open a finished batch (a cluster run's, or the local command's) as a review session:
+    each photo's original is stored and its faces are taken from the manifest (nothing is
+    detected again); a file that failed in the run, or changed since, is listed as refused."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    settings = Settings(**manifest["settings"])
+    session_id = workspace.create_session(session_name, reviewer, settings)
+    workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
+                  created=manifest.get("created"), files=len(manifest["files"]))
+    added, refused, skipped = 0, [], []
+    for entry in manifest["files"]:
+        source = Path(entry["input"])
+        if entry.get("kind") == "video":
+            skipped.append(source.name)
+            continue
+        try:
+            if "error" in entry:
+                raise ValueError(entry["error"])
+            data = source.read_bytes()
+            if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:
+                raise ValueError("the file changed after the run; add it again to have it detected")
+            photo = decode_photo(data, source.name, max_pixels or DEFAULT_MAX_PIXELS)
+            image_id, same_as = workspace.add_image(session_id, source.name, data, reviewer)
+            if same_as is None:
+                workspace.save_previews(photo.sha256, _bases(photo.pixels))
+                workspace.save_detection(image_id, photo.width, photo.height,
+                                         [Face(f["x"], f["y"], f["w"], f["h"], f["score"], f["detector"])
+                                          for f in entry["faces"]])
+                added += 1
+        except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
+            reason = str(exc) if isinstance(exc, ValueError) else failure_reason(exc)
+            workspace.add_refused(session_id, source.name, reason, reviewer)
+            refused.append(source.name)
+    return session_id, ImportReport(session_id, added, refused, skipped)
 
 
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,

@@ -1,0 +1,141 @@
+"""The batch job on a real two-node Ray cluster started on 127.0.0.1 by the tests: the same
+outputs and manifest as the local command, a lost node costs retries and not results, a rerun
+finishes the rest with every file once, a broken file is that file's error, the run opens as a
+review session, and nothing connects beyond loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.cluster import LoopbackCluster
+from core.review import import_run
+from core.workspace import Workspace
+from tests.clips import moving_face_frames, write_clip
+from tests.conftest import ROOT, jpeg_bytes, png_bytes
+from tests.test_leaks import STRACE, outbound
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a worker node, one CPU each, on 127.0.0.1, with their own auth token.
+    Yields (address, environment for drivers, pid of the worker node's raylet)."""
+    nodes = LoopbackCluster(2, tmp_path_factory.mktemp("ray"))
+    assert len(nodes.raylets) == 2
+    try:
+        yield nodes.address, nodes.environment | {"PYTHONPATH": str(ROOT)}, nodes.raylets[1]
+    finally:
+        nodes.stop()
+
+
+def photos(folder: Path, rgb: np.ndarray, count: int, size: int = 512) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        picture = cv2.resize(np.roll(rgb, 37 * i, axis=1), (size, size))
+        path = folder / f"photo-{i:02d}.jpg"
+        path.write_bytes(jpeg_bytes(picture))
+        made.append(path)
+    return made
+
+
+def run_cli(*args, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def comparable(manifest: dict) -> list[dict]:
+    return [{k: v for k, v in entry.items() if k != "input"} | {"input": Path(entry["input"]).name}
+            for entry in manifest["files"]]
+
+
+def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, tmp_path, astronaut_rgb,
+                                                                   astronaut_face_box):
+    address, env, _ = cluster
+    inputs = tmp_path / "shared"
+    photos(inputs, astronaut_rgb, 3)
+    (inputs / "alpha.png").write_bytes(png_bytes(np.dstack([astronaut_rgb, np.full(astronaut_rgb.shape[:2], 255,
+                                                                                     np.uint8)])))
+    (inputs / "broken.jpg").write_bytes(jpeg_bytes(astronaut_rgb)[:300])
+    write_clip(inputs / "hall.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 8)])
+    local = run_cli("anonymize", inputs, "--out", tmp_path / "local", env=env)
+    remote = run_cli("anonymize", inputs, "--out", tmp_path / "remote", "--ray", address, env=env)
+    assert local.returncode == remote.returncode == 2, remote.stderr  # the broken file, in both
+    local_manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
+    remote_manifest = json.loads((tmp_path / "remote" / "manifest.json").read_text())
+    assert comparable(remote_manifest) == comparable(local_manifest)  # same regions, names and output hashes
+    for entry in remote_manifest["files"]:
+        if "error" in entry:
+            assert Path(entry["input"]).name == "broken.jpg" and "broken.jpg" in entry["error"] or entry["error"]
+            continue
+        assert (tmp_path / "remote" / entry["output"]).read_bytes() == (tmp_path / "local" / entry["output"]).read_bytes()
+    assert sum(1 for e in remote_manifest["files"] if "error" in e) == 1
+    # detect on the cluster prints what the local command prints.
+    local_detect = run_cli("detect", inputs / "photo-00.jpg", inputs / "alpha.png", env=env)
+    remote_detect = run_cli("detect", inputs / "photo-00.jpg", inputs / "alpha.png", "--ray", address, env=env)
+    assert json.loads(remote_detect.stdout) == json.loads(local_detect.stdout)
+    # The run opens as a review session: every photo with its faces, nothing detected again.
+    workspace = Workspace(tmp_path / "ws")
+    session, report = import_run(workspace, tmp_path / "remote" / "manifest.json", "Archive", "Officer")
+    assert report.added == 4 and report.refused == ["broken.jpg"]
+    records = {r.name: r for r in workspace.images(session)}
+    assert set(records) == {"photo-00.jpg", "photo-01.jpg", "photo-02.jpg", "alpha.png", "broken.jpg"}
+    assert records["broken.jpg"].error and report.skipped == ["hall.mp4"]
+    by_name = {Path(e["input"]).name: e for e in remote_manifest["files"]}
+    for name in ("photo-00.jpg", "alpha.png"):
+        assert records[name].faces is not None and [round(f.x, 1) for f in records[name].faces] == \
+            [f["x"] for f in by_name[name]["faces"]]
+    assert workspace.awaiting_detection(session) == []
+
+
+def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster, tmp_path, astronaut_rgb):
+    address, env, worker_raylet = cluster
+    inputs = photos(tmp_path / "shared", astronaut_rgb, 12, size=1400)
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(tmp_path / "shared"), "--out", str(out),
+                            "--ray", address], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = out / "journal.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (journal.exists() and '"done"' in journal.read_text()):
+        time.sleep(0.2)
+    os.kill(worker_raylet, signal.SIGKILL)  # the worker node is lost mid-job
+    time.sleep(2)
+    job.send_signal(signal.SIGKILL)  # and the driver crashes before the end
+    job.wait(timeout=60)
+    done_before = journal.read_text().count('"done"')
+    assert 1 <= done_before < len(inputs)
+    rerun = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(e["input"]).name for e in manifest["files"]] == [p.name for p in inputs]  # each once, in order
+    assert all("error" not in e for e in manifest["files"])
+    assert manifest["cluster"]["resumed"] >= 1
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".jpg") == [p.name for p in inputs]
+    assert not list(out.glob(".partial-*"))
+    # A third run has nothing left to do, and says so.
+    again = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+    assert f"({len(inputs)} from an earlier run)" in again.stderr
+
+
+@pytest.mark.skipif(not STRACE, reason="needs strace to watch Ray's system calls")
+def test_a_local_ray_run_connects_to_nothing_beyond_loopback(tmp_path, astronaut_rgb):
+    photos(tmp_path / "in", astronaut_rgb, 2)
+    trace = tmp_path / "strace.log"
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    result = subprocess.run([STRACE, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace),
+                             sys.executable, "-m", "core", "anonymize", str(tmp_path / "in"), "--out",
+                             str(tmp_path / "out"), "--ray", "local"], env=env, capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]) == 2
+    log = trace.read_text()
+    assert "connect(" in log  # Ray's processes did talk, to each other
+    assert outbound(log) == []
