@@ -178,24 +178,35 @@ class ImportReport:
 
 
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
-               max_pixels: int | None = None) -> tuple[int, ImportReport]:
+               roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
     each photo's original is stored and its faces are taken from the manifest (nothing is
-    detected again); a file that failed in the run, or changed since, is listed as refused."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    settings = Settings(**manifest["settings"])
+    detected again); a file that failed in the run, changed since, or lies outside `roots`
+    (when given) is listed as refused."""
+    manifest_path = Path(manifest_path)
+    if roots is not None and not _inside(manifest_path, roots):
+        raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files, settings = manifest["files"], Settings(**manifest["settings"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest_path} is not a batch manifest ({exc})") from None
     session_id = workspace.create_session(session_name, reviewer, settings)
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
-                  created=manifest.get("created"), files=len(manifest["files"]))
+                  created=manifest.get("created"), files=len(files))
     added, refused, skipped = 0, [], []
-    for entry in manifest["files"]:
+    for entry in files:
         source = Path(entry["input"])
+        if not source.is_absolute():
+            source = manifest_path.parent / source
         if entry.get("kind") == "video":
             skipped.append(source.name)
             continue
         try:
             if "error" in entry:
                 raise ValueError(entry["error"])
+            if roots is not None and not _inside(source, roots):
+                raise ValueError("outside the folders this dashboard may read")
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:
                 raise ValueError("the file changed after the run; add it again to have it detected")
@@ -205,13 +216,18 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
                 workspace.save_previews(photo.sha256, _bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
                                          [Face(f["x"], f["y"], f["w"], f["h"], f["score"], f["detector"])
-                                          for f in entry["faces"]])
+                                          for f in entry["faces"]], source="faces imported from a batch run")
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
             reason = str(exc) if isinstance(exc, ValueError) else failure_reason(exc)
             workspace.add_refused(session_id, source.name, reason, reviewer)
             refused.append(source.name)
     return session_id, ImportReport(session_id, added, refused, skipped)
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in roots)
 
 
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,

@@ -344,12 +344,12 @@ class Workspace:
                               "AND removed_at IS NULL ORDER BY id", (session_id,)).fetchall()
         return [_record(r) for r in rows]
 
-    def save_detection(self, image_id: int, width: int, height: int, faces: list[Face]) -> None:
+    def save_detection(self, image_id: int, width: int, height: int, faces: list[Face],
+                       source: str = "faces detected") -> None:
         with self._connect() as db:
             db.execute("UPDATE images SET width = ?, height = ?, faces = ? WHERE id = ?",
                        (width, height, json.dumps([f.to_dict() for f in faces]), image_id))
-            self._log(db, "engine", "faces detected", self._session_of(db, image_id), image_id,
-                      candidates=len(faces))
+            self._log(db, "engine", source, self._session_of(db, image_id), image_id, candidates=len(faces))
 
     def save_failure(self, image_id: int, reason: str) -> None:
         with self._connect() as db:

@@ -1,11 +1,13 @@
 """Start: name a review session (or reopen one), add photos, run detection."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.report import local_time
-from core.review import add_files, allowed_roots, intake_folder, intake_upload
+from core.review import add_files, allowed_roots, import_run, intake_folder, intake_upload
 from dashboard.sidebar import session_sidebar
-from dashboard.state import act, current_session, forget_place, open_session, show_flash, workspace
+from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import plain
 from dashboard.worker import detection_status
 
@@ -45,6 +47,30 @@ if opened is None:
                         st.rerun()
                     else:
                         st.error("Enter your name: every decision is recorded with it.")
+    with st.expander("Open a batch run for review (cluster or command line)"):
+        st.caption("A run of `python -m core anonymize ... --ray` (or without) leaves a manifest.json beside its "
+                   "outputs. Opening it makes a review session of its photos with the faces it found: nothing is "
+                   "detected again. The originals must still be where the run read them.")
+        with st.form("open-run"):
+            manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
+                                     help="Only files inside the allowed roots can be read: "
+                                          + ", ".join(str(r) for r in allowed_roots()))
+            run_name = st.text_input("Name for the review session", key="run-session")
+            run_reviewer = st.text_input("Reviewer (your name)", key="run-reviewer")
+            if st.form_submit_button("Open the run"):
+                try:
+                    if not run_reviewer.strip():
+                        raise ValueError("Enter your name: every decision is recorded with it.")
+                    opened_id, report = import_run(ws, Path(manifest.strip()), run_name, run_reviewer.strip(),
+                                                   allowed_roots())
+                    open_session(opened_id, run_reviewer.strip())
+                    flash("success", f"Opened {report.added} photo(s) from the run"
+                          + (f"; {len(report.refused)} refused (listed below)" if report.refused else "")
+                          + (f"; {len(report.skipped)} video(s) left to their manifest" if report.skipped else "")
+                          + ".")
+                    st.rerun()
+                except ValueError as exc:
+                    st.error(plain(exc))
     st.stop()
 
 session_id, reviewer = opened

@@ -147,3 +147,38 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
             assert np.abs(exported - original)[inside].mean() > 10, "face regions changed"
             assert np.abs(exported - original)[~inside].mean() < 3, "the rest only re-encoded"
             assert entry["threshold"] == pytest.approx(0.27)
+
+
+def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
+    """The manifest of a batch run (the cluster path writes the same one: tests/test_cluster.py)
+    opened from the Start page: its photos with their faces, nothing detected again."""
+    from core.pipeline import Settings, anonymize_files
+
+    shared = tmp_path / "archive"
+    shared.mkdir()
+    (shared / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    (shared / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    manifest = anonymize_files(engine, [shared], tmp_path / "run", Settings())
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url)
+            page.get_by_text("Open a batch run for review").click()
+            page.get_by_role("textbox", name="Manifest").fill(str(tmp_path / "run" / "manifest.json"))
+            page.get_by_label("Name for the review session").fill("Archive <b>2026</b>")
+            page.get_by_label("Reviewer (your name)").fill("Officer")
+            settle(page)
+            page.get_by_role("button", name="Open the run").click()
+            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 refused")).to_be_visible()
+            expect(page.get_by_text("1 photo(s) ready for review, 1 could not be read")).to_be_visible()
+            expect(page.get_by_text("Session: Archive <b>2026</b>")).to_be_visible()  # a name is text
+        ws = Workspace(server.workspace)
+        session = ws.sessions()[0]["id"]
+        record = next(r for r in ws.images(session) if r.name == "portrait.jpg")
+        assert [(round(f.x, 1), f.score) for f in record.faces] == \
+            [(f["x"], f["score"]) for f in manifest["files"][1]["faces"]]
+        actions = [a["action"] for a in ws.audit(session)]
+        assert "faces imported from a batch run" in actions and "faces detected" not in actions
+        assert ws.awaiting_detection(session) == []
+    finally:
+        server.stop()
