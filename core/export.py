@@ -20,7 +20,7 @@ import json
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,9 +28,11 @@ import cv2
 
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
-from .pipeline import OutputNamer, Settings, anonymize, check_output, engine_versions
+from . import video, video_review
+from .pipeline import VIDEO_FOUND_AGAIN, OutputNamer, Settings, anonymize, check_output, engine_versions
 from .report import audit_report, csv_text, local_time
-from .residual import EXPOSED
+from .residual import EXPOSED, residual_faces
+from .video import is_video
 from .store import private_file
 from .workspace import APPROVED, REJECTED, ImageRecord, Workspace
 
@@ -108,7 +110,10 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
                 if photo["outcome"] == "exported":
                     name = f"{stem}-{sum(p['outcome'] == 'exported' for p in photos) + 1:04d}{photo.pop('suffix')}"
                     photo["output_name"] = f"images/{name}"
-                    archive.writestr(photo["output_name"], photo.pop("data"))
+                    if "data_path" in photo:  # a video, rendered to a file: streamed in, never held in memory
+                        archive.write(photo.pop("data_path"), photo["output_name"])
+                    else:
+                        archive.writestr(photo["output_name"], photo.pop("data"))
                 photos.append(photo)
             exported = [p for p in photos if p["outcome"] == "exported"]
             archive.writestr("manifest.csv", csv_text(exported, PUBLIC_FIELDS))
@@ -154,6 +159,8 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
     mark, settings = fresh.current_fingerprint(batch), fresh.settings(batch)
     row |= _settings_row(settings) | face_counts(fresh, settings.threshold) | {
         "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
+    if is_video(record.name):
+        return _one_video(workspace, record, fresh, batch, settings, mark, row, detector)
     original = workspace.read(record.sha256)
     if hashlib.sha256(original).hexdigest() != record.sha256:
         return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
@@ -168,22 +175,76 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
             workspace.save_residual(record.id, mark, output_sha, found)
     except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's outcome
         return row | {"outcome": "held back", "reason": f"could not be anonymised ({type(exc).__name__}: {exc})"}
-    if found:
-        exposed = sum(f.detector == EXPOSED for f in found)
-        return row | {"outcome": "held back", "residual": f"{len(found)} face(s) flagged",
-                      "reason": f"residual check: {exposed} covered face(s) still show, "
-                                f"{len(found) - exposed} face(s) found again; the reviewer must look and confirm"}
-    # The moment of writing: the approval must still stand, for exactly this output.
-    final, batch_now = workspace.image(record.id), workspace.batch_settings(session_id)
-    if not (final.approval_current(batch_now) and final.current_fingerprint(batch_now) == mark):
-        return row | {"outcome": "rejected" if final.status == REJECTED else "pending",
-                      "reason": "the decision changed while the zip was being built", "decision": final.status}
+    held = _held(row, found) or _changed(workspace, record, mark, row)
+    if held:
+        return held
     regions = settings.regions(fresh.faces, photo.width, photo.height)
     return row | {"outcome": "exported", "data": data, "suffix": ".jpg" if output_format(photo) == "JPEG" else ".png",
                   "output_sha256": output_sha, "width": photo.width, "height": photo.height,
                   "decision": APPROVED, "regions": [list(r) for r in regions],
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
                   "thumbnail": _thumbnail(pixels)}
+
+
+def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, batch: Settings, settings: Settings,
+               mark: str, row: dict, detector) -> dict:
+    """A video's outcome: rendered with the tracks the reviewer covers, checked at sampled
+    frames of the written file (each track's ends among them), written into the zip as MP4."""
+    source = workspace.files.object_path(record.sha256)
+    target = workspace.exports / f".video-{record.id}.mp4.partial"
+    try:
+        with open(source, "rb") as handle:
+            if hashlib.file_digest(handle, "sha256").hexdigest() != record.sha256:
+                return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
+        clip = video_review.load_scan(workspace.files, record.sha256)
+        tracks = video_review.covered_tracks(clip.tracks, fresh.faces, settings.threshold)
+        cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
+        video.render(source, target, tracks, cover, settings.video_quality)
+        with open(target, "rb") as handle:
+            output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
+        found = fresh.residual_result(batch, output_sha)
+        if found is None:
+            checked = video.check(source, target, video.Scan(clip.info, clip.sha256, tracks, clip.times),
+                                  lambda before, after, faces: residual_faces(
+                                      detector, before, after, faces, settings.regions(faces, clip.info.width,
+                                                                                       clip.info.height),
+                                      outside=VIDEO_FOUND_AGAIN))
+            found = [replace(f, detector=f"{f.detector} (frame {n + 1})") for n, faces in checked for f in faces]
+            workspace.save_residual(record.id, mark, output_sha, found)
+        best = video_review.best_frame(clip)
+        frame = video_review.frame_at(source, clip, best)
+        thumbnail = _thumbnail(cover(frame, video_review.frame_faces(tracks, best)))
+    except Exception as exc:  # noqa: BLE001 - one video's failure is that video's outcome
+        target.unlink(missing_ok=True)
+        return row | {"outcome": "held back", "reason": f"could not be anonymised ({type(exc).__name__}: {exc})"}
+    held = _held(row, found) or _changed(workspace, record, mark, row)
+    if held:
+        target.unlink(missing_ok=True)
+        return held
+    return row | {"outcome": "exported", "data_path": target, "suffix": ".mp4", "output_sha256": output_sha,
+                  "width": clip.info.width, "height": clip.info.height, "decision": APPROVED,
+                  "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks],
+                  "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
+                  "thumbnail": thumbnail}
+
+
+def _held(row: dict, found: list) -> dict | None:
+    """The row of an output the residual check flagged, else None."""
+    if not found:
+        return None
+    exposed = sum(f.detector.startswith(EXPOSED) for f in found)
+    return row | {"outcome": "held back", "residual": f"{len(found)} face(s) flagged",
+                  "reason": f"residual check: {exposed} covered face(s) still show, "
+                            f"{len(found) - exposed} face(s) found again; the reviewer must look and confirm"}
+
+
+def _changed(workspace: Workspace, record: ImageRecord, mark: str, row: dict) -> dict | None:
+    """The moment of writing: the approval must still stand, for exactly this output."""
+    final, batch_now = workspace.image(record.id), workspace.batch_settings(record.session_id)
+    if final.approval_current(batch_now) and final.current_fingerprint(batch_now) == mark:
+        return None
+    return row | {"outcome": "rejected" if final.status == REJECTED else "pending",
+                  "reason": "the decision changed while the zip was being built", "decision": final.status}
 
 
 def _settings_row(settings: Settings) -> dict:

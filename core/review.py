@@ -19,7 +19,9 @@ import numpy as np
 from .anonymizers import OutlineAnnotator
 from .faces import Face, near_misses, reviewable, selected
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_photo, encode_photo
-from .pipeline import Engine, Settings, anonymize, failure_reason
+from . import video, video_review
+from .pipeline import DETECT_EVERY, Engine, Settings, anonymize, failure_reason
+from .video import is_video
 from .workspace import ImageRecord, Workspace
 
 PREVIEW_SIDE = 1600
@@ -133,8 +135,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> It
                 yield Intake(label, problem="a symbolic link; refused")
             elif not path.is_file():
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
-            elif path.suffix.lower() not in IMAGE_SUFFIXES:
-                yield Intake(label, problem=f"not an image file (extension {path.suffix or 'none'})")
+            elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
+                yield Intake(label, problem=f"not an image or video file (extension {path.suffix or 'none'})")
             else:
                 try:
                     yield Intake(label, path.read_bytes())
@@ -237,14 +239,28 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
     waiting = workspace.awaiting_detection(session_id)
     for index, record in enumerate(waiting, 1):
         try:
-            photo = decode_photo(workspace.read(record.sha256), record.name, engine.max_pixels)
-            faces = engine.detect(photo)
-            workspace.save_previews(record.sha256, _bases(photo.pixels))
-            workspace.save_detection(record.id, photo.width, photo.height, faces)
+            if is_video(record.name):
+                _detect_video(workspace, engine, record, progress and (
+                    lambda done, frames: progress(index - 1, len(waiting), f"{record.name}: frame {done}/{frames}")))
+            else:
+                photo = decode_photo(workspace.read(record.sha256), record.name, engine.max_pixels)
+                faces = engine.detect(photo)
+                workspace.save_previews(record.sha256, _bases(photo.pixels))
+                workspace.save_detection(record.id, photo.width, photo.height, faces)
         except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
             workspace.save_failure(record.id, failure_reason(exc))
         if progress:
             progress(index, len(waiting), record.name)
+
+
+def _detect_video(workspace: Workspace, engine: Engine, record: ImageRecord, progress=None) -> None:
+    """A video's tracks, kept beside its original; one face per track for the review."""
+    path = workspace.files.object_path(record.sha256)
+    scan = video.scan(engine.detect_frame, path, DETECT_EVERY, progress)
+    video_review.save_scan(workspace.files, record.sha256, scan)
+    workspace.save_previews(record.sha256, _bases(video_review.frame_at(path, scan, video_review.best_frame(scan))))
+    workspace.save_detection(record.id, scan.info.width, scan.info.height, video_review.track_faces(scan.tracks),
+                             source="tracks detected")
 
 
 def _bases(pixels: np.ndarray) -> dict[int, bytes]:

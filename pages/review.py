@@ -18,6 +18,8 @@ from dashboard.previews import full_resolution, original, preview
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
+from dashboard.video import video_view
+from core.video import is_video
 
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
@@ -83,8 +85,11 @@ with left:
     outline = st.toggle("Outline covered regions", value=True, key=f"outline-{image_id}")
     near = st.toggle("Outline near misses (grey)", key=f"near-{image_id}")
     residual = record.residual_open(settings)
-    walking = st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
-    if walking:
+    is_clip = is_video(record.name)
+    walking = not is_clip and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
+    if is_clip:
+        video_view(record, settings, outline)
+    elif walking:
         walk_rows, walk_positions = face_rows(record.faces, settings.threshold)
         if not walk_positions:
             st.info("No face or near miss to walk through.")

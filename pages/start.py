@@ -56,7 +56,7 @@ if opened is None:
                                      help="Only files inside the allowed roots can be read: "
                                           + ", ".join(str(r) for r in allowed_roots()))
             run_name = st.text_input("Name for the review session", key="run-session")
-            run_reviewer = st.text_input("Reviewer (your name)", key="run-reviewer")
+            run_reviewer = st.text_input("Reviewer signing the review", key="run-reviewer")
             if st.form_submit_button("Open the run"):
                 try:
                     if not run_reviewer.strip():

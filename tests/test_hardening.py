@@ -176,7 +176,7 @@ def test_hostile_folder(tmp_path, ws):
     reasons = {r.name: r.problem for r in refused}
     assert len(refused) == 2002
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
-    assert "not an image file" in reasons["notes-7.txt"]
+    assert "not an image or video file" in reasons["notes-7.txt"]
     outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester").refused
     assert "outside the folders" in outside[0].problem
 
