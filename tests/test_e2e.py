@@ -182,3 +182,51 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
         assert ws.awaiting_detection(session) == []
     finally:
         server.stop()
+
+
+def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronaut_rgb, astronaut_face_box):
+    """Upload a clip, scrub its frames covered, approve it, and download the zip with the MP4."""
+    import av
+
+    from tests.clips import exposed, moving_face_frames, read_frames, write_clip
+
+    url, ws_root = server
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 20)
+    clip = tmp_path / "assembly.mp4"
+    write_clip(clip, [f for f, _ in moving])
+    with chromium_page() as page:
+        start_session(page, url, "Video test", "E2E Reviewer")
+        page.locator("input[type=file]").set_input_files([str(clip)])
+        page.get_by_role("button", name="Add and detect faces").click()
+        expect(page.get_by_text("1 photo(s) ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+        settle(page)
+        page.get_by_role("link", name="Review one image").click()
+        expect(page.get_by_role("heading", name="assembly.mp4 — pending")).to_be_visible()
+        expect(page.get_by_text("frame 1 of 20 at 0.00 s", exact=False)).to_be_visible()
+        slider = page.locator('[data-testid="stMain"] input[type=range]').first
+        slider.focus()
+        for _ in range(5):
+            slider.press("ArrowRight")
+        expect(page.get_by_text("frame 6 of 20 at 0.20 s", exact=False)).to_be_visible()
+        expect(page.get_by_text("track ", exact=False).first).to_be_visible()
+        settle(page)
+        page.get_by_role("button", name="Approve").click()
+        ws = Workspace(ws_root)
+        wait_for(lambda: ws.images(ws.sessions()[0]["id"])[0].status == APPROVED)
+        settle(page)
+        page.get_by_role("link", name="Export").click()
+        page.get_by_role("button", name="Build the zip").click()
+        link = page.get_by_role("link", name="Download the zip")
+        expect(link).to_be_visible(timeout=120_000)
+        origin = "/".join(page.url.split("/")[:3])
+        saved = tmp_path / "export.zip"
+        saved.write_bytes(page.request.get(origin + link.get_attribute("href")).body())
+    with zipfile.ZipFile(saved) as archive:
+        assert "images/Video_test-0001.mp4" in archive.namelist()
+        (tmp_path / "out.mp4").write_bytes(archive.read("images/Video_test-0001.mp4"))
+    frames, _ = read_frames(tmp_path / "out.mp4")
+    assert len(frames) == len(moving)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.audio  # the sound went with it
+    # The default cover (blur) on every frame: the face no longer looks like itself.
+    assert all(exposed(src, out, box) <= 0.5 for (src, box), out in zip(moving, frames))
