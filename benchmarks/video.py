@@ -1,6 +1,7 @@
 """Video protection judged on the written files, and speed against deface, in one run.
 
     python -m benchmarks.video CLIPS_DIR [--deface PATH] [--every N]
+    python -m benchmarks.video --memory 10 60     # peak memory for 1080p clips of 10 s and 60 s
 
 CLIPS_DIR holds clips with every face's box in every frame (`annotations.json`, as made by
 `../shared/tools/make_clips.py ../shared/eval CLIPS_DIR`). Besides each clip, the benchmark
@@ -109,12 +110,44 @@ def _total(rows: list[dict]) -> dict:
             "sound_kept": all(r["sound"] for r in rows)}
 
 
+_PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def memory(lengths: list[int]) -> None:
+    """Peak memory of `python -m core anonymize` on 1080p clips of each length (seconds): a
+    face moving over a textured background, with sound. Flat means the same peak for all."""
+    from skimage import data
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.clips import iter_moving_face_frames, write_clip  # the tests' clip maker, at 1080p
+
+    portrait = data.astronaut()
+    for seconds in lengths:
+        with tempfile.TemporaryDirectory() as tmp:
+            clip = Path(tmp) / f"long-{seconds}s.mp4"
+            frames = iter_moving_face_frames(portrait, (181.5, 58.2, 88.4, 119.6), 25 * seconds, 1920, 1080, 90)
+            write_clip(clip, (f for f, _ in frames), count=25 * seconds)
+            start = time.perf_counter()
+            # A fresh process measures each run's own peak (RUSAGE_CHILDREN keeps the largest so far).
+            run = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, "-m", "core", "anonymize", str(clip),
+                                  "--out", str(Path(tmp) / "out")], capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parent.parent)
+            peak_kb = int(run.stdout.strip().splitlines()[-1])
+            print(f"1080p clip of {seconds} s ({25 * seconds} frames): {time.perf_counter() - start:.0f} s, "
+                  f"peak memory {peak_kb / 1024:.0f} MB", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", type=Path)
+    parser.add_argument("clips", type=Path, nargs="?")
+    parser.add_argument("--memory", type=int, nargs="+", metavar="SECONDS",
+                        help="instead: peak memory on 1080p clips of these lengths")
     parser.add_argument("--deface", help="path to deface's command, to compare in the same run")
     parser.add_argument("--every", type=int, default=pipeline.DETECT_EVERY, help="detect every N-th frame")
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory(args.memory)
     pipeline.DETECT_EVERY = args.every
     entries = json.loads((args.clips / "annotations.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:

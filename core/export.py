@@ -196,8 +196,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         with open(source, "rb") as handle:
             if hashlib.file_digest(handle, "sha256").hexdigest() != record.sha256:
                 return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
-        clip = video_review.load_scan(workspace.files, record.sha256)
-        tracks = video_review.covered_tracks(clip.tracks, fresh.faces, settings.threshold)
+        clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
+        tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
         video.render(source, target, tracks, cover, settings.video_quality)
         with open(target, "rb") as handle:

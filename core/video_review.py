@@ -32,12 +32,106 @@ def track_faces(tracks: list[Track]) -> list[Face]:
     return faces
 
 
+def track_id(face: Face) -> int | None:
+    """The track a review row stands for (`track 7`, or `track 7 drawn`)."""
+    parts = face.detector.split()
+    return int(parts[1]) if len(parts) >= 2 and parts[0] == TRACK.strip() and parts[1].isdigit() else None
+
+
 def covered_tracks(tracks: list[Track], faces: list[Face], threshold: float) -> list[Track]:
     """The tracks the reviewer's faces cover at `threshold`; their frames' faces are marked
     as chosen (`forced`), so that covering a frame needs no threshold again."""
-    covered = {f.detector for f in faces if f.detector.startswith(TRACK) and f.covered_at(threshold)}
-    return [replace(t, faces=[replace(f, forced=True) for f in t.faces])
-            for t in tracks if f"{TRACK}{t.id}" in covered]
+    covered = {track_id(f) for f in faces if f.covered_at(threshold)}
+    return [replace(t, faces=[replace(f, forced=True) for f in t.faces]) for t in tracks if t.id in covered]
+
+
+# A drawn face is followed this far before and after the frame it was drawn on, while the
+# picture inside its box still matches this well (normalised correlation).
+FOLLOW_SECONDS = 3.0
+FOLLOW_MATCH = 0.5
+FOLLOW_SIDE = 640
+
+
+def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, float], track: int) -> Track:
+    """A box the reviewer drew on frame `index`, followed forward and backward through the
+    frames around it by matching its picture in each next frame near where it was (the box
+    keeps its size); it stops where the match is lost. The result is a track like a found one."""
+    import cv2
+
+    rate = scan.frames / max(scan.times[-1] - scan.times[0], 1e-6) if scan.frames > 1 else 25.0
+    reach = int(FOLLOW_SECONDS * rate)
+    first, last = max(0, index - reach), min(scan.frames - 1, index + reach)
+    scale = min(1.0, FOLLOW_SIDE / max(scan.info.width, scan.info.height))
+    grey: dict[int, np.ndarray] = {}
+    container, stream = _open(path)
+    with container:
+        container.seek(max(0, int((scan.times[first] - 1.0) / stream.time_base)), stream=stream, backward=True)
+        n = None
+        for frame in container.decode(stream):
+            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+            if n is None:  # find where the seek landed
+                n = min(range(scan.frames), key=lambda k: abs(scan.times[k] - t)) if t is not None else 0
+            if n >= first:
+                pixels = cv2.cvtColor(_upright(frame, scan.info.rotation), cv2.COLOR_RGB2GRAY)
+                grey[n] = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            n += 1
+            if n > last:
+                break
+    x, y, w, h = (v * scale for v in box)
+    boxes = {index: (x, y)}
+    for step in (1, -1):
+        px, py = x, y
+        template = _patch(grey[index], px, py, w, h)
+        n = index + step
+        while n in grey and template is not None:
+            found = _match(grey[n], template, px, py, w, h)
+            if found is None:
+                break
+            px, py = found
+            boxes[n] = (px, py)
+            template = _patch(grey[n], px, py, w, h)
+            n += step
+    frames = sorted(boxes)
+    faces = [Face(boxes[n][0] / scale, boxes[n][1] / scale, box[2], box[3], 1.0, "manual") for n in frames]
+    return Track(track, frames, faces)
+
+
+def _patch(grey: np.ndarray, x: float, y: float, w: float, h: float) -> np.ndarray | None:
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    patch = grey[y0:y0 + max(2, int(round(h))), x0:x0 + max(2, int(round(w)))]
+    return patch if patch.shape[0] >= 2 and patch.shape[1] >= 2 else None
+
+
+def _match(grey: np.ndarray, template: np.ndarray, x: float, y: float, w: float, h: float) -> tuple[float, float] | None:
+    """Where `template` is in `grey` within one box size of (x, y), or None when nowhere near."""
+    import cv2
+
+    th, tw = template.shape
+    x0, y0 = max(0, int(x - w)), max(0, int(y - h))
+    window = grey[y0:min(grey.shape[0], int(y + 2 * h) + 1), x0:min(grey.shape[1], int(x + 2 * w) + 1)]
+    if window.shape[0] < th or window.shape[1] < tw:
+        return None
+    scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    return (x0 + bx, y0 + by) if best >= FOLLOW_MATCH else None
+
+
+def save_drawn(files: FileStore, sha256: str, image_id: int, tracks: list[Track]) -> None:
+    """Tracks a reviewer drew on one session's copy of a video (kept beside its tracks)."""
+    files.save_previews(sha256, {f"drawn-{image_id}": json.dumps([t.to_dict() for t in tracks]).encode()})
+
+
+def load_drawn(files: FileStore, sha256: str, image_id: int) -> list[Track]:
+    try:
+        return [Track.from_dict(t) for t in json.loads(files.preview(sha256, f"drawn-{image_id}"))]
+    except FileNotFoundError:
+        return []
+
+
+def all_tracks(files: FileStore, sha256: str, image_id: int) -> tuple[Scan, list[Track]]:
+    """A video's scan, and its tracks with the ones drawn by the reviewer of this session."""
+    scan = load_scan(files, sha256)
+    return scan, scan.tracks + load_drawn(files, sha256, image_id)
 
 
 def save_scan(files: FileStore, sha256: str, scan: Scan) -> None:
@@ -78,3 +172,18 @@ def best_frame(scan: Scan) -> int:
     """The frame the overview shows: where the surest face is surest (else the first)."""
     return max(scan.tracks, key=lambda t: t.score).best[0] if scan.tracks else 0
 
+
+
+def add_drawn(workspace, record, index: int, box: tuple[float, float, float, float], actor: str,
+              seen: str | None = None) -> Track:
+    """A face the reviewer drew on frame `index`: followed through the frames around it, kept
+    as a track of this session's copy, and added to the review as a row covered for its whole
+    track. The track is saved before the row exists, so a row never stands for a missing track."""
+    files = workspace.files
+    scan, tracks = all_tracks(files, record.sha256, record.id)
+    track = follow(files.object_path(record.sha256), scan, index, box, max((t.id for t in tracks), default=0) + 1)
+    save_drawn(files, record.sha256, record.id, load_drawn(files, record.sha256, record.id) + [track])
+    workspace.add_face(record.id, Face(*box, score=1.0, detector=f"{TRACK}{track.id} drawn"), actor, seen=seen)
+    workspace.log(record.session_id, actor, "drawn face followed", record.id, track=track.id, drawn_on=index,
+                  first_frame=track.first, last_frame=track.last)
+    return track

@@ -9,31 +9,35 @@ from core import video_review
 from core.pipeline import Settings
 from core.review import render
 from core.workspace import ImageRecord
-from dashboard.state import workspace
+from dashboard.faces import drawn_box
+from dashboard.state import act, workspace
 from dashboard.text import plain
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def scan(sha256: str) -> video_review.Scan:
-    return video_review.load_scan(workspace().files, sha256)
-
-
-def video_view(record: ImageRecord, settings: Settings, outline: bool) -> None:
-    clip = scan(record.sha256)
-    tracks = video_review.covered_tracks(clip.tracks, record.faces, settings.threshold)
+def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer: str, mark: str) -> None:
+    clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
+    tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
     index = st.slider("Frame", 0, max(0, clip.frames - 1), key=f"frame-{record.id}",
                       help="Every frame is covered on export: drag to check any of them.")
     frame = video_review.frame_at(workspace().files.object_path(record.sha256), clip, index)
     faces = video_review.frame_faces(tracks, index)
-    st.image(render(frame, record.width, faces, settings, outline), output_format="JPEG", width="stretch",
-             caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
-                     f"({len(faces)} cover(s) in this frame)")
-    by_id = {f"{video_review.TRACK}{t.id}": t for t in clip.tracks}
+    covered = render(frame, record.width, faces, settings, outline)
+    if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
+        box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
+        if box:
+            st.button("Add this face and follow it", key=f"add-{record.id}", type="primary",
+                      on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
+                      kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
+                                                    "scrub to check, and draw again where it drifts."})
+    else:
+        st.image(covered, output_format="JPEG", width="stretch",
+                 caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
+                         f"({len(faces)} cover(s) in this frame)")
+    by_id = {t.id: t for t in every}
     rows = [{"track": face.detector, "covered": face.covered_at(settings.threshold),
-             "from s": round(clip.times[by_id[face.detector].first], 2),
-             "to s": round(clip.times[by_id[face.detector].last], 2),
-             "frames seen": len(by_id[face.detector].frames), "confidence": round(face.score, 2)}
-            for face in record.faces if face.detector in by_id and
+             "from s": round(clip.times[by_id[tid].first], 2), "to s": round(clip.times[by_id[tid].last], 2),
+             "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
+            for face in record.faces if (tid := video_review.track_id(face)) in by_id and
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
     st.caption(plain(f"{clip.info.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
                      f"{clip.info.audio or 'none'}. Each row of the face table is one person's appearance "

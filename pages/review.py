@@ -88,7 +88,7 @@ with left:
     is_clip = is_video(record.name)
     walking = not is_clip and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
     if is_clip:
-        video_view(record, settings, outline)
+        video_view(record, settings, outline, reviewer, mark)
     elif walking:
         walk_rows, walk_positions = face_rows(record.faces, settings.threshold)
         if not walk_positions:

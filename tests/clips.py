@@ -3,6 +3,7 @@ with a sound track, at a fixed or variable frame rate, stored upright or sideway
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,31 +32,38 @@ def face_patch(portrait: np.ndarray, box, face_px: int) -> tuple[np.ndarray, tup
 
 def moving_face_frames(portrait, box, count: int, width: int = 640, height: int = 360, face_px: int = 70):
     """Frames with the face moving left to right, and the true face box in each."""
+    return list(iter_moving_face_frames(portrait, box, count, width, height, face_px))
+
+
+def iter_moving_face_frames(portrait, box, count: int, width: int = 640, height: int = 360, face_px: int = 70):
+    """The same, one frame at a time (a long clip never in memory)."""
     patch, (fx, fy, fw, fh) = face_patch(portrait, box, face_px)
     base = background(width, height)
-    out = []
     for i in range(count):
         px = int(20 + (width - patch.shape[1] - 40) * i / max(1, count - 1))
         py = int((height - patch.shape[0]) / 2 + 20 * np.sin(i / 5))
         frame = base.copy()
         frame[py:py + patch.shape[0], px:px + patch.shape[1]] = patch
-        out.append((frame, (px + fx, py + fy, fw, fh)))
-    return out
+        yield frame, (px + fx, py + fy, fw, fh)
 
 
-def write_clip(path: Path, frames: list[np.ndarray], times: list[float] | None = None, rate: int = 25,
+def write_clip(path: Path, frames, times: list[float] | None = None, rate: int = 25,
                sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
-               codec: str = "libx264") -> list[float]:
-    """Encode `frames` (upright RGB) at `times` seconds (default: 1/rate apart). With a
-    rotation, frames are stored turned the other way and a display-rotation flag says how to
-    turn them upright, as phones store portrait video. Returns the times written."""
-    times = times if times is not None else [i / rate for i in range(len(frames))]
+               codec: str = "libx264", count: int | None = None) -> list[float]:
+    """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
+    seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
+    and a display-rotation flag says how to turn them upright, as phones store portrait video.
+    Returns the times written."""
+    count = count if count is not None else len(frames)
+    times = times if times is not None else [i / rate for i in range(count)]
+    frames = iter(frames)
+    first = next(frames)
     with av.open(str(path), "w", format=fmt) as container:
         if metadata:
             container.metadata.update(metadata)
-        stored = [np.ascontiguousarray(np.rot90(f, k=-(rotation // 90))) for f in frames]
+        stored = (np.ascontiguousarray(np.rot90(f, k=-(rotation // 90))) for f in itertools.chain([first], frames))
         stream = container.add_stream(codec, rate=rate)
-        stream.height, stream.width = stored[0].shape[:2]
+        stream.height, stream.width = first.shape[:2] if rotation in (0, 180) else first.shape[1::-1][:2]
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
         if codec == "libx264":

@@ -228,3 +228,41 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     # Nothing covered: the residual check finds the face again in the written frames and holds it back.
     assert held == []
     assert ws.image(record.id).residual_open(SOLID)
+
+
+def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut_rgb, astronaut_face_box, tmp_path):
+    """The reviewer switches the found person off, then draws the face on frame 12: the box is
+    followed forward and backward, and the export covers it wherever it was followed."""
+    import zipfile
+
+    from core import video_review
+    from core.export import export_approved
+    from core.review import add_files, detect_pending, intake_upload
+    from core.workspace import APPROVED, Workspace
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)
+    clip = tmp_path / "corridor.mp4"
+    write_clip(clip, [f for f, _ in moving])
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Corridor", "Officer", SOLID)
+    add_files(ws, session, intake_upload("corridor.mp4", clip.read_bytes()), "Officer")
+    detect_pending(ws, engine, session)
+    record = ws.images(session)[0]
+    ws.switch_faces(record.id, [(f, False) for f in record.faces if f.covered_at(SOLID.threshold)], "Officer")
+    record = ws.image(record.id)
+    track = video_review.add_drawn(ws, record, 12, moving[12][1], "Officer",
+                                   seen=record.current_fingerprint(SOLID))
+    assert track.first <= 6 and track.last >= 18  # followed both ways, not only the frame drawn on
+    for n, face in zip(track.frames, track.faces):
+        x, y, w, h = moving[n][1]
+        assert abs(face.x - x) < 0.25 * w and abs(face.y - y) < 0.25 * h, n
+    record = ws.image(record.id)
+    assert any(f.detector == f"track {track.id} drawn" for f in record.faces)
+    assert any(a["action"] == "drawn face followed" for a in ws.audit(session))
+    ws.decide(record.id, APPROVED, "Officer", seen=record.current_fingerprint(SOLID))
+    result = export_approved(ws, session, "Officer", engine.detector)
+    with zipfile.ZipFile(result.path) as archive:
+        (tmp_path / "out.mp4").write_bytes(archive.read(next(n for n in archive.namelist() if n.endswith(".mp4"))))
+    frames, _ = read_frames(tmp_path / "out.mp4")
+    for n in range(track.first, track.last + 1):
+        assert exposed(moving[n][0], frames[n], moving[n][1]) <= 0.10, n
