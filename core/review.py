@@ -257,7 +257,7 @@ def _detect_video(workspace: Workspace, engine: Engine, record: ImageRecord, pro
     """A video's tracks, kept beside its original; one face per track for the review."""
     path = workspace.files.object_path(record.sha256)
     scan = video.scan(engine.detect_frame, path, DETECT_EVERY, progress)
-    video_review.save_scan(workspace.files, record.sha256, scan)
+    video_review.save_scan(workspace.files, record.sha256, scan, video_review.track_thumbnails(path, scan))
     workspace.save_previews(record.sha256, _bases(video_review.frame_at(path, scan, video_review.best_frame(scan))))
     workspace.save_detection(record.id, scan.info.width, scan.info.height, video_review.track_faces(scan.tracks),
                              source="tracks detected")

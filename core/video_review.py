@@ -134,10 +134,48 @@ def all_tracks(files: FileStore, sha256: str, image_id: int) -> tuple[Scan, list
     return scan, scan.tracks + load_drawn(files, sha256, image_id)
 
 
-def save_scan(files: FileStore, sha256: str, scan: Scan) -> None:
+THUMB_SIDE = 72
+
+
+def track_thumbnails(path: Path, scan: Scan) -> dict[int, str]:
+    """Each track's face at its surest frame (a little context around it), as a small JPEG in
+    base64, for the review table; one decoding pass that stops after the last frame needed."""
+    import base64
+
+    import cv2
+
+    from .images import encode_photo
+    from .video import frames
+
+    wanted: dict[int, list[Track]] = {}
+    for track in scan.tracks:
+        wanted.setdefault(track.best[0], []).append(track)
+    thumbs: dict[int, str] = {}
+    for n, frame in enumerate(frames(path)) if wanted else ():
+        if n in wanted:
+            pixels = _upright(frame, scan.info.rotation)
+            for track in wanted[n]:
+                face = track.best[1]
+                x0, y0 = max(0, int(face.x - 0.3 * face.w)), max(0, int(face.y - 0.3 * face.h))
+                crop = pixels[y0:int(face.y + 1.3 * face.h) + 1, x0:int(face.x + 1.3 * face.w) + 1]
+                if crop.size:
+                    k = THUMB_SIDE / max(crop.shape[:2])
+                    small = cv2.resize(crop, (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k))),
+                                       interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+                    thumbs[track.id] = base64.b64encode(encode_photo(small, "JPEG", 85)).decode()
+        if n >= max(wanted):
+            break
+    return thumbs
+
+
+def save_scan(files: FileStore, sha256: str, scan: Scan, thumbs: dict[int, str] | None = None) -> None:
     data = {"info": scan.info.to_dict() | {"name": scan.info.name}, "times": scan.times,
-            "tracks": [t.to_dict() for t in scan.tracks]}
+            "tracks": [t.to_dict() for t in scan.tracks], "thumbs": {str(k): v for k, v in (thumbs or {}).items()}}
     files.save_previews(sha256, {"tracks": json.dumps(data).encode()})
+
+
+def load_thumbnails(files: FileStore, sha256: str) -> dict[int, str]:
+    return {int(k): v for k, v in json.loads(files.preview(sha256, "tracks")).get("thumbs", {}).items()}
 
 
 def load_scan(files: FileStore, sha256: str) -> Scan:

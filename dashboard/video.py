@@ -34,7 +34,9 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
                  caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
                          f"({len(faces)} cover(s) in this frame)")
     by_id = {t.id: t for t in every}
-    rows = [{"track": face.detector, "covered": face.covered_at(settings.threshold),
+    thumbs = thumbnails(record.sha256)
+    rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
+             "track": face.detector, "covered": face.covered_at(settings.threshold),
              "from s": round(clip.times[by_id[tid].first], 2), "to s": round(clip.times[by_id[tid].last], 2),
              "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
             for face in record.faces if (tid := video_review.track_id(face)) in by_id and
@@ -42,4 +44,10 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     st.caption(plain(f"{clip.info.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
                      f"{clip.info.audio or 'none'}. Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(rows, hide_index=True, row_height=60,
+                 column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def thumbnails(sha256: str) -> dict[int, str]:
+    return video_review.load_thumbnails(workspace().files, sha256)

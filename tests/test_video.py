@@ -204,6 +204,15 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     assert record.error is None and (record.width, record.height) == (640, 360)
     person = max(record.faces, key=lambda f: f.score)
     assert person.detector.startswith("track ") and person.score >= SOLID.threshold
+    # Its row shows the person's face at the surest frame (from the original: the reviewer judges it).
+    import base64
+
+    from core import video_review
+    from core.images import decode_photo
+
+    thumb = decode_photo(base64.b64decode(video_review.load_thumbnails(ws.files, record.sha256)[
+        video_review.track_id(person)]), "thumb").pixels
+    assert max(thumb.shape[:2]) == video_review.THUMB_SIDE and thumb.std() > 20
     ws.set_batch_settings(session, SOLID, "Officer")
 
     def exported_frames() -> list[np.ndarray]:
