@@ -1,5 +1,7 @@
-"""Detection in a background thread, one per server, so that it goes on while the reviewer
-moves between pages (a Streamlit page's script stops when the reviewer leaves it)."""
+"""Detection in background threads, one per session, so that it goes on while the reviewer
+moves between pages (a Streamlit page's script stops when the reviewer leaves it), and a
+session's detection goes on while another session's runs (they take turns with the engine,
+photo by photo, or frame by frame for a video)."""
 
 from __future__ import annotations
 
@@ -51,13 +53,27 @@ class DetectionWorker:
 
 
 @st.cache_resource
-def detection_worker() -> DetectionWorker:
-    return DetectionWorker()
+def _workers() -> dict[int, DetectionWorker]:
+    return {}
+
+
+_registry = threading.Lock()
+
+
+def detection_worker(session_id: int) -> DetectionWorker:
+    with _registry:
+        return _workers().setdefault(session_id, DetectionWorker())
+
+
+def detecting() -> bool:
+    """Whether any session's detection is running."""
+    with _registry:
+        return any(worker.running for worker in _workers().values())
 
 
 def detection_status(session_id: int) -> None:
     """Start detecting what the session has waiting, and follow it while it runs."""
-    worker = detection_worker()
+    worker = detection_worker(session_id)
     worker.start(session_id)
     if worker.session_id == session_id and worker.error:
         st.error(f"Detection stopped: {plain(worker.error)}. Reload the page to try again.")
@@ -68,7 +84,7 @@ def detection_status(session_id: int) -> None:
 @st.fragment(run_every=1.0)
 def _progress(session_id: int) -> None:
     """Refreshes itself every second while detection runs; reruns the page when it ends."""
-    worker = detection_worker()
+    worker = detection_worker(session_id)
     if not (worker.running and worker.session_id == session_id):
         st.rerun()
     fraction = worker.done / worker.total if worker.total else 0.0

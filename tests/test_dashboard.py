@@ -6,13 +6,14 @@ import time
 import zipfile
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.workspace import APPROVED, Workspace
 from dashboard.faces import face_rows
 from dashboard.text import plain
-from dashboard.worker import detection_worker
+from dashboard.worker import detecting, detection_worker
 from tests.conftest import ROOT, jpeg_bytes
 
 APP = str(ROOT / "navigation.py")
@@ -40,7 +41,7 @@ def add_and_detect(at: AppTest, files) -> AppTest:
     at.run()
     next(b for b in at.button if b.label == "Add and detect faces").click().run()
     for _ in range(240):
-        if not detection_worker().running:
+        if not detecting():
             break
         time.sleep(0.25)
     at.run()  # the progress fragment sees detection finished and asks for a rerun
@@ -225,3 +226,29 @@ def test_pages_ask_for_a_session_first(root):
         at.switch_page(page).run()
         assert not at.exception
         assert "Open or start a review session first." in at.info[0].value
+
+
+def test_each_session_detects_while_another_session_detects(root, astronaut_rgb):
+    """Two sessions' batches: the second, started while the first runs, is not queued behind it."""
+    from core.review import add_files, intake_upload
+    from dashboard.state import workspace
+
+    ws = workspace()
+    first, second = ws.create_session("Big batch", "Ann"), ws.create_session("Small batch", "Bob")
+    for i in range(8):
+        add_files(ws, first, intake_upload(f"a{i}.jpg", jpeg_bytes(np.roll(astronaut_rgb, 11 * i, axis=1))), "Ann")
+    add_files(ws, second, intake_upload("b.jpg", jpeg_bytes(astronaut_rgb[:, ::-1].copy())), "Bob")
+    detection_worker(first).start(first)
+    detection_worker(second).start(second)
+    assert detection_worker(first) is not detection_worker(second)
+    for _ in range(600):
+        if not ws.awaiting_detection(second):
+            break
+        time.sleep(0.05)
+    assert not ws.awaiting_detection(second)
+    assert ws.awaiting_detection(first), "the small batch finished while the big one was still running"
+    for _ in range(1200):
+        if not detecting():
+            break
+        time.sleep(0.1)
+    assert not ws.awaiting_detection(first)
