@@ -104,21 +104,32 @@ def allowed_roots() -> list[Path]:
     return [Path(r).resolve() for r in roots if r]
 
 
-def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> Iterator[Intake]:
-    """The files of a folder on this machine, walked without following links; refuses a
-    folder outside the allowed roots, and unreadable or non-image files one by one."""
+# A file read from a folder may not be larger than this (it is read into memory).
+MAX_FILE_BYTES = 2 * 1024 ** 3
+
+
+def folder_problem(folder: str, roots: list[Path]) -> str | None:
+    """Why a folder cannot be read (no such folder, outside the allowed roots, not a folder), or None."""
     try:
         target = Path(folder).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
-        yield Intake(folder, problem="no such folder")
-        return
+        return "no such folder"
     if not any(target == root or root in target.parents for root in roots):
-        yield Intake(folder, problem="outside the folders this dashboard may read "
-                                     f"({', '.join(str(r) for r in roots)})")
-        return
+        return f"outside the folders this dashboard may read ({', '.join(str(r) for r in roots)})"
     if not target.is_dir():
-        yield Intake(folder, problem="not a folder")
+        return "not a folder"
+    return None
+
+
+def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
+                  max_bytes: int = MAX_FILE_BYTES) -> Iterator[Intake]:
+    """The files of a folder on this machine, walked without following links; refuses a
+    folder outside the allowed roots, and unreadable, oversized or non-image files one by one."""
+    problem = folder_problem(folder, roots)
+    if problem:
+        yield Intake(folder, problem=problem)
         return
+    target = Path(folder).expanduser().resolve(strict=True)
     count = 0
     for parent, dirs, files in os.walk(target, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -137,6 +148,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000) -> It
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
             elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
                 yield Intake(label, problem=f"not an image or video file (extension {path.suffix or 'none'})")
+            elif path.stat().st_size > max_bytes:
+                yield Intake(label, problem=f"larger than {max_bytes // 1024 ** 2} MB; refused")
             else:
                 try:
                     yield Intake(label, path.read_bytes())
@@ -153,10 +166,14 @@ class IntakeReport:
     duplicates: list[tuple[str, str]]  # (name offered, the photo already in the session)
 
 
-def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str) -> IntakeReport:
-    """Store what can be stored, log what is refused, and name what was there already."""
+def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
+              progress: Callable[[int, str], None] | None = None) -> IntakeReport:
+    """Store what can be stored, log what is refused, and name what was there already;
+    `progress(files so far, name)` after each file."""
     refused, duplicates, added = [], [], 0
-    for item in intakes:
+    for count, item in enumerate(intakes, 1):
+        if progress:
+            progress(count, item.name)
         if item.problem:
             workspace.add_refused(session_id, item.name, item.problem, actor)
             refused.append(item)

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.report import local_time
-from core.review import add_files, allowed_roots, import_run, intake_folder, intake_upload
+from core.review import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import plain
@@ -92,17 +92,31 @@ folder = st.text_input("…or a folder on this machine", placeholder="/home/me/P
                             + ", ".join(str(r) for r in allowed_roots()))
 
 if st.button("Add and detect faces", type="primary", disabled=not uploads and not folder.strip()):
-    reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer)
-               for upload in uploads or []]
-    if folder.strip():
-        reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer))
-    duplicates = [d for report in reports for d in report.duplicates]
-    if duplicates:
-        st.session_state["duplicates"] = duplicates
-    for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
-        st.session_state.pop(key, None)
-    st.session_state["upload_round"] = upload_round + 1
-    st.rerun()
+    # A folder that cannot be read is said here, and the typed path stays to be corrected: it
+    # is not a file of the session.
+    problem = folder_problem(folder.strip(), allowed_roots()) if folder.strip() else None
+    if problem:
+        st.error(plain(f"{folder.strip()}: {problem}"))
+    else:
+        bar = st.progress(0.0, text="Adding files…")
+        offered = len(uploads or [])
+
+        def advance(count: int, name: str) -> None:
+            bar.progress(min(1.0, count / offered) if offered else 0.0,
+                         text=plain(f"Adding files: {count} so far (last: {name})"))
+
+        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance)
+                   for upload in uploads or []]
+        if folder.strip():
+            reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer,
+                                     advance))
+        duplicates = [d for report in reports for d in report.duplicates]
+        if duplicates:
+            st.session_state["duplicates"] = duplicates
+        for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
+            st.session_state.pop(key, None)
+        st.session_state["upload_round"] = upload_round + 1
+        st.rerun()
 
 detection_status(session_id)
 

@@ -252,3 +252,15 @@ def test_each_session_detects_while_another_session_detects(root, astronaut_rgb)
             break
         time.sleep(0.1)
     assert not ws.awaiting_detection(first)
+
+
+def test_a_folder_that_cannot_be_read_is_said_and_the_path_kept(root):
+    """A typo or a folder outside the allowed roots: an error naming it, the typed path kept to be
+    corrected, and no failed card in the session."""
+    at = started()
+    folder_box = next(t for t in at.text_input if "folder" in t.label)
+    folder_box.input("/etc").run()
+    next(b for b in at.button if b.label == "Add and detect faces").click().run()
+    assert any(plain("/etc: outside the folders this dashboard may read") in e.value for e in at.error)
+    assert next(t for t in at.text_input if "folder" in t.label).value == "/etc"
+    assert Workspace(root / "ws").images(at.session_state["session_id"]) == []
