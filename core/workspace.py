@@ -366,6 +366,21 @@ class Workspace:
     def image(self, image_id: int) -> ImageRecord:
         return _record(self._read_one("SELECT * FROM images WHERE id = ?", image_id, "image"))
 
+    def listing(self, session_id: int) -> list[tuple[int, str, str]]:
+        """(id, name, status) of the session's images ready for review, in order: what a page
+        needs to step through 10,000 photos without reading their faces."""
+        with self._connect(write=False) as db:
+            return [tuple(row) for row in db.execute(
+                "SELECT id, name, status FROM images WHERE session_id = ? AND removed_at IS NULL AND error IS NULL "
+                "AND faces IS NOT NULL ORDER BY id", (session_id,))]
+
+    def change_mark(self, session_id: int) -> int:
+        """Grows with every change to the session that a page shows (each is in the audit log):
+        derived values cached under it are never stale."""
+        with self._connect(write=False) as db:
+            return db.execute("SELECT COALESCE(MAX(id), 0) FROM audit WHERE session_id = ?",
+                              (session_id,)).fetchone()[0]
+
     # What a reviewer does to one image: each names the state it was shown (`seen`, the image's
     # fingerprint as the page rendered it) and is refused if that state is gone.
 

@@ -7,7 +7,8 @@ import numpy as np
 import streamlit as st
 
 from core.images import decode_photo, encode_photo
-from core.review import PREVIEW_SIDE, THUMB_SIDE, render
+from core.faces import selected
+from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
 from core.workspace import ImageRecord, fingerprint
 from core.pipeline import Settings, anonymize
 from dashboard.state import workspace
@@ -34,6 +35,23 @@ def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), 
     """The anonymised review preview (1600 px), rendered on every change: no detection.
     `flagged` faces (from the residual check) are boxed too, and near misses in grey on demand."""
     return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged, near)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def overview_rows(session_id: int, change_mark: int) -> list[dict]:
+    """Every photo of the session as the overview lists it: state, attention flags, faces
+    covered, and the fingerprint a bulk approval names; computed once per `change_mark`."""
+    ws = workspace()
+    batch = ws.batch_settings(session_id)
+    rows = []
+    for record in ws.images(session_id):
+        settings = record.settings(batch)
+        rows.append({"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
+                     "detected": record.detected,
+                     "flags": [(flag.weight, flag.text) for flag in attention(record, settings)],
+                     "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
+                     "fingerprint": record.current_fingerprint(batch) if record.detected else None})
+    return rows
 
 
 def original(record: ImageRecord) -> np.ndarray:

@@ -24,13 +24,13 @@ from core.video import is_video
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
 ws = workspace()
-reviewable = [r for r in ws.images(session_id) if r.detected]
+reviewable = ws.listing(session_id)  # (id, name, status): no faces read for the picker
 if not reviewable:
     st.info("No photo is ready for review yet.")
     st.page_link("pages/start.py", label="Add photos", icon=":material/play_arrow:")
     st.stop()
 
-ids = [r.id for r in reviewable]
+ids = [image_id for image_id, _name, _status in reviewable]
 if st.session_state.get("image_id") not in ids:
     st.session_state["image_id"] = ids[0]
 position = ids.index(st.session_state["image_id"])
@@ -43,10 +43,10 @@ def go(image_id: int) -> None:
 back, pick, forward = st.columns([1, 6, 1])
 back.button("◀ Previous", disabled=position == 0, on_click=go, args=(ids[max(position - 1, 0)],))
 forward.button("Next ▶", disabled=position == len(ids) - 1, on_click=go, args=(ids[min(position + 1, len(ids) - 1)],))
-chosen_record = pick.selectbox("Photo", reviewable, index=position, label_visibility="collapsed",
-                               format_func=lambda r: f"{r.name} ({r.state(batch)})")
-if chosen_record.id != st.session_state["image_id"]:
-    st.session_state["image_id"] = chosen_record.id
+chosen = pick.selectbox("Photo", reviewable, index=position, label_visibility="collapsed",
+                        format_func=lambda row: f"{row[1]} ({row[2]})")
+if chosen[0] != st.session_state["image_id"]:
+    st.session_state["image_id"] = chosen[0]
     st.rerun()
 
 image_id = st.session_state["image_id"]
