@@ -145,12 +145,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead: peak memory on 1080p clips of these lengths")
     parser.add_argument("--deface", help="path to deface's command, to compare in the same run")
     parser.add_argument("--every", type=int, default=pipeline.DETECT_EVERY, help="detect every N-th frame")
-    parser.add_argument("--no-verify", action="store_true", help="no enlarged second look at uncertain candidates")
     args = parser.parse_args(argv)
     if args.memory:
         return memory(args.memory)
     pipeline.DETECT_EVERY = args.every
-    pipeline.VERIFY_FRAMES = not args.no_verify
     entries = json.loads((args.clips / "annotations.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -178,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                                     str(source)], check=True, capture_output=True)
                     seconds["deface"] += time.perf_counter() - start
                     theirs.append({"clip": source.stem, **_judge(entry, args.clips, target)})
-        report = {"every": args.every, "verify": not args.no_verify, "engine": _total(ours), "engine_s": round(seconds["engine"], 1),
+        report = {"every": args.every, "engine": _total(ours), "engine_s": round(seconds["engine"], 1),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                   "clips": ours}
         if args.deface:

@@ -265,12 +265,10 @@ class FaceDetector:
         # export's residual check, browser tabs): MediaPipe's detector is not to be shared.
         self._lock = threading.Lock()
 
-    def detect(self, rgb: np.ndarray, verify: bool = True) -> list[Face]:
-        """`verify=False` skips the enlarged second look at uncertain candidates (a video's
-        tracks take the surest of many frames instead)."""
+    def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
             faces = merge_duplicates(self._centerface.detect(rgb) + self._blazeface.detect(rgb))
-            return self._centerface.verify_by_zoom(rgb, faces) if verify else faces
+            return self._centerface.verify_by_zoom(rgb, faces)
 
     def close(self) -> None:
         self._blazeface.close()

@@ -116,8 +116,7 @@ class Engine:
         return self.detector.detect(photo.rgb)
 
     def detect_frame(self, rgb: np.ndarray) -> list[Face]:
-        """A video frame's candidates (see VERIFY_FRAMES)."""
-        return self.detector.detect(rgb, verify=VERIFY_FRAMES)
+        return self.detector.detect(rgb)
 
     def close(self) -> None:
         self.detector.close()
@@ -336,8 +335,6 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
 # Faces are detected in every DETECT_EVERY-th frame of a video; tracks cover the frames between
 # (measured on clips filmed from ../shared/eval: see README).
 DETECT_EVERY = 2
-# Whether a video frame's uncertain candidates get the enlarged second look photos get.
-VERIFY_FRAMES = True
 # Found again in a video frame outside the covers: only at this score. Compression and the
 # covers' new context lift BlazeFace's score on hands and sleeves past the photos' 0.4 (seen at
 # 0.52-0.60 on clips from ../shared/eval), and a video is checked at dozens of frames.
