@@ -69,36 +69,22 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, default=12.0)
     parser.add_argument("--distinct", type=int, default=0, help="detect only this many photos (see above)")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--workspace", type=Path, help="reuse a workspace an earlier run built (pages only)")
     args = parser.parse_args()
-    os.environ["FACE_PRIVACY_WORKSPACE"] = tempfile.mkdtemp(prefix="dashboard-bench-")
+    os.environ["FACE_PRIVACY_WORKSPACE"] = str(args.workspace or tempfile.mkdtemp(prefix="dashboard-bench-"))
 
     from streamlit.testing.v1 import AppTest
 
     from core.export import export_approved
-    from core.review import detect_pending
     from core.workspace import APPROVED, Workspace
     from dashboard.state import engine
 
     ws = Workspace(Path(os.environ["FACE_PRIVACY_WORKSPACE"]))
-    session_id = ws.create_session("benchmark", "bench")
-    start = time.perf_counter()
-    source_of: dict[int, int] = {}
-    firsts: dict[int, int] = {}
-    for index, (name, data) in enumerate(_photos(args.photos, args.megapixels, args.distinct)):
-        image_id, _ = ws.add_image(session_id, name, data, "bench")  # (id, None): every photo differs
-        if args.distinct:
-            source_of[image_id] = firsts.setdefault(index % args.distinct, image_id)
-    made = time.perf_counter() - start
-    start = time.perf_counter()
-    if args.distinct:
-        detect_pending_subset(ws, session_id, set(firsts.values()), source_of)
+    if args.workspace:
+        session_id = ws.sessions()[0]["id"]
+        print(f"reusing {len(ws.listing(session_id))} photos of {args.workspace}")
     else:
-        detect_pending(ws, engine(), session_id)
-    detected = time.perf_counter() - start
-    print(f"{args.photos} photos of {args.megapixels:g} MP: added in {made:.0f} s "
-          f"({made / args.photos * 1000:.1f} ms each, intake without detection), detected in {detected:.0f} s"
-          + (f" ({args.distinct} detected, the others given their source's faces)" if args.distinct else
-             f" ({detected / args.photos * 1000:.0f} ms each)"))
+        session_id = _build(ws, args)
 
     app = str(Path(__file__).resolve().parents[1] / "navigation.py")
     at = AppTest.from_file(app, default_timeout=600)
@@ -112,18 +98,18 @@ def main() -> None:
           f"after that median {statistics.median(later) * 1000:.0f} ms (script run, no browser)")
 
     at.switch_page("pages/review.py").run()
-    at.sidebar.toggle[0].set_value(True).run()  # own settings for this photo
-    slider = next(s for s in at.sidebar.slider if s.label == "Confidence threshold")
+    views = [_timed(at.run) for _ in range(5)]
+    print(f"review page view: median {statistics.median(views) * 1000:.0f} ms")
+    next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()  # this photo's settings
+    slider = next(s for s in at.slider if s.label == "Confidence threshold")
     times = []
     for value in (0.3, 0.4, 0.5, 0.35, 0.45):
         slider.set_value(value)
         times.append(_timed(at.run))
-        slider = next(s for s in at.sidebar.slider if s.label == "Confidence threshold")
-    print(f"slider to preview on a {args.megapixels:g} MP photo: median {statistics.median(times) * 1000:.0f} ms "
+        slider = next(s for s in at.slider if s.label == "Confidence threshold")
+    print(f"slider to preview: median {statistics.median(times) * 1000:.0f} ms "
           "(page rerun with the new preview, no detection)")
-    at.sidebar.toggle[0].set_value(False).run()
-    views = [_timed(at.run) for _ in range(5)]
-    print(f"review page view: median {statistics.median(views) * 1000:.0f} ms")
+    next(t for t in at.toggle if t.label == "Use its own settings").set_value(False).run()
     steps = []
     for _ in range(5):
         approve = next(b for b in at.button if b.label == "Approve")
@@ -145,6 +131,34 @@ def main() -> None:
           f"zip {result.path.stat().st_size / 1e6:.0f} MB")
     print(f"peak memory of this process (engine, pages, export): "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _build(ws, args) -> int:
+    """A session of args.photos photos, detected; returns its id."""
+    from core.review import detect_pending
+    from dashboard.state import engine
+
+    session_id = ws.create_session("benchmark", "bench")
+    start = time.perf_counter()
+    source_of: dict[int, int] = {}
+    firsts: dict[int, int] = {}
+    for index, (name, data) in enumerate(_photos(args.photos, args.megapixels, args.distinct)):
+        image_id, _ = ws.add_image(session_id, name, data, "bench")  # (id, None): every photo differs
+        if args.distinct:
+            source_of[image_id] = firsts.setdefault(index % args.distinct, image_id)
+    made = time.perf_counter() - start
+    start = time.perf_counter()
+    if args.distinct:
+        detect_pending_subset(ws, session_id, set(firsts.values()), source_of)
+    else:
+        detect_pending(ws, engine(), session_id)
+    detected = time.perf_counter() - start
+    print(f"{args.photos} photos of {args.megapixels:g} MP: added in {made:.0f} s "
+          f"({made / args.photos * 1000:.1f} ms each, intake without detection), detected in {detected:.0f} s"
+          + (f" ({args.distinct} detected, the others given their source's faces)" if args.distinct else
+             f" ({detected / args.photos * 1000:.0f} ms each)"))
+
+    return session_id
 
 
 def _timed(work) -> float:

@@ -136,8 +136,12 @@ class ImageRecord:
         return self.override or batch
 
     def current_fingerprint(self, batch: Settings) -> str:
-        """The fingerprint of this image's output as it would be made now."""
-        return fingerprint(self.settings(batch), self.faces or [])
+        """The fingerprint of this image's output as it would be made now (computed once per
+        batch settings: a record is a snapshot, its faces never change)."""
+        known = self.__dict__.setdefault("_fingerprints", {})
+        if batch not in known:
+            known[batch] = fingerprint(self.settings(batch), self.faces or [])
+        return known[batch]
 
     def approval_current(self, batch: Settings) -> bool:
         """Approved, and nothing changed since: the only state in which it is exported."""

@@ -301,3 +301,16 @@ def test_residual_check_runs_once_per_distinct_output(workspace, session, astron
     workspace.decide(image_id, APPROVED, "A. Officer")
     export_approved(workspace, session, "A. Officer", Counted())
     assert Counted.calls == 2, "...is checked again"
+
+
+def test_faces_are_stored_and_fingerprinted_as_earlier_versions_did():
+    """`Face.to_dict` is written out for speed; it must give what `asdict` gave (less an unset
+    `forced`), or every stored approval would turn out of date."""
+    from dataclasses import asdict
+
+    for face in (Face(1.5, 2.0, 3.25, 4.0, 0.51, "centerface"), Face(7, 8, 9, 10, 1.0, "manual", enabled=False),
+                 Face(1.0, 2.0, 3.0, 4.0, 0.12, "blazeface", forced=True)):
+        earlier = asdict(face)
+        if not face.forced:
+            del earlier["forced"]
+        assert face.to_dict() == earlier
