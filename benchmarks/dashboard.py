@@ -79,7 +79,7 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     from core.export import export_approved
-    from core.workspace import APPROVED, Workspace
+    from core.workspace import APPROVED, PENDING, REJECTED, Workspace
     from dashboard.state import engine
 
     ws = Workspace(Path(os.environ["FACE_PRIVACY_WORKSPACE"]))
@@ -99,6 +99,12 @@ def main() -> None:
     later = [_timed(at.run) for _ in range(5)]
     print(f"overview, 24 thumbnails a page: first visit {first * 1000:.0f} ms, "
           f"after that median {statistics.median(later) * 1000:.0f} ms (script run, no browser)")
+    changed = []
+    for image_id, _name, _status in ws.listing(session_id)[-5:]:
+        ws.decide(image_id, REJECTED, "bench", "benchmark: a change between two views")
+        changed.append(_timed(at.run))
+        ws.decide(image_id, PENDING, "bench")
+    print(f"overview after a decision on another tab: median {statistics.median(changed) * 1000:.0f} ms")
 
     at.switch_page("pages/review.py").run()
     views = [_timed(at.run) for _ in range(5)]

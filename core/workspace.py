@@ -378,6 +378,14 @@ class Workspace:
                 "SELECT id, name, status FROM images WHERE session_id = ? AND removed_at IS NULL AND error IS NULL "
                 "AND faces IS NOT NULL ORDER BY id", (session_id,))]
 
+    def changed_since(self, session_id: int, mark: int) -> set[int] | None:
+        """The images changed after `mark` (a `change_mark`), or None when the session itself
+        changed (its settings, an export, a purge): then everything may have."""
+        with self._connect(write=False) as db:
+            ids = {row[0] for row in db.execute("SELECT DISTINCT image_id FROM audit WHERE session_id = ? AND id > ?",
+                                                (session_id, mark))}
+        return None if None in ids else ids
+
     def change_mark(self, session_id: int) -> int:
         """Grows with every change to the session that a page shows (each is in the audit log):
         derived values cached under it are never stale."""

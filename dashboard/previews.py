@@ -3,6 +3,9 @@ per face set and settings (re-rendering 50 thumbnails on every rerun costs about
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
+
 import numpy as np
 import streamlit as st
 
@@ -37,21 +40,49 @@ def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), 
     return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged, near)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def overview_rows(session_id: int, change_mark: int) -> list[dict]:
+@dataclass
+class _Overview:
+    mark: int = -1
+    rows: dict[int, dict] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource(show_spinner=False)
+def _overview(root: str, session_id: int) -> _Overview:
+    return _Overview()
+
+
+def overview_rows(session_id: int) -> list[dict]:
     """Every photo of the session as the overview lists it: state, attention flags, faces
-    covered, and the fingerprint a bulk approval names; computed once per `change_mark`."""
+    covered, and the fingerprint a bulk approval names. Derived once, then kept up to date
+    from the audit log: after a decision only the photos it touched are derived again (a
+    change to the session itself, its settings say, derives all)."""
     ws = workspace()
-    batch = ws.batch_settings(session_id)
-    rows = []
-    for record in ws.images(session_id):
-        settings = record.settings(batch)
-        rows.append({"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
-                     "detected": record.detected,
-                     "flags": [(flag.weight, flag.text) for flag in attention(record, settings)],
-                     "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
-                     "fingerprint": record.current_fingerprint(batch) if record.detected else None})
-    return rows
+    cache = _overview(str(ws.root), session_id)
+    with cache.lock:
+        mark = ws.change_mark(session_id)
+        if mark != cache.mark:
+            changed = ws.changed_since(session_id, cache.mark) if cache.mark >= 0 else None
+            batch = ws.batch_settings(session_id)
+            if changed is None:
+                cache.rows = {r.id: _overview_row(r, batch) for r in ws.images(session_id)}
+            else:
+                for image_id in changed:
+                    record = ws.image(image_id)
+                    if record.removed_at:
+                        cache.rows.pop(image_id, None)
+                    else:
+                        cache.rows[image_id] = _overview_row(record, batch)
+            cache.mark = mark
+        return [cache.rows[k] for k in sorted(cache.rows)]
+
+
+def _overview_row(record: ImageRecord, batch: Settings) -> dict:
+    settings = record.settings(batch)
+    return {"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
+            "detected": record.detected, "flags": [(flag.weight, flag.text) for flag in attention(record, settings)],
+            "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
+            "fingerprint": record.current_fingerprint(batch) if record.detected else None}
 
 
 def original(record: ImageRecord) -> np.ndarray:

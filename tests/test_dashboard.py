@@ -264,3 +264,33 @@ def test_a_folder_that_cannot_be_read_is_said_and_the_path_kept(root):
     assert any(plain("/etc: outside the folders this dashboard may read") in e.value for e in at.error)
     assert next(t for t in at.text_input if "folder" in t.label).value == "/etc"
     assert Workspace(root / "ws").images(at.session_state["session_id"]) == []
+
+
+def test_overview_rows_follow_each_change_and_equal_a_fresh_derivation(root, astronaut_rgb, engine):
+    """The overview keeps its rows up to date from the audit log: after a decision, a switched
+    face and a batch setting change, they equal rows derived from scratch."""
+    from core.review import add_files, detect_pending, intake_upload
+    from core.pipeline import Settings
+    from dashboard.previews import _overview, _overview_row, overview_rows
+    from dashboard.state import workspace
+
+    ws = workspace()
+    session = ws.create_session("Rows", "Ann")
+    for i in range(3):
+        add_files(ws, session, intake_upload(f"p{i}.jpg", jpeg_bytes(np.roll(astronaut_rgb, 40 * i, axis=0))), "Ann")
+    detect_pending(ws, engine, session)
+
+    def fresh() -> list[dict]:
+        batch = ws.batch_settings(session)
+        return [_overview_row(r, batch) for r in ws.images(session)]
+
+    assert overview_rows(session) == fresh()
+    first, second = ws.images(session)[:2]
+    ws.decide(first.id, APPROVED, "Ann")
+    ws.switch_faces(second.id, [(f, False) for f in second.faces if f.covered_at(0.24)], "Ann")
+    assert overview_rows(session) == fresh()
+    assert _overview(str(ws.root), session).rows[first.id]["state"] == APPROVED
+    ws.set_batch_settings(session, Settings(threshold=0.5), "Ann")
+    assert overview_rows(session) == fresh()
+    ws.remove_image(second.id, "Ann")
+    assert [r["id"] for r in overview_rows(session)] == [r.id for r in ws.images(session)]
