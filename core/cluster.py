@@ -5,12 +5,12 @@ Only file paths and small results (manifest entries) travel through Ray; every w
 its inputs from, and writes its outputs to, folders all of them can reach. The run keeps a
 journal beside its outputs (`OUT/journal.jsonl`, one line per event, flushed and synced):
 the name given to every input before any work starts, then each file as it finishes, with
-its size, modification time, SHA-256 and the settings. A rerun of the same command (after a
-crash, a cancel or a lost node) skips the files finished with the same settings whose input
-is unchanged and whose output is there, and does the rest under the same names, so every
-input is in the final manifest exactly once. A worker lost mid-file costs a retry of that
-file on another worker; outputs are written under a temporary name
-and renamed, so a lost worker leaves no half-written output.
+its SHA-256, its output's and the settings. A rerun of the same command (after a crash, a
+cancel or a lost node) keeps the files finished with the same settings whose input and output
+still have the SHA-256 recorded (the workers check; the driver reads no more than each
+file's header), does the rest under the same names, and every input is in the final manifest
+exactly once. A worker lost mid-file costs a retry of that file on another worker; outputs
+are written under a temporary name and renamed, so a lost worker leaves no half-written output.
 
 Why Ray actors and not Ray Data's `map_batches`: the same model-once actor pool, plus an
 exact per-file account (the journal) that a streaming dataset does not give, without
@@ -30,6 +30,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .video import file_sha256
 from .pipeline import (Engine, OutputNamer, Settings, anonymize_one, engine_versions, expand_paths,
                        failure_reason, output_name, write_atomically)
 
@@ -103,23 +104,15 @@ class Journal:
             os.fsync(handle.fileno())
 
     def finished(self, path: str, key: str, out_dir: Path) -> dict | None:
-        """The entry of `path` if it was done with these settings, is unchanged since and its
-        output is still there."""
+        """The entry of `path` if it was done with these settings and its output is still
+        there (a worker then checks both files' SHA-256 against it before it counts as done)."""
         event = self.done.get(path)
-        if not event or event["settings_key"] != key or event["stat"] != _stat(Path(path)):
+        if not event or event["settings_key"] != key:
             return None
         entry = event["entry"]
         if "error" in entry or not (out_dir / entry["output"]).exists():
             return None
         return entry
-
-
-def _stat(path: Path) -> list[int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return [status.st_size, status.st_mtime_ns]
 
 
 class FileWorker:
@@ -131,11 +124,16 @@ class FileWorker:
         self.out_dir = Path(out_dir)
         self.check = check
 
-    def anonymize(self, path: str, name: str) -> dict:
+    def anonymize(self, path: str, name: str, earlier: dict | None = None) -> dict:
         """One file; `name` is empty when its header could not be read ahead (reading it here
-        then fails as it would in the local command, or names it if it reads after all)."""
+        then fails as it would in the local command, or names it if it reads after all).
+        `earlier` is its entry from an earlier run: kept (marked `resumed`) when the input and the
+        output still have the SHA-256 it records, else the file is done again."""
         entry: dict = {"input": path}
         try:
+            if earlier and file_sha256(Path(path)) == earlier["input_sha256"] and \
+                    file_sha256(self.out_dir / earlier["output"]) == earlier["output_sha256"]:
+                return earlier | {"resumed": True}
             if not name:
                 self.engine.read(Path(path))
                 name = output_name(OutputNamer(self.out_dir), Path(path))
@@ -165,11 +163,11 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     jobs = list(expand_paths(paths))
     namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     entries: dict[int, dict] = {}
-    todo: list[tuple[int, str, str]] = []
+    todo: list[tuple[int, str, str, dict | None]] = []
     for index, (path, problem) in enumerate(jobs):
-        done = journal.finished(str(path), key, out_dir)
-        if done is not None:
-            entries[index] = done
+        earlier = journal.finished(str(path), key, out_dir)
+        if earlier is not None:
+            todo.append((index, str(path), journal.names.get(str(path), ""), earlier))
             continue
         if problem:
             entries[index] = {"input": str(path), "error": problem}
@@ -177,20 +175,23 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         try:
             name = journal.names.get(str(path)) or output_name(namer, path)
         except Exception:  # noqa: BLE001 - an unreadable header: a worker reads it and reports why
-            todo.append((index, str(path), ""))
+            todo.append((index, str(path), "", None))
             continue
         if str(path) not in journal.names:
             journal.append({"assign": str(path), "name": name})
             journal.names[str(path)] = name
-        todo.append((index, str(path), name))
+        todo.append((index, str(path), name, None))
     ray = connect(address)
+    resumed = 0
     try:
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
-                                 lambda w, job: w.anonymize.remote(job[1], job[2])):
+                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3])):
+            if entry.pop("resumed", False):
+                resumed += 1
+            else:
+                journal.append({"done": entry["input"], "settings_key": key, "entry": entry})
             entries[index] = entry
-            journal.append({"done": entry["input"], "settings_key": key, "stat": _stat(Path(entry["input"])),
-                            "entry": entry})
             if progress:
                 progress(len(entries), len(jobs), f"{entry['input']}: " + entry.get("error", "done"))
     finally:
@@ -199,7 +200,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
-        "cluster": {"address": address, "resumed": len(jobs) - len(todo)},
+        "cluster": {"address": address, "resumed": resumed},
         "files": [entries[i] for i in range(len(jobs))],
     }
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
@@ -210,7 +211,7 @@ def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels
     """`detect` on a cluster: the same JSON as the local command, in input order."""
     jobs = list(expand_paths(paths))
     results: dict[int, dict] = {i: {"path": str(p), "error": problem} for i, (p, problem) in enumerate(jobs) if problem}
-    todo = [(i, str(p), "") for i, (p, problem) in enumerate(jobs) if not problem]
+    todo = [(i, str(p), "", None) for i, (p, problem) in enumerate(jobs) if not problem]
     ray = connect(address)
     try:
         make = _workers(ray, asdict(settings), "", False, max_pixels)

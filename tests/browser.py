@@ -117,6 +117,25 @@ def settle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
+def tick(page, text: str, reveals) -> None:
+    """Tick the checkbox labelled `text` until the control it reveals (`reveals`, a locator)
+    shows: Streamlit drops a click that lands while the page reruns, so the state is checked
+    after the page settles and the click made again only if it was lost."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        settle(page)
+        if reveals.is_visible():
+            return
+        page.get_by_text(text).click()
+        try:
+            reveals.wait_for(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"ticking {text!r} did not reveal the control")
+
+
 def wait_for(condition, seconds: float = 30) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:

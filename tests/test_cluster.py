@@ -5,6 +5,7 @@ review session, and nothing connects beyond loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -123,6 +124,13 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     # A third run has nothing left to do, and says so.
     again = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
     assert f"({len(inputs)} from an earlier run)" in again.stderr
+    # Done means done for these bytes: an input replaced since is done again.
+    inputs[3].write_bytes(jpeg_bytes(cv2.resize(astronaut_rgb[::-1].copy(), (1400, 1400))))
+    changed = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+    assert f"({len(inputs) - 1} from an earlier run)" in changed.stderr
+    entry = json.loads((out / "manifest.json").read_text())["files"][3]
+    assert entry["input_sha256"] == hashlib.sha256(inputs[3].read_bytes()).hexdigest()
+    assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
 
 
 @pytest.mark.skipif(not STRACE, reason="needs strace to watch Ray's system calls")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.review import detect_pending
 from core.workspace import APPROVED, PENDING, REJECTED, Workspace
-from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, two_reviewers,
+from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
                            wait_for)
 from tests.conftest import jpeg_bytes
 
@@ -229,9 +229,10 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
         page.get_by_role("button", name="Add and detect faces").wait_for()
         settle(page)  # a click that lands while the page reruns is dropped by Streamlit
         page.get_by_text("Purge this session").click()
-        page.get_by_text("Yes, purge the session").click()
+        purge = page.get_by_role("button", name="Purge the session")
+        tick(page, "Yes, purge the session", purge)
         settle(page)
-        page.get_by_role("button", name="Purge the session").click()
+        purge.click()
         expect(page.get_by_role("button", name="Start session")).to_be_visible()
     assert not any(ws.files.object_path(d).exists() for d in digests)
     assert not any(list(ws.files.previews.glob(f"{d}-*")) for d in digests)

@@ -9,7 +9,7 @@ import pytest
 
 from core.review import detect_pending
 from core.workspace import APPROVED, PENDING, Workspace
-from tests.browser import StreamlitServer, chromium_page, reopen_session, require_chromium, settle, wait_for
+from tests.browser import StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, wait_for
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -95,11 +95,10 @@ def test_bulk_approval_of_unflagged_photos_is_logged_photo_by_photo(session):
         expander.click()
         label = expander.inner_text()
         count = int(label.split("Approve the ")[1].split(" ")[0])
+        approve = page.get_by_role("button", name=f"Approve {count} photo(s)")
+        tick(page, f"Yes, approve these {count} photo(s)", approve)
         settle(page)
-        page.get_by_text(f"Yes, approve these {count} photo(s)").click()
-        expect(page.get_by_role("button", name=f"Approve {count} photo(s)")).to_be_visible()
-        settle(page)
-        page.get_by_role("button", name=f"Approve {count} photo(s)").click()
+        approve.click()
         expect(page.get_by_text(f"{count} of {count} photo(s) approved.")).to_be_visible()
     records = {r.name: r for r in ws.images(session_id)}
     assert records["empty.jpg"].status == PENDING, "a photo with no face found is flagged: never bulk-approved"
