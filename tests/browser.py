@@ -136,6 +136,18 @@ def tick(page, text: str, reveals) -> None:
     raise AssertionError(f"ticking {text!r} did not reveal the control")
 
 
+def export_zip(page) -> bytes:
+    """Build the session's zip on the Export page and download it through its link."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Export").click()
+    page.get_by_role("button", name="Build the zip").click()
+    link = page.get_by_role("link", name="Download the zip")
+    expect(link).to_be_visible(timeout=120_000)
+    origin = "/".join(page.url.split("/")[:3])
+    return page.request.get(origin + link.get_attribute("href")).body()
+
+
 def wait_for(condition, seconds: float = 30) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
