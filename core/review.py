@@ -114,7 +114,7 @@ def folder_problem(folder: str, roots: list[Path]) -> str | None:
         target = Path(folder).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
         return "no such folder"
-    if not any(target == root or root in target.parents for root in roots):
+    if not _inside(target, roots):
         return f"outside the folders this dashboard may read ({', '.join(str(r) for r in roots)})"
     if not target.is_dir():
         return "not a folder"

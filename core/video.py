@@ -68,6 +68,11 @@ class Scan:
     def frames(self) -> int:
         return len(self.times)
 
+    @property
+    def rate(self) -> float:
+        """Frames a second, on average over the clip (25 for a clip of one frame)."""
+        return self.frames / max(self.times[-1] - self.times[0], 1e-6) if self.frames > 1 else 25.0
+
 
 def _open(path: Path):
     import av
@@ -227,8 +232,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
 def check_frames(scan: Scan, hold: int = HOLD) -> set[int]:
     """The frames the residual check looks at: one a second, and each track's first and last
     detection and the last frame its cover is held (where a face enters and leaves)."""
-    rate = scan.frames / max(scan.times[-1] - scan.times[0], 1e-6) if scan.frames > 1 else 1.0
-    wanted = set(range(0, scan.frames, max(1, round(rate))))
+    wanted = set(range(0, scan.frames, max(1, round(scan.rate))))
     for track in scan.tracks:
         wanted |= {track.first, track.last, max(0, track.first - hold), track.last + hold}
     return {n for n in wanted if n < scan.frames}

@@ -58,8 +58,7 @@ def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, f
     keeps its size); it stops where the match is lost. The result is a track like a found one."""
     import cv2
 
-    rate = scan.frames / max(scan.times[-1] - scan.times[0], 1e-6) if scan.frames > 1 else 25.0
-    reach = int(FOLLOW_SECONDS * rate)
+    reach = int(FOLLOW_SECONDS * scan.rate)
     first, last = max(0, index - reach), min(scan.frames - 1, index + reach)
     scale = min(1.0, FOLLOW_SIDE / max(scan.info.width, scan.info.height))
     grey: dict[int, np.ndarray] = {}

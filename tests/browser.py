@@ -117,23 +117,26 @@ def settle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
-def tick(page, text: str, reveals) -> None:
-    """Tick the checkbox labelled `text` until the control it reveals (`reveals`, a locator)
-    shows: Streamlit drops a click that lands while the page reruns, so the state is checked
-    after the page settles and the click made again only if it was lost."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(5):
+def until(page, act, done, what: str, tries: int = 5, seconds: float = 5) -> None:
+    """Do `act` until `done()` holds: Streamlit drops a click or key that lands while the page
+    reruns, so the state is checked after the page settles and the action made again only if
+    it was lost."""
+    for _ in range(tries):
         settle(page)
-        if reveals.is_visible():
+        if done():
             return
-        page.get_by_text(text).click()
-        try:
-            reveals.wait_for(timeout=5_000)
-            return
-        except PlaywrightTimeout:
-            continue
-    raise AssertionError(f"ticking {text!r} did not reveal the control")
+        act()
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if done():
+                return
+            time.sleep(0.25)
+    raise AssertionError(f"{what}: no effect after {tries} tries")
+
+
+def tick(page, text: str, reveals) -> None:
+    """Tick the checkbox labelled `text` until the control it reveals (`reveals`, a locator) shows."""
+    until(page, lambda: page.get_by_text(text).click(), reveals.is_visible, f"ticking {text!r}")
 
 
 def export_zip(page) -> bytes:

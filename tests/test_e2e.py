@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.workspace import APPROVED, REJECTED, Workspace
 from tests.browser import (StreamlitServer, chromium_page, export_zip, require_chromium, settle, start_session,
-                           wait_for)
+                           until, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -76,10 +76,12 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         editor = page.locator('[data-testid="stDataFrame"]').first
         expect(editor).to_be_visible()
         box = editor.bounding_box()
-        page.mouse.click(box["x"] + 60, box["y"] + 52)  # row 1 of the "enabled" column
-        page.keyboard.press(" ")
         first = ws.images(session_id)[0]
-        wait_for(lambda: any(not f.enabled for f in ws.image(first.id).faces))
+
+        def untick():  # row 1 of the "enabled" column
+            page.mouse.click(box["x"] + 60, box["y"] + 52)
+            page.keyboard.press(" ")
+        until(page, untick, lambda: any(not f.enabled for f in ws.image(first.id).faces), "unticking a face")
         settle(page)
         expect(page.get_by_role("heading", name="portrait.jpg — pending")).to_be_visible()
 
