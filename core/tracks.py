@@ -41,6 +41,8 @@ class Track:
     frames: list[int] = field(default_factory=list)
     faces: list[Face] = field(default_factory=list)
     enabled: bool = True
+    # The score of another track on the same face (see `join_same_faces`).
+    joined: float = 0.0
 
     @property
     def first(self) -> int:
@@ -52,7 +54,7 @@ class Track:
 
     @property
     def score(self) -> float:
-        return max(f.score for f in self.faces)
+        return max(max(f.score for f in self.faces), self.joined)
 
     @property
     def best(self) -> tuple[int, Face]:
@@ -71,10 +73,8 @@ class Track:
         i = bisect.bisect_left(self.frames, frame)
         if i < len(self.frames) and self.frames[i] == frame:
             face = self.faces[i]
-        elif i == 0:
-            face = self.faces[0]
-        elif i == len(self.frames):
-            face = self.faces[-1]
+        elif i == 0 or i == len(self.frames):
+            face = self._moving_on(frame)
         else:
             a, b = self.faces[i - 1], self.faces[i]
             t = (frame - self.frames[i - 1]) / (self.frames[i] - self.frames[i - 1])
@@ -84,12 +84,19 @@ class Track:
 
     def predict(self, frame: int) -> tuple[float, float, float, float]:
         """Where the face should be in `frame`, moving as it moved between its last two detections."""
-        last = self.faces[-1]
+        return self._moving_on(frame).box
+
+    def _moving_on(self, frame: int) -> Face:
+        """The end detection nearest `frame` (before the first or after the last), moved on as
+        the face moved between the two detections at that end: a face leaving the picture
+        keeps moving while its cover is held, and one entering is met where it comes from."""
+        end, inner = (-1, -2) if frame > self.last else (0, 1)
+        face = self.faces[end]
         if len(self.frames) < 2:
-            return last.x, last.y, last.w, last.h
-        before, steps = self.faces[-2], self.frames[-1] - self.frames[-2]
-        k = (frame - self.last) / steps
-        return (last.x + k * (last.x - before.x), last.y + k * (last.y - before.y), last.w, last.h)
+            return face
+        before = self.faces[inner]
+        k = (frame - self.frames[end]) / (self.frames[end] - self.frames[inner])
+        return replace(face, x=face.x + k * (face.x - before.x), y=face.y + k * (face.y - before.y))
 
     def to_dict(self, times: list[float] | None = None) -> dict:
         return {"id": self.id, "score": round(self.score, 4), "enabled": self.enabled,
@@ -102,7 +109,8 @@ class Track:
     @classmethod
     def from_dict(cls, data: dict) -> Track:
         faces = [Face(*frame["box"], score=frame["score"], detector=frame["detector"]) for frame in data["frames"]]
-        return cls(data["id"], [frame["index"] for frame in data["frames"]], faces, data.get("enabled", True))
+        return cls(data["id"], [frame["index"] for frame in data["frames"]], faces, data.get("enabled", True),
+                   data.get("score", 0.0))
 
 
 class Linker:
@@ -161,7 +169,43 @@ def link(detections: Iterable[tuple[int, list[Face]]], max_gap: int = MAX_GAP) -
     linker = Linker(max_gap)
     for frame, faces in detections:
         linker.add(frame, faces)
+    join_same_faces(linker.tracks)
     return linker.tracks
+
+
+def join_same_faces(tracks: list[Track]) -> None:
+    """Give tracks that are one face the same score. The detector sometimes sees a face twice
+    at two scales (the face, and its eyes and brow); each box then becomes a track, the
+    linker hands the frames between them, and the weaker one may fall under the threshold
+    while it is the only box on the face. Two tracks are one face when, in a frame both were
+    detected in, the centre of one box lies inside the other."""
+    parent = list(range(len(tracks)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_frame: dict[int, list[tuple[int, Face]]] = {}
+    for i, track in enumerate(tracks):
+        for frame, face in zip(track.frames, track.faces):
+            by_frame.setdefault(frame, []).append((i, face))
+    for found in by_frame.values():
+        if len(found) < 2:
+            continue
+        boxes = np.array([f.box for _, f in found])
+        cx, cy = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+        inside = ((cx[:, None] > boxes[None, :, 0]) & (cx[:, None] < boxes[None, :, 0] + boxes[None, :, 2])
+                  & (cy[:, None] > boxes[None, :, 1]) & (cy[:, None] < boxes[None, :, 1] + boxes[None, :, 3]))
+        for a, b in zip(*np.nonzero(inside)):
+            if a != b:
+                parent[root(found[a][0])] = root(found[b][0])
+    best: dict[int, float] = {}
+    for i, track in enumerate(tracks):
+        best[root(i)] = max(best.get(root(i), 0.0), track.score)
+    for i, track in enumerate(tracks):
+        track.joined = best[root(i)]
 
 
 def faces_by_frame(tracks: list[Track], frames: int, hold: int = HOLD) -> Iterator[list[Face]]:
