@@ -33,6 +33,11 @@ class Face:
         return self.detector == MANUAL
 
     @property
+    def drawn(self) -> bool:
+        """Drawn by the reviewer: a box on a photo, or the row of a followed box on a video."""
+        return self.manual or self.detector.endswith(" drawn")
+
+    @property
     def box(self) -> tuple[float, float, float, float]:
         return self.x, self.y, self.w, self.h
 

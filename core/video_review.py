@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .faces import Face
+from .faces import MANUAL, Face
 from .store import FileStore
 from .tracks import HOLD, Track
 from .video import Scan, VideoInfo, _open, _upright
+from .workspace import StaleState
 
 TRACK = "track "
 
@@ -91,8 +92,29 @@ def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, f
             template = _patch(grey[n], px, py, w, h)
             n += step
     frames = sorted(boxes)
-    faces = [Face(boxes[n][0] / scale, boxes[n][1] / scale, box[2], box[3], 1.0, "manual") for n in frames]
+    faces = [Face(boxes[n][0] / scale, boxes[n][1] / scale, box[2], box[3], 1.0, MANUAL if n == index else FOLLOWED)
+             for n in frames]
     return Track(track, frames, faces)
+
+
+FOLLOWED = "followed"
+
+
+def splice(old: Track, new: Track, index: int) -> Track:
+    """A drawn track the reviewer moved on frame `index` (where it drifted): `new` is the box
+    as placed there, followed around it. It takes over the frames nearer `index` than any
+    other frame the reviewer placed a box on; the old boxes stay on the frames nearer those."""
+    placed = [n for n, f in zip(old.frames, old.faces) if f.detector == MANUAL and n != index]
+    if not any(f.detector == FOLLOWED for f in old.faces):  # drawn before placements were marked
+        placed = []
+    before = max((n for n in placed if n < index), default=None)
+    after = min((n for n in placed if n > index), default=None)
+    low = -1.0 if before is None else (before + index) / 2
+    high = float("inf") if after is None else (index + after) / 2
+    kept = {n: f for n, f in zip(old.frames, old.faces) if not low < n < high}
+    kept |= {n: f for n, f in zip(new.frames, new.faces) if low < n < high}
+    frames = sorted(kept)
+    return Track(old.id, frames, [kept[n] for n in frames], old.enabled)
 
 
 def _patch(grey: np.ndarray, x: float, y: float, w: float, h: float) -> np.ndarray | None:
@@ -224,3 +246,23 @@ def add_drawn(workspace, record, index: int, box: tuple[float, float, float, flo
     workspace.log(record.session_id, actor, "drawn face followed", record.id, track=track.id, drawn_on=index,
                   first_frame=track.first, last_frame=track.last)
     return track
+
+
+def move_drawn(workspace, record, number: int, index: int, box: tuple[float, float, float, float], actor: str,
+               seen: str | None = None) -> Track:
+    """The reviewer placed drawn track `number` at `box` on frame `index`, where it drifted:
+    followed again from there (see `splice`). Its review row takes the new box first, so an
+    approval made before the move goes out of date even if saving the track then fails."""
+    files = workspace.files
+    scan, _ = all_tracks(files, record.sha256, record.id)
+    drawn = load_drawn(files, record.sha256, record.id)
+    old = next((t for t in drawn if t.id == number), None)
+    row = next((f for f in record.faces if track_id(f) == number), None)
+    if old is None or row is None:
+        raise StaleState(f"track {number} is no longer a face drawn in this review (changed in another tab?)")
+    moved = splice(old, follow(files.object_path(record.sha256), scan, index, box, number), index)
+    workspace.move_face(record.id, row, box, actor, seen=seen)
+    save_drawn(files, record.sha256, record.id, [moved if t.id == number else t for t in drawn])
+    workspace.log(record.session_id, actor, "drawn face moved", record.id, track=number, moved_on=index,
+                  first_frame=moved.first, last_frame=moved.last)
+    return moved

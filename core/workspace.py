@@ -425,6 +425,18 @@ class Workspace:
             return faces[:at] + faces[at + 1:]
         self._edit_faces(image_id, actor, seen, change, f"drawn face at {_where(face)} removed")
 
+    def move_face(self, image_id: int, face: Face, box: tuple[float, float, float, float], actor: str,
+                  seen: str | None = None) -> None:
+        """Move or resize a face the reviewer drew (a detected one can only be switched off)."""
+        if not face.drawn:
+            raise ValueError("only a face drawn by hand can be moved; switch a detected face off and draw it")
+        moved = replace(face, x=box[0], y=box[1], w=box[2], h=box[3])
+        def change(faces: list[Face], _threshold: float) -> list[Face]:
+            at = _find(faces, face)
+            faces[at] = replace(faces[at], x=moved.x, y=moved.y, w=moved.w, h=moved.h)
+            return faces
+        self._edit_faces(image_id, actor, seen, change, f"drawn face at {_where(face)} moved to {_where(moved)}")
+
     def _edit_faces(self, image_id: int, actor: str, seen: str | None, change, why: str) -> None:
         with self._connect() as db:
             record, batch = self._load(db, image_id, seen)

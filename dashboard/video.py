@@ -24,11 +24,22 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     covered = render(frame, record.width, faces, settings, outline)
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
-        if box:
+        drawn = [tid for f in record.faces if f.drawn and (tid := video_review.track_id(f)) is not None]
+        target = st.radio("This box is", ["a face the detectors missed"] + [f"track {tid} (drawn), moved here"
+                                                                             for tid in drawn],
+                          key=f"target-{record.id}", horizontal=True,
+                          help="Where a drawn face's box drifted off the face, draw it again on that frame "
+                               "and choose its track: it is followed again from there.") if drawn else None
+        if box and target and target.startswith("track "):
+            number = int(target.split()[1])
+            st.button(f"Move track {number} here and follow it again", key=f"move-{record.id}", type="primary",
+                      on_click=act, args=(video_review.move_drawn, workspace(), record, number, index, box, reviewer),
+                      kwargs={"seen": mark, "done": f"Track {number} moved; it is followed again from this frame."})
+        elif box:
             st.button("Add this face and follow it", key=f"add-{record.id}", type="primary",
                       on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
-                                                    "scrub to check, and draw again where it drifts."})
+                                                    "scrub to check; where it drifts, draw it again and move it."})
     else:
         st.image(covered, output_format="JPEG", width="stretch",
                  caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "

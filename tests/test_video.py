@@ -160,6 +160,30 @@ def test_a_face_missed_for_a_few_frames_stays_covered():
     assert covers[6][0].x == pytest.approx(160) and covers[6][0].score == 0.9
 
 
+def test_a_held_cover_moves_on_with_the_face():
+    """A face moving up 4 px a frame is detected in frames 2-6: the cover held after frame 6
+    keeps moving up, and the one held before frame 2 comes from where the face came from."""
+    tracks = link((n, [Face(300, 200 - 4 * n, 60, 60, 0.9, "centerface")]) for n in range(2, 7))
+    covers = list(faces_by_frame(tracks, 6 + HOLD + 1))
+    assert covers[6 + HOLD][0].y == pytest.approx(200 - 4 * (6 + HOLD))
+    assert covers[0][0].y == pytest.approx(200)
+
+
+def test_two_boxes_on_one_face_are_covered_as_the_surer_one():
+    """The detector sees one face twice, the whole face (sure) and its upper half (unsure), and
+    the half is the only box left once the whole one is lost: it is covered at the sure score."""
+    whole = [(n, [Face(300, 200, 60, 70, 0.6, "centerface")]) for n in range(0, 10)]
+    half = [(n, [Face(310, 195, 40, 35, 0.15, "centerface")]) for n in range(4, 20)]
+    detections = [(n, whole[n][1] if n < 10 else []) for n in range(20)]
+    detections = [(n, faces + (half[n - 4][1] if n >= 4 else [])) for n, faces in detections]
+    tracks = link(detections)
+    assert len(tracks) == 2
+    assert [t.score for t in tracks] == [0.6, 0.6]
+    apart = link((n, [Face(300, 200, 60, 70, 0.6, "centerface"), Face(500, 200, 60, 70, 0.15, "centerface")])
+                 for n in range(10))
+    assert sorted(t.score for t in apart) == [0.15, 0.6]
+
+
 @hsettings(max_examples=60, deadline=None)
 @given(steps=st.lists(st.tuples(st.integers(1, MAX_GAP + 1), st.floats(-2.5, 2.5), st.floats(-2.5, 2.5)),
                       min_size=1, max_size=25),
@@ -275,3 +299,57 @@ def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut
     frames, _ = read_frames(tmp_path / "out.mp4")
     for n in range(track.first, track.last + 1):
         assert exposed(moving[n][0], frames[n], moving[n][1]) <= 0.10, n
+
+
+def test_splice_takes_the_frames_nearer_the_moved_box():
+    """A drawn track placed on frame 10 and moved on frame 30: frames up to 20 keep the old
+    boxes, the rest take the new ones; moving it again on frame 40 leaves frames up to 35 alone."""
+    from core.faces import MANUAL
+    from core.tracks import Track
+    from core.video_review import FOLLOWED, splice
+
+    def track(x: float, placed: int, frames: range) -> Track:
+        return Track(5, list(frames), [Face(x, 0, 10, 10, 1.0, MANUAL if n == placed else FOLLOWED) for n in frames])
+
+    once = splice(track(0, 10, range(0, 40)), track(100, 30, range(15, 50)), 30)
+    assert once.id == 5 and once.frames == list(range(0, 50))
+    assert [f.x for f in once.faces] == [0] * 21 + [100] * 29
+    twice = splice(once, track(200, 40, range(25, 60)), 40)
+    assert [f.x for f in twice.faces] == [0] * 21 + [100] * 15 + [200] * 24
+    assert [n for n, f in zip(twice.frames, twice.faces) if f.detector == MANUAL] == [10, 30, 40]
+
+
+def test_a_drifted_drawn_face_is_moved_and_followed_again(engine, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A face drawn on frame 3 a box width off (as if drawn in haste) is moved onto the face on
+    frame 20: the frames around 20 follow the face, the row takes the new box, the approval
+    given before the move is out of date, and the move is in the audit log."""
+    from core import video_review
+    from core.review import add_files, detect_pending, intake_upload
+    from core.workspace import APPROVED, Workspace
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)
+    clip = tmp_path / "corridor.mp4"
+    write_clip(clip, [f for f, _ in moving])
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Corridor", "Officer", SOLID)
+    add_files(ws, session, intake_upload("corridor.mp4", clip.read_bytes()), "Officer")
+    detect_pending(ws, engine, session)
+    record = ws.image(ws.images(session)[0].id)
+    x, y, w, h = moving[3][1]
+    drawn = video_review.add_drawn(ws, record, 3, (x + w, y, w, h), "Officer")
+    ws.decide(record.id, APPROVED, "Officer")
+    record = ws.image(record.id)
+    assert record.approval_current(SOLID)
+    moved = video_review.move_drawn(ws, record, drawn.id, 20, moving[20][1], "Officer",
+                                    seen=record.current_fingerprint(SOLID))
+    for n, face in zip(moved.frames, moved.faces):
+        if 12 <= n <= 29:
+            bx, by, bw, bh = moving[n][1]
+            assert abs(face.x - bx) < 0.25 * bw and abs(face.y - by) < 0.25 * bh, n
+    assert 3 in moved.frames and moved.faces[moved.frames.index(3)].x == pytest.approx(x + w, abs=2)
+    record = ws.image(record.id)
+    assert not record.approval_current(SOLID)
+    row = next(f for f in record.faces if f.detector == f"track {drawn.id} drawn")
+    assert row.box == pytest.approx(moving[20][1])
+    assert video_review.load_drawn(ws.files, record.sha256, record.id)[0].frames == moved.frames
+    assert any(a["action"] == "drawn face moved" for a in ws.audit(session))
