@@ -53,11 +53,11 @@ def face_counts(record: ImageRecord, threshold: float) -> dict:
     """Detected faces at the threshold; how many of the faces the reviewer decides on (those
     and every face drawn by hand) are switched off; how many were drawn by hand."""
     faces = record.faces or []
-    detected = [f for f in faces if not f.manual and f.score >= threshold]
+    detected = [f for f in faces if not f.by_hand and f.score >= threshold]
     return {
         "faces_found": len(detected),
-        "faces_disabled": sum(not f.enabled for f in faces if f.manual or f.score >= threshold),
-        "faces_added_by_hand": sum(f.manual for f in faces),
+        "faces_disabled": sum(not f.enabled for f in faces if f.by_hand or f.score >= threshold),
+        "faces_added_by_hand": sum(f.by_hand for f in faces),
     }
 
 

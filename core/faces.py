@@ -33,7 +33,7 @@ class Face:
         return self.detector == MANUAL
 
     @property
-    def drawn(self) -> bool:
+    def by_hand(self) -> bool:
         """Drawn by the reviewer: a box on a photo, or the row of a followed box on a video."""
         return self.manual or self.detector.endswith(" drawn")
 

@@ -428,7 +428,7 @@ class Workspace:
     def move_face(self, image_id: int, face: Face, box: tuple[float, float, float, float], actor: str,
                   seen: str | None = None) -> None:
         """Move or resize a face the reviewer drew (a detected one can only be switched off)."""
-        if not face.drawn:
+        if not face.by_hand:
             raise ValueError("only a face drawn by hand can be moved; switch a detected face off and draw it")
         moved = replace(face, x=box[0], y=box[1], w=box[2], h=box[3])
         def change(faces: list[Face], _threshold: float) -> list[Face]:

@@ -24,7 +24,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     covered = render(frame, record.width, faces, settings, outline)
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
-        drawn = [tid for f in record.faces if f.drawn and (tid := video_review.track_id(f)) is not None]
+        drawn = [tid for f in record.faces if f.by_hand and (tid := video_review.track_id(f)) is not None]
         target = st.radio("This box is", ["a face the detectors missed"] + [f"track {tid} (drawn), moved here"
                                                                              for tid in drawn],
                           key=f"target-{record.id}", horizontal=True,

@@ -139,6 +139,20 @@ def tick(page, text: str, reveals) -> None:
     until(page, lambda: page.get_by_text(text).click(), reveals.is_visible, f"ticking {text!r}")
 
 
+def drag_box(page, left: float, top: float, right: float, bottom: float) -> None:
+    """Drag a box on the drawing canvas, its corners given as fractions of the canvas."""
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    plot.wait_for(timeout=30_000)
+    area = plot.bounding_box()
+    x0, y0 = area["x"] + area["width"] * left, area["y"] + area["height"] * top
+    x1, y1 = area["x"] + area["width"] * right, area["y"] + area["height"] * bottom
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+
+
 def export_zip(page) -> bytes:
     """Build the session's zip on the Export page and download it through its link."""
     from playwright.sync_api import expect

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from core.workspace import APPROVED, REJECTED, Workspace
-from tests.browser import (StreamlitServer, chromium_page, export_zip, require_chromium, settle, start_session,
-                           until, wait_for)
+from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
+                           start_session, until, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -87,15 +87,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
 
         # Draw a face the detectors "missed": drag a box over the photo, add it.
         page.get_by_text("Draw a face the detectors missed").click()
-        plot = page.locator(".js-plotly-plot .nsewdrag").first
-        expect(plot).to_be_visible(timeout=30_000)
-        area = plot.bounding_box()
-        x0, y0 = area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6
-        page.mouse.move(x0, y0)
-        page.mouse.down()
-        page.mouse.move(x0 + 30, y0 + 30, steps=5)
-        page.mouse.move(x0 + 60, y0 + 70, steps=5)
-        page.mouse.up()
+        drag_box(page, 0.6, 0.6, 0.75, 0.8)
         page.get_by_role("button", name="Add this face").click()
         wait_for(lambda: any(f.manual for f in ws.image(first.id).faces))
         settle(page)
@@ -213,8 +205,30 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         expect(page.get_by_text("frame 6 of 20 at 0.20 s", exact=False)).to_be_visible()
         expect(page.get_by_text("track ", exact=False).first).to_be_visible()
         settle(page)
-        page.get_by_role("button", name="Approve").click()
+
+        # Draw a face on frame 6, then move it on frame 12 where it "drifted".
         ws = Workspace(ws_root)
+        image = ws.images(ws.sessions()[0]["id"])[0]
+        page.get_by_text("Draw a face the detectors missed, on this frame").click()
+        drag_box(page, 0.1, 0.1, 0.3, 0.3)
+        page.get_by_role("button", name="Add this face and follow it").click()
+        wait_for(lambda: any(f.by_hand for f in ws.image(image.id).faces))
+        drawn = next(f for f in ws.image(image.id).faces if f.by_hand)
+        settle(page)
+        slider.focus()
+        for _ in range(6):
+            slider.press("ArrowRight")
+        settle(page)
+        drag_box(page, 0.5, 0.5, 0.7, 0.7)
+        page.get_by_text(f"{drawn.detector.split(' drawn')[0]} (drawn), moved here").click()
+        settle(page)
+        page.get_by_role("button", name="Move track").click()
+        wait_for(lambda: any(a["action"] == "drawn face moved" for a in ws.audit(image.session_id)))
+        assert next(f for f in ws.image(image.id).faces if f.by_hand).x > drawn.x
+        settle(page)
+        page.get_by_text("Draw a face the detectors missed, on this frame").click()
+        settle(page)
+        page.get_by_role("button", name="Approve").click()
         wait_for(lambda: ws.images(ws.sessions()[0]["id"])[0].status == APPROVED)
         settle(page)
         saved = tmp_path / "export.zip"
