@@ -334,7 +334,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
 
 # Faces are detected in every DETECT_EVERY-th frame of a video; tracks cover the frames between
 # (measured on clips filmed from ../shared/eval: see README).
-DETECT_EVERY = 2
+DETECT_EVERY = 3
 # Found again in a video frame outside the covers: only at this score. Compression and the
 # covers' new context lift BlazeFace's score on hands and sleeves past the photos' 0.4 (seen at
 # 0.52-0.60 on clips from ../shared/eval), and a video is checked at dozens of frames.
