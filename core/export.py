@@ -30,7 +30,7 @@ from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import video, video_review
 from .pipeline import VIDEO_FOUND_AGAIN, OutputNamer, Settings, anonymize, check_output, engine_versions
-from .report import audit_report, csv_text, local_time
+from .report import audit_report, csv_text, detail_text, local_time
 from .residual import EXPOSED, residual_faces
 from .video import is_video
 from .store import private_file
@@ -269,8 +269,7 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, photos: list[d
     for step in trail:
         if step["image_id"] is not None:
             history.setdefault(step["image_id"], []).append(
-                step | {"detail": "; ".join(f"{k}: {v}" for k, v in step["detail"].items()
-                                            if k not in ("fingerprint", "settings", "faces"))})
+                step | {"detail": detail_text(step["detail"])})
     rows = [{k: v for k, v in p.items() if k not in ("thumbnail", "data", "suffix")} for p in photos]
     summary = [("session", session["name"]), ("exported by", actor), ("exported at", local_time(_now())),
                ("publication zip", target.name)] + [(k, str(v)) for k, v in counts.items()] + [

@@ -20,6 +20,15 @@ def local_time(utc_iso: str | None) -> str:
     return datetime.fromisoformat(utc_iso).astimezone().isoformat(timespec="seconds")
 
 
+# Audit details kept for the machine (hashes, settings, face lists), not shown in the log's text.
+MACHINE_DETAIL = ("fingerprint", "settings", "faces", "before")
+
+
+def detail_text(detail: dict) -> str:
+    """An audit entry's detail as one line a person reads."""
+    return "; ".join(f"{k}: {v}" for k, v in detail.items() if k not in MACHINE_DETAIL)
+
+
 def inert(value) -> str:
     """A CSV cell that stays text in any spreadsheet: a leading formula character is quoted."""
     text = "" if value is None else str(value)

@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS audit_session ON audit(session_id, id);
+CREATE INDEX IF NOT EXISTS audit_image ON audit(image_id, id);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -437,14 +438,36 @@ class Workspace:
             return faces
         self._edit_faces(image_id, actor, seen, change, f"drawn face at {_where(face)} moved to {_where(moved)}")
 
-    def _edit_faces(self, image_id: int, actor: str, seen: str | None, change, why: str) -> None:
+    def undo_faces(self, image_id: int, actor: str, seen: str | None = None) -> str:
+        """Put the faces back as they were before the last change to them not undone yet (an
+        undo is itself a change, logged, that names the change it undid). Returns what was undone."""
+        undone: set[int] = set()
+        with self._connect(write=False) as db:
+            rows = db.execute("SELECT id, detail FROM audit WHERE image_id = ? AND action = 'faces changed' "
+                              "ORDER BY id DESC", (image_id,)).fetchall()
+        for row in rows:
+            detail = json.loads(row["detail"])
+            if "undoes" in detail:
+                undone.add(detail["undoes"])
+            elif row["id"] not in undone:
+                if "before" not in detail:
+                    raise StaleState("the last change to the faces was made before changes could be undone")
+                before = [Face.from_dict(f) for f in detail["before"]]
+                self._edit_faces(image_id, actor, seen, lambda _faces, _threshold: before,
+                                 f"undone: {detail['change']}", undoes=row["id"])
+                return detail["change"]
+        raise StaleState("there is no change to the faces to undo")
+
+    def _edit_faces(self, image_id: int, actor: str, seen: str | None, change, why: str, **detail) -> None:
         with self._connect() as db:
             record, batch = self._load(db, image_id, seen)
-            faces = change(list(record.faces or []), record.settings(batch).threshold)
+            before = list(record.faces or [])
+            faces = change(list(before), record.settings(batch).threshold)
             db.execute("UPDATE images SET faces = ? WHERE id = ?",
                        (json.dumps([f.to_dict() for f in faces]), image_id))
             self._bump(db, record.session_id)
-            self._log(db, actor, "faces changed", record.session_id, image_id, change=why)
+            self._log(db, actor, "faces changed", record.session_id, image_id, change=why,
+                      before=[f.to_dict() for f in before], **detail)
             self._note_outdated(db, record, batch, actor, "faces changed after approval")
 
     def set_override(self, image_id: int, settings: Settings | None, actor: str, seen: str | None = None) -> None:

@@ -50,7 +50,7 @@ def drawn_box(base: np.ndarray, full_width: int, key: str) -> tuple[float, float
                        interpolation=cv2.INTER_AREA)
     # The picture travels as a JPEG, not as a JSON array of every pixel.
     jpeg = base64.b64encode(encode_photo(shown, "JPEG", 85)).decode()
-    figure = go.Figure(go.Image(source=f"data:image/jpeg;base64,{jpeg}"))
+    figure = go.Figure(go.Image(source=f"data:image/jpeg;base64,{jpeg}", hoverinfo="skip"))
     # An invisible grid of points makes the image selectable with the box tool.
     ys, xs = np.mgrid[0:shown.shape[0]:6, 0:shown.shape[1]:6]
     figure.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker={"opacity": 0},

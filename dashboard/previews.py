@@ -89,10 +89,19 @@ def original(record: ImageRecord) -> np.ndarray:
     return base(record.sha256, PREVIEW_SIDE)
 
 
+@st.cache_resource(max_entries=2, show_spinner="Reading the photo at full resolution…")
+def _decoded(sha256: str, name: str) -> np.ndarray:
+    return decode_photo(workspace().read(sha256), name).pixels
+
+
+def full_original(record: ImageRecord) -> np.ndarray:
+    """The original at full resolution, upright, decoded once and shared read-only."""
+    return _decoded(record.sha256, record.name)
+
+
 @st.cache_resource(max_entries=2, show_spinner="Anonymising at full resolution…")
 def _full(sha256: str, key: str, _record: ImageRecord, _settings: Settings) -> np.ndarray:
-    photo = decode_photo(workspace().read(sha256), _record.name)
-    return anonymize(photo.pixels, _record.faces, _settings)
+    return anonymize(full_original(_record), _record.faces, _settings)
 
 
 def full_resolution(record: ImageRecord, settings: Settings) -> np.ndarray:

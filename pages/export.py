@@ -4,7 +4,7 @@ in it, and whether it still matches the session."""
 
 import streamlit as st
 
-from core.report import local_time
+from core.report import detail_text, local_time
 from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, show_flash, workspace
 from dashboard.text import plain
@@ -76,6 +76,5 @@ with st.expander("Audit log of this session"):
     names = {r.id: r.name for r in records}
     st.dataframe([{"when": local_time(a["at"]), "who": a["actor"], "what": a["action"],
                    "photo": names.get(a["image_id"], ""),
-                   "detail": "; ".join(f"{k}: {v}" for k, v in a["detail"].items()
-                                       if k not in ("fingerprint", "settings", "faces", "sha256"))}
+                   "detail": detail_text(a["detail"])}
                   for a in reversed(ws.audit(session_id))], hide_index=True)

@@ -7,7 +7,7 @@ reviewer, the action is refused with a message and the page shows the photo as i
 
 import streamlit as st
 
-from core.faces import Face
+from core.zoom import drawn_face
 from core.pipeline import Settings
 from core.workspace import APPROVED, PENDING, REJECTED
 from dashboard.controls import forget_controls, settings_controls
@@ -19,6 +19,7 @@ from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
 from dashboard.video import video_view
+from dashboard.zoom import selected_key, zoom_view
 from core.video import is_video
 
 session_id, reviewer = require_session()
@@ -79,6 +80,7 @@ if record.approval_outdated(batch):
     st.caption("Approved earlier, but the settings or faces changed since: approve again to export it, "
                "or set them back.")
 
+zoom_area = st.container()  # the zoom view takes the page's whole width, above the columns
 left, right = st.columns([3, 2])
 with left:
     show_original = st.toggle("Show the original beside it", key=f"original-{image_id}")
@@ -86,9 +88,13 @@ with left:
     near = st.toggle("Outline near misses (grey)", key=f"near-{image_id}")
     residual = record.residual_open(settings)
     is_clip = is_video(record.name)
-    walking = not is_clip and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
+    zooming = not is_clip and st.toggle("Zoom: inspect, select and draw at full resolution", key=f"zoom-{image_id}")
+    walking = not is_clip and not zooming and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
     if is_clip:
         video_view(record, settings, outline, reviewer, mark)
+    elif zooming:
+        with zoom_area:
+            zoom_view(record, settings, face_rows(record.faces, settings.threshold)[1], reviewer, mark)
     elif walking:
         walk_rows, walk_positions = face_rows(record.faces, settings.threshold)
         if not walk_positions:
@@ -114,8 +120,8 @@ with left:
         box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
         if box:
             st.button("Add this face", key=f"add-{image_id}", type="primary",
-                      on_click=act, args=(ws.add_face, image_id, Face.drawn(*box), reviewer),
-                      kwargs={"seen": mark, "done": "Face added."})
+                      on_click=act, args=(ws.add_face, image_id, drawn_face(box, settings.padding), reviewer),
+                      kwargs={"seen": mark, "done": "Face added, covered as drawn."})
     else:
         shown = [(preview(record, settings, outline, residual, near), "anonymised preview")]
         if show_original:
@@ -137,15 +143,20 @@ with right:
     st.markdown("**Faces**: untick to leave a face uncovered; tick a near miss (just under the threshold) to "
                 "cover it")
     rows, positions = face_rows(record.faces, settings.threshold)
+    selected_face = st.session_state.get(selected_key(image_id))
+    for row, position in zip(rows, positions):  # the face selected in the zoom view
+        row["selected"] = "◀ selected" if position == selected_face else ""
     st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{mark}",
-                   disabled=["face", "kind", "confidence", "size px", "detector"],
-                   column_order=["face", "covered", "kind", "confidence", "size px", "detector"],
+                   disabled=["face", "kind", "confidence", "size px", "detector", "selected"],
+                   column_order=["face", "covered", "selected", "kind", "confidence", "size px", "detector"],
                    column_config={"covered": st.column_config.CheckboxColumn("covered")})
     drawn = [(n + 1, record.faces[i]) for n, i in enumerate(positions) if record.faces[i].manual]
     for number, face in drawn:
         st.button(f"Remove drawn face {number}", key=f"remove-face-{image_id}-{number}",
                   on_click=act, args=(ws.remove_face, image_id, face, reviewer),
                   kwargs={"seen": mark, "done": f"Drawn face {number} removed."})
+    st.button("Undo the last change to the faces", key=f"undo-{image_id}", icon=":material/undo:",
+              on_click=lambda: act(ws.undo_faces, image_id, reviewer, seen=mark, done="Undone."))
 
     comment_key = f"comment-{image_id}"
     st.text_input("Comment (optional)", value=record.draft if record.draft is not None else record.comment,

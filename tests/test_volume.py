@@ -9,7 +9,8 @@ import pytest
 
 from core.review import detect_pending
 from core.workspace import APPROVED, PENDING, Workspace
-from tests.browser import StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, wait_for
+from tests.browser import (StreamlitServer, chromium_page, drag_box, reopen_session, require_chromium, settle, tick,
+                           until, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -107,3 +108,108 @@ def test_bulk_approval_of_unflagged_photos_is_logged_photo_by_photo(session):
     log = [a for a in ws.audit(session_id) if a["action"] == APPROVED]
     assert sorted(a["image_id"] for a in log) == sorted(r.id for r in approved)
     assert all(a["detail"]["comment"] == "bulk approval: no attention flag" and a["actor"] == "Alice" for a in log)
+
+
+@pytest.fixture
+def crowd(tmp_path, engine, astronaut_rgb, astronaut_face_box):
+    """A 12 MP photo (4000 x 3000) of a crowd: the portrait pasted 14 times at a fifth of its
+    size (faces about 25 px, 10 px in the 1600 px preview) over a textured background."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    canvas = cv2.resize(rng.integers(60, 200, (300, 400, 3), dtype=np.uint8), (4000, 3000),
+                        interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(astronaut_rgb, (102, 102), interpolation=cv2.INTER_AREA)
+    for n in range(14):
+        x, y = 250 + (n % 7) * 500, 700 + (n // 7) * 1300
+        canvas[y:y + 102, x:x + 102] = small
+    ws = Workspace(tmp_path / "ws")
+    session_id = ws.create_session("Crowd", "Alice")
+    image_id, _ = ws.add_image(session_id, "crowd.jpg", jpeg_bytes(canvas), "Alice")
+    detect_pending(ws, engine, session_id)
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    yield server, ws, image_id
+    server.stop()
+
+
+def test_zoom_into_a_crowd_select_switch_draw_move_undo_remove(crowd, tmp_path):
+    """At 1366 x 768: zoom to a face of 25 px in a 12 MP photo (10 px in the preview), switch it
+    off and on again (selected by its number, then by a click on its box), draw a missed face at
+    full resolution, move it, undo the move, remove it; every step reaches the stored faces."""
+    from core.faces import reviewable
+
+    server, ws, image_id = crowd
+    record = ws.image(image_id)
+    chosen = reviewable(record.faces, ws.batch_settings(record.session_id).threshold)
+    small = [n + 1 for n, i in enumerate(chosen) if record.faces[i].size < 40]
+    assert len(small) >= 10, "the engine finds the small faces at full resolution"
+    number = small[0]
+    face = record.faces[chosen[number - 1]]
+
+    def stored():
+        return ws.image(image_id).faces
+
+    with chromium_page() as page:
+        small_screen(page)
+        reopen_session(page, server.url, "Alice")
+        page.get_by_role("link", name="Review one image").click()
+        tick(page, "Zoom: inspect, select and draw at full resolution",
+             page.get_by_role("button", name="Whole photo"))
+        page.get_by_role("combobox").nth(1).click()
+        page.keyboard.type(f"face {number}")
+        page.keyboard.press("Enter")
+        leave = page.get_by_role("button", name=f"Leave face {number} uncovered")
+        expect(leave).to_be_visible()
+        expect(page.get_by_text("x (enlarged), as exported", exact=False)).to_be_visible()
+        page.screenshot(path=str(tmp_path / "zoom-1366.png"), full_page=True)
+        settle(page)
+        leave.click()
+        wait_for(lambda: not next(f for f in stored() if f.box == face.box).enabled)
+
+        # Unselect, then select the face again by clicking its box (the window is centred on it).
+        settle(page)
+        page.get_by_role("combobox").nth(1).click()
+        page.keyboard.type("none")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("button", name=f"Cover face {number}")).to_have_count(0)
+        settle(page)
+        chart = page.locator(".js-plotly-plot .nsewdrag").first
+        area = chart.bounding_box()
+        until(page, lambda: page.mouse.click(area["x"] + area["width"] / 2, area["y"] + area["height"] / 2),
+              page.get_by_role("button", name=f"Cover face {number}").is_visible, "clicking a face's box")
+        page.get_by_role("button", name=f"Cover face {number}").click()
+        wait_for(lambda: next(f for f in stored() if f.box == face.box).enabled)
+
+        # Draw a missed face at full resolution, select it, move it, undo the move, remove it.
+        settle(page)
+        page.get_by_text("draws a face (drag a box)").click()
+        settle(page)
+        drag_box(page, 0.05, 0.05, 0.15, 0.2)
+        page.get_by_role("button", name="Add a face here").click()
+        wait_for(lambda: any(f.manual for f in stored()))
+        drawn = next(f for f in stored() if f.manual)
+        assert drawn.w < 80 and drawn.h < 80  # drawn enlarged: a few dozen photo px, covered as drawn
+        settle(page)
+        page.get_by_text("selects a face (click its box)").click()
+        settle(page)
+        chart = page.locator(".js-plotly-plot .nsewdrag").first
+        area = chart.bounding_box()
+        until(page, lambda: page.mouse.click(area["x"] + area["width"] * 0.1, area["y"] + area["height"] * 0.125),
+              page.get_by_role("button", name="Remove the selected drawn face", exact=False).is_visible,
+              "selecting the drawn face")
+        page.get_by_text("draws a face (drag a box)").click()
+        settle(page)
+        drag_box(page, 0.7, 0.7, 0.8, 0.85)
+        page.get_by_role("button", name="Move the selected face here").click()
+        wait_for(lambda: next(f for f in stored() if f.manual).x > drawn.x)
+        settle(page)
+        page.get_by_role("button", name="Undo the last change to the faces").click()
+        wait_for(lambda: next(f for f in stored() if f.manual).x == drawn.x)
+        settle(page)
+        page.get_by_role("button", name="Remove the selected drawn face", exact=False).click()
+        wait_for(lambda: not any(f.manual for f in stored()))
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        settle(page)
+        page.screenshot(path=str(tmp_path / "zoom-1920.png"), full_page=True)
+    actions = [a["detail"].get("change", "") for a in ws.audit(record.session_id) if a["action"] == "faces changed"]
+    assert [a.split(" ")[0] for a in actions] == ["face", "face", "face", "drawn", "undone:", "drawn"]
