@@ -144,8 +144,8 @@ with right:
                 "cover it")
     rows, positions = face_rows(record.faces, settings.threshold)
     selected_face = st.session_state.get(selected_key(image_id))
-    for row, position in zip(rows, positions):  # the face selected in the zoom view
-        row["selected"] = "◀ selected" if position == selected_face else ""
+    for row, at in zip(rows, positions):  # the face selected in the zoom view
+        row["selected"] = "◀ selected" if at == selected_face else ""
     st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{mark}",
                    disabled=["face", "kind", "confidence", "size px", "detector", "selected"],
                    column_order=["face", "covered", "selected", "kind", "confidence", "size px", "detector"],
