@@ -12,7 +12,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from core.cli import main as cli
 from core.faces import Face
-from core.pipeline import HELD_BACK, Settings, anonymize_files
+from core.pipeline import DETECT_EVERY, HELD_BACK, Settings, anonymize_files
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import audio_payloads, exposed, moving_face_frames, read_frames, write_clip
 from tests.conftest import jpeg_bytes
@@ -33,8 +33,8 @@ def test_every_frame_covered_and_the_clip_plays_like_the_input(engine, moving, t
     assert "error" not in entry and entry["output"] == "assembly.mp4"
     output = tmp_path / "out" / "assembly.mp4"
     frames, out_times = read_frames(output)
-    # Every frame, with its own timestamp; faces are detected in every other frame, and the
-    # track covers the frames between.
+    # Every frame, with its own timestamp; faces are detected in every DETECT_EVERY-th frame,
+    # and the track covers the frames between.
     assert len(frames) == len(moving) == entry["video"]["frames_written"]
     assert out_times == pytest.approx(times, abs=1e-3)
     shares = [exposed(source, out, box) for (source, box), out in zip(moving, frames)]
@@ -44,7 +44,7 @@ def test_every_frame_covered_and_the_clip_plays_like_the_input(engine, moving, t
     assert entry["video"]["sound"] == "aac, copied"
     # The manifest records the tracks, with each detection's frame, time, box and score.
     track = max(entry["tracks"], key=lambda t: len(t["frames"]))
-    assert track["score"] >= SOLID.threshold and len(track["frames"]) >= len(moving) // 2 - 2
+    assert track["score"] >= SOLID.threshold and len(track["frames"]) >= len(moving) // DETECT_EVERY - 2
     assert {"index", "time", "box", "score"} <= set(track["frames"][0])
     # Outside the covers the picture is the input's (as decoded; one more H.264 generation).
     x, y, w, h = moving[0][1]
@@ -137,7 +137,7 @@ def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine,
     assert result["kind"] == "video" and result["frames"] == 10
     frames = [f for t in result["tracks"] for f in t["frames"]]
     assert frames and all(f["score"] >= SOLID.threshold for t in result["tracks"] for f in [t])
-    assert {f["index"] for f in frames} <= set(range(0, 10, 2))
+    assert {f["index"] for f in frames} <= set(range(0, 10, DETECT_EVERY))
     # Covered: the check passes. Nothing covered (threshold 1): the check finds the face in the
     # written frames and the clip goes to held-back/, never beside the clean outputs.
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "ok"), "--check", "--mode", "solid"]) == 0
