@@ -119,6 +119,18 @@ def main() -> None:
     print(f"slider to preview: median {statistics.median(times) * 1000:.0f} ms "
           "(page rerun with the new preview, no detection)")
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(False).run()
+    zooms = []
+    opened = _timed(next(t for t in at.toggle if t.label.startswith("Zoom: inspect")).set_value(True).run)
+    for face in range(1, 7):  # zoom to faces 1..6 in turn, each shown at full resolution or closer
+        picker = next(s for s in at.selectbox if s.label == "Zoom to")
+        if face >= len(picker.options):
+            break
+        picker.set_value(face)
+        zooms.append(_timed(at.run))
+    if zooms:
+        print(f"zoom view opened: {opened * 1000:.0f} ms (decodes the photo at full resolution); "
+              f"zoom to a face: median {statistics.median(zooms) * 1000:.0f} ms")
+    next(t for t in at.toggle if t.label.startswith("Zoom: inspect")).set_value(False).run()
     steps = []
     for _ in range(5):
         approve = next(b for b in at.button if b.label == "Approve")

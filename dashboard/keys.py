@@ -19,16 +19,20 @@ doc.__faceKeysHandler = (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const target = event.target;
   if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
-  const label = keys[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-  if (!label) return;
-  const button = Array.from(doc.querySelectorAll('button')).find((b) => b.innerText.trim() === label && !b.disabled);
+  const labels = [].concat(keys[event.key.length === 1 ? event.key.toLowerCase() : event.key] || []);
+  if (!labels.length) return;
+  // A label ending in "…" stands for every label that begins with it ("Cover face …").
+  const fits = (text, label) => label.endsWith('…') ? text.startsWith(label.slice(0, -1)) : text === label;
+  const button = Array.from(doc.querySelectorAll('button')).find(
+    (b) => !b.disabled && labels.some((label) => fits(b.innerText.trim(), label)));
   if (button) { event.preventDefault(); event.stopPropagation(); button.click(); }
 };
 doc.addEventListener('keydown', doc.__faceKeysHandler, true);  // capture: before the page's widgets
 </script>"""
 
 
-def shortcuts(keys: dict[str, str], legend: str) -> None:
-    """`keys`: key (as KeyboardEvent.key, letters lower case) -> the label of the button it presses."""
+def shortcuts(keys: dict[str, str | list[str]], legend: str) -> None:
+    """`keys`: key (as KeyboardEvent.key, letters lower case) -> the label of the button it presses
+    (or labels, the first button found wins; a label ending in "…" matches its beginning)."""
     components.html(_SCRIPT % json.dumps(keys), height=0)
     st.caption(legend)

@@ -170,8 +170,10 @@ with right:
                 st.session_state["image_id"] = next_id
 
     following = ids[position + 1] if position < len(ids) - 1 else None
-    shortcuts({"a": "Approve", "r": "Reject", "ArrowRight": "Next ▶", "ArrowLeft": "◀ Previous"},
-              "Keys: A approve · R reject · → next · ← previous (not while typing a comment)")
+    shortcuts({"a": "Approve", "r": "Reject", "ArrowRight": "Next ▶", "ArrowLeft": "◀ Previous",
+               "t": ["Leave face …", "Cover face …", "Leave this face uncovered", "Cover this face"]},
+              "Keys: A approve · R reject · → next · ← previous · T cover or uncover the selected face "
+              "(zoom or walk) · not while typing a comment")
     approve, reject, reopen = st.columns([1, 1, 1.4])
     approve.button("Approve", type="primary", key=f"approve-{image_id}", on_click=decide,
                    args=(APPROVED, mark, following))
