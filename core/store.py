@@ -46,7 +46,8 @@ class FileStore:
         self.objects = self.root / "objects"
         self.exports = self.root / "exports"
         self.previews = self.root / "previews"
-        for folder in (self.root, self.objects, self.exports, self.previews):
+        self.derived = self.root / "derived"
+        for folder in (self.root, self.objects, self.exports, self.previews, self.derived):
             private_dir(folder)
         # The originals and their previews are the most sensitive files this tool touches: only
         # the user who runs it may read them, whatever the umask or an earlier version left.
@@ -77,6 +78,16 @@ class FileStore:
 
     def preview(self, sha256: str, side: int) -> bytes:
         return (self.previews / f"{sha256}-{side}").read_bytes()
+
+    def save_derived(self, name: str, data: bytes) -> None:
+        """Values derived from the database, kept to spare deriving them again (never a source)."""
+        write_atomically(self.derived / Path(name).name, data)
+
+    def read_derived(self, name: str) -> bytes:
+        return (self.derived / Path(name).name).read_bytes()
+
+    def delete_derived(self, name: str) -> None:
+        (self.derived / Path(name).name).unlink(missing_ok=True)
 
     def delete_original(self, sha256: str) -> list[Path]:
         """Remove an original and its previews from disk; returns what was removed."""

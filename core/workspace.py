@@ -101,6 +101,11 @@ class StaleState(ValueError):
     """The photo or the settings changed since the page that asked showed them."""
 
 
+def overview_file(session_id: int) -> str:
+    """The file of a session's derived overview rows (see dashboard.previews)."""
+    return f"overview-{session_id}.json"
+
+
 def fingerprint(settings: Settings, faces: list[Face]) -> str:
     """What an approval binds to: the settings and every face with its on/off state."""
     canonical = json.dumps([settings.to_dict(), [f.to_dict() for f in faces]], sort_keys=True)
@@ -556,6 +561,7 @@ class Workspace:
                                              (session_id,)) for f in row if f]
             for name in files:
                 self.files.export_path(name).unlink(missing_ok=True)
+            self.files.delete_derived(overview_file(session_id))
             db.execute("UPDATE sessions SET purged_at = ? WHERE id = ?", (now(), session_id))
             db.execute("UPDATE exports SET status = 'deleted' WHERE session_id = ?", (session_id,))
             self._bump(db, session_id)

@@ -3,6 +3,7 @@ per face set and settings (re-rendering 50 thumbnails on every rerun costs about
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ import streamlit as st
 from core.images import decode_photo, encode_photo
 from core.faces import selected
 from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
-from core.workspace import ImageRecord, fingerprint
+from core.workspace import ImageRecord, fingerprint, overview_file
 from core.pipeline import Settings, anonymize
 from dashboard.state import workspace
 
@@ -44,6 +45,8 @@ def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), 
 class _Overview:
     mark: int = -1
     rows: dict[int, dict] = field(default_factory=dict)
+    saved: int = -1  # the mark of the rows last saved
+    unsaved: int = 0  # photos derived since
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -52,14 +55,24 @@ def _overview(root: str, session_id: int) -> _Overview:
     return _Overview()
 
 
+# The saved rows are written again once this many photos changed since they were written.
+OVERVIEW_SAVE_EVERY = 50
+# What `_overview_row` derives, and how: saved rows of another format are derived again.
+OVERVIEW_FORMAT = 1
+
+
 def overview_rows(session_id: int) -> list[dict]:
     """Every photo of the session as the overview lists it: state, attention flags, faces
     covered, and the fingerprint a bulk approval names. Derived once, then kept up to date
     from the audit log: after a decision only the photos it touched are derived again (a
-    change to the session itself, its settings say, derives all)."""
+    change to the session itself, its settings say, derives all). The rows are also saved
+    with the audit mark they stand for, so after a restart only what changed since is derived."""
     ws = workspace()
     cache = _overview(str(ws.root), session_id)
     with cache.lock:
+        if cache.mark < 0:
+            cache.saved, cache.rows = _saved_rows(session_id)
+            cache.mark = cache.saved
         mark = ws.change_mark(session_id)
         if mark != cache.mark:
             changed = ws.changed_since(session_id, cache.mark) if cache.mark >= 0 else None
@@ -74,13 +87,37 @@ def overview_rows(session_id: int) -> list[dict]:
                     else:
                         cache.rows[image_id] = _overview_row(record, batch)
             cache.mark = mark
+            cache.unsaved += len(cache.rows) if changed is None else len(changed)
+            if cache.unsaved >= OVERVIEW_SAVE_EVERY or cache.saved < 0:
+                _save_rows(session_id, cache)
         return [cache.rows[k] for k in sorted(cache.rows)]
+
+
+def _saved_rows(session_id: int) -> tuple[int, dict[int, dict]]:
+    """The rows saved for this session and the audit mark they stand for, or (-1, {})."""
+    try:
+        data = json.loads(workspace().files.read_derived(overview_file(session_id)))
+    except (OSError, ValueError):
+        return -1, {}
+    if not isinstance(data, dict) or data.get("format") != OVERVIEW_FORMAT:
+        return -1, {}
+    return int(data["mark"]), {int(k): v for k, v in data["rows"].items()}
+
+
+def _save_rows(session_id: int, cache: _Overview) -> None:
+    """Save the rows; a failure to save costs only a derivation after the next restart."""
+    try:
+        workspace().files.save_derived(overview_file(session_id), json.dumps(
+            {"format": OVERVIEW_FORMAT, "mark": cache.mark, "rows": cache.rows}).encode())
+    except OSError:
+        return
+    cache.saved, cache.unsaved = cache.mark, 0
 
 
 def _overview_row(record: ImageRecord, batch: Settings) -> dict:
     settings = record.settings(batch)
     return {"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
-            "detected": record.detected, "flags": [(flag.weight, flag.text) for flag in attention(record, settings)],
+            "detected": record.detected, "flags": [[flag.weight, flag.text] for flag in attention(record, settings)],
             "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
             "fingerprint": record.current_fingerprint(batch) if record.detected else None}
 
