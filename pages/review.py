@@ -37,15 +37,24 @@ if st.session_state.get("image_id") not in ids:
 position = ids.index(st.session_state["image_id"])
 
 
+PICKER_REACH = 50
+
+
 def go(image_id: int) -> None:
     st.session_state["image_id"] = image_id
 
 
-back, pick, forward = st.columns([1, 6, 1])
+back, pick, jump, forward = st.columns([1, 4.6, 1.4, 1])
 back.button("◀ Previous", disabled=position == 0, on_click=go, args=(ids[max(position - 1, 0)],))
 forward.button("Next ▶", disabled=position == len(ids) - 1, on_click=go, args=(ids[min(position + 1, len(ids) - 1)],))
-chosen = pick.selectbox("Photo", reviewable, index=position, label_visibility="collapsed",
+# The picker lists the photos around this one (a list of every photo of a 10,000-photo session
+# costs 50 ms a rerun); the number jumps anywhere.
+near = reviewable[max(0, position - PICKER_REACH):position + PICKER_REACH + 1]
+chosen = pick.selectbox("Photo", near, index=near.index(reviewable[position]), label_visibility="collapsed",
                         format_func=lambda row: f"{row[1]} ({row[2]})")
+jump.number_input(f"Photo number, of {len(ids)}", 1, len(ids), value=position + 1, key=f"jump-{ids[position]}",
+                  label_visibility="collapsed", help=f"Go to photo number … of {len(ids)}",
+                  on_change=lambda key: go(ids[st.session_state[key] - 1]), args=(f"jump-{ids[position]}",))
 if chosen[0] != st.session_state["image_id"]:
     st.session_state["image_id"] = chosen[0]
     st.rerun()
