@@ -123,6 +123,9 @@ def crowd(tmp_path, engine, astronaut_rgb, astronaut_face_box):
     for n in range(14):
         x, y = 250 + (n % 7) * 500, 700 + (n // 7) * 1300
         canvas[y:y + 102, x:x + 102] = small
+    # A patch of fine detail where a near miss will be placed: its cover shows as lost detail.
+    squares = (np.indices((80, 80)).sum(axis=0) // 4 % 2 * 255).astype(np.uint8)
+    canvas[1460:1540, 1960:2040] = squares[:, :, None]
     ws = Workspace(tmp_path / "ws")
     session_id = ws.create_session("Crowd", "Alice")
     image_id, _ = ws.add_image(session_id, "crowd.jpg", jpeg_bytes(canvas), "Alice")
@@ -214,3 +217,48 @@ def test_zoom_into_a_crowd_select_switch_draw_move_undo_remove(crowd, tmp_path):
         page.screenshot(path=str(tmp_path / "zoom-1920.png"), full_page=True)
     actions = [a["detail"].get("change", "") for a in ws.audit(record.session_id) if a["action"] == "faces changed"]
     assert [a.split(" ")[0] for a in actions] == ["face", "face", "face", "drawn", "undone:", "drawn"]
+
+
+def test_a_near_miss_is_covered_with_one_click_and_shown_covered(crowd):
+    """At 1366 x 768: a candidate just under the threshold is picked by its number in the zoom
+    view, covered with one click, and the window then shows its detail gone."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core.faces import Face
+    from dashboard.faces import face_rows
+
+    server, ws, image_id = crowd
+    record = ws.image(image_id)
+    threshold = ws.batch_settings(record.session_id).threshold
+    near = Face(1980, 1480, 40, 40, threshold - 0.05, "centerface")
+    ws.save_detection(image_id, record.width, record.height, record.faces + [near])
+    faces = ws.image(image_id).faces
+    number = face_rows(faces, threshold)[1].index(faces.index(near)) + 1
+
+    def centre_detail(page) -> float:
+        href = page.locator(".js-plotly-plot image").first.get_attribute("href")
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))).convert("L"), float)
+        h, w = pixels.shape
+        return float(pixels[h // 2 - 15:h // 2 + 15, w // 2 - 15:w // 2 + 15].std())
+
+    with chromium_page() as page:
+        small_screen(page)
+        reopen_session(page, server.url, "Alice")
+        page.get_by_role("link", name="Review one image").click()
+        tick(page, "Zoom: inspect, select and draw at full resolution",
+             page.get_by_role("button", name="Whole photo"))
+        page.get_by_role("combobox").nth(1).click()
+        page.keyboard.type(f"face {number}")
+        page.keyboard.press("Enter")
+        cover = page.get_by_role("button", name=f"Cover face {number}")
+        expect(cover).to_be_visible()
+        settle(page)
+        assert centre_detail(page) > 60  # the squares, sharp
+        cover.click()
+        wait_for(lambda: any(f.box == near.box and f.forced for f in ws.image(image_id).faces))
+        expect(page.get_by_role("button", name=f"Leave face {number} uncovered")).to_be_visible()
+        settle(page)
+        assert centre_detail(page) < 20  # covered: the squares are gone
