@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_session ON images(session_id);
 CREATE INDEX IF NOT EXISTS images_session_sha ON images(session_id, sha256);
+CREATE INDEX IF NOT EXISTS images_ready ON images(session_id, id, name, status)
+    WHERE removed_at IS NULL AND error IS NULL AND faces IS NOT NULL;
 CREATE TABLE IF NOT EXISTS exports (
     id INTEGER PRIMARY KEY,
     session_id INTEGER NOT NULL REFERENCES sessions(id),
@@ -381,8 +383,9 @@ class Workspace:
         needs to step through 10,000 photos without reading their faces."""
         with self._connect(write=False) as db:
             return [tuple(row) for row in db.execute(
-                "SELECT id, name, status FROM images WHERE session_id = ? AND removed_at IS NULL AND error IS NULL "
-                "AND faces IS NOT NULL ORDER BY id", (session_id,))]
+                # The index holds these columns: the rows themselves (with their faces) are not read.
+                "SELECT id, name, status FROM images INDEXED BY images_ready WHERE session_id = ? "
+                "AND removed_at IS NULL AND error IS NULL AND faces IS NOT NULL ORDER BY id", (session_id,))]
 
     def changed_since(self, session_id: int, mark: int) -> set[int] | None:
         """The images changed after `mark` (a `change_mark`), or None when the session itself

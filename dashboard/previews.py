@@ -122,6 +122,18 @@ def _overview_row(record: ImageRecord, batch: Settings) -> dict:
             "fingerprint": record.current_fingerprint(batch) if record.detected else None}
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _listing(root: str, session_id: int, mark: int) -> list[tuple[int, str, str]]:
+    return workspace().listing(session_id)
+
+
+def listing(session_id: int) -> list[tuple[int, str, str]]:
+    """The session's photos ready for review (id, name, status), read again only after a change
+    (every change is in the audit log). Shared: never to be modified."""
+    ws = workspace()
+    return _listing(str(ws.root), session_id, ws.change_mark(session_id))
+
+
 def original(record: ImageRecord) -> np.ndarray:
     return base(record.sha256, PREVIEW_SIDE)
 

@@ -14,7 +14,7 @@ from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
-from dashboard.previews import full_resolution, original, preview
+from dashboard.previews import full_resolution, listing, original, preview
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -25,7 +25,7 @@ from core.video import is_video
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
 ws = workspace()
-reviewable = ws.listing(session_id)  # (id, name, status): no faces read for the picker
+reviewable = listing(session_id)  # (id, name, status): no faces read for the picker
 if not reviewable:
     st.info("No photo is ready for review yet.")
     st.page_link("pages/start.py", label="Add photos", icon=":material/play_arrow:")
