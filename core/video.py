@@ -88,8 +88,8 @@ def _open(path: Path):
     stream = container.streams.video[0]
     if stream.codec_context is None:
         container.close()
-        raise ImageError(str(path), f"its video codec ({stream.codec.name if stream.codec else 'unknown'}) "
-                                    "cannot be decoded here")
+        raise ImageError(str(path), "its video is in a codec this program cannot decode (export it as "
+                                    "H.264 MP4 first)")
     stream.thread_type = "AUTO"
     return container, stream
 

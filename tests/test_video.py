@@ -118,12 +118,23 @@ def test_bad_videos_are_named_and_the_batch_goes_on(engine, moving, astronaut_rg
         frame.sample_rate, frame.pts = 48000, 0
         container.mux(audio.encode(frame))
         container.mux(audio.encode(None))
+    with av.open(str(tmp_path / "odd.avi"), "w") as container:  # a codec no decoder here knows
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for n in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * n, np.uint8),
+                                                                   format="rgb24")))
+        container.mux(stream.encode(None))
+    odd = (tmp_path / "odd.avi").read_bytes()
+    assert odd.count(b"MJPG") == 2  # the codec's FourCC, in the stream header and the format
+    (tmp_path / "odd.avi").write_bytes(odd.replace(b"MJPG", b"QZQZ"))
     (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
-    names = ["truncated.mp4", "empty.mkv", "notes.webm", "voice.mp4", "good.mp4", "photo.jpg"]
+    names = ["truncated.mp4", "empty.mkv", "notes.webm", "voice.mp4", "odd.avi", "good.mp4", "photo.jpg"]
     manifest = anonymize_files(engine, [tmp_path / n for n in names], tmp_path / "out", SOLID)
     errors = {e["input"].rsplit("/", 1)[-1]: e.get("error") for e in manifest["files"]}
     assert errors["good.mp4"] is None and errors["photo.jpg"] is None
     assert "no video stream" in errors["voice.mp4"] and "audio-only" in errors["voice.mp4"]
+    assert "codec this program cannot decode" in errors["odd.avi"], errors["odd.avi"]
     for name in ("truncated.mp4", "empty.mkv", "notes.webm"):
         assert "not a readable video" in errors[name] or "decod" in errors[name], errors[name]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "manifest.json", "photo.jpg"]
