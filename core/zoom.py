@@ -55,7 +55,7 @@ def fit(width: int, height: int) -> View:
     return View(width / 2, height / 2, zoom)
 
 
-def on_face(face: Face, settings: Settings) -> View:
+def on_face(face: Face) -> View:
     """Centred on a face, at full resolution or closer: enlarged until the face is about a
     sixth of the window's height (a 12 px face in a crowd is shown 4x)."""
     zoom = max([z for z in ZOOMS if z >= 1.0 and face.h * z <= SCREEN[1] / 6] or [1.0])

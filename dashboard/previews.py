@@ -41,6 +41,19 @@ def preview(record: ImageRecord, settings: Settings, outline: bool, flagged=(), 
     return render(base(record.sha256, PREVIEW_SIDE), record.width, record.faces, settings, outline, flagged, near)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _preview_jpeg(sha256: str, key: str, outline: bool, near: bool, flagged_key: tuple,
+                  _record: ImageRecord, _settings: Settings, _flagged) -> bytes:
+    return encode_photo(preview(_record, _settings, outline, _flagged, near), "JPEG", 90)
+
+
+def preview_jpeg(record: ImageRecord, settings: Settings, outline: bool, flagged=(), near: bool = False) -> bytes:
+    """The preview as JPEG bytes, rendered and encoded once per state shown (a rerun that
+    changes nothing, a click on another control, costs neither)."""
+    return _preview_jpeg(record.sha256, fingerprint(settings, record.faces), outline, near,
+                         tuple(f.box for f in flagged), record, settings, flagged)
+
+
 @dataclass
 class _Overview:
     mark: int = -1

@@ -32,11 +32,11 @@ def box_key(image_id: int) -> str:
     return f"zoom-box-{image_id}"
 
 
-def select_face(image_id: int, position: int | None, face: Face | None, settings: Settings) -> None:
-    """Select a face (a position in the photo's faces) and centre the window on it."""
+def select_face(image_id: int, position: int | None, face: Face | None = None) -> None:
+    """Select a face (a position in the photo's faces); given the face, zoom to it."""
     st.session_state[selected_key(image_id)] = position
     if face is not None:
-        st.session_state[view_key(image_id)] = zoom.on_face(face, settings)
+        st.session_state[view_key(image_id)] = zoom.on_face(face)
 
 
 def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], reviewer: str, mark: str) -> None:
@@ -54,7 +54,7 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
     tools = st.columns([2.2, 1, 1, 1, 1, 1, 1, 1.6])
     tools[0].selectbox("Zoom to", range(len(labels)), index=picked, format_func=lambda n: labels[n],
                        key=f"zoom-pick-{image_id}-{picked}", label_visibility="collapsed",
-                       on_change=lambda: _picked(record, settings, positions, f"zoom-pick-{image_id}-{picked}"))
+                       on_change=lambda: _picked(record, positions, f"zoom-pick-{image_id}-{picked}"))
     w, h = record.width, record.height
     for column, (label, new, tip) in zip(tools[1:], [
             ("−", view.zoomed(-1), "zoom out"), ("+", view.zoomed(1), "zoom in"),
@@ -72,7 +72,7 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
     pixels, window = zoom.render_window(full_original(record), record.faces, settings, view, chosen)
     chart_key = f"zoom-chart-{image_id}-{mark}-{view}-{drawing}"
     st.plotly_chart(_figure(pixels, record.faces, window, view, drawing), key=chart_key,
-                    on_select=lambda: _clicked(record, chart_key), selection_mode=("points", "box"),
+                    on_select=lambda: _clicked(record, view, chart_key), selection_mode=("points", "box"),
                     config={"displayModeBar": False, "scrollZoom": False})
     x, y, ww, wh = window
     st.caption(f"Showing x {x}-{x + ww}, y {y}-{y + wh} of {w} x {h} px at {view.zoom:g}x "
@@ -120,16 +120,17 @@ def _with_box(image_id: int, action, *args, **kwargs) -> None:
     act(action, *args, **kwargs)
 
 
-def _picked(record: ImageRecord, settings: Settings, positions: list[int], key: str) -> None:
+def _picked(record: ImageRecord, positions: list[int], key: str) -> None:
     n = st.session_state[key]
     if n == 0:
-        select_face(record.id, None, None, settings)
+        select_face(record.id, None)
     else:
-        select_face(record.id, positions[n - 1], record.faces[positions[n - 1]], settings)
+        select_face(record.id, positions[n - 1], record.faces[positions[n - 1]])
 
 
-def _clicked(record: ImageRecord, chart_key: str) -> None:
-    """A click on a face's marker selects it; a dragged box is kept for the buttons below."""
+def _clicked(record: ImageRecord, view: zoom.View, chart_key: str) -> None:
+    """A click on a face's marker selects it, and zooms to it when the window shows it smaller
+    than a zoom to it would; a dragged box is kept for the buttons."""
     selection = st.session_state[chart_key].selection
     points = [p for p in selection.get("points", []) if p.get("customdata") is not None]
     boxes = selection.get("box", [])
@@ -141,7 +142,8 @@ def _clicked(record: ImageRecord, chart_key: str) -> None:
     if points:
         position = int(points[0]["customdata"][0] if isinstance(points[0]["customdata"], list)
                        else points[0]["customdata"])
-        st.session_state[selected_key(record.id)] = position
+        face = record.faces[position]
+        select_face(record.id, position, face if zoom.on_face(face).zoom > view.zoom else None)
 
 
 def _remove(image_id: int, face: Face, reviewer: str, mark: str) -> None:

@@ -14,7 +14,7 @@ from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
-from dashboard.previews import full_resolution, listing, original, preview
+from dashboard.previews import full_resolution, listing, original, preview, preview_jpeg
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -132,7 +132,7 @@ with left:
                       on_click=act, args=(ws.add_face, image_id, drawn_face(box, settings.padding), reviewer),
                       kwargs={"seen": mark, "done": "Face added, covered as drawn."})
     else:
-        shown = [(preview(record, settings, outline, residual, near), "anonymised preview")]
+        shown = [(preview_jpeg(record, settings, outline, residual, near), "anonymised preview")]
         if show_original:
             shown.append((original(record), "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):

@@ -45,9 +45,9 @@ def test_views_stay_inside_the_photo_and_zoom_to_small_faces():
     x, y, w, h = far.window(width, height)
     assert (x + w, y + h) == (width, height)
     assert View(10, 10, 1.0).zoomed(1).zoom == 2.0 and View(10, 10, 4.0).zoomed(1).zoom == 4.0
-    small = on_face(Face(2000, 1500, 12, 15, 0.5, "centerface"), Settings())
+    small = on_face(Face(2000, 1500, 12, 15, 0.5, "centerface"))
     assert small.zoom == 4.0 and (small.cx, small.cy) == (2006, 1507.5)
-    assert on_face(Face(0, 0, 400, 500, 0.9, "centerface"), Settings()).zoom == 1.0
+    assert on_face(Face(0, 0, 400, 500, 0.9, "centerface")).zoom == 1.0
 
 
 @pytest.mark.parametrize("padding", [0.0, 0.3, 0.6])
