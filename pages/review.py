@@ -14,7 +14,7 @@ from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
-from dashboard.previews import full_resolution, listing, original, preview, preview_jpeg
+from dashboard.previews import full_resolution, listing, original, prefetch_full, preview, preview_jpeg
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -97,6 +97,8 @@ with left:
     near = st.toggle("Outline near misses (grey)", key=f"near-{image_id}")
     residual = record.residual_open(settings)
     is_clip = is_video(record.name)
+    if not is_clip:
+        prefetch_full(record)
     zooming = not is_clip and st.toggle("Zoom: inspect, select and draw at full resolution", key=f"zoom-{image_id}")
     walking = not is_clip and not zooming and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
     if is_clip:
