@@ -71,7 +71,7 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
         "selects a face (click its box)"
     pixels, window = zoom.render_window(full_original(record), record.faces, settings, view, chosen)
     chart_key = f"zoom-chart-{image_id}-{mark}-{view}-{drawing}"
-    st.plotly_chart(_figure(pixels, record.faces, window, view, drawing), key=chart_key,
+    st.plotly_chart(_figure(pixels, record.faces, positions, window, view, drawing), key=chart_key,
                     on_select=lambda: _clicked(record, view, chart_key), selection_mode=("points", "box"),
                     config={"displayModeBar": False, "scrollZoom": False})
     x, y, ww, wh = window
@@ -151,15 +151,16 @@ def _remove(image_id: int, face: Face, reviewer: str, mark: str) -> None:
         st.session_state[selected_key(image_id)] = None
 
 
-def _figure(pixels, faces: list[Face], window, view: zoom.View, drawing: bool) -> go.Figure:
-    """The window as an image, with an invisible marker on every face in it: the click target.
+def _figure(pixels, faces: list[Face], positions: list[int], window, view: zoom.View, drawing: bool) -> go.Figure:
+    """The window as an image, with an invisible marker on every face of the table in it (not
+    on the candidates under the near-miss band): the click targets.
     Plotly selects a point on a click only when a drag does nothing, hence the two mouse modes."""
     height, width = pixels.shape[:2]
     jpeg = base64.b64encode(encode_photo(pixels, "JPEG", 90)).decode()
     figure = go.Figure(go.Image(source=f"data:image/jpeg;base64,{jpeg}", hoverinfo="skip"))
     x0, y0, w, h = window
-    inside = [(n, f) for n, f in enumerate(faces)
-              if x0 <= f.x + f.w / 2 < x0 + w and y0 <= f.y + f.h / 2 < y0 + h]
+    inside = [(n, faces[n]) for n in positions
+              if x0 <= faces[n].x + faces[n].w / 2 < x0 + w and y0 <= faces[n].y + faces[n].h / 2 < y0 + h]
     figure.add_trace(go.Scatter(
         x=[(f.x + f.w / 2 - x0) * view.zoom for _, f in inside], y=[(f.y + f.h / 2 - y0) * view.zoom for _, f in inside],
         customdata=[n for n, _ in inside], mode="markers", hoverinfo="none", showlegend=False,
