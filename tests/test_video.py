@@ -274,15 +274,10 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     assert ws.image(record.id).residual_open(SOLID)
 
 
-def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut_rgb, astronaut_face_box, tmp_path):
-    """The reviewer switches the found person off, then draws the face on frame 12: the box is
-    followed forward and backward, and the export covers it wherever it was followed."""
-    import zipfile
-
-    from core import video_review
-    from core.export import export_approved
+def corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A session holding one detected 30-frame clip of a moving face: (workspace, session, frames)."""
     from core.review import add_files, detect_pending, intake_upload
-    from core.workspace import APPROVED, Workspace
+    from core.workspace import Workspace
 
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)
     clip = tmp_path / "corridor.mp4"
@@ -291,6 +286,19 @@ def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut
     session = ws.create_session("Corridor", "Officer", SOLID)
     add_files(ws, session, intake_upload("corridor.mp4", clip.read_bytes()), "Officer")
     detect_pending(ws, engine, session)
+    return ws, session, moving
+
+
+def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut_rgb, astronaut_face_box, tmp_path):
+    """The reviewer switches the found person off, then draws the face on frame 12: the box is
+    followed forward and backward, and the export covers it wherever it was followed."""
+    import zipfile
+
+    from core import video_review
+    from core.export import export_approved
+    from core.workspace import APPROVED
+
+    ws, session, moving = corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path)
     record = ws.images(session)[0]
     ws.switch_faces(record.id, [(f, False) for f in record.faces if f.covered_at(SOLID.threshold)], "Officer")
     record = ws.image(record.id)
@@ -335,16 +343,9 @@ def test_a_drifted_drawn_face_is_moved_and_followed_again(engine, astronaut_rgb,
     frame 20: the frames around 20 follow the face, the row takes the new box, the approval
     given before the move is out of date, and the move is in the audit log."""
     from core import video_review
-    from core.review import add_files, detect_pending, intake_upload
-    from core.workspace import APPROVED, Workspace
+    from core.workspace import APPROVED
 
-    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)
-    clip = tmp_path / "corridor.mp4"
-    write_clip(clip, [f for f, _ in moving])
-    ws = Workspace(tmp_path / "ws")
-    session = ws.create_session("Corridor", "Officer", SOLID)
-    add_files(ws, session, intake_upload("corridor.mp4", clip.read_bytes()), "Officer")
-    detect_pending(ws, engine, session)
+    ws, session, moving = corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path)
     record = ws.image(ws.images(session)[0].id)
     x, y, w, h = moving[3][1]
     drawn = video_review.add_drawn(ws, record, 3, (x + w, y, w, h), "Officer")

@@ -110,6 +110,17 @@ def test_bulk_approval_of_unflagged_photos_is_logged_photo_by_photo(session):
     assert all(a["detail"]["comment"] == "bulk approval: no attention flag" and a["actor"] == "Alice" for a in log)
 
 
+def zoom_to_face(page, url: str, number: int) -> None:
+    """At 1366 x 768, open the review page's zoom view and zoom to face `number` by its number."""
+    small_screen(page)
+    reopen_session(page, url, "Alice")
+    page.get_by_role("link", name="Review one image").click()
+    tick(page, "Zoom: inspect, select and draw at full resolution", page.get_by_role("button", name="Whole photo"))
+    page.get_by_role("combobox").nth(1).click()
+    page.keyboard.type(f"face {number}")
+    page.keyboard.press("Enter")
+
+
 @pytest.fixture
 def crowd(tmp_path, engine, astronaut_rgb, astronaut_face_box):
     """A 12 MP photo (4000 x 3000) of a crowd: the portrait pasted 14 times at a fifth of its
@@ -153,14 +164,7 @@ def test_zoom_into_a_crowd_select_switch_draw_move_undo_remove(crowd, tmp_path):
         return ws.image(image_id).faces
 
     with chromium_page() as page:
-        small_screen(page)
-        reopen_session(page, server.url, "Alice")
-        page.get_by_role("link", name="Review one image").click()
-        tick(page, "Zoom: inspect, select and draw at full resolution",
-             page.get_by_role("button", name="Whole photo"))
-        page.get_by_role("combobox").nth(1).click()
-        page.keyboard.type(f"face {number}")
-        page.keyboard.press("Enter")
+        zoom_to_face(page, server.url, number)
         leave = page.get_by_role("button", name=f"Leave face {number} uncovered")
         expect(leave).to_be_visible()
         expect(page.get_by_text("x (enlarged), as exported", exact=False)).to_be_visible()
@@ -245,14 +249,7 @@ def test_a_near_miss_is_covered_with_one_click_and_shown_covered(crowd):
         return float(pixels[h // 2 - 15:h // 2 + 15, w // 2 - 15:w // 2 + 15].std())
 
     with chromium_page() as page:
-        small_screen(page)
-        reopen_session(page, server.url, "Alice")
-        page.get_by_role("link", name="Review one image").click()
-        tick(page, "Zoom: inspect, select and draw at full resolution",
-             page.get_by_role("button", name="Whole photo"))
-        page.get_by_role("combobox").nth(1).click()
-        page.keyboard.type(f"face {number}")
-        page.keyboard.press("Enter")
+        zoom_to_face(page, server.url, number)
         cover = page.get_by_role("button", name=f"Cover face {number}")
         expect(cover).to_be_visible()
         settle(page)
