@@ -312,11 +312,7 @@ def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Setti
     out = anonymize(base, scaled, replace(settings, outline=False))
     height, width = base.shape[:2]
     if outline:
-        for annotator, enabled in ((OutlineAnnotator(), True), (SWITCHED_OFF, False)):
-            shown = [(n + 1, scaled[i]) for n, i in enumerate(reviewable(faces, settings.threshold))
-                     if scaled[i].enabled == enabled]
-            out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
-                                     [str(n) for n, _ in shown])
+        out = outline_table(out, scaled, settings)
     if near:  # near misses in grey, numbered after the table's covered faces, as in the table
         first = len(reviewable(faces, settings.threshold)) + 1
         shown = [scaled[i] for i in near_misses(faces, settings.threshold)]
@@ -324,6 +320,19 @@ def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Setti
                             [str(first + n) for n in range(len(shown))])
     if flagged:
         out = FLAGGED.annotate(out, [f.region(0.0, width, height) for f in scale(flagged)], ["?"] * len(flagged))
+    return out
+
+
+def outline_table(out: np.ndarray, faces: list[Face], settings: Settings,
+                  covered: OutlineAnnotator = OutlineAnnotator()) -> np.ndarray:
+    """Box every face of the review table (in `out`'s pixels) with its number: covered ones by
+    `covered` (red), switched-off ones in yellow; regions past the edge are cut there."""
+    height, width = out.shape[:2]
+    for annotator, enabled in ((covered, True), (SWITCHED_OFF, False)):
+        shown = [(n + 1, faces[i]) for n, i in enumerate(reviewable(faces, settings.threshold))
+                 if faces[i].enabled == enabled]
+        out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
+                                 [str(n) for n, _ in shown])
     return out
 
 

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from .anonymizers import OutlineAnnotator
-from .faces import Face, reviewable
+from .faces import Face
 from .pipeline import Settings, anonymize
-from .review import SWITCHED_OFF
+from .review import outline_table
 
 # The window's size on screen, in screen pixels.
 SCREEN = (900, 600)
@@ -91,21 +91,10 @@ def render_window(original: np.ndarray, faces: list[Face], settings: Settings, v
         return out, (x, y, w, h)
     k = view.zoom
     on_screen = [replace(f, x=(f.x - x) * k, y=(f.y - y) * k, w=f.w * k, h=f.h * k) for f in faces]
-    chosen = reviewable(faces, settings.threshold)
-    for annotator, enabled in ((OutlineAnnotator(thickness_ratio=0.003), True), (SWITCHED_OFF, False)):
-        shown = [(n + 1, on_screen[i]) for n, i in enumerate(chosen) if faces[i].enabled == enabled]
-        out = annotator.annotate(out, [_screen_region(f, settings, size) for _, f in shown], [str(n) for n, _ in shown])
+    out = outline_table(out, on_screen, settings, OutlineAnnotator(thickness_ratio=0.003))
     if selected is not None:
-        out = SELECTED.annotate(out, [_screen_region(on_screen[selected], settings, size)])
+        out = SELECTED.annotate(out, [on_screen[selected].region(settings.padding, size[0], size[1])])
     return out, (x, y, w, h)
-
-
-def _screen_region(face: Face, settings: Settings, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A face's covered region on screen; regions reaching past the window are cut at its edge."""
-    pad_x, pad_y = face.w * settings.padding, face.h * settings.padding
-    x0, y0 = max(0, int(face.x - pad_x)), max(0, int(face.y - pad_y))
-    x1, y1 = min(size[0], int(face.x + face.w + pad_x)), min(size[1], int(face.y + face.h + pad_y))
-    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
 def to_photo(box: tuple[float, float, float, float], window: tuple[int, int, int, int],
