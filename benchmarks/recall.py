@@ -13,6 +13,10 @@ half its box lies inside the union of anonymised regions; a region is false when
 tenth of it lies on any face or ignore box. Times are end to end: read and decode the file,
 detect, anonymise, encode.
 
+With --closeups, every face of 64 px or more is also cut out of its photo with a margin (the face
+about 45 % of the crop's side), enlarged to 1024 px and measured the same way: the close-ups
+that a look at the whole photo must not miss.
+
 With --mosaic GRID, GRID x GRID photos of the set are tiled without scaling onto camera-size
 canvases (as ../shared/tools/make_mosaics.py does, in memory) and both measures are printed for
 the mosaics and for the same photos one by one.
@@ -163,6 +167,34 @@ def mosaics(folder: Path, entries: list[dict], grid: int) -> list[tuple[str, byt
     return out
 
 
+def closeups(folder: Path, entries: list[dict]) -> list[tuple[str, bytes, dict]]:
+    """Each face of 64 px or more, cut out so it fills about 45 % of a 1024 px crop's side, with
+    the other faces wholly inside the crop as faces and those it cuts as ignore boxes."""
+    out = []
+    for entry in entries:
+        image = Image.open(folder / entry["image"]).convert("RGB")
+        for x, y, w, h in entry["faces"]:
+            if size_bin(w, h) != ">=64":
+                continue
+            half = max(w, h) / 0.45 / 2
+            x0, y0 = max(0, int(x + w / 2 - half)), max(0, int(y + h / 2 - half))
+            x1, y1 = min(image.width, int(x + w / 2 + half)), min(image.height, int(y + h / 2 + half))
+            k = 1024 / max(x1 - x0, y1 - y0)
+            crop = image.crop((x0, y0, x1, y1)).resize((round((x1 - x0) * k), round((y1 - y0) * k)), Image.BICUBIC)
+            faces, ignore = [], []
+            for box in entry["faces"] + entry.get("ignore", []):
+                a, b, c, d = box
+                shifted = [(a - x0) * k, (b - y0) * k, c * k, d * k]
+                if box in entry["faces"] and a >= x0 and b >= y0 and a + c <= x1 and b + d <= y1:
+                    faces.append(shifted)
+                elif a < x1 and b < y1 and a + c > x0 and b + d > y0:
+                    ignore.append(shifted)
+            buffer = io.BytesIO()
+            crop.save(buffer, "JPEG", quality=93)
+            out.append((f"closeup_{len(out):03d}.jpg", buffer.getvalue(), {"faces": faces, "ignore": ignore}))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path,
@@ -171,6 +203,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="images in the memory run")
     parser.add_argument("--mosaic", type=int, default=0, metavar="GRID",
                         help="also measure GRID x GRID mosaics against the same photos one by one")
+    parser.add_argument("--closeups", action="store_true", help="also measure close-ups cut from the photos")
     args = parser.parse_args()
 
     entries = json.loads((args.folder / "annotations.json").read_text())
@@ -179,6 +212,9 @@ def main() -> None:
     print(f"images {len(entries)}, faces {sum(len(e['faces']) for e in entries)}, settings {settings.to_dict()}")
     with Engine() as engine:
         report(f"{args.folder}, one by one", evaluate(engine, items, settings, args.repeat))
+        if args.closeups:
+            crops = closeups(args.folder, entries)
+            report(f"{len(crops)} close-ups of its faces of 64 px or more", evaluate(engine, crops, settings, 1))
         if args.mosaic:
             tiles = mosaics(args.folder, entries, args.mosaic)
             used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]

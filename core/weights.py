@@ -12,7 +12,6 @@ from pathlib import Path
 MODELS_DIR = Path(__file__).parent / "models"
 
 SHA256 = {
-    "face_detection_full_range_sparse.tflite": "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
     "centerface.onnx": "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
 }
 

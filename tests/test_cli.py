@@ -43,7 +43,7 @@ def test_detect_prints_the_contract_json(batch):
     assert good["faces"], "the portrait's face is found"
     for face in good["faces"]:
         assert set(face) == {"x", "y", "w", "h", "score", "detector", "region"}
-        assert face["score"] >= 0.5 and face["detector"] in ("centerface", "blazeface")
+        assert face["score"] >= 0.5 and face["detector"] == "centerface"
         rx, ry, rw, rh = face["region"]
         pad = Settings().padding
         assert rx <= face["x"] and ry <= face["y"] and rw >= face["w"] * (1 + 2 * pad) - 2
@@ -84,8 +84,7 @@ def test_anonymize_batch_outputs_and_manifest(batch, tmp_path):
         assert entry["input_sha256"] == hashlib.sha256(Path(entry["input"]).read_bytes()).hexdigest()
         assert entry["faces"] and b"Exif" not in data
     assert manifest["settings"]["mode"] == "pixelate"
-    assert set(manifest["versions"]["models_sha256"]) == {"centerface.onnx",
-                                                           "face_detection_full_range_sparse.tflite"}
+    assert set(manifest["versions"]["models_sha256"]) == {"centerface.onnx"}
 
 
 def test_anonymize_never_overwrites(batch, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.pipeline import Settings
 from core.workspace import APPROVED, Workspace
 from dashboard.faces import face_rows
 from dashboard.text import plain
@@ -184,7 +185,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     assert ws.image(first.id).status == APPROVED and not ws.image(first.id).approval_current(batch)
     assert ws.audit(session_id)[-1]["action"] == "approval out of date"
     # Setting the threshold back makes the same approval current again.
-    at.slider(key=f"batch-{session_id}-threshold").set_value(0.24).run()
+    at.slider(key=f"batch-{session_id}-threshold").set_value(Settings().threshold).run()
     next(b for b in at.button if b.label == "Apply to the batch").click().run()
     assert ws.image(first.id).approval_current(ws.batch_settings(session_id))
 

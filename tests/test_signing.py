@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.pipeline import Settings
 from core.review import detect_pending
 from core.workspace import APPROVED, PENDING, REJECTED, Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
@@ -165,7 +166,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(served, engine,
         for _ in range(80):
             slider.press("ArrowRight")
         expect(page.get_by_text("This change would put 1 approved photo(s) out of date")).to_be_visible(timeout=30_000)
-        assert ws.batch_settings(session_id).threshold == pytest.approx(0.24), "asked first, nothing written"
+        assert ws.batch_settings(session_id).threshold == pytest.approx(Settings().threshold), "asked first, nothing written"
         settle(page)
         page.get_by_role("button", name="Cancel").click()
         settle(page)
