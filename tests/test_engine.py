@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -154,3 +155,30 @@ def test_preview_numbers_faces_and_marks_switched_off_ones():
     assert red[:, :200].any() and not red[:, 200:].any(), "the covered face is outlined in red"
     assert yellow[:, 100:].any() and not yellow[:, :100].any(), "the switched-off face in yellow"
     assert (out[25:45, 130:150] == 128).all(), "a switched-off face is not covered"
+
+
+@pytest.mark.parametrize("fill", [0.5, 0.7, 0.9])
+def test_a_close_up_face_is_found(engine, astronaut_rgb, astronaut_face_box, fill):
+    """A face filling much of a 1536 px picture (a close-up) is found: CenterFace at full size
+    misses a face of 1000 px and more, the wide look at 384 px sees it at a size it knows."""
+    x, y, w, h = astronaut_face_box
+    half = max(w, h) / fill / 2
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    x1, y1 = int(min(512, cx + half)), int(min(512, cy + half))
+    k = 1536 / max(x1 - x0, y1 - y0)
+    crop = Image.fromarray(astronaut_rgb[y0:y1, x0:x1]).resize((round((x1 - x0) * k), round((y1 - y0) * k)),
+                                                               Image.BICUBIC)
+    faces = selected(engine.detector.detect(np.asarray(crop)), Settings().threshold)
+    face = ((x - x0) * k, (y - y0) * k, w * k, h * k)
+    assert any(covers(f, (face[0] + face[2] / 4, face[1] + face[3] / 4, face[2] / 2, face[3] / 2)) for f in faces)
+
+
+def test_detection_takes_the_cores_it_may_use(monkeypatch):
+    from core.detectors import CenterFaceDetector, available_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert available_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as Ray sets it for a worker of one CPU
+    assert available_cores() == 1
+    assert CenterFaceDetector()._session.get_session_options().intra_op_num_threads == 1
