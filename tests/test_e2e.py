@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.pipeline import Settings
 from core.workspace import APPROVED, REJECTED, Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
                            start_session, until, wait_for)
@@ -65,10 +66,11 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         slider.focus()
         for _ in range(3):
             slider.press("ArrowRight")
-        expect(page.locator('[data-testid="stMain"]').get_by_text("0.27")).to_be_visible()
+        moved = round(Settings().threshold + 0.03, 2)
+        expect(page.locator('[data-testid="stMain"]').get_by_text(f"{moved:.2f}")).to_be_visible()
         settle(page)  # a click that lands while the page reruns is dropped by Streamlit
         page.get_by_role("button", name="Apply to the batch").click()
-        wait_for(lambda: ws.batch_settings(session_id).threshold == pytest.approx(0.27))
+        wait_for(lambda: ws.batch_settings(session_id).threshold == pytest.approx(moved))
         settle(page)
 
         # Review: untick the first photo's face, then reject it; approve the other two.
@@ -141,7 +143,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
                 inside[y:y + h, x:x + w] = True
             assert np.abs(exported - original)[inside].mean() > 10, "face regions changed"
             assert np.abs(exported - original)[~inside].mean() < 3, "the rest only re-encoded"
-            assert entry["threshold"] == pytest.approx(0.27)
+            assert entry["threshold"] == pytest.approx(moved)
 
 
 def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
