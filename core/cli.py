@@ -76,25 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.ray:
         return _on_cluster(args, settings)
     flagged = []
-    with Engine(max_pixels=int(args.max_megapixels * 1e6)) as engine:
-        if args.command == "detect":
-            results = detect_files(engine, args.paths, settings)
-            json.dump(results, sys.stdout, indent=2)
-            sys.stdout.write("\n")
-            failed = [r for r in results if "error" in r]
-        else:
-            if any(p.resolve() == args.out.resolve() for p in args.paths):
-                print("error: --out must not be one of the input folders", file=sys.stderr)
-                return 1
-            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check)
-            failed = [f for f in manifest["files"] if "error" in f]
-            flagged = [f for f in manifest["files"] if f.get("held_back")]
-            done = len(manifest["files"]) - len(failed) - len(flagged)
-            print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
-                  f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
-            for entry in flagged:
-                print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
-                      f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
+    engine = Engine(max_pixels=int(args.max_megapixels * 1e6))
+    if args.command == "detect":
+        results = detect_files(engine, args.paths, settings)
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        failed = [r for r in results if "error" in r]
+    else:
+        if any(p.resolve() == args.out.resolve() for p in args.paths):
+            print("error: --out must not be one of the input folders", file=sys.stderr)
+            return 1
+        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check)
+        failed = [f for f in manifest["files"] if "error" in f]
+        flagged = [f for f in manifest["files"] if f.get("held_back")]
+        done = len(manifest["files"]) - len(failed) - len(flagged)
+        print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
+              f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
+        for entry in flagged:
+            print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
+                  f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
     return _outcome(failed, flagged)
 
 

@@ -220,12 +220,3 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
             return self._centerface.verify_by_zoom(rgb, self._centerface.detect(rgb))
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> FaceDetector:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

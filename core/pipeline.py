@@ -116,15 +116,6 @@ class Engine:
     def detect_frame(self, rgb: np.ndarray) -> list[Face]:
         return self.detector.detect(rgb)
 
-    def close(self) -> None:
-        self.detector.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def expand_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
     """Yield (file, None) for every file to process, folders walked in name order, or

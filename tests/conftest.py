@@ -19,8 +19,7 @@ EVAL_DIR = Path(os.environ.get("FACE_EVAL_DIR", ROOT.parent / "shared" / "eval")
 
 @pytest.fixture(scope="session")
 def engine():
-    with Engine() as eng:
-        yield eng
+    return Engine()
 
 
 @pytest.fixture(scope="session")
