@@ -325,7 +325,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
 # (measured on clips filmed from ../shared/eval: see README).
 DETECT_EVERY = 3
 # Found again in a video frame outside the covers: only at this score. Compression and the
-# covers' new context lift BlazeFace's score on hands and sleeves past the photos' 0.4 (seen at
+# covers' new context lift a detector's score on hands and sleeves past the photos' 0.4 (seen at
 # 0.52-0.60 on clips from ../shared/eval), and a video is checked at dozens of frames.
 VIDEO_FOUND_AGAIN = RESIDUAL_INSIDE
 
