@@ -210,12 +210,15 @@ class FaceDetector:
     """
 
     def __init__(self, floor: float = FLOOR_SCORE):
-        self.floor = floor
         self._centerface = CenterFaceDetector(floor)
         # One detector may serve several threads (the dashboard's detection worker, an
         # export's residual check, browser tabs): one photo at a time, so that two do not
         # each hold ONNX Runtime's buffers and fight over the same cores.
         self._lock = threading.Lock()
+
+    @property
+    def floor(self) -> float:
+        return self._centerface.floor
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
