@@ -32,7 +32,7 @@ class Settings:
     """Everything that decides what an output looks like. Defaults favour recall: a missed
     face is a leak, a blurred background patch is not."""
 
-    threshold: float = 0.27
+    threshold: float = 0.23
     mode: str = "blur"
     strength: float = 1.0
     padding: float = 0.6

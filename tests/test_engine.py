@@ -182,3 +182,22 @@ def test_detection_takes_the_cores_it_may_use(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as Ray sets it for a worker of one CPU
     assert available_cores() == 1
     assert CenterFaceDetector()._session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_photo_and_its_mirror_image_get_the_same_scores(engine, astronaut_rgb):
+    """Each look is averaged with a look at the mirror image (fewer false regions, see README),
+    so which way a photo faces does not decide whether a face is covered."""
+    crowd = [e for e in eval_entries() if "Parade_0_490" in e["image"]]
+    rgb = read_photo(EVAL_DIR / crowd[0]["image"]).rgb if crowd else astronaut_rgb
+    rgb = np.ascontiguousarray(rgb[:rgb.shape[0] // 32 * 32, :rgb.shape[1] // 32 * 32])
+    width = rgb.shape[1]
+    centerface = engine.detector._centerface
+    faces = sorted(centerface._run(rgb), key=lambda f: f.score)
+    mirrored = sorted(centerface._run(np.ascontiguousarray(rgb[:, ::-1])), key=lambda f: f.score)
+    assert len(faces) == len(mirrored) >= (5 if crowd else 1)
+    assert np.allclose([f.score for f in faces], [f.score for f in mirrored], atol=1e-4)
+    for face in faces:
+        if face.score >= Settings().threshold:
+            twin = width - face.x - face.w  # its box, mirrored: the same within two heat-map cells
+            assert any(abs(m.x - twin) <= 8 and abs(m.y - face.y) <= 8 and abs(m.score - face.score) <= 1e-4
+                       for m in mirrored), face
