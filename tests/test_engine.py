@@ -157,16 +157,17 @@ def test_preview_numbers_faces_and_marks_switched_off_ones():
     assert (out[25:45, 130:150] == 128).all(), "a switched-off face is not covered"
 
 
-@pytest.mark.parametrize("fill", [0.5, 0.7, 0.9])
-def test_a_close_up_face_is_found(engine, astronaut_rgb, astronaut_face_box, fill):
+@pytest.mark.parametrize(("fill", "side"), [(0.5, 1536), (0.7, 1536), (0.9, 1536), (0.9, 3072)])
+def test_a_close_up_face_is_found(engine, astronaut_rgb, astronaut_face_box, fill, side):
     """A face filling much of a 1536 px picture (a close-up) is found: CenterFace at full size
-    misses a face of 1000 px and more, the wide look at 384 px sees it at a size it knows."""
+    misses a face of 1000 px and more, the wide look at 384 px sees it at a size it knows. So is
+    one in a camera-size picture, whose looks keep only some sizes of face each."""
     x, y, w, h = astronaut_face_box
     half = max(w, h) / fill / 2
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
     x1, y1 = int(min(512, cx + half)), int(min(512, cy + half))
-    k = 1536 / max(x1 - x0, y1 - y0)
+    k = side / max(x1 - x0, y1 - y0)
     crop = Image.fromarray(astronaut_rgb[y0:y1, x0:x1]).resize((round((x1 - x0) * k), round((y1 - y0) * k)),
                                                                Image.BICUBIC)
     faces = selected(engine.detector.detect(np.asarray(crop)), Settings().threshold)
