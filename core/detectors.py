@@ -118,9 +118,9 @@ class CenterFaceDetector:
         """Look again, enlarged, at every uncertain candidate, and score it by both looks.
 
         A small real face scores higher when it fills 40 px; a patch of texture does not.
-        The crops go into mosaics of up to 16: about 3.5 ms a candidate on 2 cores (twice that
-        with the mirror look), a third of the detection time on ../shared/eval, where crowds
-        have 30 to 90. On that set the default went from 0.983 / 0.829 / 3.7 (recall >= 16 px
+        The crops go into mosaics of up to 16: about 5 ms a candidate on 2 cores with the mirror
+        look (3.0-3.4 s for the 677 candidates of ../shared/eval, where crowds have 30 to 90),
+        a third of the detection time. On that set the default went from 0.983 / 0.829 / 3.7 (recall >= 16 px
         / < 16 px / false regions an image, at 0.2) to 0.974 / 0.838 / 1.9 (at 0.24): half the
         false regions for 0.9 points.
         """
