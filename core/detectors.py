@@ -66,20 +66,18 @@ class CenterFaceDetector:
         (full-resolution tiles may cut them), and full resolution, in tiles, keeps the smaller
         ones (which the overview shrinks past seeing, or takes texture for), and a margin above
         them: the two looks size a face differently, and a face at the border must not fall
-        between them. The wide look then keeps only the faces it too sees at least
-        `overview_min_face` px tall: the smaller ones are the overview's (it sees them larger),
-        and in a camera-size crowd they were texture (on the mosaics of ../shared/eval, 0.26
-        false regions a photo of the 2.26, with the photos one by one at 2.00). Faces keep the
-        pixel size they have in the photo, so a crowd in a 12 MP photo is found as well as in a
-        1 MP one."""
+        between them. The wide look, too, then keeps only the faces it sees at least
+        `overview_min_face` px tall: the overview sees the smaller ones larger, and in
+        camera-size crowds they were texture (see README). Faces keep the pixel size they have
+        in the photo, so a crowd in a 12 MP photo is found as well as in a 1 MP one."""
         height, width = rgb.shape[:2]
         side = max(height, width)
         wide = self._pass(rgb, self.wide_side / side) if side > self.wide_side else []
         if side <= self.max_side or not self.full_resolution:
             return merge_duplicates(self._pass(rgb, min(1.0, self.max_side / side)) + wide)
         overview = self.overview_side / side
-        split = self.overview_min_face / overview
-        return merge_duplicates([f for f in wide if f.size * self.wide_side / side >= self.overview_min_face]
+        split, wide_split = self.overview_min_face / overview, self.overview_min_face * side / self.wide_side
+        return merge_duplicates([f for f in wide if f.size >= wide_split]
                                 + [f for f in self._pass(rgb, overview) if f.size >= split]
                                 + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
 
