@@ -30,7 +30,7 @@ from PIL import Image
 def detect_pending_subset(ws, session_id: int, chosen: set[int], source_of: dict[int, int]) -> None:
     """Detect the chosen photos with the engine; give every other photo its source's faces."""
     from core.images import decode_photo
-    from core.review import _bases
+    from core.review import preview_bases
     from dashboard.state import engine
 
     found = {}
@@ -39,7 +39,7 @@ def detect_pending_subset(ws, session_id: int, chosen: set[int], source_of: dict
         photo = decode_photo(ws.read(record.sha256), record.name)
         if source not in found:
             found[source] = engine().detect(photo)
-        ws.save_previews(record.sha256, _bases(photo.pixels))
+        ws.save_previews(record.sha256, preview_bases(photo.pixels))
         ws.save_detection(record.id, photo.width, photo.height, found[source])
 
 
@@ -159,7 +159,7 @@ def _build(ws, args) -> int:
     from core.review import detect_pending
     from dashboard.state import engine
 
-    from core.review import add_files, intake_folder
+    from core.intake import add_files, intake_folder
 
     session_id = ws.create_session("benchmark", "bench")
     # The photos wait in a folder, as a user's batch does; intake is timed as the Start page does it.

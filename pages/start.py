@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.report import local_time
-from core.review import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
+from core.intake import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import plain

@@ -14,7 +14,8 @@ import zipfile
 import pytest
 
 from core.export import export_approved
-from core.review import add_files, detect_pending, intake_upload
+from core.intake import add_files, intake_upload
+from core.review import detect_pending
 from core.workspace import APPROVED, Workspace
 from tests.conftest import jpeg_bytes
 
@@ -73,7 +74,7 @@ def test_a_loose_workspace_is_tightened_at_start(tmp_path, engine, astronaut_rgb
 
 
 def test_folder_intake_defaults_to_pictures_desktop_and_downloads(monkeypatch, tmp_path):
-    from core.review import allowed_roots
+    from core.intake import allowed_roots
 
     monkeypatch.delenv("FACE_PRIVACY_FOLDER_ROOTS", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

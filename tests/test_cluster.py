@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from core.cluster import LoopbackCluster
-from core.review import import_run
+from core.intake import import_run
 from core.workspace import Workspace
 from tests.clips import moving_face_frames, write_clip
 from tests.conftest import ROOT, jpeg_bytes, png_bytes

@@ -231,7 +231,7 @@ def test_pages_ask_for_a_session_first(root):
 
 def test_each_session_detects_while_another_session_detects(root, astronaut_rgb):
     """Two sessions' batches: the second, started while the first runs, is not queued behind it."""
-    from core.review import add_files, intake_upload
+    from core.intake import add_files, intake_upload
     from dashboard.state import workspace
 
     ws = workspace()
@@ -274,7 +274,8 @@ def test_overview_rows_follow_each_change_and_equal_a_fresh_derivation(root, ast
     import dashboard.previews as previews
 
     monkeypatch.setattr(previews, "OVERVIEW_SAVE_EVERY", 1)
-    from core.review import add_files, detect_pending, intake_upload
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
     from core.pipeline import Settings
     from dashboard.previews import _overview, _overview_row, overview_rows
     from dashboard.state import workspace

@@ -15,7 +15,8 @@ from PIL import Image
 
 from core.export import export_approved
 from core.images import ImageError, decode_photo
-from core.review import add_files, detect_pending, intake_folder, intake_upload
+from core.intake import add_files, intake_folder, intake_upload
+from core.review import detect_pending
 from core.workspace import APPROVED, FAILED, Workspace
 from tests.test_images import BAD_INPUTS, gradient, png_header_claiming
 

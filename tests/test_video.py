@@ -223,7 +223,8 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     import zipfile
 
     from core.export import export_approved
-    from core.review import add_files, detect_pending, intake_upload
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
     from core.workspace import APPROVED, Workspace
 
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 24)
@@ -276,7 +277,8 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
 
 def corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path):
     """A session holding one detected 30-frame clip of a moving face: (workspace, session, frames)."""
-    from core.review import add_files, detect_pending, intake_upload
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
     from core.workspace import Workspace
 
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)

@@ -217,11 +217,11 @@ def test_zips_belong_to_their_session_and_go_out_of_date(workspace, session, ast
 
 
 def test_purge_removes_originals_previews_and_zips(workspace, session, astronaut_rgb, engine):
-    from core.review import _bases
+    from core.review import preview_bases
 
     data = jpeg_bytes(astronaut_rgb)
     image_id = detected(workspace, session, "a.jpg", data, engine.detector.detect(astronaut_rgb))
-    workspace.save_previews(workspace.image(image_id).sha256, _bases(astronaut_rgb))
+    workspace.save_previews(workspace.image(image_id).sha256, preview_bases(astronaut_rgb))
     workspace.decide(image_id, APPROVED, "A. Officer")
     result = export_approved(workspace, session, "A. Officer", engine.detector)
     digest = hashlib.sha256(data).hexdigest()
