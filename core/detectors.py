@@ -117,10 +117,9 @@ class CenterFaceDetector:
 
         A small real face scores higher when it fills 40 px; a patch of texture does not.
         The crops go into mosaics of up to 16: about 5 ms a candidate on 2 cores with the mirror
-        look (3.0-3.4 s for the 677 candidates of ../shared/eval, where crowds have 30 to 90),
-        a third of the detection time. On that set the default went from 0.983 / 0.829 / 3.7 (recall >= 16 px
-        / < 16 px / false regions an image, at 0.2) to 0.974 / 0.838 / 1.9 (at 0.24): half the
-        false regions for 0.9 points.
+        look (677 candidates on ../shared/eval, where crowds have 30 to 90), a third of the
+        detection time. Without it, the mirror look alone protects fewer small faces at more
+        false regions (see README).
         """
         uncertain = [i for i, f in enumerate(faces) if ZOOM_BAND[0] <= f.score < ZOOM_BAND[1]]
         rescored = list(faces)
