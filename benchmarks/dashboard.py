@@ -79,7 +79,8 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     from core.export import export_approved
-    from core.workspace import APPROVED, PENDING, REJECTED, Workspace
+    from core.records import APPROVED, PENDING, REJECTED
+    from core.workspace import Workspace
     from dashboard.state import engine
 
     ws = Workspace(Path(os.environ["FACE_PRIVACY_WORKSPACE"]))

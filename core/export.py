@@ -10,7 +10,7 @@ resolution with the settings each was approved with, and an audit package the re
 
 Each photo's approval is read again at the moment its output is written, and the residual check
 is bound to the exact output it checked. A zip reflects the session as it was when it started:
-any later decision, edit or setting change makes it out of date (see `Workspace.exports_of`).
+any later decision, edit or setting change makes it out of date (see `ExportLog.of_session`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from .report import audit_report, csv_text, detail_text, local_time
 from .residual import EXPOSED, residual_faces
 from .video import is_video
 from .store import private_file
-from .workspace import APPROVED, REJECTED, ImageRecord, Workspace
+from .records import APPROVED, REJECTED, ImageRecord
+from .workspace import Workspace
 
 PUBLIC_FIELDS = [
     "output_name", "output_sha256", "width", "height", "faces_found", "faces_disabled",
@@ -80,23 +81,23 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
     reviewer confirms it. Files are written under temporary names and renamed when complete, so
     a crash never leaves a half-written zip where the dashboard would offer it."""
     if export_id is None:
-        export_id = workspace.start_export(session_id, actor)
+        export_id = workspace.exports.start(session_id, actor)
     try:
         return _build(workspace, session_id, actor, detector, progress, max_pixels, export_id)
     except BaseException as exc:
-        workspace.fail_export(export_id, f"{type(exc).__name__}: {exc}")
+        workspace.exports.fail(export_id, f"{type(exc).__name__}: {exc}")
         raise
 
 
 def _build(workspace: Workspace, session_id: int, actor: str, detector, progress, max_pixels: int,
            export_id: int) -> ExportResult:
     session = workspace.session(session_id)
-    revision = workspace.export(export_id)["revision"]
+    revision = workspace.exports.get(export_id)["revision"]
     records = workspace.images(session_id)
     stem = OutputNamer.safe_stem(session["name"])
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = workspace.exports / f"{stem}-{stamp}-{export_id}.zip"
-    audit_target = workspace.exports / f"{stem}-{stamp}-{export_id}-audit.zip"
+    target = workspace.files.exports / f"{stem}-{stamp}-{export_id}.zip"
+    audit_target = workspace.files.exports / f"{stem}-{stamp}-{export_id}-audit.zip"
     partial = target.with_name(f"{target.name}.partial")
     versions = engine_versions()
     photos: list[dict] = []
@@ -105,7 +106,7 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
             for index, record in enumerate(records, 1):
                 if progress:
                     progress(index - 1, len(records), record.name)
-                workspace.export_progress(export_id, index - 1, len(records))
+                workspace.exports.progress(export_id, index - 1, len(records))
                 photo = _one(workspace, session_id, record, detector, max_pixels, versions)
                 if photo["outcome"] == "exported":
                     name = f"{stem}-{sum(p['outcome'] == 'exported' for p in photos) + 1:04d}{photo.pop('suffix')}"
@@ -131,7 +132,7 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
         progress(len(records), len(records), "")
     with open(target, "rb") as handle:  # in chunks: the zip may be larger than memory allows
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    workspace.finish_export(export_id, actor, target.name, audit_target.name, digest, counts, revision)
+    workspace.exports.finish(export_id, actor, target.name, audit_target.name, digest, counts, revision)
     return ExportResult(export_id, target, audit_target, [p["original_name"] for p in exported],
                         [p["original_name"] for p in photos if p["outcome"] == "held back"])
 
@@ -191,7 +192,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
     """A video's outcome: rendered with the tracks the reviewer covers, checked at sampled
     frames of the written file (each track's ends among them), written into the zip as MP4."""
     source = workspace.files.object_path(record.sha256)
-    target = workspace.exports / f".video-{record.id}.mp4.partial"
+    target = workspace.files.exports / f".video-{record.id}.mp4.partial"
     try:
         with open(source, "rb") as handle:
             if hashlib.file_digest(handle, "sha256").hexdigest() != record.sha256:

@@ -15,7 +15,8 @@ from .images import decode_photo, encode_photo
 from . import video, video_review
 from .pipeline import DETECT_EVERY, Engine, Settings, anonymize, failure_reason
 from .video import is_video
-from .workspace import ImageRecord, Workspace
+from .records import ImageRecord
+from .workspace import Workspace
 
 PREVIEW_SIDE = 1600
 THUMB_SIDE = 320

@@ -19,7 +19,7 @@ from .faces import MANUAL, Face
 from .store import FileStore
 from .tracks import HOLD, Track
 from .video import Scan, VideoInfo, _open, _upright
-from .workspace import StaleState
+from .records import StaleState
 
 TRACK = "track "
 

@@ -20,7 +20,7 @@ async def download(request: Request):
     """GET /download/{export_id}/{zip|audit}: a complete export's publication zip or audit package."""
     kind = request.path_params["kind"]
     try:
-        row = _workspace(str(default_root())).export(int(request.path_params["export_id"]))
+        row = _workspace(str(default_root())).exports.get(int(request.path_params["export_id"]))
     except (KeyError, ValueError):
         return PlainTextResponse("No such export.", status_code=404)
     name = row["file"] if kind == "zip" else row["audit_file"] if kind == "audit" else None

@@ -118,7 +118,7 @@ def show_flash() -> None:
 def act(action, *args, done: str | None = None, **kwargs) -> bool:
     """Run one reviewer action (in a callback); a refusal because the state changed meanwhile
     is said plainly, and the page shows the state as it is now. True when it was done."""
-    from core.workspace import StaleState
+    from core.records import StaleState
 
     try:
         action(*args, **kwargs)

@@ -102,15 +102,15 @@ class ExportWorker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, session_id: int, actor: str) -> int:
-        export_id = workspace().start_export(session_id, actor)
+        export_id = workspace().exports.start(session_id, actor)
         self._launch(export_id, session_id, actor)
         return export_id
 
     def resume(self, session_id: int, actor: str) -> None:
         with self._lock:
-            orphans = [e for e in workspace().unfinished_exports(session_id) if not self.running(e)]
+            orphans = [e for e in workspace().exports.unfinished(session_id) if not self.running(e)]
         for export_id in orphans:
-            workspace().restart_export(export_id, actor)
+            workspace().exports.restart(export_id, actor)
             self._launch(export_id, session_id, actor)
 
     def running(self, export_id: int) -> bool:
@@ -139,7 +139,7 @@ def export_worker() -> ExportWorker:
 @st.fragment(run_every=1.0)
 def export_progress(export_id: int) -> None:
     """Follows an export while it is built; reruns the page when it ends."""
-    row = workspace().export(export_id)
+    row = workspace().exports.get(export_id)
     if row["status"] != "building":
         st.rerun()
     fraction = row["done"] / row["total"] if row["total"] else 0.0

@@ -14,7 +14,7 @@ from core import zoom
 from core.faces import Face
 from core.images import encode_photo
 from core.pipeline import Settings
-from core.workspace import ImageRecord
+from core.records import ImageRecord
 from dashboard.previews import full_original
 from dashboard.state import act, workspace
 

@@ -31,7 +31,7 @@ st.markdown(
       f"out of date, {sum(r.status == 'rejected' for r in records)} rejected, {sum(bool(r.error) for r in records)} "
       "that could not be read. The audit package lists every photo with what became of it.")
 
-exports = ws.exports_of(session_id)
+exports = ws.exports.of_session(session_id)
 building = [e for e in exports if e["status"] == "building"]
 if building:
     export_progress(building[0]["id"])

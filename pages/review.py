@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.zoom import drawn_face
 from core.pipeline import Settings
-from core.workspace import APPROVED, PENDING, REJECTED
+from core.records import APPROVED, PENDING, REJECTED
 from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts

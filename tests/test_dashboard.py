@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.pipeline import Settings
-from core.workspace import APPROVED, Workspace
+from core.records import APPROVED
+from core.workspace import Workspace
 from dashboard.faces import face_rows
 from dashboard.text import plain
 from dashboard.worker import detecting, detection_worker
@@ -210,14 +211,14 @@ def test_export_builds_zip_of_approved_only(reviewed):
     next(b for b in at.button if b.label == "Build the zip").click().run()
     assert not at.exception
     for _ in range(240):
-        if ws.exports_of(session_id)[0]["status"] != "building":
+        if ws.exports.of_session(session_id)[0]["status"] != "building":
             break
         time.sleep(0.25)
     at.run()
-    export = ws.exports_of(session_id)[0]
+    export = ws.exports.of_session(session_id)[0]
     assert export["current"] and export["counts"]["exported"] == 1 and export["counts"]["pending"] == 1
     assert "Current export" in at.success[0].value
-    with zipfile.ZipFile(ws.exports / export["file"]) as archive:
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         assert sorted(archive.namelist()) == ["images/Sports_day-0001.jpg", "manifest.csv", "manifest.json"]
 
 

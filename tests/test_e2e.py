@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from core.pipeline import Settings
-from core.workspace import APPROVED, REJECTED, Workspace
+from core.records import APPROVED, REJECTED
+from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
                            start_session, until, wait_for)
 from tests.conftest import jpeg_bytes

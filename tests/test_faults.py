@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from core.review import detect_pending
-from core.workspace import APPROVED, REJECTED, Workspace
+from core.records import APPROVED, REJECTED
+from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
                            two_reviewers, wait_for)
 from tests.conftest import jpeg_bytes
@@ -74,23 +75,23 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             settle(page)
             page.get_by_role("link", name="Export").click()
             page.get_by_role("button", name="Build the zip").click()
-            wait_for(lambda: list(ws.exports.glob("*.partial")), 120)
+            wait_for(lambda: list(ws.files.exports.glob("*.partial")), 120)
             server.kill()
-        assert not list(ws.exports.glob("*.zip")), "no zip may exist before it is complete"
+        assert not list(ws.files.exports.glob("*.zip")), "no zip may exist before it is complete"
         assert integrity(ws.db_path) == "ok"
         assert any(a["detail"].get("comment") == "before the crash" for a in ws.audit(session_id))
 
         server.start()
         with chromium_page() as page:
             reopen_session(page, server.url, "Officer")
-            assert not list(ws.exports.glob("*.partial")), "the cut-short zip is removed on restart"
+            assert not list(ws.files.exports.glob("*.partial")), "the cut-short zip is removed on restart"
             page.get_by_role("link", name="Export").click()
             # The export cut short by the kill is built again, without the reviewer asking.
             expect(page.get_by_text("approved photo(s) will be exported")).to_contain_text("16")
             expect(page.get_by_text("Building the zip")).to_be_visible()
             expect(page.get_by_role("link", name="Download the zip")).to_be_visible(timeout=300_000)
         assert any(a["action"] == "export resumed after a restart" for a in ws.audit(session_id))
-        (zip_path,) = [p for p in ws.exports.glob("*.zip") if not p.name.endswith("-audit.zip")]
+        (zip_path,) = [p for p in ws.files.exports.glob("*.zip") if not p.name.endswith("-audit.zip")]
         with zipfile.ZipFile(zip_path) as archive:
             assert archive.testzip() is None
             assert len([n for n in archive.namelist() if n.startswith("images/")]) == len(large_photos)

@@ -15,7 +15,8 @@ from PIL import Image
 
 from core.pipeline import Settings
 from core.review import detect_pending
-from core.workspace import APPROVED, PENDING, REJECTED, Workspace
+from core.records import APPROVED, PENDING, REJECTED
+from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
                            wait_for)
 from tests.conftest import jpeg_bytes
@@ -80,10 +81,10 @@ def test_an_approval_on_a_stale_tab_is_refused_and_the_zip_follows_the_later_sta
     record = ws.image(ids["one.jpg"])
     assert record.approval_current(ws.batch_settings(session_id)) and not any(f.enabled for f in record.faces
                                                                               if f.score >= 0.9)
-    export = ws.exports_of(session_id)[0]
+    export = ws.exports.of_session(session_id)[0]
     # The face left uncovered on purpose is caught by the residual check: held back, not exported.
     assert export["counts"]["held back"] == 1 and export["counts"]["exported"] == 0
-    with zipfile.ZipFile(ws.exports / export["audit_file"]) as archive:
+    with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
         (photo,) = json.loads(archive.read("manifest.json"))["photos"]
         assert photo["outcome"] == "held back" and "residual check" in photo["reason"]
 
@@ -103,17 +104,17 @@ def test_rejected_during_a_slow_export_is_not_in_the_zip(served, engine, astrona
         page.get_by_role("button", name="Build the zip").click()
         expect(page.get_by_text("Building the zip")).to_be_visible()
         last = ids["big-5.jpg"]
-        wait_for(lambda: ws.exports_of(session_id)[0]["done"] >= 1, 120)
-        assert ws.exports_of(session_id)[0]["status"] == "building", "the export was too quick to test this"
+        wait_for(lambda: ws.exports.of_session(session_id)[0]["done"] >= 1, 120)
+        assert ws.exports.of_session(session_id)[0]["status"] == "building", "the export was too quick to test this"
         ws.decide(last, REJECTED, "Bob", "consent withdrawn")  # another reviewer, meanwhile
         expect(page.get_by_text("The last zip is out of date")).to_be_visible(timeout=300_000)
         expect(page.get_by_role("link", name="Download the zip")).to_have_count(0)
-    export = ws.exports_of(session_id)[0]
+    export = ws.exports.of_session(session_id)[0]
     assert export["status"] == "complete" and not export["current"]
-    with zipfile.ZipFile(ws.exports / export["audit_file"]) as archive:
+    with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
         photos_out = {p["original_name"]: p for p in json.loads(archive.read("manifest.json"))["photos"]}
     assert photos_out["big-5.jpg"]["outcome"] == "rejected"
-    with zipfile.ZipFile(ws.exports / export["file"]) as archive:
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         published = [n for n in archive.namelist() if n.startswith("images/")]
         manifest = json.loads(archive.read("manifest.json"))
     assert len(published) == len(manifest["images"]) == export["counts"]["exported"] == 5
@@ -237,6 +238,6 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
         expect(page.get_by_role("button", name="Start session")).to_be_visible()
     assert not any(ws.files.object_path(d).exists() for d in digests)
     assert not any(list(ws.files.previews.glob(f"{d}-*")) for d in digests)
-    assert not list(ws.exports.glob("*.zip"))
+    assert not list(ws.files.exports.glob("*.zip"))
     assert ws.audit(session_id)[-1]["action"] == "session purged"
     assert "127.0.0.2" not in (tmp_path / "server.log").read_text()

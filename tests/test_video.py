@@ -225,7 +225,8 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     from core.export import export_approved
     from core.intake import add_files, intake_upload
     from core.review import detect_pending
-    from core.workspace import APPROVED, Workspace
+    from core.records import APPROVED
+    from core.workspace import Workspace
 
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 24)
     clip = tmp_path / "assembly.mp4"
@@ -298,7 +299,7 @@ def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut
 
     from core import video_review
     from core.export import export_approved
-    from core.workspace import APPROVED
+    from core.records import APPROVED
 
     ws, session, moving = corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path)
     record = ws.images(session)[0]
@@ -345,7 +346,7 @@ def test_a_drifted_drawn_face_is_moved_and_followed_again(engine, astronaut_rgb,
     frame 20: the frames around 20 follow the face, the row takes the new box, the approval
     given before the move is out of date, and the move is in the audit log."""
     from core import video_review
-    from core.workspace import APPROVED
+    from core.records import APPROVED
 
     ws, session, moving = corridor(engine, astronaut_rgb, astronaut_face_box, tmp_path)
     record = ws.image(ws.images(session)[0].id)

@@ -17,7 +17,8 @@ from PIL import Image
 from core.export import export_approved
 from core.faces import Face
 from core.pipeline import Settings
-from core.workspace import APPROVED, FAILED, PENDING, REJECTED, StaleState, Workspace
+from core.records import APPROVED, FAILED, PENDING, REJECTED, StaleState
+from core.workspace import Workspace
 from tests.conftest import jpeg_bytes
 
 
@@ -146,7 +147,7 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
     assert workspace.image(pending).status == PENDING
 
     result = export_approved(workspace, session, "A. Officer", engine.detector)
-    assert not list(workspace.exports.glob("*.partial"))
+    assert not list(workspace.files.exports.glob("*.partial"))
     with zipfile.ZipFile(result.path) as archive:
         names = sorted(archive.namelist())
         assert names == ["images/Sports_day_2026-0001.jpg", "images/Sports_day_2026-0002.jpg",
@@ -208,11 +209,11 @@ def test_zips_belong_to_their_session_and_go_out_of_date(workspace, session, ast
     image_id = detected(workspace, session, "a.jpg", jpeg_bytes(astronaut_rgb), engine.detector.detect(astronaut_rgb))
     workspace.decide(image_id, APPROVED, "A. Officer")
     export_approved(workspace, session, "A. Officer", engine.detector)
-    assert workspace.exports_of(session)[0]["current"]
+    assert workspace.exports.of_session(session)[0]["current"]
     other = workspace.create_session("Another reviewer's", "B. Officer")
-    assert workspace.exports_of(other) == []
+    assert workspace.exports.of_session(other) == []
     workspace.decide(image_id, REJECTED, "A. Officer", "consent withdrawn")
-    listed = workspace.exports_of(session)
+    listed = workspace.exports.of_session(session)
     assert len(listed) == 1 and not listed[0]["current"] and listed[0]["status"] == "complete"
 
 

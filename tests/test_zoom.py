@@ -9,7 +9,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from core.faces import Face
 from core.pipeline import Settings, anonymize
-from core.workspace import StaleState, Workspace
+from core.records import StaleState
+from core.workspace import Workspace
 from core.zoom import ZOOMS, View, drawn_face, fit, on_face, render_window, to_photo
 from tests.conftest import jpeg_bytes
 
