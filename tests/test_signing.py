@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from core.pipeline import Settings
-from core.review import detect_pending
 from core.records import APPROVED, PENDING, REJECTED
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
                            wait_for)
@@ -121,18 +121,25 @@ def test_rejected_during_a_slow_export_is_not_in_the_zip(served, engine, astrona
     assert all(p["outcome"] == "exported" for n, p in photos_out.items() if n != "big-5.jpg")
 
 
-def test_zips_are_per_session_and_go_out_of_date_after_a_decision(served, engine, astronaut_rgb):
+@pytest.fixture
+def one_approved(served, engine, astronaut_rgb):
+    """A served session with one approved photo: (server, workspace, session id, photo id)."""
     server, ws = served
     session_id, ids = session_with(ws, engine, {"one.jpg": jpeg_bytes(astronaut_rgb)})
     ws.decide(ids["one.jpg"], APPROVED, "Alice")
     server.start()
+    return server, ws, session_id, ids["one.jpg"]
+
+
+def test_zips_are_per_session_and_go_out_of_date_after_a_decision(one_approved):
+    server, ws, session_id, photo = one_approved
     with chromium_page() as page:
         reopen_session(page, server.url, "Alice")
         page.get_by_role("link", name="Export").click()
         page.get_by_role("button", name="Build the zip").click()
         first = download(page, "Download the zip")
         assert first[:2] == b"PK"
-        ws.decide(ids["one.jpg"], REJECTED, "Alice", "consent withdrawn")
+        ws.decide(photo, REJECTED, "Alice", "consent withdrawn")
         page.reload()
         reopen_session(page, server.url, "Alice")
         page.get_by_role("link", name="Export").click()
@@ -152,11 +159,8 @@ def test_zips_are_per_session_and_go_out_of_date_after_a_decision(served, engine
         expect(page.get_by_text("The last zip is out of date")).to_have_count(0)
 
 
-def test_batch_settings_ask_before_putting_approvals_out_of_date(served, engine, astronaut_rgb):
-    server, ws = served
-    session_id, ids = session_with(ws, engine, {"one.jpg": jpeg_bytes(astronaut_rgb)})
-    ws.decide(ids["one.jpg"], APPROVED, "Alice")
-    server.start()
+def test_batch_settings_ask_before_putting_approvals_out_of_date(one_approved):
+    server, ws, session_id, photo = one_approved
     with chromium_page() as page:
         reopen_session(page, server.url, "Alice")
         page.get_by_role("link", name="Batch settings").first.click()
@@ -171,7 +175,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(served, engine,
         settle(page)
         page.get_by_role("button", name="Cancel").click()
         settle(page)
-        assert ws.image(ids["one.jpg"]).approval_current(ws.batch_settings(session_id))
+        assert ws.image(photo).approval_current(ws.batch_settings(session_id))
 
 
 def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_path):
