@@ -30,11 +30,11 @@ from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import video, video_review
 from .pipeline import VIDEO_FOUND_AGAIN, OutputNamer, Settings, anonymize, check_output, engine_versions
+from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time
 from .residual import EXPOSED, residual_faces
 from .video import is_video
 from .store import private_file
-from .records import APPROVED, REJECTED, ImageRecord
 from .workspace import Workspace
 
 PUBLIC_FIELDS = [

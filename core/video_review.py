@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .faces import MANUAL, Face
+from .records import StaleState
 from .store import FileStore
 from .tracks import HOLD, Track
 from .video import Scan, VideoInfo, _open, _upright
-from .records import StaleState
 
 TRACK = "track "
 

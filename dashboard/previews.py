@@ -12,8 +12,8 @@ import streamlit as st
 
 from core.images import decode_photo, encode_photo
 from core.faces import selected
-from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
 from core.records import ImageRecord, fingerprint
+from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
 from core.workspace import overview_file
 from core.pipeline import Settings, anonymize
 from dashboard.state import workspace

@@ -7,8 +7,8 @@ import streamlit as st
 
 from core import video_review
 from core.pipeline import Settings
-from core.review import render
 from core.records import ImageRecord
+from core.review import render
 from dashboard.faces import drawn_box
 from dashboard.state import act, workspace
 from dashboard.text import plain

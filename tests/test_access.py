@@ -15,8 +15,8 @@ import pytest
 
 from core.export import export_approved
 from core.intake import add_files, intake_upload
-from core.review import detect_pending
 from core.records import APPROVED
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.conftest import jpeg_bytes
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.review import detect_pending
 from core.records import APPROVED, REJECTED
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
                            two_reviewers, wait_for)

@@ -16,8 +16,8 @@ from PIL import Image
 from core.export import export_approved
 from core.images import ImageError, decode_photo
 from core.intake import add_files, intake_folder, intake_upload
-from core.review import detect_pending
 from core.records import APPROVED, FAILED
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.test_images import BAD_INPUTS, gradient, png_header_claiming
 

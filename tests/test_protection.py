@@ -12,8 +12,8 @@ from core.images import decode_photo, encode_photo
 from core.pipeline import Settings, anonymize, check_output
 from core.residual import EXPOSED, EXPOSED_SHARE, exposed_faces, exposed_share
 from core.images import Photo
-from core.review import detect_pending
 from core.records import FAILED
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.conftest import jpeg_bytes, png_bytes
 

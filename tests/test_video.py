@@ -224,8 +224,8 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
 
     from core.export import export_approved
     from core.intake import add_files, intake_upload
-    from core.review import detect_pending
     from core.records import APPROVED
+    from core.review import detect_pending
     from core.workspace import Workspace
 
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 24)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.review import detect_pending
 from core.records import APPROVED, PENDING
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, reopen_session, require_chromium, settle, tick,
                            until, wait_for)
