@@ -113,7 +113,7 @@ class Workspace:
             for record in map(image_record, rows):
                 if record.approval_current(old) and not record.approval_current(settings):
                     self.db.log(db, actor, "approval out of date", session_id, record.id,
-                              reason="batch settings changed after approval")
+                                reason="batch settings changed after approval")
 
     def revision(self, session_id: int) -> int:
         return self.session(session_id)["revision"]
@@ -129,12 +129,12 @@ class Workspace:
                               "AND removed_at IS NULL ORDER BY id LIMIT 1", (session_id, digest)).fetchone()
             if same:
                 self.db.log(db, actor, "duplicate not added", session_id, same["id"], name=name, sha256=digest,
-                          same_as=same["name"])
+                            same_as=same["name"])
                 return same["id"], same["name"]
             cursor = db.execute("INSERT INTO images (session_id, name, sha256, added_at) VALUES (?,?,?,?)",
                                 (session_id, name, digest, now()))
             self.db.log(db, actor, "image added", session_id, cursor.lastrowid, name=name, sha256=digest,
-                      bytes=len(data))
+                        bytes=len(data))
             return cursor.lastrowid, None
 
     def add_refused(self, session_id: int, name: str, reason: str, actor: str, data: bytes = b"") -> int:
@@ -274,7 +274,7 @@ class Workspace:
                        (json.dumps([f.to_dict() for f in faces]), image_id))
             self.db.bump(db, record.session_id)
             self.db.log(db, actor, "faces changed", record.session_id, image_id, change=why,
-                      before=[f.to_dict() for f in before], **detail)
+                        before=[f.to_dict() for f in before], **detail)
             self.db.note_outdated(db, record, batch, actor, "faces changed after approval")
 
     def set_override(self, image_id: int, settings: Settings | None, actor: str, seen: str | None = None) -> None:
@@ -287,7 +287,7 @@ class Workspace:
             db.execute("UPDATE images SET override = ? WHERE id = ?", (value, image_id))
             self.db.bump(db, record.session_id)
             self.db.log(db, actor, "image settings changed", record.session_id, image_id,
-                      settings=settings.to_dict() if settings else "batch")
+                        settings=settings.to_dict() if settings else "batch")
             self.db.note_outdated(db, record, batch, actor, "this photo's settings changed after approval")
 
     def decide(self, image_id: int, decision: str, actor: str, comment: str = "", seen: str | None = None) -> None:
@@ -306,7 +306,7 @@ class Workspace:
                        (decision, mark, comment, actor, now(), image_id))
             self.db.bump(db, record.session_id)
             self.db.log(db, actor, decision, record.session_id, image_id, comment=comment,
-                      fingerprint=mark, settings=settings.to_dict())
+                        fingerprint=mark, settings=settings.to_dict())
 
     def save_draft(self, image_id: int, text: str) -> None:
         """Keep a comment being typed (not a decision: not logged) so a reload does not lose it."""
@@ -323,7 +323,7 @@ class Workspace:
                                     "faces": [f.to_dict() for f in faces]}), image_id))
             if faces:
                 self.db.log(db, "engine", "residual faces found", session_id, image_id,
-                          faces=[f.to_dict() for f in faces], output_sha256=output_sha256)
+                            faces=[f.to_dict() for f in faces], output_sha256=output_sha256)
 
     def confirm_residual(self, image_id: int, actor: str, seen: str | None = None) -> None:
         """The reviewer looked at what the residual check found and accepts the output."""
@@ -351,7 +351,7 @@ class Workspace:
                                 (row["sha256"], image_id)).fetchone()
             deleted = [] if shared else [p.name for p in self.files.delete_original(row["sha256"])]
             self.db.log(db, actor, "image removed", row["session_id"], image_id, sha256=row["sha256"],
-                      files_deleted=len(deleted), kept_for_another_session=bool(shared))
+                        files_deleted=len(deleted), kept_for_another_session=bool(shared))
 
     def purge_session(self, session_id: int, actor: str) -> None:
         """Remove every photo of a session (originals, previews) and its zips; the session can
