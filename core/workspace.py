@@ -36,8 +36,7 @@ class Workspace:
     def __init__(self, root: Path):
         self.files = FileStore(root)
         self.root = self.files.root
-        self.db_path = self.root / "review.sqlite"
-        self.db = ReviewDatabase(self.db_path)
+        self.db = ReviewDatabase(self.root / "review.sqlite")
         self.exports = ExportLog(self.db, self.files)
 
     # The files ----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_every_workspace_file_is_private_whatever_the_umask(tmp_path, engine, as
     try:
         ws, _ = reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
         # The -wal and -shm files exist while a connection is open (as in the running dashboard).
-        with contextlib.closing(sqlite3.connect(ws.db_path)) as db:
+        with contextlib.closing(sqlite3.connect(ws.db.path)) as db:
             db.execute("SELECT COUNT(*) FROM audit").fetchone()
             found = modes(ws.root)
     finally:

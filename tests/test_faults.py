@@ -60,7 +60,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             server.kill()
         done_before = sum(r.detected for r in ws.images(session_id))
         assert done_before < len(large_photos), "the kill came too late to test anything"
-        assert integrity(ws.db_path) == "ok"
+        assert integrity(ws.db.path) == "ok"
         assert ws.image(decided.id).status == APPROVED
 
         server.start()
@@ -78,7 +78,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             wait_for(lambda: list(ws.files.exports.glob("*.partial")), 120)
             server.kill()
         assert not list(ws.files.exports.glob("*.zip")), "no zip may exist before it is complete"
-        assert integrity(ws.db_path) == "ok"
+        assert integrity(ws.db.path) == "ok"
         assert any(a["detail"].get("comment") == "before the crash" for a in ws.audit(session_id))
 
         server.start()
@@ -147,7 +147,7 @@ def test_read_only_workspace_gives_a_clear_message(tmp_path):
     finally:
         server.stop()
     assert [s["name"] for s in Workspace(ws_root).sessions()] == ["Kept"]
-    assert integrity(ws.db_path) == "ok"
+    assert integrity(ws.db.path) == "ok"
 
 
 @pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")

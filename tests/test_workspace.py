@@ -118,7 +118,7 @@ def test_every_action_is_refused_on_a_state_the_reviewer_did_not_see(workspace, 
 
 
 def test_audit_log_is_append_only(workspace, session):
-    db = sqlite3.connect(workspace.db_path)
+    db = sqlite3.connect(workspace.db.path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("UPDATE audit SET actor = 'someone else'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
