@@ -27,12 +27,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .video import file_sha256
 from .pipeline import (Engine, OutputNamer, Settings, anonymize_one, engine_versions, expand_paths,
                        failure_reason, output_name, write_atomically)
+from .report import utc_now
 
 JOURNAL = "journal.jsonl"
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
@@ -197,7 +197,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     finally:
         ray.shutdown()
     manifest = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
         "cluster": {"address": address, "resumed": resumed},

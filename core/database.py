@@ -11,11 +11,11 @@ import contextlib
 import json
 import os
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .pipeline import Settings
 from .records import ImageRecord, StaleState, image_record
+from .report import utc_now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -87,10 +87,6 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 """
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class ReviewDatabase:
     """The SQLite file, created private and brought up to the current schema on opening, and the
     steps every change shares: a transaction, an audit entry, a session's revision."""
@@ -146,7 +142,7 @@ class ReviewDatabase:
     @staticmethod
     def log(db, actor: str, action: str, session_id=None, image_id=None, **detail) -> None:
         db.execute("INSERT INTO audit (at, session_id, image_id, actor, action, detail) VALUES (?,?,?,?,?,?)",
-                   (now(), session_id, image_id, actor, action, json.dumps(detail, sort_keys=True)))
+                   (utc_now(), session_id, image_id, actor, action, json.dumps(detail, sort_keys=True)))
 
     @staticmethod
     def bump(db, session_id: int) -> None:

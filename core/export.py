@@ -31,7 +31,7 @@ from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_forma
 from . import video, video_review
 from .pipeline import VIDEO_FOUND_AGAIN, OutputNamer, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
-from .report import audit_report, csv_text, detail_text, local_time
+from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces
 from .video import is_video
 from .store import private_file
@@ -117,15 +117,16 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
                         archive.writestr(photo["output_name"], photo.pop("data"))
                 photos.append(photo)
             exported = [p for p in photos if p["outcome"] == "exported"]
+            exported_at = local_time(utc_now())  # one time for the zip, its audit zip and report
             archive.writestr("manifest.csv", csv_text(exported, PUBLIC_FIELDS))
             archive.writestr("manifest.json", json.dumps({
-                "session": session["name"], "exported_at": local_time(_now()), "versions": versions,
+                "session": session["name"], "exported_at": exported_at, "versions": versions,
                 "images": [{k: p.get(k) for k in PUBLIC_FIELDS} | {"regions": p["regions"]} for p in exported],
             }, indent=2))
         _seal(partial, target)
         counts = {outcome: sum(p["outcome"] == outcome for p in photos)
                   for outcome in ("exported", "held back", "rejected", "pending", "failed")}
-        _write_audit(workspace, session, actor, photos, counts, versions, target, audit_target)
+        _write_audit(workspace, session, actor, exported_at, photos, counts, versions, target, audit_target)
     finally:
         partial.unlink(missing_ok=True)
     if progress:
@@ -259,8 +260,8 @@ def _thumbnail(pixels) -> bytes:
     return encode_photo(small, "JPEG", 75)
 
 
-def _write_audit(workspace: Workspace, session: dict, actor: str, photos: list[dict], counts: dict,
-                 versions: dict, target: Path, audit_target: Path) -> None:
+def _write_audit(workspace: Workspace, session: dict, actor: str, exported_at: str, photos: list[dict],
+                 counts: dict, versions: dict, target: Path, audit_target: Path) -> None:
     """The reviewer's package: every photo's outcome, the name mapping, the log, the report."""
     names = {p["image_id"]: p["original_name"] for p in photos}
     trail = [{"at": local_time(a["at"]), "actor": a["actor"], "action": a["action"],
@@ -272,7 +273,7 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, photos: list[d
             history.setdefault(step["image_id"], []).append(
                 step | {"detail": detail_text(step["detail"])})
     rows = [{k: v for k, v in p.items() if k not in ("thumbnail", "data", "suffix")} for p in photos]
-    summary = [("session", session["name"]), ("exported by", actor), ("exported at", local_time(_now())),
+    summary = [("session", session["name"]), ("exported by", actor), ("exported at", exported_at),
                ("publication zip", target.name)] + [(k, str(v)) for k, v in counts.items()] + [
                ("engine", versions["engine"]), ("models (SHA-256)", json.dumps(versions["models_sha256"]))]
     partial = audit_target.with_name(f"{audit_target.name}.partial")
@@ -280,7 +281,7 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, photos: list[d
         with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("manifest.csv", csv_text(rows, AUDIT_FIELDS))
             archive.writestr("manifest.json", json.dumps({
-                "session": session["name"], "exported_by": actor, "exported_at": local_time(_now()),
+                "session": session["name"], "exported_by": actor, "exported_at": exported_at,
                 "publication_zip": target.name, "counts": counts, "versions": versions, "photos": rows,
                 "audit": trail}, indent=2, default=str))
             archive.writestr("report.html", audit_report(f"Audit report: {session['name']}", summary, photos, history))
@@ -293,7 +294,3 @@ def _seal(partial: Path, target: Path) -> None:
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, target)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from .database import ReviewDatabase, now
+from .database import ReviewDatabase
+from .report import utc_now
 from .store import FileStore
 
 
@@ -19,7 +20,7 @@ class ExportLog:
         with self.db.transaction() as db:
             cursor = db.execute("INSERT INTO exports (session_id, started_at, started_by, revision, status) "
                                 "VALUES (?,?,?,?, 'building')",
-                                (session_id, now(), actor, self.db.revision(db, session_id)))
+                                (session_id, utc_now(), actor, self.db.revision(db, session_id)))
             self.db.log(db, actor, "export started", session_id, export=cursor.lastrowid)
             return cursor.lastrowid
 
@@ -28,7 +29,7 @@ class ExportLog:
         with self.db.transaction() as db:
             session_id = db.execute("SELECT session_id FROM exports WHERE id = ?", (export_id,)).fetchone()[0]
             db.execute("UPDATE exports SET revision = ?, done = 0, started_at = ? WHERE id = ?",
-                       (self.db.revision(db, session_id), now(), export_id))
+                       (self.db.revision(db, session_id), utc_now(), export_id))
             self.db.log(db, actor, "export resumed after a restart", session_id, export=export_id)
 
     def unfinished(self, session_id: int) -> list[int]:
@@ -48,13 +49,13 @@ class ExportLog:
             session_id = db.execute("SELECT session_id FROM exports WHERE id = ?", (export_id,)).fetchone()[0]
             db.execute("UPDATE exports SET status = 'complete', finished_at = ?, file = ?, audit_file = ?, "
                        "sha256 = ?, counts = ?, revision = ? WHERE id = ?",
-                       (now(), file, audit_file, sha256, json.dumps(counts), revision, export_id))
+                       (utc_now(), file, audit_file, sha256, json.dumps(counts), revision, export_id))
             self.db.log(db, actor, "exported", session_id, file=file, sha256=sha256, **counts)
 
     def fail(self, export_id: int, error: str) -> None:
         with self.db.transaction() as db:
             db.execute("UPDATE exports SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                       (now(), error, export_id))
+                       (utc_now(), error, export_id))
 
     def of_session(self, session_id: int) -> list[dict]:
         """The session's exports, newest first, each with `current`: complete, and nothing the

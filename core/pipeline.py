@@ -10,7 +10,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from .detectors import FaceDetector
 from .faces import Face, selected
 from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, Photo, decode_photo, encode_photo,
                      output_format, read_photo)
+from .report import utc_now
 from .residual import EXPOSED, RESIDUAL_INSIDE, residual_faces
 from . import video
 from .video import is_video
@@ -312,7 +312,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
             settle(1)
         settle(0)
     manifest = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
         "files": entries,

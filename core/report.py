@@ -7,10 +7,15 @@ import base64
 import csv
 import html
 import io
-from datetime import datetime
+from datetime import datetime, timezone
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def utc_now() -> str:
+    """Now, as every record stores a time: UTC, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def local_time(utc_iso: str | None) -> str:

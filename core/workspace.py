@@ -15,11 +15,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .database import ReviewDatabase, now
+from .database import ReviewDatabase
 from .export_log import ExportLog
 from .faces import Face
 from .pipeline import Settings
 from .records import APPROVED, FAILED, PENDING, REJECTED, ImageRecord, StaleState, image_record
+from .report import utc_now
 from .store import FileStore
 
 
@@ -61,7 +62,7 @@ class Workspace:
             if db.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
                 raise ValueError(f"a session named {name!r} exists already: open it instead")
             cursor = db.execute("INSERT INTO sessions (name, reviewer, created, settings) VALUES (?,?,?,?)",
-                                (name, reviewer, now(), json.dumps(settings.to_dict())))
+                                (name, reviewer, utc_now(), json.dumps(settings.to_dict())))
             self.db.log(db, reviewer, "session created", cursor.lastrowid, name=name)
             return cursor.lastrowid
 
@@ -131,7 +132,7 @@ class Workspace:
                             same_as=same["name"])
                 return same["id"], same["name"]
             cursor = db.execute("INSERT INTO images (session_id, name, sha256, added_at) VALUES (?,?,?,?)",
-                                (session_id, name, digest, now()))
+                                (session_id, name, digest, utc_now()))
             self.db.log(db, actor, "image added", session_id, cursor.lastrowid, name=name, sha256=digest,
                         bytes=len(data))
             return cursor.lastrowid, None
@@ -142,7 +143,7 @@ class Workspace:
         with self.db.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO images (session_id, name, sha256, error, status, added_at) VALUES (?,?,?,?,?,?)",
-                (session_id, name, digest, reason, FAILED, now()))
+                (session_id, name, digest, reason, FAILED, utc_now()))
             self.db.log(db, actor, "file refused", session_id, cursor.lastrowid, name=name, reason=reason)
             return cursor.lastrowid
 
@@ -302,7 +303,7 @@ class Workspace:
             mark = record.current_fingerprint(batch) if decision == APPROVED else None
             db.execute("""UPDATE images SET status = ?, approved_fingerprint = ?, comment = ?,
                           decided_by = ?, decided_at = ?, draft = NULL WHERE id = ?""",
-                       (decision, mark, comment, actor, now(), image_id))
+                       (decision, mark, comment, actor, utc_now(), image_id))
             self.db.bump(db, record.session_id)
             self.db.log(db, actor, decision, record.session_id, image_id, comment=comment,
                         fingerprint=mark, settings=settings.to_dict())
@@ -344,7 +345,7 @@ class Workspace:
                              (image_id,)).fetchone()
             if row is None:
                 return
-            db.execute("UPDATE images SET removed_at = ? WHERE id = ?", (now(), image_id))
+            db.execute("UPDATE images SET removed_at = ? WHERE id = ?", (utc_now(), image_id))
             self.db.bump(db, row["session_id"])
             shared = db.execute("SELECT 1 FROM images WHERE sha256 = ? AND removed_at IS NULL AND id != ?",
                                 (row["sha256"], image_id)).fetchone()
@@ -360,7 +361,7 @@ class Workspace:
         with self.db.transaction() as db:
             zips = self.exports.delete_files(db, session_id)
             self.files.delete_derived(overview_file(session_id))
-            db.execute("UPDATE sessions SET purged_at = ? WHERE id = ?", (now(), session_id))
+            db.execute("UPDATE sessions SET purged_at = ? WHERE id = ?", (utc_now(), session_id))
             self.db.bump(db, session_id)
             self.db.log(db, actor, "session purged", session_id, zips_deleted=zips)
 

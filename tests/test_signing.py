@@ -112,12 +112,14 @@ def test_rejected_during_a_slow_export_is_not_in_the_zip(served, engine, astrona
     export = ws.exports.of_session(session_id)[0]
     assert export["status"] == "complete" and not export["current"]
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
-        photos_out = {p["original_name"]: p for p in json.loads(archive.read("manifest.json"))["photos"]}
+        audit = json.loads(archive.read("manifest.json"))
+        photos_out = {p["original_name"]: p for p in audit["photos"]}
     assert photos_out["big-5.jpg"]["outcome"] == "rejected"
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         published = [n for n in archive.namelist() if n.startswith("images/")]
         manifest = json.loads(archive.read("manifest.json"))
     assert len(published) == len(manifest["images"]) == export["counts"]["exported"] == 5
+    assert manifest["exported_at"] == audit["exported_at"], "one export, one time in both records"
     assert all(p["outcome"] == "exported" for n, p in photos_out.items() if n != "big-5.jpg")
 
 
