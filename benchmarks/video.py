@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from core import pipeline
+from core import batch, pipeline
 
 
 def _frames(path: Path):
@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.memory:
         return memory(args.memory)
-    pipeline.DETECT_EVERY = args.every
     entries = json.loads((args.clips / "annotations.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             out = work / "ours" / source.stem
             out.mkdir(parents=True)
             start = time.perf_counter()
-            result = pipeline.anonymize_files(engine, [source], out, settings)["files"][0]
+            result = batch.anonymize_files(engine, [source], out, settings, detect_every=args.every)["files"][0]
             seconds["engine"] += time.perf_counter() - start
             if "error" in result:
                 print(f"{source.name}: {result['error']}", file=sys.stderr)

@@ -15,8 +15,8 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS, ImageError
 from . import video
-from .pipeline import (DETECT_EVERY, HELD_BACK, Engine, Settings, anonymize_files, expand_paths, frame_progress,
-                       face_record, failure_reason)
+from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress
+from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .video import is_video
 from .faces import selected
 

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .video import file_sha256
-from .pipeline import (Engine, OutputNamer, Settings, anonymize_one, engine_versions, expand_paths,
-                       failure_reason, output_name, write_atomically)
+from .batch import OutputNamer, anonymize_one, expand_paths, output_name
+from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
+from .store import write_atomically
+from .video import file_sha256
 
 JOURNAL = "journal.jsonl"
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
@@ -151,7 +152,7 @@ class FileWorker:
 def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Settings, check: bool = False,
                     max_pixels: int | None = None,
                     progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """`pipeline.anonymize_files` on a cluster; resumable (see the module's text)."""
+    """`batch.anonymize_files` on a cluster; resumable (see the module's text)."""
     from .images import DEFAULT_MAX_PIXELS
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS

@@ -29,7 +29,8 @@ import cv2
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import video, video_review
-from .pipeline import VIDEO_FOUND_AGAIN, OutputNamer, Settings, anonymize, check_output, engine_versions
+from .batch import OutputNamer
+from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces

@@ -1,13 +1,28 @@
-"""The workspace's files: originals named by their SHA-256, their downscaled previews, and the
-zips made from them. Only the user who runs the dashboard may read any of it."""
+"""Files written safely: atomically (the command line's outputs and manifests too), and the
+workspace's files: originals named by their SHA-256, their downscaled previews, and the zips made
+from them. Only the user who runs the dashboard may read any of the workspace."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
-from .pipeline import write_atomically
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: a crash leaves no
+    half-written file under the real name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def private_dir(folder: Path) -> None:

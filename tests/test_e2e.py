@@ -152,7 +152,8 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
 def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
     """The manifest of a batch run (the cluster path writes the same one: tests/test_cluster.py)
     opened from the Start page: its photos with their faces, nothing detected again."""
-    from core.pipeline import Settings, anonymize_files
+    from core.batch import anonymize_files
+    from core.pipeline import Settings
 
     shared = tmp_path / "archive"
     shared.mkdir()

@@ -12,7 +12,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from core.cli import main as cli
 from core.faces import Face
-from core.pipeline import DETECT_EVERY, HELD_BACK, Settings, anonymize_files
+from core.batch import HELD_BACK, anonymize_files
+from core.pipeline import DETECT_EVERY, Settings
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import audio_payloads, exposed, moving_face_frames, read_frames, write_clip
 from tests.conftest import jpeg_bytes

@@ -1,0 +1,266 @@
+"""The command line's batch: files in, covered files and a manifest out. Photos and videos,
+one file's failure is that file's error, and outputs the residual check flags go apart."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import video
+from .faces import Face, selected
+from .images import IMAGE_SUFFIXES, ImageError, Photo, encode_photo, output_format
+from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonymize, check_output, engine_versions,
+                       failure_reason)
+from .report import utc_now
+from .residual import EXPOSED, residual_faces
+from .store import write_atomically
+from .video import is_video
+
+HELD_BACK = "held-back"
+
+
+def expand_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
+    """Yield (file, None) for every file to process, folders walked in name order, or
+    (path, reason) for a path that cannot be processed, so the caller can report it."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    file = Path(root) / name
+                    if file.suffix.lower() in IMAGE_SUFFIXES or is_video(file):
+                        yield file, None
+                    else:
+                        yield file, f"not an image or video file (extension {file.suffix or 'none'})"
+        elif path.exists():
+            yield path, None
+        else:
+            yield path, "no such file or folder"
+
+
+@dataclass
+class OutputNamer:
+    """Gives every input its own output name: never the same name twice in a batch (case
+    folded), and, given a folder, never an existing file (so never an input, nor an earlier
+    run's output)."""
+
+    folder: Path | None
+    taken: set[str] = field(default_factory=set)
+
+    def name_for(self, source_name: str, fmt: str) -> str:
+        stem = self.safe_stem(source_name)
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "MP4": ".mp4"}[fmt]
+        candidate, n = f"{stem}{suffix}", 1
+        while candidate.lower() in self.taken or (self.folder and (self.folder / candidate).exists()):
+            n += 1
+            candidate = f"{stem}-{n}{suffix}"
+        self.taken.add(candidate.lower())
+        return candidate
+
+    @staticmethod
+    def safe_stem(name: str) -> str:
+        """A file stem that cannot climb out of a folder or break a file system: letters,
+        digits, '-', '_' and '.', at most 100 characters."""
+        stem = Path(name.replace("\\", "/")).stem
+        cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
+        return (cleaned.strip("._") or "image")[:100]
+
+
+def face_record(face: Face, settings: Settings, width: int, height: int) -> dict:
+    """A face as the command line and the manifests show it."""
+    return {
+        "x": round(face.x, 1), "y": round(face.y, 1), "w": round(face.w, 1), "h": round(face.h, 1),
+        "score": round(face.score, 4), "detector": face.detector,
+        "region": list(face.region(settings.padding, width, height)),
+    }
+
+
+def write_output(engine: Engine, photo: Photo, faces: list[Face], pixels: np.ndarray, out_dir: Path, name: str,
+                 settings: Settings, check: bool) -> dict:
+    """Encode a covered photo, check it as written when asked (a flagged output goes to
+    `out_dir/held-back/`), write it atomically, and return its manifest fields."""
+    data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
+    entry: dict = {}
+    folder = out_dir
+    if check:
+        residual = check_output(engine.detector, photo, data, faces, settings)
+        entry["residual_faces"] = [face_record(f, settings, photo.width, photo.height) for f in residual]
+        if residual:
+            folder = out_dir / HELD_BACK
+            folder.mkdir(exist_ok=True)
+            entry["held_back"] = _held_back_reason(residual)
+    write_atomically(folder / name, data)
+    entry.update({
+        "input_sha256": photo.sha256, "output": str((folder / name).relative_to(out_dir)),
+        "output_sha256": hashlib.sha256(data).hexdigest(), "width": photo.width, "height": photo.height,
+        "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+    })
+    return entry
+
+
+def anonymize_one(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """One file, photo or video, into `out_dir/name`: its manifest fields (the batch below
+    does the same steps, overlapped; the cluster runs this on its workers)."""
+    if is_video(path):
+        return anonymize_video(engine, path, out_dir, name, settings, check, progress)
+    photo = engine.read(path)
+    faces = selected(engine.detect(photo), settings.threshold)
+    return write_output(engine, photo, faces, anonymize(photo.pixels, faces, settings), out_dir, name, settings, check)
+
+
+def output_name(namer: OutputNamer, path: Path) -> str:
+    """The output's name, known before the file is decoded (from its header), so that a
+    batch split over many machines names every output as one machine would."""
+    if is_video(path):
+        return namer.name_for(path.name, "MP4")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        fmt = "JPEG" if image.format in ("JPEG", "MPO") else "PNG"
+    return namer.name_for(path.name, fmt)
+
+
+def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
+                    progress: Callable[[int, int, str], None] | None = None, check: bool = False,
+                    detect_every: int = DETECT_EVERY) -> dict:
+    """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
+
+    Any failure on one file (decoding, detection, covering, encoding, writing) is recorded with
+    its reason and the batch goes on. With `check`, each output is run through the residual
+    check as written; an output it flags goes to `out_dir/held-back/`, never beside the clean
+    ones, and the manifest says why. Reading the next file and encoding the last one run
+    beside detection, so a batch keeps the machine's cores busy."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    namer = OutputNamer(out_dir)
+    jobs = list(expand_paths(paths))
+    entries: list[dict] = []
+
+    def finish(entry: dict, photo: Photo, faces: list[Face], pixels: np.ndarray, name: str) -> dict:
+        return entry.update(write_output(engine, photo, faces, pixels, out_dir, name, settings, check))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reads = _prefetch(pool, jobs, engine.read, ahead=2)
+        pending: list[tuple[int, dict, Future]] = []
+
+        def settle(upto: int) -> None:
+            while pending and len(pending) > upto:
+                index, entry, future = pending.pop(0)
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+                    entry.clear()
+                    entry.update({"input": str(jobs[index - 1][0]), "error": failure_reason(exc, out_dir)})
+                _report(progress, index, len(jobs), entry)
+
+        for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
+            entry: dict = {"input": str(path)}
+            entries.append(entry)
+            try:
+                if problem:
+                    raise ImageError(str(path), problem)
+                if is_video(path):
+                    settle(0)
+                    name = namer.name_for(path.name, "MP4")
+                    entry.update(anonymize_video(engine, path, out_dir, name, settings, check,
+                                                 frame_progress(progress, index, len(jobs), path), detect_every))
+                    _report(progress, index, len(jobs), entry)
+                    continue
+                photo = read.result()
+                faces = selected(engine.detect(photo), settings.threshold)
+                pixels = anonymize(photo.pixels, faces, settings)
+                name = namer.name_for(path.name, output_format(photo))
+                pending.append((index, entry, pool.submit(finish, entry, photo, faces, pixels, name)))
+            except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+                entry["error"] = failure_reason(exc, out_dir)
+                settle(0)
+                _report(progress, index, len(jobs), entry)
+                continue
+            settle(1)
+        settle(0)
+    manifest = {
+        "created": utc_now(),
+        "settings": settings.to_dict(),
+        "versions": engine_versions(),
+        "files": entries,
+    }
+    write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
+                    progress: Callable[[int, int], None] | None = None, detect_every: int = DETECT_EVERY) -> dict:
+    """One video into `out_dir/name`: tracks found, every frame covered, sound and timing kept;
+    with `check`, sampled frames of the written file judged like a photo's output."""
+    scan = video.scan(engine.detect_frame, path, detect_every, progress)
+    rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
+                            settings.video_quality, progress=progress)
+    entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
+    folder = out_dir
+    if check:
+        residual = video.check(path, out_dir / name, scan, lambda before, after, faces: residual_faces(
+            engine.detector, before, after, selected(faces, settings.threshold),
+            settings.regions(faces, scan.info.width, scan.info.height), outside=VIDEO_FOUND_AGAIN))
+        entry["residual_frames"] = [{"index": n, "faces": [face_record(f, settings, scan.info.width, scan.info.height)
+                                                           for f in faces]} for n, faces in residual]
+        if residual:
+            folder = out_dir / HELD_BACK
+            folder.mkdir(exist_ok=True)
+            os.replace(out_dir / name, folder / name)
+            entry["output"] = str(Path(HELD_BACK) / name)
+            entry["held_back"] = f"in {len(residual)} checked frame(s): " + \
+                _held_back_reason([f for _, faces in residual for f in faces])
+    entry.update({
+        "output_sha256": video.file_sha256(folder / name), "width": scan.info.width, "height": scan.info.height,
+        "video": scan.info.to_dict() | {"frames": scan.frames, "frames_written": rendered["frames"],
+                                        "sound": rendered["audio"], "detect_every": detect_every},
+        "tracks": [t.to_dict(scan.times) for t in scan.tracks if t.score >= settings.threshold],
+    })
+    return entry
+
+
+def frame_progress(progress, index: int, total: int, path: Path) -> Callable[[int, int], None] | None:
+    if not progress:
+        return None
+    return lambda done, frames: progress(index, total, f"{path}: frame {done}" + (f"/{frames}" if frames else ""))
+
+
+def _held_back_reason(residual: list[Face]) -> str:
+    exposed = sum(f.detector == EXPOSED for f in residual)
+    again = len(residual) - exposed
+    parts = ([f"{exposed} covered face(s) still show in the output's pixels"] if exposed else []) + \
+            ([f"{again} face(s) found again by the detector"] if again else [])
+    return "; ".join(parts)
+
+
+def _prefetch(pool: ThreadPoolExecutor, jobs: list, read: Callable[[Path], Photo], ahead: int) -> Iterator[Future]:
+    """Futures of the decoded photos, in order, reading at most `ahead` files in advance
+    (memory stays bounded however long the batch)."""
+    queue: list[Future] = []
+    for path, problem in jobs:
+        queue.append(pool.submit(read, path) if not problem and not is_video(path) else _done(None))
+        if len(queue) > ahead:
+            yield queue.pop(0)
+    yield from queue
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _report(progress, index: int, total: int, entry: dict) -> None:
+    if progress:
+        progress(index, total, f"{entry['input']}: " + (entry.get("error") or entry.get("held_back")
+                                                         or (f"{len(entry['tracks'])} tracks" if "tracks" in entry
+                                                             else f"{len(entry['faces'])} faces")))
