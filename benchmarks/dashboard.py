@@ -36,10 +36,10 @@ def detect_pending_subset(ws, session_id: int, chosen: set[int], source_of: dict
     found = {}
     for record in ws.awaiting_detection(session_id):
         source = source_of[record.id]
-        photo = decode_photo(ws.read(record.sha256), record.name)
+        photo = decode_photo(ws.files.read(record.sha256), record.name)
         if source not in found:
             found[source] = engine().detect(photo)
-        ws.save_previews(record.sha256, preview_bases(photo.pixels))
+        ws.files.save_previews(record.sha256, preview_bases(photo.pixels))
         ws.save_detection(record.id, photo.width, photo.height, found[source])
 
 

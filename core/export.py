@@ -164,7 +164,7 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
         "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
     if is_video(record.name):
         return _one_video(workspace, record, fresh, batch, settings, mark, row, detector)
-    original = workspace.read(record.sha256)
+    original = workspace.files.read(record.sha256)
     if hashlib.sha256(original).hexdigest() != record.sha256:
         return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
     try:

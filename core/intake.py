@@ -225,7 +225,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             photo = decode_photo(data, source.name, max_pixels or DEFAULT_MAX_PIXELS)
             image_id, same_as = workspace.add_image(session_id, source.name, data, reviewer)
             if same_as is None:
-                workspace.save_previews(photo.sha256, preview_bases(photo.pixels))
+                workspace.files.save_previews(photo.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
                                          [Face(f["x"], f["y"], f["w"], f["h"], f["score"], f["detector"])
                                           for f in entry["faces"]], source="faces imported from a batch run")

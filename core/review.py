@@ -34,9 +34,9 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
                 _detect_video(workspace, engine, record, progress and (
                     lambda done, frames: progress(index - 1, len(waiting), f"{record.name}: frame {done}/{frames}")))
             else:
-                photo = decode_photo(workspace.read(record.sha256), record.name, engine.max_pixels)
+                photo = decode_photo(workspace.files.read(record.sha256), record.name, engine.max_pixels)
                 faces = engine.detect(photo)
-                workspace.save_previews(record.sha256, preview_bases(photo.pixels))
+                workspace.files.save_previews(record.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(record.id, photo.width, photo.height, faces)
         except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
             workspace.save_failure(record.id, failure_reason(exc))
@@ -49,7 +49,8 @@ def _detect_video(workspace: Workspace, engine: Engine, record: ImageRecord, pro
     path = workspace.files.object_path(record.sha256)
     scan = video.scan(engine.detect_frame, path, DETECT_EVERY, progress)
     video_review.save_scan(workspace.files, record.sha256, scan, video_review.track_thumbnails(path, scan))
-    workspace.save_previews(record.sha256, preview_bases(video_review.frame_at(path, scan, video_review.best_frame(scan))))
+    best = video_review.frame_at(path, scan, video_review.best_frame(scan))
+    workspace.files.save_previews(record.sha256, preview_bases(best))
     workspace.save_detection(record.id, scan.info.width, scan.info.height, video_review.track_faces(scan.tracks),
                              source="tracks detected")
 

@@ -40,17 +40,6 @@ class Workspace:
         self.db = ReviewDatabase(self.root / "review.sqlite")
         self.exports = ExportLog(self.db, self.files)
 
-    # The files ----------------------------------------------------------------------------
-
-    def read(self, sha256: str) -> bytes:
-        return self.files.read(sha256)
-
-    def save_previews(self, sha256: str, bases: dict[int, bytes]) -> None:
-        self.files.save_previews(sha256, bases)
-
-    def preview(self, sha256: str, side: int) -> bytes:
-        return self.files.preview(sha256, side)
-
     # Sessions -----------------------------------------------------------------------------
 
     def create_session(self, name: str, reviewer: str, settings: Settings | None = None) -> int:

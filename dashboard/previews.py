@@ -22,7 +22,7 @@ from dashboard.state import workspace
 @st.cache_resource(max_entries=6, show_spinner=False)
 def base(sha256: str, side: int) -> np.ndarray:
     """A downscaled original, decoded once and shared read-only."""
-    return decode_photo(workspace().preview(sha256, side), sha256).pixels
+    return decode_photo(workspace().files.preview(sha256, side), sha256).pixels
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
@@ -154,7 +154,7 @@ def original(record: ImageRecord) -> np.ndarray:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the photo at full resolution…")
 def _decoded(sha256: str, name: str) -> np.ndarray:
-    return decode_photo(workspace().read(sha256), name).pixels
+    return decode_photo(workspace().files.read(sha256), name).pixels
 
 
 def full_original(record: ImageRecord) -> np.ndarray:

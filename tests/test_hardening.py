@@ -121,7 +121,7 @@ def test_every_kind_is_refused_or_processed_and_logged(ws, engine):
         assert record.detected and record.error is None, (name, record.error)
     for n in range(1, 9):
         (record,) = by_name[f"orientation-{n}.png"]
-        upright = decode_photo(ws.preview(record.sha256, 320), "preview").pixels
+        upright = decode_photo(ws.files.preview(record.sha256, 320), "preview").pixels
         assert (record.width, record.height) == (64, 48) and np.abs(upright.astype(int) - gradient()).mean() < 3, n
     assert len(by_name["twice.jpg"]) == 2
     assert same_as["huge-header.png"] == "bomb.png" and same_as["same-bytes-2.png"] == "same-bytes-1.png"

@@ -222,7 +222,7 @@ def test_purge_removes_originals_previews_and_zips(workspace, session, astronaut
 
     data = jpeg_bytes(astronaut_rgb)
     image_id = detected(workspace, session, "a.jpg", data, engine.detector.detect(astronaut_rgb))
-    workspace.save_previews(workspace.image(image_id).sha256, preview_bases(astronaut_rgb))
+    workspace.files.save_previews(workspace.image(image_id).sha256, preview_bases(astronaut_rgb))
     workspace.decide(image_id, APPROVED, "A. Officer")
     result = export_approved(workspace, session, "A. Officer", engine.detector)
     digest = hashlib.sha256(data).hexdigest()
