@@ -27,7 +27,7 @@ class ExportLog:
     def restart(self, export_id: int, actor: str) -> None:
         """An export cut short (the dashboard stopped) is built again from the session as it is now."""
         with self.db.transaction() as db:
-            session_id = db.execute("SELECT session_id FROM exports WHERE id = ?", (export_id,)).fetchone()[0]
+            session_id = _session_of(db, export_id)
             db.execute("UPDATE exports SET revision = ?, done = 0, started_at = ? WHERE id = ?",
                        (self.db.revision(db, session_id), utc_now(), export_id))
             self.db.log(db, actor, "export resumed after a restart", session_id, export=export_id)
@@ -46,7 +46,7 @@ class ExportLog:
         """The zip is complete; `revision` is the session's revision it reflects (later than the
         start's when a decision came in while it was built: then it is out of date at once)."""
         with self.db.transaction() as db:
-            session_id = db.execute("SELECT session_id FROM exports WHERE id = ?", (export_id,)).fetchone()[0]
+            session_id = _session_of(db, export_id)
             db.execute("UPDATE exports SET status = 'complete', finished_at = ?, file = ?, audit_file = ?, "
                        "sha256 = ?, counts = ?, revision = ? WHERE id = ?",
                        (utc_now(), file, audit_file, sha256, json.dumps(counts), revision, export_id))
@@ -78,3 +78,7 @@ class ExportLog:
             self.files.export_path(name).unlink(missing_ok=True)
         db.execute("UPDATE exports SET status = 'deleted' WHERE session_id = ?", (session_id,))
         return len(files)
+
+
+def _session_of(db, export_id: int) -> int:
+    return db.execute("SELECT session_id FROM exports WHERE id = ?", (export_id,)).fetchone()[0]

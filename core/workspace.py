@@ -77,11 +77,7 @@ class Workspace:
     def approvals_affected(self, session_id: int, settings: Settings) -> list[str]:
         """Names of the photos whose current approval these batch settings would put out of date."""
         with self.db.transaction(write=False) as db:
-            rows = db.execute("SELECT * FROM images WHERE session_id = ? AND status = 'approved' "
-                              "AND removed_at IS NULL AND override IS NULL", (session_id,)).fetchall()
-            batch = self.db.batch_settings(db, session_id)
-        records = [image_record(r) for r in rows]
-        return [r.name for r in records if r.approval_current(batch) and not r.approval_current(settings)]
+            return [r.name for r in _put_out_of_date(db, session_id, self.db.batch_settings(db, session_id), settings)]
 
     def set_batch_settings(self, session_id: int, settings: Settings, actor: str,
                            seen: Settings | None = None) -> None:
@@ -97,12 +93,9 @@ class Workspace:
             db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings.to_dict()), session_id))
             self.db.bump(db, session_id)
             self.db.log(db, actor, "batch settings changed", session_id, **settings.to_dict())
-            rows = db.execute("SELECT * FROM images WHERE session_id = ? AND status = 'approved' "
-                              "AND override IS NULL AND removed_at IS NULL", (session_id,)).fetchall()
-            for record in map(image_record, rows):
-                if record.approval_current(old) and not record.approval_current(settings):
-                    self.db.log(db, actor, "approval out of date", session_id, record.id,
-                                reason="batch settings changed after approval")
+            for record in _put_out_of_date(db, session_id, old, settings):
+                self.db.log(db, actor, "approval out of date", session_id, record.id,
+                            reason="batch settings changed after approval")
 
     def revision(self, session_id: int) -> int:
         return self.session(session_id)["revision"]
@@ -271,7 +264,7 @@ class Workspace:
         value = json.dumps(settings.to_dict()) if settings else None
         with self.db.transaction() as db:
             record, batch = self.db.load(db, image_id, seen)
-            if db.execute("SELECT override FROM images WHERE id = ?", (image_id,)).fetchone()[0] == value:
+            if record.override == settings:
                 return
             db.execute("UPDATE images SET override = ? WHERE id = ?", (value, image_id))
             self.db.bump(db, record.session_id)
@@ -365,6 +358,14 @@ class Workspace:
         """Record an event that changes nothing else (a refused folder)."""
         with self.db.transaction() as db:
             self.db.log(db, actor, action, session_id, image_id, **detail)
+
+
+def _put_out_of_date(db, session_id: int, before: Settings, after: Settings) -> list[ImageRecord]:
+    """The photos following the batch settings whose current approval a change from `before` to
+    `after` would put out of date."""
+    rows = db.execute("SELECT * FROM images WHERE session_id = ? AND status = 'approved' "
+                      "AND override IS NULL AND removed_at IS NULL", (session_id,)).fetchall()
+    return [r for r in map(image_record, rows) if r.approval_current(before) and not r.approval_current(after)]
 
 
 def _find(faces: list[Face], face: Face) -> int:
