@@ -33,10 +33,11 @@ def integrity(db_path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def large_photos(tmp_path_factory, astronaut_rgb):
-    """Sixteen 9 MP photos: detection and export take long enough to be interrupted."""
+    """Six 4 MP photos (over 1536 px: detected in full-resolution tiles): detection and export
+    take long enough to be interrupted (seconds a photo, and again for the export's check)."""
     folder = tmp_path_factory.mktemp("large")
-    big = Image.fromarray(astronaut_rgb).resize((3000, 3000), Image.BICUBIC)
-    for i in range(16):
+    big = Image.fromarray(astronaut_rgb).resize((2000, 2000), Image.BICUBIC)
+    for i in range(6):
         buffer = io.BytesIO()
         big.rotate(i * 3, expand=False).save(buffer, "JPEG", quality=90)
         (folder / f"large-{i:02d}.jpg").write_bytes(buffer.getvalue())
@@ -50,7 +51,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
         with chromium_page() as page:
             start_session(page, server.url, "Crash test", "Officer")
             page.locator("input[type=file]").set_input_files([str(p) for p in large_photos])
-            expect(page.get_by_text("large-15.jpg")).to_be_visible()
+            expect(page.get_by_text(large_photos[-1].name)).to_be_visible()
             page.get_by_role("button", name="Add and detect faces").click()
             ws = Workspace(ws_root)
             session_id = ws.sessions()[0]["id"]
@@ -87,7 +88,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             assert not list(ws.files.exports.glob("*.partial")), "the cut-short zip is removed on restart"
             page.get_by_role("link", name="Export").click()
             # The export cut short by the kill is built again, without the reviewer asking.
-            expect(page.get_by_text("approved photo(s) will be exported")).to_contain_text("16")
+            expect(page.get_by_text("approved photo(s) will be exported")).to_contain_text(str(len(large_photos)))
             expect(page.get_by_text("Building the zip")).to_be_visible()
             expect(page.get_by_role("link", name="Download the zip")).to_be_visible(timeout=300_000)
         assert any(a["action"] == "export resumed after a restart" for a in ws.audit(session_id))
@@ -154,7 +155,8 @@ def test_read_only_workspace_gives_a_clear_message(tmp_path):
 def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, large_photos):
     ws_root = tmp_path / "ws"
     ws_root.mkdir()
-    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=3m tmpfs "$0" && exec "$@"', str(ws_root))
+    # A disk of 1 MB holds the database, not the four photos (about 0.5 MB each).
+    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', str(ws_root))
     server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
     try:
         with chromium_page() as page:
