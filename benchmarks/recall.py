@@ -1,6 +1,6 @@
 """Protection, false regions, time and memory of the engine at default settings.
 
-    python -m benchmarks.recall [FOLDER] [--repeat N] [--mosaic GRID]
+    python -m benchmarks.recall [FOLDER] [--repeat N] [--mosaic GRID] [--closeups] [--variants]
 
 FOLDER holds `annotations.json` and the images it names (default ../shared/eval).
 
@@ -20,6 +20,10 @@ that a look at the whole photo must not miss.
 With --mosaic GRID, GRID x GRID photos of the set are tiled without scaling onto camera-size
 canvases (as ../shared/tools/make_mosaics.py does, in memory) and both measures are printed for
 the mosaics and for the same photos one by one.
+
+With --variants, the same photos are also measured in slightly different pixels: saved again as
+JPEG, and resized to 0.9 x and 1.1 x (annotations too). A threshold or a look chosen on the
+photos as they are should hold on these as well; what moves here moves on other photos.
 """
 
 from __future__ import annotations
@@ -195,6 +199,25 @@ def closeups(folder: Path, entries: list[dict]) -> list[tuple[str, bytes, dict]]
     return out
 
 
+# (title, scale, JPEG quality) of each --variants set.
+VARIANTS = (("saved again as JPEG, quality 85", 1.0, 85), ("resized to 0.9 x", 0.9, 93),
+            ("resized to 1.1 x", 1.1, 93))
+
+
+def variant(folder: Path, entries: list[dict], scale: float, quality: int) -> list[tuple[str, bytes, dict]]:
+    """Every photo resized by `scale` (its annotations too) and saved as JPEG at `quality`."""
+    out = []
+    for entry in entries:
+        image = Image.open(folder / entry["image"]).convert("RGB")
+        if scale != 1.0:
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        scaled = {key: [[v * scale for v in box] for box in entry.get(key, [])] for key in ("faces", "ignore")}
+        out.append((entry["image"], buffer.getvalue(), scaled))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path,
@@ -204,6 +227,8 @@ def main() -> None:
     parser.add_argument("--mosaic", type=int, default=0, metavar="GRID",
                         help="also measure GRID x GRID mosaics against the same photos one by one")
     parser.add_argument("--closeups", action="store_true", help="also measure close-ups cut from the photos")
+    parser.add_argument("--variants", action="store_true",
+                        help="also measure the photos saved again and resized to 0.9 x and 1.1 x")
     args = parser.parse_args()
 
     entries = json.loads((args.folder / "annotations.json").read_text())
@@ -215,6 +240,10 @@ def main() -> None:
     if args.closeups:
         crops = closeups(args.folder, entries)
         report(f"{len(crops)} close-ups of its faces of 64 px or more", evaluate(engine, crops, settings, 1))
+    if args.variants:
+        for title, scale, quality in VARIANTS:
+            report(f"the same photos {title}", evaluate(engine, variant(args.folder, entries, scale, quality),
+                                                        settings, 1))
     if args.mosaic:
         tiles = mosaics(args.folder, entries, args.mosaic)
         used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]
