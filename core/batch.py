@@ -68,11 +68,15 @@ class OutputNamer:
 
     @staticmethod
     def safe_stem(name: str) -> str:
-        """A file stem that cannot climb out of a folder or break a file system: letters,
-        digits, '-', '_' and '.', at most 100 characters."""
-        stem = Path(name.replace("\\", "/")).stem
-        cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in stem)
-        return (cleaned.strip("._") or "image")[:100]
+        """The stem of a file's name (no folders, no extension), made safe by `safe_name`."""
+        return safe_name(Path(name.replace("\\", "/")).stem)
+
+
+def safe_name(text: str, fallback: str = "image") -> str:
+    """Text as part of a file name that cannot climb out of a folder or break a file system:
+    letters, digits, '-', '_' and '.', at most 100 characters."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)
+    return (cleaned.strip("._") or fallback)[:100]
 
 
 def face_record(face: Face, settings: Settings, width: int, height: int) -> dict:

@@ -29,7 +29,7 @@ import cv2
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import video, video_review
-from .batch import OutputNamer
+from .batch import safe_name
 from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now
@@ -95,7 +95,8 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
     session = workspace.session(session_id)
     revision = workspace.exports.get(export_id)["revision"]
     records = workspace.images(session_id)
-    stem = OutputNamer.safe_stem(session["name"])
+    # The session name is a title, not a path: "St. Mary's trip 5/B" keeps every part.
+    stem = safe_name(session["name"], "session")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = workspace.files.exports / f"{stem}-{stamp}-{export_id}.zip"
     audit_target = workspace.files.exports / f"{stem}-{stamp}-{export_id}-audit.zip"

@@ -131,6 +131,19 @@ def test_failed_image_cannot_be_approved(workspace, session):
         workspace.decide(refused, APPROVED, "me")
 
 
+def test_a_session_name_is_a_title_not_a_path(workspace, astronaut_rgb, engine):
+    """The export's files are named after the whole session name: "St. Mary's trip 5/B" must
+    not shrink to what a path would keep of it ("B", or "St" before the dot)."""
+    session = workspace.create_session("St. Mary's trip 5/B", "A. Officer")
+    image_id = detected(workspace, session, "a.jpg", jpeg_bytes(astronaut_rgb), engine.detector.detect(astronaut_rgb))
+    workspace.decide(image_id, APPROVED, "A. Officer")
+    result = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert result.path.name.startswith("St._Mary_s_trip_5_B-")
+    assert result.audit_path.name.startswith("St._Mary_s_trip_5_B-")
+    with zipfile.ZipFile(result.path) as archive:
+        assert "images/St._Mary_s_trip_5_B-0001.jpg" in archive.namelist()
+
+
 def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, engine):
     data = jpeg_bytes(astronaut_rgb, exif=_gps_exif())
     faces = engine.detector.detect(astronaut_rgb)
