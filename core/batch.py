@@ -26,13 +26,16 @@ from .video import is_video
 HELD_BACK = "held-back"
 
 
-def expand_paths(paths: list[Path]) -> Iterator[tuple[Path, str | None]]:
+def expand_paths(paths: list[Path], skip: Path | None = None) -> Iterator[tuple[Path, str | None]]:
     """Yield (file, None) for every file to process, folders walked in name order, or
-    (path, reason) for a path that cannot be processed, so the caller can report it."""
+    (path, reason) for a path that cannot be processed, so the caller can report it. The folder
+    `skip` is not walked: an output folder inside an input folder holds an earlier run's
+    outputs and manifest, not photos to anonymise."""
+    skipped = skip.resolve() if skip else None
     for path in paths:
         if path.is_dir():
             for root, dirs, files in os.walk(path, followlinks=False):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skipped)
                 for name in sorted(files):
                     if name.startswith("."):
                         continue
@@ -58,7 +61,7 @@ class OutputNamer:
 
     def name_for(self, source_name: str, fmt: str) -> str:
         stem = self.safe_stem(source_name)
-        suffix = {"JPEG": ".jpg", "PNG": ".png", "MP4": ".mp4"}[fmt]
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "MP4": ".mp4", "JSON": ".json"}[fmt]
         candidate, n = f"{stem}{suffix}", 1
         while candidate.lower() in self.taken or (self.folder and (self.folder / candidate).exists()):
             n += 1
@@ -134,19 +137,27 @@ def output_name(namer: OutputNamer, path: Path) -> str:
     return namer.name_for(path.name, fmt)
 
 
+def manifest_path(out_dir: Path) -> Path:
+    """Where a run into `out_dir` writes its manifest: `manifest.json`, or `manifest-2.json` and
+    on when an earlier run's is there. An earlier run's record is never overwritten."""
+    return out_dir / OutputNamer(out_dir).name_for("manifest.json", "JSON")
+
+
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
                     progress: Callable[[int, int, str], None] | None = None, check: bool = False,
-                    detect_every: int = DETECT_EVERY) -> dict:
-    """Anonymise every file into `out_dir` and write `out_dir/manifest.json`.
+                    detect_every: int = DETECT_EVERY, manifest: Path | None = None) -> dict:
+    """Anonymise every file into `out_dir` and write its manifest (`manifest`, by default
+    `manifest_path(out_dir)`).
 
     Any failure on one file (decoding, detection, covering, encoding, writing) is recorded with
     its reason and the batch goes on. With `check`, each output is run through the residual
     check as written; an output it flags goes to `out_dir/held-back/`, never beside the clean
     ones, and the manifest says why. Reading the next file and encoding the last one run
     beside detection, so a batch keeps the machine's cores busy."""
+    manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    namer = OutputNamer(out_dir)
-    jobs = list(expand_paths(paths))
+    namer = OutputNamer(out_dir, taken={manifest.name.lower()})
+    jobs = list(expand_paths(paths, skip=out_dir))
     entries: list[dict] = []
 
     def finish(entry: dict, photo: Photo, faces: list[Face], pixels: np.ndarray, name: str) -> dict:
@@ -191,14 +202,14 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
                 continue
             settle(1)
         settle(0)
-    manifest = {
+    record = {
         "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
         "files": entries,
     }
-    write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
-    return manifest
+    write_atomically(manifest, json.dumps(record, indent=2).encode())
+    return record
 
 
 def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,

@@ -15,7 +15,7 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS, ImageError
 from . import video
-from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress
+from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .video import is_video
 from .faces import selected
@@ -86,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if any(p.resolve() == args.out.resolve() for p in args.paths):
             print("error: --out must not be one of the input folders", file=sys.stderr)
             return 1
-        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check)
+        record = manifest_path(args.out)
+        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
         failed = [f for f in manifest["files"] if "error" in f]
         flagged = [f for f in manifest["files"] if f.get("held_back")]
         done = len(manifest["files"]) - len(failed) - len(flagged)
         print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
-              f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
+              f"manifest: {record}", file=sys.stderr)
         for entry in flagged:
             print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
                   f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)

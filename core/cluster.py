@@ -161,7 +161,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         leftover.unlink(missing_ok=True)  # a lost worker's unfinished output
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)
-    jobs = list(expand_paths(paths))
+    jobs = list(expand_paths(paths, skip=out_dir))
     namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     entries: dict[int, dict] = {}
     todo: list[tuple[int, str, str, dict | None]] = []

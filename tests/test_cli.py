@@ -97,6 +97,26 @@ def test_anonymize_never_overwrites(batch, tmp_path):
     assert run_cli("anonymize", str(batch), "--out", str(batch)).returncode == 1
 
 
+def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its_record(tmp_path, astronaut_rgb):
+    """`anonymize photos --out photos/anonymised`, run twice (as a user repeats a command): the
+    second run reads the photos, not the first run's outputs or manifest, and the first run's
+    manifest, the record of its files, is not overwritten."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    out = photos / "anonymised"
+    first = run_cli("anonymize", str(photos), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    record = (out / "manifest.json").read_bytes()
+    second = run_cli("anonymize", str(photos), "--out", str(out))
+    assert second.returncode == 0, second.stderr
+    assert (out / "manifest.json").read_bytes() == record
+    assert f"manifest: {out / 'manifest-2.json'}" in second.stderr
+    (entry,) = json.loads((out / "manifest-2.json").read_text())["files"]
+    assert entry["input"] == str(photos / "a.jpg") and entry["output"] == "a-2.jpg"
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.jpg", "a.jpg", "manifest-2.json", "manifest.json"]
+
+
 def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
     exif = Image.Exif()
     exif[0x0112] = 6
