@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .anonymizers import MODES, SHAPES
-from .images import DEFAULT_MAX_PIXELS, ImageError
+from .images import DEFAULT_MAX_PIXELS
 from . import video
 from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
