@@ -1,8 +1,9 @@
 """Command line: `python -m core detect|anonymize PATH...`.
 
-Exit codes: 0 every file done, 2 at least one file failed (the others are still done),
-3 (anonymize --check) every file done but an output was held back (a face found again or
-still showing in its pixels; it is written to OUT/held-back/, not beside the clean ones), 1 bad options.
+Exit codes: 0 every file done, 2 at least one file failed (the others are still done) or the
+manifest could not be written, 3 (anonymize --check) every file done but an output was held back
+(a face found again or still showing in its pixels; it is written to OUT/held-back/, not beside
+the clean ones), 1 bad options (an --out that cannot be a folder among them).
 """
 
 from __future__ import annotations
@@ -86,8 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         if any(p.resolve() == args.out.resolve() for p in args.paths):
             print("error: --out must not be one of the input folders", file=sys.stderr)
             return 1
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: --out {args.out} cannot be made a folder ({exc.strerror or exc})", file=sys.stderr)
+            return 1
         record = manifest_path(args.out)
-        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
+        try:
+            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
+        except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
+            print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
+            return 2
         failed = [f for f in manifest["files"] if "error" in f]
         flagged = [f for f in manifest["files"] if f.get("held_back")]
         done = len(manifest["files"]) - len(failed) - len(flagged)

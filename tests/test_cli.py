@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,30 @@ def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its
     (entry,) = json.loads((out / "manifest-2.json").read_text())["files"]
     assert entry["input"] == str(photos / "a.jpg") and entry["output"] == "a-2.jpg"
     assert sorted(p.name for p in out.iterdir()) == ["a-2.jpg", "a.jpg", "manifest-2.json", "manifest.json"]
+
+
+def test_an_unusable_out_folder_is_said_plainly(batch, tmp_path):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("x")
+    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(not_a_folder))
+    assert result.returncode == 1
+    assert f"--out {not_a_folder} cannot be made a folder" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
+def test_a_full_disk_is_each_files_error_and_the_manifest_is_said_unwritten(batch, tmp_path):
+    """On a full disk every photo fails with the reason, and the manifest's own failure is one
+    plain line, not a traceback."""
+    out = tmp_path / "small"
+    out.mkdir()
+    full_disk = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0" && mkdir "$0/run" && '
+                 '(cat /dev/zero > "$0/fill" 2>/dev/null; exec "$@")', str(out))
+    result = subprocess.run([*full_disk, sys.executable, "-m", "core", "anonymize", str(batch / "portrait.jpg"),
+                             "--out", str(out / "run")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "portrait.jpg: the output cannot be written" in result.stderr and "No space left" in result.stderr
+    assert f"error: the manifest cannot be written to {out / 'run' / 'manifest.json'}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
