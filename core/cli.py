@@ -84,13 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
         failed = [r for r in results if "error" in r]
     else:
-        if any(p.resolve() == args.out.resolve() for p in args.paths):
-            print("error: --out must not be one of the input folders", file=sys.stderr)
-            return 1
-        try:
-            args.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            print(f"error: --out {args.out} cannot be made a folder ({exc.strerror or exc})", file=sys.stderr)
+        problem = _out_problem(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 1
         record = manifest_path(args.out)
         try:
@@ -115,6 +111,17 @@ def _outcome(failed: list[dict], flagged: list[dict]) -> int:
     return 2 if failed else 3 if flagged else 0
 
 
+def _out_problem(args) -> str | None:
+    """Why --out cannot take the outputs, or None once it is a folder."""
+    if any(p.resolve() == args.out.resolve() for p in args.paths):
+        return "--out must not be one of the input folders"
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"--out {args.out} cannot be made a folder ({exc.strerror or exc})"
+    return None
+
+
 def _on_cluster(args, settings: Settings) -> int:
     import importlib.util
 
@@ -129,8 +136,9 @@ def _on_cluster(args, settings: Settings) -> int:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return _outcome([r for r in results if "error" in r], [])
-    if any(p.resolve() == args.out.resolve() for p in args.paths):
-        print("error: --out must not be one of the input folders", file=sys.stderr)
+    problem = _out_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress)
     failed = [f for f in manifest["files"] if "error" in f]
