@@ -164,9 +164,7 @@ def mosaics(folder: Path, entries: list[dict], grid: int) -> list[tuple[str, byt
             canvas.paste(im, (ox, oy))
             faces += [[x + ox, y + oy, w, h] for x, y, w, h in entry["faces"]]
             ignore += [[x + ox, y + oy, w, h] for x, y, w, h in entry.get("ignore", [])]
-        buffer = io.BytesIO()
-        canvas.save(buffer, "JPEG", quality=93)
-        out.append((f"mosaic_{m:02d}.jpg", buffer.getvalue(),
+        out.append((f"mosaic_{m:02d}.jpg", _jpeg(canvas, 93),
                     {"faces": faces, "ignore": ignore, "sources": [e["image"] for e in group]}))
     return out
 
@@ -193,9 +191,7 @@ def closeups(folder: Path, entries: list[dict]) -> list[tuple[str, bytes, dict]]
                     faces.append(shifted)
                 elif a < x1 and b < y1 and a + c > x0 and b + d > y0:
                     ignore.append(shifted)
-            buffer = io.BytesIO()
-            crop.save(buffer, "JPEG", quality=93)
-            out.append((f"closeup_{len(out):03d}.jpg", buffer.getvalue(), {"faces": faces, "ignore": ignore}))
+            out.append((f"closeup_{len(out):03d}.jpg", _jpeg(crop, 93), {"faces": faces, "ignore": ignore}))
     return out
 
 
@@ -211,10 +207,8 @@ def variant(folder: Path, entries: list[dict], scale: float, quality: int) -> li
         image = Image.open(folder / entry["image"]).convert("RGB")
         if scale != 1.0:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=quality)
         scaled = {key: [[v * scale for v in box] for box in entry.get(key, [])] for key in ("faces", "ignore")}
-        out.append((entry["image"], buffer.getvalue(), scaled))
+        out.append((entry["image"], _jpeg(image, quality), scaled))
     return out
 
 
@@ -275,8 +269,13 @@ def _timed(work) -> float:
 def _twelve_megapixel_jpeg(data: bytes) -> bytes:
     """A 4000 x 3000 JPEG made by enlarging an evaluation photo, kept in memory only."""
     image = Image.open(io.BytesIO(data)).convert("RGB").resize((4000, 3000), Image.BICUBIC)
+    return _jpeg(image, 90)
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    """A made-up test photo as the JPEG file a camera or an editor would give."""
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
+    image.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
