@@ -18,8 +18,9 @@ from tests.conftest import ROOT, jpeg_bytes, png_bytes
 from tests.test_images import BAD_INPUTS
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
+def run_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`prefix` wraps the command (a private mount made with unshare)."""
+    return subprocess.run([*prefix, sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -134,8 +135,7 @@ def test_a_full_disk_is_each_files_error_and_the_manifest_is_said_unwritten(batc
     out.mkdir()
     full_disk = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0" && mkdir "$0/run" && '
                  '(cat /dev/zero > "$0/fill" 2>/dev/null; exec "$@")', str(out))
-    result = subprocess.run([*full_disk, sys.executable, "-m", "core", "anonymize", str(batch / "portrait.jpg"),
-                             "--out", str(out / "run")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out / "run"), prefix=full_disk)
     assert result.returncode == 2
     assert "portrait.jpg: the output cannot be written" in result.stderr and "No space left" in result.stderr
     assert f"error: the manifest cannot be written to {out / 'run' / 'manifest.json'}" in result.stderr
