@@ -156,7 +156,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     beside detection, so a batch keeps the machine's cores busy."""
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    namer = OutputNamer(out_dir, taken={manifest.name.lower()})
+    namer = OutputNamer(out_dir)
     jobs = list(expand_paths(paths, skip=out_dir))
     entries: list[dict] = []
 
