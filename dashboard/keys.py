@@ -1,13 +1,12 @@
 """Keyboard shortcuts for the review page: a key presses the button with that label, unless the
 reviewer is typing (a comment, a number). The listener lives in the page (a same-origin
-component frame reaches it)."""
+frame of inline HTML reaches it)."""
 
 from __future__ import annotations
 
 import json
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 _SCRIPT = """<script>
 const doc = window.parent.document;
@@ -34,5 +33,5 @@ doc.addEventListener('keydown', doc.__faceKeysHandler, true);  // capture: befor
 def shortcuts(keys: dict[str, str | list[str]], legend: str) -> None:
     """`keys`: key (as KeyboardEvent.key, letters lower case) -> the label of the button it presses
     (or labels, the first button found wins; a label ending in "…" matches its beginning)."""
-    components.html(_SCRIPT % json.dumps(keys), height=0)
+    st.iframe(_SCRIPT % json.dumps(keys), height="content")  # nothing to show: measures 0 px
     st.caption(legend)
