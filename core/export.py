@@ -165,11 +165,11 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
         "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
     if is_video(record.name):
         return _one_video(workspace, record, fresh, batch, settings, mark, row, detector)
-    original = workspace.files.read(record.sha256)
-    if hashlib.sha256(original).hexdigest() != record.sha256:
-        return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
+    unsafe = workspace.files.problem(record.sha256)
+    if unsafe:
+        return row | {"outcome": "held back", "reason": unsafe}
     try:
-        photo = decode_photo(original, record.name, max_pixels)
+        photo = decode_photo(workspace.files.read(record.sha256), record.name, max_pixels)
         pixels = anonymize(photo.pixels, fresh.faces, settings)
         data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
         output_sha = hashlib.sha256(data).hexdigest()
@@ -196,10 +196,10 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
     frames of the written file (each track's ends among them), written into the zip as MP4."""
     source = workspace.files.object_path(record.sha256)
     target = workspace.files.exports / f".video-{record.id}.mp4.partial"
+    unsafe = workspace.files.problem(record.sha256)
+    if unsafe:
+        return row | {"outcome": "held back", "reason": unsafe}
     try:
-        with open(source, "rb") as handle:
-            if hashlib.file_digest(handle, "sha256").hexdigest() != record.sha256:
-                return row | {"outcome": "held back", "reason": "the stored original is damaged (SHA-256 differs)"}
         clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731

@@ -86,6 +86,17 @@ class FileStore:
     def read(self, sha256: str) -> bytes:
         return self.object_path(sha256).read_bytes()
 
+    def problem(self, sha256: str) -> str | None:
+        """Why a stored original is not the file that was added, if it is not: gone from the store
+        or unreadable, or changed (read in chunks: a video may be larger than memory allows)."""
+        try:
+            with open(self.object_path(sha256), "rb") as handle:
+                if hashlib.file_digest(handle, "sha256").hexdigest() != sha256:
+                    return "the stored original is damaged (SHA-256 differs)"
+        except OSError as exc:
+            return f"the stored original cannot be read ({exc.strerror or exc})"
+        return None
+
     def save_previews(self, sha256: str, bases: dict[int, bytes]) -> None:
         """Downscaled copies of an original (largest side -> encoded bytes), for the dashboard."""
         for side, data in bases.items():

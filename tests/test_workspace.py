@@ -197,6 +197,29 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
     assert failed
 
 
+def test_a_missing_or_damaged_original_is_that_photos_outcome_not_the_exports(workspace, session, astronaut_rgb,
+                                                                              engine):
+    """An original gone from the store (deleted by hand, a disk error) or changed in it holds
+    back that photo with its reason; the zip is still built with the others."""
+    faces = engine.detector.detect(astronaut_rgb)
+    ids = {name: detected(workspace, session, name, jpeg_bytes(pixels), faces)
+           for name, pixels in (("good.jpg", astronaut_rgb), ("gone.jpg", astronaut_rgb[:, ::-1].copy()),
+                                ("changed.jpg", astronaut_rgb[::-1].copy()))}
+    for image_id in ids.values():
+        workspace.decide(image_id, APPROVED, "A. Officer")
+    workspace.files.object_path(workspace.image(ids["gone.jpg"]).sha256).unlink()
+    workspace.files.object_path(workspace.image(ids["changed.jpg"]).sha256).write_bytes(jpeg_bytes(astronaut_rgb))
+
+    result = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert result.exported == ["good.jpg"]
+    with zipfile.ZipFile(result.audit_path) as archive:
+        photos = {p["original_name"]: p for p in json.loads(archive.read("manifest.json"))["photos"]}
+    assert {n: p["outcome"] for n, p in photos.items()} == {
+        "good.jpg": "exported", "gone.jpg": "held back", "changed.jpg": "held back"}
+    assert photos["gone.jpg"]["reason"].startswith("the stored original cannot be read (No such file")
+    assert photos["changed.jpg"]["reason"] == "the stored original is damaged (SHA-256 differs)"
+
+
 def test_drawn_then_switched_off_is_counted_as_switched_off(workspace, session):
     from core.export import face_counts
 
