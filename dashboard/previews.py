@@ -15,7 +15,7 @@ from core.faces import selected
 from core.records import ImageRecord, fingerprint
 from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
 from core.workspace import overview_file
-from core.pipeline import Settings, anonymize
+from core.pipeline import Settings, anonymize, failure_reason
 from dashboard.state import workspace
 
 
@@ -160,6 +160,19 @@ def _decoded(sha256: str, name: str) -> np.ndarray:
 def full_original(record: ImageRecord) -> np.ndarray:
     """The original at full resolution, upright, decoded once and shared read-only."""
     return _decoded(record.sha256, record.name)
+
+
+def original_problem(record: ImageRecord) -> str | None:
+    """Why the original cannot be shown at full resolution as it was added, if it cannot: gone
+    from the store, unreadable or changed since, or no longer decodable."""
+    problem = workspace().files.problem(record.sha256)
+    if problem:
+        return problem
+    try:
+        full_original(record)
+    except Exception as exc:  # noqa: BLE001 - this photo's problem, said on its page
+        return failure_reason(exc)
+    return None
 
 
 _prefetching: set[str] = set()

@@ -14,7 +14,8 @@ from dashboard.controls import forget_controls, settings_controls
 from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
-from dashboard.previews import full_resolution, listing, original, prefetch_full, preview, preview_jpeg
+from dashboard.previews import (full_resolution, listing, original, original_problem, prefetch_full, preview,
+                                preview_jpeg)
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -101,8 +102,12 @@ with left:
         prefetch_full(record)
     zooming = not is_clip and st.toggle("Zoom: inspect, select and draw at full resolution", key=f"zoom-{image_id}")
     walking = not is_clip and not zooming and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
+    unreadable = (zooming or walking) and original_problem(record)
     if is_clip:
         video_view(record, settings, outline, reviewer, mark)
+    elif unreadable:
+        st.error(f"{plain(record.name)}: {plain(unreadable)}. It cannot be shown at full resolution, and the "
+                 "export will hold it back: remove it from the session and add the file again.")
     elif zooming:
         with zoom_area:
             zoom_view(record, settings, face_rows(record.faces, settings.threshold)[1], reviewer, mark)

@@ -113,6 +113,28 @@ def test_review_untick_face_then_approve(reviewed):
     assert at.session_state["image_id"] != first.id, "the next photo opens after a decision"
 
 
+@pytest.mark.parametrize("harm", ["deleted", "changed"])
+def test_an_original_gone_from_the_store_is_said_where_it_is_needed(reviewed, astronaut_rgb, harm):
+    """Zooming into, or walking the faces of, a photo whose stored original was deleted or
+    changed since it was added names the photo and the problem, instead of an error page."""
+    at, ws = reviewed
+    record = ws.images(at.session_state["session_id"])[1]
+    stored = ws.files.object_path(record.sha256)
+    stored.unlink() if harm == "deleted" else stored.write_bytes(jpeg_bytes(astronaut_rgb))
+    at.switch_page("pages/review.py").run()
+    at.session_state["image_id"] = record.id
+    at.run()
+    for label in ("Zoom: inspect, select and draw at full resolution", "Walk the faces at full resolution"):
+        next(t for t in at.toggle if t.label == label).set_value(True).run()
+        assert not at.exception
+        problem = ("cannot be read (No such file or directory)" if harm == "deleted"
+                   else "is damaged (SHA-256 differs)")
+        assert [e.value for e in at.error] == [
+            f"{plain('b.jpg')}: {plain('the stored original ' + problem)}. It cannot be shown at full resolution, and "
+            "the export will hold it back: remove it from the session and add the file again."]
+        next(t for t in at.toggle if t.label == label).set_value(False).run()
+
+
 def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     from core.faces import Face, selected
     from core.review import attention
