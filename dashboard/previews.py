@@ -17,6 +17,7 @@ from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
 from core.workspace import overview_file
 from core.pipeline import Settings, anonymize, failure_reason
 from dashboard.state import workspace
+from dashboard.text import plain
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)
@@ -173,6 +174,11 @@ def original_problem(record: ImageRecord) -> str | None:
     except Exception as exc:  # noqa: BLE001 - this photo's problem, said on its page
         return failure_reason(exc)
     return None
+
+
+def say_unreadable(record: ImageRecord, problem: str) -> None:
+    st.error(f"{plain(record.name)}: {plain(problem)}. It cannot be shown at full resolution, and the export "
+             "will hold it back: remove it from the session and add the file again.")
 
 
 _prefetching: set[str] = set()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core import video_review
-from core.pipeline import Settings
+from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
 from core.review import render
 from dashboard.faces import drawn_box
+from dashboard.previews import say_unreadable
 from dashboard.state import act, workspace
 from dashboard.text import plain
 
@@ -19,9 +20,31 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
     index = st.slider("Frame", 0, max(0, clip.frames - 1), key=f"frame-{record.id}",
                       help="Every frame is covered on export: drag to check any of them.")
-    frame = video_review.frame_at(workspace().files.object_path(record.sha256), clip, index)
     faces = video_review.frame_faces(tracks, index)
-    covered = render(frame, record.width, faces, settings, outline)
+    try:
+        frame = video_review.frame_at(workspace().files.object_path(record.sha256), clip, index)
+    except Exception as exc:  # noqa: BLE001 - this clip's problem, said on its page; its tracks still listed
+        say_unreadable(record, workspace().files.problem(record.sha256) or failure_reason(exc))
+    else:
+        _frame_view(record, clip, index, render(frame, record.width, faces, settings, outline), len(faces),
+                    reviewer, mark)
+    by_id = {t.id: t for t in every}
+    thumbs = thumbnails(record.sha256)
+    rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
+             "track": face.detector, "covered": face.covered_at(settings.threshold),
+             "from s": round(clip.times[by_id[tid].first], 2), "to s": round(clip.times[by_id[tid].last], 2),
+             "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
+            for face in record.faces if (tid := video_review.track_id(face)) in by_id and
+            (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
+    st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
+                     f"{clip.info.audio or 'none'}. Each row of the face table is one person's appearance "
+                     "(a track), switched for the whole clip; a cover is held a few frames past each end."))
+    st.dataframe(rows, hide_index=True, row_height=60,
+                 column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
+
+
+def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str) -> None:
+    """One frame, covered as exported, or a box drawn on it for a missed face or a drifted track."""
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
         drawn = [tid for f in record.faces if f.by_hand and (tid := video_review.track_id(f)) is not None]
@@ -43,20 +66,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     else:
         st.image(covered, output_format="JPEG", width="stretch",
                  caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
-                         f"({len(faces)} cover(s) in this frame)")
-    by_id = {t.id: t for t in every}
-    thumbs = thumbnails(record.sha256)
-    rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
-             "track": face.detector, "covered": face.covered_at(settings.threshold),
-             "from s": round(clip.times[by_id[tid].first], 2), "to s": round(clip.times[by_id[tid].last], 2),
-             "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
-            for face in record.faces if (tid := video_review.track_id(face)) in by_id and
-            (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
-    st.caption(plain(f"{clip.info.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
-                     f"{clip.info.audio or 'none'}. Each row of the face table is one person's appearance "
-                     "(a track), switched for the whole clip; a cover is held a few frames past each end."))
-    st.dataframe(rows, hide_index=True, row_height=60,
-                 column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
+                         f"({covers} cover(s) in this frame)")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

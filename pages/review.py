@@ -15,7 +15,7 @@ from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
 from dashboard.previews import (full_resolution, listing, original, original_problem, prefetch_full, preview,
-                                preview_jpeg)
+                                preview_jpeg, say_unreadable)
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -106,8 +106,7 @@ with left:
     if is_clip:
         video_view(record, settings, outline, reviewer, mark)
     elif unreadable:
-        st.error(f"{plain(record.name)}: {plain(unreadable)}. It cannot be shown at full resolution, and the "
-                 "export will hold it back: remove it from the session and add the file again.")
+        say_unreadable(record, unreadable)
     elif zooming:
         with zoom_area:
             zoom_view(record, settings, face_rows(record.faces, settings.threshold)[1], reviewer, mark)

@@ -135,6 +135,24 @@ def test_an_original_gone_from_the_store_is_said_where_it_is_needed(reviewed, as
         next(t for t in at.toggle if t.label == label).set_value(False).run()
 
 
+def test_a_video_gone_from_the_store_is_said_on_its_page(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "corridor.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 12)])
+    at = add_and_detect(started(), [("corridor.mp4", clip.read_bytes(), "video/mp4")])
+    ws = Workspace(root / "ws")
+    record = ws.images(at.session_state["session_id"])[0]
+    ws.files.object_path(record.sha256).unlink()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"{plain('corridor.mp4')}: {plain('the stored original cannot be read (No such file or directory)')}. "
+        "It cannot be shown at full resolution, and the export will hold it back: remove it from the session and "
+        "add the file again."]
+    assert plain("corridor.mp4: 12 frames") in " ".join(c.value for c in at.caption), "named, and still listed"
+
+
 def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     from core.faces import Face, selected
     from core.review import attention
