@@ -66,7 +66,7 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         try:
             with archive.open(member) as handle:
                 content = handle.read(member.file_size + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+        except Exception as exc:  # noqa: BLE001 - damaged data (zlib.error, EOFError...) is this member's error
             yield Intake(label, problem=f"cannot be unpacked ({exc})")
             continue
         if len(content) > member.file_size:

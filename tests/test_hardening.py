@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.export import export_approved
 from core.images import ImageError, decode_photo
-from core.intake import add_files, intake_folder, intake_upload
+from core.intake import add_files, intake_folder, intake_upload, unpack_zip
 from core.records import APPROVED, FAILED
 from core.review import detect_pending
 from core.workspace import Workspace
@@ -163,6 +163,27 @@ def test_hostile_zip(engine, ws):
     assert not (ws.root.parent / "outside.jpg").exists()
 
 
+def test_a_damaged_member_of_a_zip_is_that_files_error_and_the_rest_is_added(ws):
+    """Flipped bytes inside one member's compressed data (a zip cut or damaged in transfer):
+    that member is refused with its reason, the members around it are added."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("first.jpg", encoded(gradient(), "JPEG"))
+        # Bytes that compress about 2:1: the member is stored as Huffman-coded deflate blocks.
+        archive.writestr("damaged.png", np.random.default_rng(0).integers(0, 16, 100_000, dtype=np.uint8).tobytes())
+        archive.writestr("last.jpg", encoded(255 - gradient(), "JPEG"))
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"damaged.png") + len("damaged.png")
+    for at in range(start + 20, start + 60):  # inside the member's deflate stream
+        data[at] ^= 0x5A
+    session = ws.create_session("zip", "tester")
+    report = add_files(ws, session, intake_upload("batch.zip", bytes(data)), "tester")
+    records = {r.name: r for r in ws.images(session)}
+    assert report.added == 2 and set(records) == {"batch.zip/first.jpg", "batch.zip/damaged.png", "batch.zip/last.jpg"}
+    assert records["batch.zip/damaged.png"].error.startswith("cannot be unpacked (")
+    assert records["batch.zip/first.jpg"].error is None and records["batch.zip/last.jpg"].error is None
+
+
 def test_hostile_folder(tmp_path, ws):
     folder = tmp_path / "drop"
     (folder / "deep").mkdir(parents=True)
@@ -202,3 +223,34 @@ def test_fuzz_loader_only_raises_image_error(data):
         assert exc.name == "fuzz.bin" and exc.reason
     else:
         assert photo.pixels.dtype == np.uint8 and photo.pixels.shape[2] in (3, 4)
+
+
+def _three_member_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.jpg", encoded(gradient(), "JPEG"))
+        archive.writestr("b.bin", np.random.default_rng(0).integers(0, 16, 20_000, dtype=np.uint8).tobytes())
+        archive.writestr("c/d.png", encoded(gradient(), "PNG"))
+    return buffer.getvalue()
+
+
+ZIPPED = _three_member_zip()
+# Where each member's compressed bytes lie, and the central directory: changes are aimed at
+# each part of the zip, not mostly at its first bytes.
+_PARTS = [(ZIPPED.index(name) + len(name), end) for name, end in (
+    (b"a.jpg", ZIPPED.index(b"b.bin")), (b"b.bin", ZIPPED.index(b"c/d.png")),
+    (b"c/d.png", len(ZIPPED) - 1))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PARTS).flatmap(lambda part: st.integers(*part)),
+                          st.binary(min_size=1, max_size=32)), min_size=1, max_size=3),
+       st.integers(1, len(ZIPPED)))
+def test_fuzz_a_damaged_zip_is_refused_member_by_member_never_raised(changes, length):
+    """Whatever bytes of an uploaded zip are overwritten, and wherever it is cut, unpacking it
+    yields each file or a reason, and never raises (which would stop the whole upload)."""
+    data = bytearray(ZIPPED)
+    for at, written in changes:
+        data[at:at + len(written)] = written[:len(data) - at]
+    for intake in unpack_zip(bytes(data[:length]), "upload.zip"):
+        assert intake.name.startswith("upload.zip") and (intake.problem or intake.data)
