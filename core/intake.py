@@ -37,9 +37,11 @@ class Intake:
 
 
 def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
-    """The image files in an uploaded zip, by their base name only (no folder from the
-    archive is ever used, so '../' and absolute paths cannot escape). Links, folders and
-    anything that unpacks out of proportion (a zip bomb) are refused."""
+    """The files in an uploaded zip, taken as the same folder on this machine would be: each
+    named by its path inside the zip (a name only: "..", "." and a leading "/" are dropped, and
+    nothing is ever written by it), hidden files and the archiver's own (`__MACOSX/`) skipped,
+    anything not an image or video refused by its name. Links and anything that unpacks out of
+    proportion (a zip bomb) are refused; damaged data is that member's error."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -51,11 +53,15 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         return
     total = 0
     for member in members:
-        label = f"{zip_name}/{member.filename}"
-        if member.is_dir():
+        parts = [p for p in member.filename.replace(chr(92), "/").split("/") if p not in ("", ".", "..")]
+        if member.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
             continue
+        label = f"{zip_name}/{'/'.join(parts)}"
         if stat.S_ISLNK(member.external_attr >> 16):
             yield Intake(label, problem="a symbolic link inside the zip; refused")
+            continue
+        if problem := _not_media(Path(parts[-1])):
+            yield Intake(label, problem=problem)
             continue
         total += member.file_size
         ratio = member.file_size / max(member.compress_size, 1)
@@ -72,7 +78,14 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         if len(content) > member.file_size:
             yield Intake(label, problem="larger than its zip header says; refused")
             continue
-        yield Intake(f"{zip_name}/{Path(member.filename.replace(chr(92), '/')).name}", content)
+        yield Intake(label, content)
+
+
+def _not_media(path: Path) -> str | None:
+    """Why a file is refused by its name alone, if it is: neither an image nor a video."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
+        return f"not an image or video file (extension {path.suffix or 'none'})"
+    return None
 
 
 def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
@@ -139,8 +152,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 yield Intake(label, problem="a symbolic link; refused")
             elif not path.is_file():
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
-            elif path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
-                yield Intake(label, problem=f"not an image or video file (extension {path.suffix or 'none'})")
+            elif problem := _not_media(path):
+                yield Intake(label, problem=problem)
             elif path.stat().st_size > max_bytes:
                 yield Intake(label, problem=f"larger than {max_bytes // 1024 ** 2} MB; refused")
             else:

@@ -155,12 +155,32 @@ def test_hostile_zip(engine, ws):
     session = ws.create_session("zip", "tester")
     add_files(ws, session, intake_upload("batch.zip", buffer.getvalue()), "tester")
     records = {r.name: r for r in ws.images(session)}
-    assert set(records) == {"batch.zip/outside.jpg", "batch.zip/absolute.jpg", "batch.zip/link.jpg",
+    # Names only: "..", "." and a leading "/" are dropped from them, and nothing is written by them.
+    assert set(records) == {"batch.zip/outside.jpg", "batch.zip/etc/absolute.jpg", "batch.zip/link.jpg",
                             "batch.zip/bomb.png"}
     assert "symbolic link" in records["batch.zip/link.jpg"].error
     assert "zip bomb" in records["batch.zip/bomb.png"].error
     assert records["batch.zip/outside.jpg"].error is None
     assert not (ws.root.parent / "outside.jpg").exists()
+
+
+def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
+    """Photos keep their folder inside the zip in their name (two cameras' IMG_0001.JPG are two
+    names); the archiver's own files (__MACOSX/._*, .DS_Store) are skipped as hidden files of a
+    folder are; other files are refused by name, as in a folder."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("DCIM/100APPLE/IMG_0001.JPG", encoded(gradient(), "JPEG"))
+        archive.writestr("DCIM/101APPLE/IMG_0001.JPG", encoded(255 - gradient(), "JPEG"))
+        archive.writestr("__MACOSX/DCIM/100APPLE/._IMG_0001.JPG", b"\x00\x05\x16\x07 AppleDouble")
+        archive.writestr("DCIM/.DS_Store", b"\x00\x00\x00\x01Bud1")
+        archive.writestr("DCIM/notes.txt", b"who is in which photo")
+    session = ws.create_session("zip", "tester")
+    report = add_files(ws, session, intake_upload("phone.zip", buffer.getvalue()), "tester")
+    records = {r.name: r for r in ws.images(session)}
+    assert report.added == 2 and set(records) == {
+        "phone.zip/DCIM/100APPLE/IMG_0001.JPG", "phone.zip/DCIM/101APPLE/IMG_0001.JPG", "phone.zip/DCIM/notes.txt"}
+    assert records["phone.zip/DCIM/notes.txt"].error == "not an image or video file (extension .txt)"
 
 
 def test_a_damaged_member_of_a_zip_is_that_files_error_and_the_rest_is_added(ws):
@@ -229,7 +249,7 @@ def _three_member_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("a.jpg", encoded(gradient(), "JPEG"))
-        archive.writestr("b.bin", np.random.default_rng(0).integers(0, 16, 20_000, dtype=np.uint8).tobytes())
+        archive.writestr("b.png", np.random.default_rng(0).integers(0, 16, 20_000, dtype=np.uint8).tobytes())
         archive.writestr("c/d.png", encoded(gradient(), "PNG"))
     return buffer.getvalue()
 
@@ -238,7 +258,7 @@ ZIPPED = _three_member_zip()
 # Where each member's compressed bytes lie, and the central directory: changes are aimed at
 # each part of the zip, not mostly at its first bytes.
 _PARTS = [(ZIPPED.index(name) + len(name), end) for name, end in (
-    (b"a.jpg", ZIPPED.index(b"b.bin")), (b"b.bin", ZIPPED.index(b"c/d.png")),
+    (b"a.jpg", ZIPPED.index(b"b.png")), (b"b.png", ZIPPED.index(b"c/d.png")),
     (b"c/d.png", len(ZIPPED) - 1))]
 
 
