@@ -84,7 +84,7 @@ if st.button("Close this session"):
 
 # The uploader's key changes after each intake, which drops the uploaded bytes from memory.
 upload_round = st.session_state.setdefault("upload_round", 0)
-uploads = st.file_uploader("Photos, or zips of photos", accept_multiple_files=True,
+uploads = st.file_uploader("Photos and videos, or zips of them", accept_multiple_files=True,
                            key=f"uploader-{upload_round}")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
                        key=f"folder-{upload_round}",
