@@ -33,5 +33,5 @@ doc.addEventListener('keydown', doc.__faceKeysHandler, true);  // capture: befor
 def shortcuts(keys: dict[str, str | list[str]], legend: str) -> None:
     """`keys`: key (as KeyboardEvent.key, letters lower case) -> the label of the button it presses
     (or labels, the first button found wins; a label ending in "…" matches its beginning)."""
-    st.iframe(_SCRIPT % json.dumps(keys), height="content")  # nothing to show: measures 0 px
+    st.iframe(_SCRIPT % json.dumps(keys), height=1)  # nothing to show (0 is refused)
     st.caption(legend)
