@@ -68,6 +68,10 @@ def test_keyboard_alone_approves_and_moves_on(session):
         expect(page.get_by_role("heading", name="one.jpg — pending")).to_be_visible()
         expect(page.get_by_text("Keys: A approve")).to_be_visible()
         settle(page)
+        # The listener's frame shows nothing and takes no room (sized to its content it was a
+        # 150 px blank that pushed Approve below the fold).
+        comment = page.get_by_label("Comment (optional)").bounding_box()
+        assert page.get_by_text("Keys: A approve").bounding_box()["y"] - comment["y"] - comment["height"] < 60
         page.get_by_role("heading", name="one.jpg — pending").click()  # focus the page, not a field
         page.keyboard.press("a")
         expect(page.get_by_role("heading", name="two.jpg — pending")).to_be_visible()
