@@ -126,15 +126,15 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
                 "images": [{k: p.get(k) for k in PUBLIC_FIELDS} | {"regions": p["regions"]} for p in exported],
             }, indent=2))
         _seal(partial, target)
+        with open(target, "rb") as handle:  # in chunks: the zip may be larger than memory allows
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         counts = {outcome: sum(p["outcome"] == outcome for p in photos)
                   for outcome in ("exported", "held back", "rejected", "pending", "failed")}
-        _write_audit(workspace, session, actor, exported_at, photos, counts, versions, target, audit_target)
+        _write_audit(workspace, session, actor, exported_at, photos, counts, versions, target, digest, audit_target)
     finally:
         partial.unlink(missing_ok=True)
     if progress:
         progress(len(records), len(records), "")
-    with open(target, "rb") as handle:  # in chunks: the zip may be larger than memory allows
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
     workspace.exports.finish(export_id, actor, target.name, audit_target.name, digest, counts, revision)
     return ExportResult(export_id, target, audit_target, [p["original_name"] for p in exported],
                         [p["original_name"] for p in photos if p["outcome"] == "held back"])
@@ -263,7 +263,7 @@ def _thumbnail(pixels) -> bytes:
 
 
 def _write_audit(workspace: Workspace, session: dict, actor: str, exported_at: str, photos: list[dict],
-                 counts: dict, versions: dict, target: Path, audit_target: Path) -> None:
+                 counts: dict, versions: dict, target: Path, digest: str, audit_target: Path) -> None:
     """The reviewer's package: every photo's outcome, the name mapping, the log, the report."""
     names = {p["image_id"]: p["original_name"] for p in photos}
     trail = [{"at": local_time(a["at"]), "actor": a["actor"], "action": a["action"],
@@ -276,7 +276,8 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, exported_at: s
                 step | {"detail": detail_text(step["detail"])})
     rows = [{k: v for k, v in p.items() if k not in ("thumbnail", "data", "suffix")} for p in photos]
     summary = [("session", session["name"]), ("exported by", actor), ("exported at", exported_at),
-               ("publication zip", target.name)] + [(k, str(v)) for k, v in counts.items()] + [
+               ("publication zip", target.name), ("its SHA-256", digest)] + [
+               (k, str(v)) for k, v in counts.items()] + [
                ("engine", versions["engine"]), ("models (SHA-256)", json.dumps(versions["models_sha256"]))]
     partial = audit_target.with_name(f"{audit_target.name}.partial")
     try:
@@ -284,8 +285,8 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, exported_at: s
             archive.writestr("manifest.csv", csv_text(rows, AUDIT_FIELDS))
             archive.writestr("manifest.json", json.dumps({
                 "session": session["name"], "exported_by": actor, "exported_at": exported_at,
-                "publication_zip": target.name, "counts": counts, "versions": versions, "photos": rows,
-                "audit": trail}, indent=2, default=str))
+                "publication_zip": target.name, "publication_zip_sha256": digest, "counts": counts,
+                "versions": versions, "photos": rows, "audit": trail}, indent=2, default=str))
             archive.writestr("report.html", audit_report(f"Audit report: {session['name']}", summary, photos, history))
         _seal(partial, audit_target)
     finally:

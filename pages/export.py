@@ -45,6 +45,7 @@ if current:
     st.success(f"Current export, made {local_time(current['finished_at'])} by {plain(current['started_by'])}: "
                f"{counts.get('exported', 0)} photo(s) exported, {counts.get('held back', 0)} held back. It matches "
                "the session as it is now.")
+    st.caption(f"SHA-256 of the zip: {current['sha256']}")  # what a copy sent on can be checked against
     left, right = st.columns(2)
     left.link_button("Download the zip", f"/download/{current['id']}/zip", type="primary")
     right.link_button("Download the audit package (keep it: it maps published names to originals)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zipfile
 from dataclasses import replace
@@ -260,6 +261,9 @@ def test_export_builds_zip_of_approved_only(reviewed):
     assert "Current export" in at.success[0].value
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         assert sorted(archive.namelist()) == ["images/Sports_day-0001.jpg", "manifest.csv", "manifest.json"]
+    # The zip's SHA-256 as the page says it is the file's: what a reviewer checks a sent copy against.
+    digest = hashlib.sha256((ws.files.exports / export["file"]).read_bytes()).hexdigest()
+    assert f"SHA-256 of the zip: {digest}" in [c.value for c in at.caption]
 
 
 def test_pages_ask_for_a_session_first(root):

@@ -191,6 +191,10 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
             datetime.now().astimezone().strftime("%z")[:3] + ":" + datetime.now().astimezone().strftime("%z")[3:])
         report = archive.read("report.html").decode()
         assert "data:image/jpeg;base64," in report and "child in frame" in report
+        # The record names the publication zip by its bytes, not only by its name.
+        published = hashlib.sha256(result.path.read_bytes()).hexdigest()
+        assert json.loads(archive.read("manifest.json"))["publication_zip_sha256"] == published
+        assert published in report
         trail = json.loads(archive.read("manifest.json"))["audit"]
         assert ("../../etc/jane_doe.jpg", APPROVED) in [(a["photo"], a["action"]) for a in trail]
     assert workspace.audit(session)[-1]["action"] == "exported"
