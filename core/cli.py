@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--padding", type=float, default=defaults.padding,
                          help=f"region grows by this x the face size on each side (default {defaults.padding})")
         sub.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
-                         help="refuse larger images (decompression-bomb guard)")
+                         help="refuse larger images (decompression-bomb guard; default "
+                              f"{DEFAULT_MAX_PIXELS / 1e6:g})")
         sub.add_argument("--ray", metavar="ADDRESS",
                          help="run on a Ray cluster: auto, HOST:PORT, or local (a cluster on this machine); "
                               "inputs and --out must be folders every worker can reach. Resumable: run the "
@@ -47,18 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     anonymize = commands.add_parser("anonymize", help="write anonymised copies and a manifest")
     common(anonymize)
     anonymize.add_argument("--out", type=Path, required=True, help="output folder")
-    anonymize.add_argument("--mode", choices=MODES, default=defaults.mode)
+    anonymize.add_argument("--mode", choices=MODES, default=defaults.mode,
+                           help=f"how a face is covered (default {defaults.mode})")
     anonymize.add_argument("--strength", type=float, default=defaults.strength,
-                           help="blur kernel or mosaic block size, relative to the face (default 1.0)")
-    anonymize.add_argument("--shape", choices=SHAPES, default=defaults.shape)
+                           help=f"blur kernel or mosaic block size, relative to the face (default "
+                                f"{defaults.strength})")
+    anonymize.add_argument("--shape", choices=SHAPES, default=defaults.shape,
+                           help=f"the cover's shape (default {defaults.shape})")
     anonymize.add_argument("--feather", type=float, default=defaults.feather,
-                           help="soft edge width, relative to the region (0 for a hard edge)")
+                           help=f"soft edge width, relative to the region (0 for a hard edge; default "
+                                f"{defaults.feather})")
     anonymize.add_argument("--outline", action="store_true", help="draw a box around each region")
-    anonymize.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
+    anonymize.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality,
+                           help=f"of JPEG outputs, 1-100 (default {defaults.jpeg_quality})")
     anonymize.add_argument("--video-quality", type=int, default=defaults.video_quality,
                            help=f"H.264 CRF of video outputs, 0-51, lower is better (default {defaults.video_quality})")
     anonymize.add_argument("--check", action="store_true",
-                           help="detect again on every output and report faces still found (residual check)")
+                           help="detect again on every output (residual check): an output where a face "
+                                "still shows goes to OUT/held-back/, and the manifest says why")
     return parser
 
 
