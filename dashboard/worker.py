@@ -103,21 +103,25 @@ class ExportWorker:
 
     def start(self, session_id: int, actor: str) -> int:
         export_id = workspace().exports.start(session_id, actor)
-        self._launch(export_id, session_id, actor)
+        with self._lock:
+            self._launch(export_id, session_id, actor)
         return export_id
 
     def resume(self, session_id: int, actor: str) -> None:
+        """Build again what a restart cut short. Finding an export not running and launching it
+        is one step under the lock: two tabs opening the page at once build it once."""
         with self._lock:
-            orphans = [e for e in workspace().exports.unfinished(session_id) if not self.running(e)]
-        for export_id in orphans:
-            workspace().exports.restart(export_id, actor)
-            self._launch(export_id, session_id, actor)
+            for export_id in workspace().exports.unfinished(session_id):
+                if not self.running(export_id):
+                    workspace().exports.restart(export_id, actor)
+                    self._launch(export_id, session_id, actor)
 
     def running(self, export_id: int) -> bool:
         thread = self._threads.get(export_id)
         return thread is not None and thread.is_alive()
 
     def _launch(self, export_id: int, session_id: int, actor: str) -> None:
+        """Build the export in a thread of its own (the caller holds the lock)."""
         def build() -> None:
             try:
                 export_approved(workspace(), session_id, actor, engine().detector, None, engine().max_pixels,
@@ -125,10 +129,9 @@ class ExportWorker:
             except Exception:  # noqa: BLE001 - recorded on the export (fail_export) and shown there
                 pass
 
-        with self._lock:
-            thread = threading.Thread(target=build, daemon=True, name=f"export-{export_id}")
-            self._threads[export_id] = thread
-            thread.start()
+        thread = threading.Thread(target=build, daemon=True, name=f"export-{export_id}")
+        self._threads[export_id] = thread
+        thread.start()
 
 
 @st.cache_resource

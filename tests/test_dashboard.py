@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import zipfile
 from dataclasses import replace
@@ -264,6 +265,36 @@ def test_export_builds_zip_of_approved_only(reviewed):
     # The zip's SHA-256 as the page says it is the file's: what a reviewer checks a sent copy against.
     digest = hashlib.sha256((ws.files.exports / export["file"]).read_bytes()).hexdigest()
     assert f"SHA-256 of the zip: {digest}" in [c.value for c in at.caption]
+
+
+def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_once(root, monkeypatch):
+    """After a restart, the Export page of each open tab resumes the unfinished export: two
+    tabs at the same moment must not build it twice (two threads writing the same zip)."""
+    from dashboard.state import workspace
+    from dashboard.worker import ExportWorker
+
+    ws = workspace()
+    session_id = ws.create_session("Two tabs", "A. Officer")
+    export_id = ws.exports.start(session_id, "A. Officer")  # left 'building' with no thread: as after a restart
+    restart = ws.exports.restart
+
+    def slow_restart(*args):  # the real restart, with time for the other tab to look meanwhile
+        time.sleep(0.3)
+        restart(*args)
+
+    monkeypatch.setattr(ws.exports, "restart", slow_restart)
+    worker = ExportWorker()
+    tabs = [threading.Thread(target=worker.resume, args=(session_id, "A. Officer")) for _ in range(2)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    for _ in range(240):
+        if ws.exports.get(export_id)["status"] != "building":
+            break
+        time.sleep(0.25)
+    assert ws.exports.get(export_id)["status"] == "complete"
+    assert [a["action"] for a in ws.audit(session_id)].count("export resumed after a restart") == 1
 
 
 def test_pages_ask_for_a_session_first(root):
