@@ -64,11 +64,14 @@ class ExportLog:
             revision = self.db.revision(db, session_id)
             rows = db.execute("SELECT * FROM exports WHERE session_id = ? AND status != 'deleted' "
                               "ORDER BY id DESC", (session_id,)).fetchall()
-        return [dict(r) | {"counts": json.loads(r["counts"] or "{}"),
-                           "current": r["status"] == "complete" and r["revision"] == revision} for r in rows]
+        return [dict(r) | {"counts": json.loads(r["counts"] or "{}"), "current": _current(r, revision)}
+                for r in rows]
 
     def get(self, export_id: int) -> dict:
-        return dict(self.db.read_one("SELECT * FROM exports WHERE id = ?", export_id, "export"))
+        """One export, with `current` as in `of_session`."""
+        row = self.db.read_one("SELECT * FROM exports WHERE id = ?", export_id, "export")
+        with self.db.transaction(write=False) as db:
+            return dict(row) | {"current": _current(row, self.db.revision(db, row["session_id"]))}
 
     def delete_files(self, db, session_id: int) -> int:
         """Delete every zip of a session, in the caller's transaction: how many files went."""
@@ -78,6 +81,11 @@ class ExportLog:
             self.files.export_path(name).unlink(missing_ok=True)
         db.execute("UPDATE exports SET status = 'deleted' WHERE session_id = ?", (session_id,))
         return len(files)
+
+
+def _current(row, revision: int) -> bool:
+    """Complete, and nothing the zip depends on has changed since it was built."""
+    return row["status"] == "complete" and row["revision"] == revision
 
 
 def _session_of(db, export_id: int) -> int:

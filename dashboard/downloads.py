@@ -1,5 +1,6 @@
 """Exports are downloaded straight from disk, in chunks (a zip may be larger than memory), by a
-route of the dashboard's server. It stands behind the access gate like every other address."""
+route of the dashboard's server. It stands behind the access gate like every other address, and
+gives a publication zip only while it is current (an audit package always: it is a record)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ async def download(request: Request):
     name = row["file"] if kind == "zip" else row["audit_file"] if kind == "audit" else None
     if row["status"] != "complete" or not name:
         return PlainTextResponse("This export is not available.", status_code=404)
+    if kind == "zip" and not row["current"]:
+        # A tab still showing the link, or a link copied earlier: the zip no longer matches the
+        # reviewers' decisions. Its audit package stays available: it records that export.
+        return PlainTextResponse("This zip is out of date: a decision, face edit or setting changed after it was "
+                                 "built. Build the zip again on the Export page.", status_code=409)
     path = _workspace(str(default_root())).files.export_path(name)
     if not path.exists():
         return PlainTextResponse("This export's file is gone (the session was purged?).", status_code=404)

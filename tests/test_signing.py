@@ -140,7 +140,15 @@ def test_zips_are_per_session_and_go_out_of_date_after_a_decision(one_approved):
         page.get_by_role("button", name="Build the zip").click()
         first = download(page, "Download the zip")
         assert first[:2] == b"PK"
+        origin = "/".join(page.url.split("/")[:3])
+        links = [origin + page.get_by_role("link", name=name).get_attribute("href") for name in (
+            "Download the zip", "Download the audit package (keep it: it maps published names to originals)")]
         ws.decide(photo, REJECTED, "Alice", "consent withdrawn")
+        # A tab still showing the link (or a link copied earlier) no longer gets that zip: it
+        # holds a photo now rejected. Its audit package stays: it is the record of that export.
+        stale = page.request.get(links[0])
+        assert stale.status == 409 and b"out of date" in stale.body() and stale.body()[:2] != b"PK"
+        assert page.request.get(links[1]).body()[:2] == b"PK"
         page.reload()
         reopen_session(page, server.url, "Alice")
         page.get_by_role("link", name="Export").click()

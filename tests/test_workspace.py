@@ -248,13 +248,14 @@ def test_csv_cells_never_become_formulas():
 def test_zips_belong_to_their_session_and_go_out_of_date(workspace, session, astronaut_rgb, engine):
     image_id = detected(workspace, session, "a.jpg", jpeg_bytes(astronaut_rgb), engine.detector.detect(astronaut_rgb))
     workspace.decide(image_id, APPROVED, "A. Officer")
-    export_approved(workspace, session, "A. Officer", engine.detector)
-    assert workspace.exports.of_session(session)[0]["current"]
+    built = export_approved(workspace, session, "A. Officer", engine.detector)
+    assert workspace.exports.of_session(session)[0]["current"] and workspace.exports.get(built.export_id)["current"]
     other = workspace.create_session("Another reviewer's", "B. Officer")
     assert workspace.exports.of_session(other) == []
     workspace.decide(image_id, REJECTED, "A. Officer", "consent withdrawn")
     listed = workspace.exports.of_session(session)
     assert len(listed) == 1 and not listed[0]["current"] and listed[0]["status"] == "complete"
+    assert not workspace.exports.get(built.export_id)["current"]
 
 
 def test_purge_removes_originals_previews_and_zips(workspace, session, astronaut_rgb, engine):
