@@ -140,12 +140,16 @@ class Workspace:
     def save_detection(self, image_id: int, width: int, height: int, faces: list[Face],
                        source: str = "faces detected") -> None:
         with self.db.transaction() as db:
+            if self._removed_meanwhile(db, image_id):
+                return
             db.execute("UPDATE images SET width = ?, height = ?, faces = ? WHERE id = ?",
                        (width, height, json.dumps([f.to_dict() for f in faces]), image_id))
             self.db.log(db, "engine", source, self.db.session_of(db, image_id), image_id, candidates=len(faces))
 
     def save_failure(self, image_id: int, reason: str) -> None:
         with self.db.transaction() as db:
+            if self._removed_meanwhile(db, image_id):
+                return
             db.execute("UPDATE images SET error = ?, status = ? WHERE id = ?", (reason, FAILED, image_id))
             self.db.log(db, "engine", "file refused", self.db.session_of(db, image_id), image_id, reason=reason)
 
@@ -329,11 +333,27 @@ class Workspace:
                 return
             db.execute("UPDATE images SET removed_at = ? WHERE id = ?", (utc_now(), image_id))
             self.db.bump(db, row["session_id"])
-            shared = db.execute("SELECT 1 FROM images WHERE sha256 = ? AND removed_at IS NULL AND id != ?",
-                                (row["sha256"], image_id)).fetchone()
-            deleted = [] if shared else [p.name for p in self.files.delete_original(row["sha256"])]
+            deleted = self._delete_files(db, image_id, row["sha256"])
             self.db.log(db, actor, "image removed", row["session_id"], image_id, sha256=row["sha256"],
-                        files_deleted=len(deleted), kept_for_another_session=bool(shared))
+                        files_deleted=len(deleted or []), kept_for_another_session=deleted is None)
+
+    def _delete_files(self, db, image_id: int, sha256: str) -> list | None:
+        """Delete a removed photo's original and previews, unless another photo still holds the
+        same file (then None)."""
+        if db.execute("SELECT 1 FROM images WHERE sha256 = ? AND removed_at IS NULL AND id != ?",
+                      (sha256, image_id)).fetchone():
+            return None
+        return self.files.delete_original(sha256)
+
+    def _removed_meanwhile(self, db, image_id: int) -> bool:
+        """Whether the photo was removed (or its session purged) while it was being detected:
+        then what detection wrote for it since (previews, a clip's tracks and face thumbnails)
+        is deleted, and nothing is saved."""
+        row = db.execute("SELECT sha256, removed_at FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row["removed_at"] is None:
+            return False
+        self._delete_files(db, image_id, row["sha256"])
+        return True
 
     def purge_session(self, session_id: int, actor: str) -> None:
         """Remove every photo of a session (originals, previews) and its zips; the session can

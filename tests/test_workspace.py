@@ -278,6 +278,61 @@ def test_purge_removes_originals_previews_and_zips(workspace, session, astronaut
     assert any(a["action"] == "image removed" and a["detail"]["sha256"] == digest for a in log)
 
 
+class _PurgedMidway:
+    """The real engine and detector, with the session purged (from another tab, say) at the
+    moment the first photo or frame is looked at: a purge arriving while work is under way."""
+
+    def __init__(self, real, workspace, session):
+        self.real, self.workspace, self.session, self.purged = real, workspace, session, False
+
+    def _purge_once(self) -> None:
+        if not self.purged:
+            self.purged = True
+            self.workspace.purge_session(self.session, "A. Officer")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def detect(self, pixels):
+        self._purge_once()
+        return self.real.detect(pixels)
+
+    def detect_frame(self, rgb):
+        self._purge_once()
+        return self.real.detect_frame(rgb)
+
+
+def test_a_purge_during_detection_leaves_no_preview_behind(workspace, session, astronaut_rgb,
+                                                           astronaut_face_box, engine, tmp_path):
+    """Detection writes a photo's previews, and a clip's tracks with its faces' thumbnails,
+    after it has read the original: a purge meanwhile must still leave nothing of them."""
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 6)])
+    for name, data in (("hall.mp4", clip.read_bytes()), ("a.jpg", jpeg_bytes(astronaut_rgb))):
+        other = workspace.create_session(f"Purged while {name} is detected", "A. Officer")
+        add_files(workspace, other, intake_upload(name, data), "A. Officer")
+        detect_pending(workspace, _PurgedMidway(engine, workspace, other), other)
+        assert not [p for p in workspace.files.objects.rglob("*") if p.is_file()], name
+        assert list(workspace.files.previews.iterdir()) == [], name
+        assert all(a["action"] != "faces detected" for a in workspace.audit(other)), "nothing saved after it"
+
+
+def test_a_purge_during_an_export_leaves_no_zip_behind(workspace, session, astronaut_rgb, engine):
+    """The export reads the originals and writes two zips: a purge meanwhile (the residual check
+    of the first photo is under way) must leave neither on disk, nor the export listed."""
+    for name, pixels in (("a.jpg", astronaut_rgb), ("b.jpg", astronaut_rgb[:, ::-1].copy())):
+        workspace.decide(detected(workspace, session, name, jpeg_bytes(pixels), engine.detector.detect(pixels)),
+                         APPROVED, "A. Officer")
+    export_approved(workspace, session, "A. Officer", _PurgedMidway(engine.detector, workspace, session))
+    assert list(workspace.files.exports.iterdir()) == []
+    assert workspace.exports.of_session(session) == []
+    assert workspace.audit(session)[-1]["action"] == "export deleted: the session was purged while it was built"
+
+
 def _gps_exif() -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}
