@@ -72,6 +72,9 @@ class ExportResult:
     held_back: list[str]
 
 
+REMOVED = "removed from the session during the export"
+
+
 def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
                     progress: Callable[[int, int, str], None] | None = None,
                     max_pixels: int = DEFAULT_MAX_PIXELS, export_id: int | None = None) -> ExportResult:
@@ -153,6 +156,8 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
         return row | {"outcome": "rejected", "reason": record.comment or "rejected by the reviewer"}
     # The approval as it stands now, not as it stood when the export began.
     fresh, batch = workspace.image(record.id), workspace.batch_settings(session_id)
+    if fresh.removed_at:
+        return row | {"outcome": "rejected", "reason": REMOVED}
     if not fresh.detected:
         return row | {"outcome": "pending", "reason": "waiting for detection"}
     if not fresh.approval_current(batch):
@@ -247,6 +252,8 @@ def _changed(workspace: Workspace, record: ImageRecord, mark: str, row: dict) ->
     final, batch_now = workspace.image(record.id), workspace.batch_settings(record.session_id)
     if final.approval_current(batch_now) and final.current_fingerprint(batch_now) == mark:
         return None
+    if final.removed_at:
+        return row | {"outcome": "rejected", "reason": REMOVED}
     return row | {"outcome": "rejected" if final.status == REJECTED else "pending",
                   "reason": "the decision changed while the zip was being built", "decision": final.status}
 

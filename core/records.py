@@ -68,7 +68,7 @@ class ImageRecord:
 
     def approval_current(self, batch: Settings) -> bool:
         """Approved, and nothing changed since: the only state in which it is exported."""
-        return (self.status == APPROVED and self.faces is not None
+        return (self.status == APPROVED and self.faces is not None and self.removed_at is None
                 and self.approved_fingerprint == self.current_fingerprint(batch))
 
     def approval_outdated(self, batch: Settings) -> bool:

@@ -333,6 +333,29 @@ def test_a_purge_during_an_export_leaves_no_zip_behind(workspace, session, astro
     assert workspace.audit(session)[-1]["action"] == "export deleted: the session was purged while it was built"
 
 
+def test_a_photo_removed_during_an_export_is_not_published(workspace, session, astronaut_rgb, engine):
+    """The same photo is in another session too, so its original stays when it is removed from
+    this one; removed while the zip is built (at its residual check), it must not be published."""
+    data = jpeg_bytes(astronaut_rgb)
+    image_id = detected(workspace, session, "a.jpg", data, engine.detector.detect(astronaut_rgb))
+    workspace.add_image(workspace.create_session("Another", "B. Officer"), "same.jpg", data, "B. Officer")
+    workspace.decide(image_id, APPROVED, "A. Officer")
+
+    class RemovedMidway(_PurgedMidway):
+        def _purge_once(self) -> None:
+            if not self.purged:
+                self.purged = True
+                self.workspace.remove_image(image_id, "A. Officer")
+
+    result = export_approved(workspace, session, "A. Officer", RemovedMidway(engine.detector, workspace, session))
+    assert result.exported == []
+    with zipfile.ZipFile(result.path) as archive:
+        assert not [n for n in archive.namelist() if n.startswith("images/")]
+    with zipfile.ZipFile(result.audit_path) as archive:
+        photo, = json.loads(archive.read("manifest.json"))["photos"]
+    assert (photo["outcome"], photo["reason"]) == ("rejected", "removed from the session during the export")
+
+
 def _gps_exif() -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}
