@@ -53,6 +53,16 @@ def current_session() -> tuple[int, str] | None:
         _restore_place()
     if "session_id" not in st.session_state:
         return None
+    try:
+        purged = workspace().session(st.session_state["session_id"])["purged_at"]
+    except KeyError:  # not in this workspace (the dashboard was started on another)
+        purged = "gone"
+    if purged:
+        # Purged in another tab, or by another reviewer: nothing more may be added to it or done in it.
+        forget_place()
+        st.info("This session was purged (in another tab, or by another reviewer): its photos and zips are "
+                "gone. Start a new session or reopen another.")
+        return None
     place = {"session": str(st.session_state["session_id"]), "reviewer": st.session_state["reviewer"]}
     if "image_id" in st.session_state:
         place["photo"] = str(st.session_state["image_id"])

@@ -297,6 +297,19 @@ def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_
     assert [a["action"] for a in ws.audit(session_id)].count("export resumed after a restart") == 1
 
 
+def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root, astronaut_rgb):
+    at = started("Purged elsewhere")
+    session_id = at.session_state["session_id"]
+    Workspace(root / "ws").purge_session(session_id, "B. Officer")  # from another tab
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception and "session_id" not in at.session_state
+    assert "This session was purged" in " ".join(i.value for i in at.info)
+    for page in ("pages/start.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert not at.file_uploader and "Add and detect faces" not in [b.label for b in at.button], page
+
+
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
     for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
