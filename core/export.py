@@ -35,7 +35,7 @@ from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces
 from .video import is_video
-from .store import private_file
+from .store import StoredFileError, private_file
 from .workspace import Workspace
 
 PUBLIC_FIELDS = [
@@ -170,11 +170,12 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
         "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
     if is_video(record.name):
         return _one_video(workspace, record, fresh, batch, settings, mark, row, detector)
-    unsafe = workspace.files.problem(record.sha256)
-    if unsafe:
-        return row | {"outcome": "held back", "reason": unsafe}
     try:
-        photo = decode_photo(workspace.files.read(record.sha256), record.name, max_pixels)
+        original = workspace.files.checked(record.sha256)
+    except StoredFileError as exc:
+        return row | {"outcome": "held back", "reason": str(exc)}
+    try:
+        photo = decode_photo(original, record.name, max_pixels)
         pixels = anonymize(photo.pixels, fresh.faces, settings)
         data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
         output_sha = hashlib.sha256(data).hexdigest()

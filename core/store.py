@@ -53,6 +53,17 @@ def tighten(root: Path) -> None:
                 path.chmod(0o600)
 
 
+DAMAGED = "the stored original is damaged (SHA-256 differs)"
+
+
+class StoredFileError(Exception):
+    """A stored original is not the file that was added; the message says why, plainly."""
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"the stored original cannot be read ({exc.strerror or exc})"
+
+
 class FileStore:
     """`objects/` (originals, named by SHA-256), `previews/` and `exports/` under one root."""
 
@@ -86,15 +97,25 @@ class FileStore:
     def read(self, sha256: str) -> bytes:
         return self.object_path(sha256).read_bytes()
 
+    def checked(self, sha256: str) -> bytes:
+        """An original's bytes, if they are still the file that was added; else StoredFileError
+        says why not (gone from the store or unreadable, or changed)."""
+        try:
+            data = self.read(sha256)
+        except OSError as exc:
+            raise StoredFileError(_unreadable(exc)) from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StoredFileError(DAMAGED)
+        return data
+
     def problem(self, sha256: str) -> str | None:
-        """Why a stored original is not the file that was added, if it is not: gone from the store
-        or unreadable, or changed (read in chunks: a video may be larger than memory allows)."""
+        """What `checked` would say, read in chunks (a video may be larger than memory allows)."""
         try:
             with open(self.object_path(sha256), "rb") as handle:
                 if hashlib.file_digest(handle, "sha256").hexdigest() != sha256:
-                    return "the stored original is damaged (SHA-256 differs)"
+                    return DAMAGED
         except OSError as exc:
-            return f"the stored original cannot be read ({exc.strerror or exc})"
+            return _unreadable(exc)
         return None
 
     def save_previews(self, sha256: str, bases: dict[int, bytes]) -> None:

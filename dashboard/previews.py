@@ -14,6 +14,7 @@ from core.images import decode_photo, encode_photo
 from core.faces import selected
 from core.records import ImageRecord, fingerprint
 from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
+from core.store import StoredFileError
 from core.workspace import overview_file
 from core.pipeline import Settings, anonymize, failure_reason
 from dashboard.state import workspace
@@ -155,7 +156,7 @@ def original(record: ImageRecord) -> np.ndarray:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the photo at full resolution…")
 def _decoded(sha256: str, name: str) -> np.ndarray:
-    return decode_photo(workspace().files.read(sha256), name).pixels
+    return decode_photo(workspace().files.checked(sha256), name).pixels
 
 
 def full_original(record: ImageRecord) -> np.ndarray:
@@ -165,12 +166,12 @@ def full_original(record: ImageRecord) -> np.ndarray:
 
 def original_problem(record: ImageRecord) -> str | None:
     """Why the original cannot be shown at full resolution as it was added, if it cannot: gone
-    from the store, unreadable or changed since, or no longer decodable."""
-    problem = workspace().files.problem(record.sha256)
-    if problem:
-        return problem
+    from the store, unreadable or changed since, or no longer decodable. Checked as it is decoded,
+    once: the decoded photo is kept."""
     try:
         full_original(record)
+    except StoredFileError as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - this photo's problem, said on its page
         return failure_reason(exc)
     return None
