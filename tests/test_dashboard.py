@@ -297,7 +297,7 @@ def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_
     assert [a["action"] for a in ws.audit(session_id)].count("export resumed after a restart") == 1
 
 
-def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root, astronaut_rgb):
+def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root):
     at = started("Purged elsewhere")
     session_id = at.session_state["session_id"]
     Workspace(root / "ws").purge_session(session_id, "B. Officer")  # from another tab
