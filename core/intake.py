@@ -220,12 +220,14 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
     added, refused, skipped = 0, [], []
-    for entry in files:
-        source = Path(entry["input"])
-        if not source.is_absolute():
-            source = manifest_path.parent / source
+    sources = [Path(entry["input"]) if Path(entry["input"]).is_absolute() else manifest_path.parent / entry["input"]
+               for entry in files]
+    # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
+    common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
+    for entry, source in zip(files, sources):
+        name = str(source.relative_to(common))
         if entry.get("kind") == "video":
-            skipped.append(source.name)
+            skipped.append(name)
             continue
         try:
             if "error" in entry:
@@ -235,8 +237,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:
                 raise ValueError("the file changed after the run; add it again to have it detected")
-            photo = decode_photo(data, source.name, max_pixels or DEFAULT_MAX_PIXELS)
-            image_id, same_as = workspace.add_image(session_id, source.name, data, reviewer)
+            photo = decode_photo(data, name, max_pixels or DEFAULT_MAX_PIXELS)
+            image_id, same_as = workspace.add_image(session_id, name, data, reviewer)
             if same_as is None:
                 workspace.files.save_previews(photo.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
@@ -245,8 +247,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
             reason = str(exc) if isinstance(exc, ValueError) else failure_reason(exc)
-            workspace.add_refused(session_id, source.name, reason, reviewer)
-            refused.append(source.name)
+            workspace.add_refused(session_id, name, reason, reviewer)
+            refused.append(name)
     return session_id, ImportReport(session_id, added, refused, skipped)
 
 

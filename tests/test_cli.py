@@ -197,3 +197,17 @@ def test_odd_shapes_never_stop_a_batch(tmp_path, astronaut_rgb):
         assert entry["faces"] and not entry.get("held_back"), entry
     detect = run_cli("detect", str(folder))
     assert "Traceback" not in detect.stderr and len(json.loads(detect.stdout)) == 6
+
+
+def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch, tmp_path):
+    """Opened in the dashboard, the run's two portrait.jpg (one in sub/) are two names, as a
+    folder added there would give them, not one name twice."""
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    out = tmp_path / "out"
+    run_cli("anonymize", str(batch), "--out", str(out))
+    ws = Workspace(tmp_path / "ws")
+    session, report = import_run(ws, out / "manifest.json", "Run", "Officer")
+    assert report.added == 2
+    assert sorted(r.name for r in ws.images(session)) == sorted(["portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS])
