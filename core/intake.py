@@ -11,13 +11,14 @@ import os
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .faces import Face
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
+from .store import SourceError
 from .video import is_video
 from .workspace import Workspace
 
@@ -34,6 +35,7 @@ class Intake:
     name: str
     data: bytes = b""
     problem: str | None = None
+    path: Path | None = None  # a file on this machine, copied into the store in chunks (not read into `data`)
 
 
 def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
@@ -110,7 +112,7 @@ def allowed_roots() -> list[Path]:
     return [Path(r).resolve() for r in roots if r]
 
 
-# A file read from a folder may not be larger than this (it is read into memory).
+# A photo read from a folder may not be larger than this (a video may: it is copied in chunks).
 MAX_FILE_BYTES = 2 * 1024 ** 3
 
 
@@ -154,13 +156,10 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
             elif problem := _not_media(path):
                 yield Intake(label, problem=problem)
-            elif path.stat().st_size > max_bytes:
+            elif not is_video(path) and path.stat().st_size > max_bytes:
                 yield Intake(label, problem=f"larger than {max_bytes // 1024 ** 2} MB; refused")
             else:
-                try:
-                    yield Intake(label, path.read_bytes())
-                except OSError as exc:
-                    yield Intake(label, problem=f"cannot be read ({exc.strerror or exc})")
+                yield Intake(label, path=path)
 
 
 @dataclass(frozen=True)
@@ -180,16 +179,29 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     for count, item in enumerate(intakes, 1):
         if progress:
             progress(count, item.name)
+        if not item.problem:
+            try:
+                same_as = _store(workspace, session_id, item, actor)
+            except SourceError as exc:
+                item = replace(item, problem=str(exc))
         if item.problem:
             workspace.add_refused(session_id, item.name, item.problem, actor)
             refused.append(item)
+        elif same_as is None:
+            added += 1
         else:
-            _, same_as = workspace.add_image(session_id, item.name, item.data, actor)
-            if same_as is None:
-                added += 1
-            else:
-                duplicates.append((item.name, same_as))
+            duplicates.append((item.name, same_as))
     return IntakeReport(added, refused, duplicates)
+
+
+def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> str | None:
+    """Add one file to the session: None, or the name of the same photo already in it."""
+    try:
+        source = open(item.path, "rb") if item.path else io.BytesIO(item.data)
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
+    with source:
+        return workspace.add_image(session_id, item.name, source, actor)[1]
 
 
 @dataclass(frozen=True)

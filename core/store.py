@@ -8,6 +8,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -56,6 +57,13 @@ def tighten(root: Path) -> None:
 DAMAGED = "the stored original is damaged (SHA-256 differs)"
 
 
+CHUNK = 1024 ** 2
+
+
+class SourceError(Exception):
+    """A file being added cannot be read; the message says why, plainly."""
+
+
 class StoredFileError(Exception):
     """A stored original is not the file that was added; the message says why, plainly."""
 
@@ -82,14 +90,36 @@ class FileStore:
         for stale in self.exports.glob("*.partial"):
             stale.unlink()
 
-    def store(self, data: bytes) -> str:
-        """Keep bytes under their SHA-256; the same photo uploaded twice is stored once."""
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.object_path(digest)
-        if not path.exists():
-            private_dir(path.parent)
-            write_atomically(path, data)
-        return digest
+    def store(self, source: BinaryIO) -> tuple[str, int]:
+        """Keep a file under its SHA-256, copied in chunks while it is hashed (a video may be
+        larger than memory allows): (its SHA-256, its size). The same file added twice is
+        stored once. A read of `source` that fails raises SourceError with the reason."""
+        digest, size = hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".partial-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    try:
+                        chunk = source.read(CHUNK)
+                    except OSError as exc:
+                        raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            path = self.object_path(digest.hexdigest())
+            if path.exists():
+                Path(tmp).unlink()
+            else:
+                private_dir(path.parent)
+                os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest.hexdigest(), size
 
     def object_path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256

@@ -10,10 +10,12 @@ fingerprint of the state the reviewer saw, and is refused when that state change
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 from .database import ReviewDatabase
 from .export_log import ExportLog
@@ -102,10 +104,11 @@ class Workspace:
 
     # Images -------------------------------------------------------------------------------
 
-    def add_image(self, session_id: int, name: str, data: bytes, actor: str) -> tuple[int, str | None]:
-        """Store an original and queue it for detection: (its id, None). The same bytes already
-        in the session are not added again: (that photo's id, its name)."""
-        digest = self.files.store(data)
+    def add_image(self, session_id: int, name: str, data: bytes | BinaryIO, actor: str) -> tuple[int, str | None]:
+        """Store an original (bytes, or a file open for reading, copied in chunks) and queue it
+        for detection: (its id, None). The same bytes already in the session are not added again:
+        (that photo's id, its name)."""
+        digest, size = self.files.store(io.BytesIO(data) if isinstance(data, bytes) else data)
         with self.db.transaction() as db:
             same = db.execute("SELECT id, name FROM images WHERE session_id = ? AND sha256 = ? AND error IS NULL "
                               "AND removed_at IS NULL ORDER BY id LIMIT 1", (session_id, digest)).fetchone()
@@ -116,7 +119,7 @@ class Workspace:
             cursor = db.execute("INSERT INTO images (session_id, name, sha256, added_at) VALUES (?,?,?,?)",
                                 (session_id, name, digest, utc_now()))
             self.db.log(db, actor, "image added", session_id, cursor.lastrowid, name=name, sha256=digest,
-                        bytes=len(data))
+                        bytes=size)
             return cursor.lastrowid, None
 
     def add_refused(self, session_id: int, name: str, reason: str, actor: str, data: bytes = b"") -> int:

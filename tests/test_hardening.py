@@ -3,6 +3,7 @@ file is refused with its name and reason in the audit log, or processed; the bat
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -181,6 +182,31 @@ def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
     assert report.added == 2 and set(records) == {
         "phone.zip/DCIM/100APPLE/IMG_0001.JPG", "phone.zip/DCIM/101APPLE/IMG_0001.JPG", "phone.zip/DCIM/notes.txt"}
     assert records["phone.zip/DCIM/notes.txt"].error == "not an image or video file (extension .txt)"
+
+
+def test_a_long_video_from_a_folder_is_stored_in_chunks_not_read_into_memory(tmp_path, ws):
+    """A phone's long clip may be larger than memory: a folder's files are copied into the
+    store in chunks, so no video is refused for its size; a photo keeps its size limit."""
+    import tracemalloc
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    clip = np.random.default_rng(1).integers(0, 256, 24 * 1024 ** 2, dtype=np.uint8).tobytes()  # stands for a clip
+    (folder / "long.mp4").write_bytes(clip)
+    (folder / "huge.png").write_bytes(b"\x89PNG" + bytes(3 * 1024 ** 2))
+    session = ws.create_session("phone", "tester")
+    tracemalloc.start()
+    try:
+        report = add_files(ws, session, intake_folder(str(folder), [tmp_path], max_bytes=2 * 1024 ** 2), "tester")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    records = {r.name: r for r in ws.images(session)}
+    assert report.added == 1 and records["long.mp4"].error is None
+    assert ws.files.object_path(records["long.mp4"].sha256).read_bytes() == clip
+    assert records["long.mp4"].sha256 == hashlib.sha256(clip).hexdigest()
+    assert peak < 8 * 1024 ** 2, f"{peak / 1024 ** 2:.0f} MB held at once for a 24 MB file"
+    assert records["huge.png"].error == "larger than 2 MB; refused"
 
 
 def test_a_damaged_member_of_a_zip_is_that_files_error_and_the_rest_is_added(ws):
