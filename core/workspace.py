@@ -50,8 +50,12 @@ class Workspace:
             raise ValueError("a review session needs a name and a reviewer")
         settings = settings or Settings()
         with self.db.transaction() as db:
-            if db.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
+            taken = db.execute("SELECT id, purged_at FROM sessions WHERE name = ?", (name,)).fetchone()
+            if taken and not taken["purged_at"]:
                 raise ValueError(f"a session named {name!r} exists already: open it instead")
+            if taken:  # a purged session cannot be opened: it gives its name up (its audit log keeps it)
+                db.execute("UPDATE sessions SET name = ? WHERE id = ?",
+                           (f"{name} (purged {taken['purged_at']}, #{taken['id']})", taken["id"]))
             cursor = db.execute("INSERT INTO sessions (name, reviewer, created, settings) VALUES (?,?,?,?)",
                                 (name, reviewer, utc_now(), json.dumps(settings.to_dict())))
             self.db.log(db, reviewer, "session created", cursor.lastrowid, name=name)

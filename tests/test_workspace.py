@@ -356,6 +356,17 @@ def test_a_photo_removed_during_an_export_is_not_published(workspace, session, a
     assert (photo["outcome"], photo["reason"]) == ("rejected", "removed from the session during the export")
 
 
+def test_a_purged_sessions_name_can_be_used_again(workspace, session):
+    """A purged session cannot be opened: its name must not stop a new session ("exists
+    already: open it instead" sent the reviewer to a session they could not open)."""
+    workspace.purge_session(session, "A. Officer")
+    again = workspace.create_session("Sports day 2026", "A. Officer")
+    assert [(s["id"], s["name"]) for s in workspace.sessions()] == [(again, "Sports day 2026")]
+    assert workspace.audit(session)[0]["detail"]["name"] == "Sports day 2026", "the record keeps the name"
+    with pytest.raises(ValueError, match="exists already"):
+        workspace.create_session("Sports day 2026", "B. Officer")
+
+
 def _gps_exif() -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}
