@@ -86,8 +86,10 @@ class FileStore:
         # The originals and their previews are the most sensitive files this tool touches: only
         # the user who runs it may read them, whatever the umask or an earlier version left.
         tighten(self.root)
-        # A zip still named *.partial was cut short by a crash: it is never offered.
-        for stale in self.exports.glob("*.partial"):
+        # A zip still named *.partial was cut short by a crash: it is never offered. A partial
+        # copy of an original (a crash while it was added) belongs to no photo: no purge would find it.
+        for stale in [*self.exports.glob("*.partial"), *self.objects.glob(".partial-*"),
+                      *self.objects.glob("*/.partial-*")]:
             stale.unlink()
 
     def store(self, source: BinaryIO) -> tuple[str, int]:

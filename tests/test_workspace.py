@@ -367,6 +367,20 @@ def test_a_purged_sessions_name_can_be_used_again(workspace, session):
         workspace.create_session("Sports day 2026", "B. Officer")
 
 
+def test_a_copy_of_an_original_cut_short_by_a_crash_is_removed_on_opening(tmp_path, astronaut_rgb):
+    """A crash while a file is copied into the store leaves a partial copy that belongs to no
+    photo: no removal or purge would ever find it, so opening the workspace deletes it."""
+    workspace = Workspace(tmp_path / "ws")
+    workspace.add_image(workspace.create_session("s", "A"), "a.jpg", jpeg_bytes(astronaut_rgb), "A")
+    cut = [workspace.files.objects / ".partial-x1", workspace.files.objects / "ab" / ".partial-x2"]
+    for path in cut:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(jpeg_bytes(astronaut_rgb)[:1000])
+    Workspace(tmp_path / "ws")
+    assert not any(path.exists() for path in cut)
+    assert len([p for p in workspace.files.objects.rglob("*") if p.is_file()]) == 1, "the stored original stays"
+
+
 def _gps_exif() -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}
