@@ -106,6 +106,13 @@ class Workspace:
     def revision(self, session_id: int) -> int:
         return self.session(session_id)["revision"]
 
+    def save_overview(self, session_id: int, data: bytes) -> None:
+        """Keep a session's derived overview rows (they name its photos), unless it was purged:
+        written under the write lock, so a purge cannot come between the check and the file."""
+        with self.db.transaction() as db:
+            if not db.execute("SELECT purged_at FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]:
+                self.files.save_derived(overview_file(session_id), data)
+
     # Images -------------------------------------------------------------------------------
 
     def add_image(self, session_id: int, name: str, data: bytes | BinaryIO, actor: str) -> tuple[int, str | None]:

@@ -4,6 +4,7 @@ per face set and settings (re-rendering 50 thumbnails on every rerun costs about
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 
@@ -123,9 +124,9 @@ def _saved_rows(session_id: int) -> tuple[int, dict[int, dict]]:
 def _save_rows(session_id: int, cache: _Overview) -> None:
     """Save the rows; a failure to save costs only a derivation after the next restart."""
     try:
-        workspace().files.save_derived(overview_file(session_id), json.dumps(
+        workspace().save_overview(session_id, json.dumps(
             {"format": OVERVIEW_FORMAT, "mark": cache.mark, "rows": cache.rows}).encode())
-    except OSError:
+    except (OSError, sqlite3.Error):
         return
     cache.saved, cache.unsaved = cache.mark, 0
 

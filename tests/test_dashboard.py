@@ -310,6 +310,20 @@ def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root):
         assert not at.file_uploader and "Add and detect faces" not in [b.label for b in at.button], page
 
 
+def test_overview_rows_of_a_purged_session_are_not_saved_again(root):
+    """An overview page rendering while its session is purged must not write the session's file
+    names back to disk after the purge deleted them."""
+    from core.workspace import overview_file
+    from dashboard.previews import _Overview, _save_rows
+    from dashboard.state import workspace
+
+    ws = workspace()
+    session_id = ws.create_session("Purged while shown", "A. Officer")
+    ws.purge_session(session_id, "A. Officer")
+    _save_rows(session_id, _Overview(mark=3, rows={1: {"id": 1, "name": "pupil-names.jpg"}}))
+    assert not (ws.files.derived / overview_file(session_id)).exists()
+
+
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
     for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
