@@ -77,9 +77,10 @@ class ExportLog:
 
     def get(self, export_id: int) -> dict:
         """One export, with `current` as in `of_session`."""
-        row = self.db.read_one("SELECT * FROM exports WHERE id = ?", export_id, "export")
-        with self.db.transaction(write=False) as db:
-            return dict(row) | {"current": _current(row, self.db.revision(db, row["session_id"]))}
+        row = dict(self.db.read_one("SELECT exports.*, sessions.revision AS session_revision FROM exports "
+                                    "JOIN sessions ON sessions.id = exports.session_id WHERE exports.id = ?",
+                                    export_id, "export"))
+        return row | {"current": _current(row, row.pop("session_revision"))}
 
     def delete_files(self, db, session_id: int) -> int:
         """Delete every zip of a session, in the caller's transaction: how many files went."""
