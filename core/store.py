@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,15 +15,30 @@ from typing import BinaryIO
 def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename: a crash leaves no
     half-written file under the real name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    _rename(_synced_partial(path.parent, [data]), path)
+
+
+def _synced_partial(folder: Path, chunks: Iterable[bytes]) -> Path:
+    """The chunks in a new private file under a temporary name in `folder`, on the disk when
+    this returns; nothing is left of it if writing fails."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _rename(partial: Path, path: Path) -> None:
+    try:
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
         raise
 
 
@@ -97,30 +113,27 @@ class FileStore:
         larger than memory allows): (its SHA-256, its size). The same file added twice is
         stored once. A read of `source` that fails raises SourceError with the reason."""
         digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".partial-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    try:
-                        chunk = source.read(CHUNK)
-                    except OSError as exc:
-                        raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            path = self.object_path(digest.hexdigest())
-            if path.exists():
-                Path(tmp).unlink()
-            else:
-                private_dir(path.parent)
-                os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def hashed() -> Iterator[bytes]:
+            nonlocal size
+            while True:
+                try:
+                    chunk = source.read(CHUNK)
+                except OSError as exc:
+                    raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
+                if not chunk:
+                    return
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        partial = _synced_partial(self.objects, hashed())
+        path = self.object_path(digest.hexdigest())
+        if path.exists():
+            partial.unlink()
+        else:
+            private_dir(path.parent)
+            _rename(partial, path)
         return digest.hexdigest(), size
 
     def object_path(self, sha256: str) -> Path:
