@@ -150,6 +150,11 @@ class ReviewDatabase:
         db.execute("UPDATE sessions SET revision = revision + 1 WHERE id = ?", (session_id,))
 
     @staticmethod
+    def purged(db, session_id: int) -> bool:
+        """Whether the session was purged: nothing more is kept for it."""
+        return bool(db.execute("SELECT purged_at FROM sessions WHERE id = ?", (session_id,)).fetchone()[0])
+
+    @staticmethod
     def revision(db, session_id: int) -> int:
         return db.execute("SELECT revision FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
 

@@ -47,18 +47,15 @@ class ExportLog:
         start's when a decision came in while it was built: then it is out of date at once)."""
         with self.db.transaction() as db:
             session_id = _session_of(db, export_id)
-            if db.execute("SELECT purged_at FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]:
-                # Purged while it was built: its zips go as the purge's did.
-                for name in (file, audit_file):
-                    self.files.export_path(name).unlink(missing_ok=True)
-                db.execute("UPDATE exports SET status = 'deleted' WHERE id = ?", (export_id,))
-                self.db.log(db, actor, "export deleted: the session was purged while it was built", session_id,
-                            export=export_id)
-                return
             db.execute("UPDATE exports SET status = 'complete', finished_at = ?, file = ?, audit_file = ?, "
                        "sha256 = ?, counts = ?, revision = ? WHERE id = ?",
                        (utc_now(), file, audit_file, sha256, json.dumps(counts), revision, export_id))
-            self.db.log(db, actor, "exported", session_id, file=file, sha256=sha256, **counts)
+            if self.db.purged(db, session_id):  # purged while it was built: its zips go as the purge's did
+                self.delete_files(db, session_id)
+                self.db.log(db, actor, "export deleted: the session was purged while it was built", session_id,
+                            export=export_id)
+            else:
+                self.db.log(db, actor, "exported", session_id, file=file, sha256=sha256, **counts)
 
     def fail(self, export_id: int, error: str) -> None:
         with self.db.transaction() as db:

@@ -110,7 +110,7 @@ class Workspace:
         """Keep a session's derived overview rows (they name its photos), unless it was purged:
         written under the write lock, so a purge cannot come between the check and the file."""
         with self.db.transaction() as db:
-            if not db.execute("SELECT purged_at FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]:
+            if not self.db.purged(db, session_id):
                 self.files.save_derived(overview_file(session_id), data)
 
     # Images -------------------------------------------------------------------------------
