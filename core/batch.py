@@ -30,8 +30,21 @@ def expand_paths(paths: list[Path], skip: Path | None = None) -> Iterator[tuple[
     """Yield (file, None) for every file to process, folders walked in name order, or
     (path, reason) for a path that cannot be processed, so the caller can report it. The folder
     `skip` is not walked: an output folder inside an input folder holds an earlier run's
-    outputs and manifest, not photos to anonymise."""
+    outputs and manifest, not photos to anonymise. A file reached twice (named and inside a
+    named folder, or two overlapping folders) is yielded once: one output and one manifest entry
+    for each input."""
     skipped = skip.resolve() if skip else None
+    seen: set[Path] = set()
+    for path, problem in _walk(paths, skipped):
+        if problem is None:
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+        yield path, problem
+
+
+def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str | None]]:
     for path in paths:
         if path.is_dir():
             for root, dirs, files in os.walk(path, followlinks=False):

@@ -99,6 +99,18 @@ def test_anonymize_never_overwrites(batch, tmp_path):
     assert run_cli("anonymize", str(batch), "--out", str(batch)).returncode == 1
 
 
+def test_a_file_given_twice_is_anonymised_once(batch, tmp_path):
+    """Named, inside a named folder and through a link: one input, one output, one entry."""
+    (tmp_path / "link.png").symlink_to(batch / "sub" / "portrait.jpg")
+    out = tmp_path / "out"
+    result = run_cli("anonymize", str(batch / "sub"), str(batch / "sub" / "portrait.jpg"),
+                     str(batch / "sub" / "." / "portrait.jpg"), str(tmp_path / "link.png"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(f["input"]).name for f in manifest["files"]] == ["portrait.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "portrait.png"]
+
+
 def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its_record(tmp_path, astronaut_rgb):
     """`anonymize photos --out photos/anonymised`, run twice (as a user repeats a command): the
     second run reads the photos, not the first run's outputs or manifest, and the first run's
