@@ -8,7 +8,7 @@ from core.report import local_time
 from core.intake import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
-from dashboard.text import plain
+from dashboard.text import counted, plain
 from dashboard.worker import detection_status
 
 st.title("Face privacy review")
@@ -126,7 +126,7 @@ failed = [r for r in images if r.error]
 waiting = len(images) - len(done) - len(failed)
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same photo as {plain(same_as)}, added once.")
-st.success(f"{len(done)} photo(s) ready for review, {len(failed)} could not be read"
+st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
            + (f", {waiting} waiting for detection." if waiting else "."))
 SHOWN_FAILURES = 20
 if failed:

@@ -59,7 +59,7 @@ def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_r
     assert at.session_state["reviewer"] == "A. Officer"
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         ("broken.jpg", b"not a photo at all", "image/jpeg")])
-    assert "1 photo(s) ready for review, 1 could not be read" in at.success[0].value
+    assert "1 photo ready for review, 1 could not be read" in at.success[0].value
     assert plain("broken.jpg") in at.error[0].value and "not a supported image" in at.error[0].value
     ws = Workspace(root / "ws")
     records = ws.images(at.session_state["session_id"])

@@ -55,7 +55,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
             [str(photos / n) for n in ("portrait.jpg", "mirror.jpg", "dim.jpg", "broken.jpg")])
         expect(page.get_by_text("broken.jpg", exact=False).first).to_be_visible()
         page.get_by_role("button", name="Add and detect faces").click()
-        expect(page.get_by_text("3 photo(s) ready for review, 1 could not be read")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("3 photos ready for review, 1 could not be read")).to_be_visible(timeout=120_000)
         # The page runs again when detection ends; until then the last run's alert may show too.
         expect(page.get_by_role("alert")).to_have_count(1, timeout=30_000)
         expect(page.get_by_role("alert")).to_contain_text("broken.jpg: the image data is damaged or truncated")
@@ -171,7 +171,7 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
             settle(page)
             page.get_by_role("button", name="Open the run").click()
             expect(page.get_by_text("Opened 1 photo(s) from the run; 1 refused")).to_be_visible()
-            expect(page.get_by_text("1 photo(s) ready for review, 1 could not be read")).to_be_visible()
+            expect(page.get_by_text("1 photo ready for review, 1 could not be read")).to_be_visible()
             expect(page.get_by_text("Session: Archive <b>2026</b>")).to_be_visible()  # a name is text
         ws = Workspace(server.workspace)
         session = ws.sessions()[0]["id"]
@@ -199,7 +199,7 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         start_session(page, url, "Video test", "E2E Reviewer")
         page.locator("input[type=file]").set_input_files([str(clip)])
         page.get_by_role("button", name="Add and detect faces").click()
-        expect(page.get_by_text("1 photo(s) ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
         settle(page)
         page.get_by_role("link", name="Review one image").click()
         expect(page.get_by_role("heading", name="assembly.mp4 — pending")).to_be_visible()

@@ -201,7 +201,7 @@ def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, ast
             expect(page.get_by_text("good.jpg")).to_be_visible()
             page.get_by_role("button", name="Add and detect faces").click()
             # Two pairs are the same bytes: each second one is named and added once.
-            expect(page.get_by_text(f"1 photo(s) ready for review, {len(REFUSED)} could not be read.")
+            expect(page.get_by_text(f"1 photo ready for review, {len(REFUSED)} could not be read.")
                    ).to_be_visible(timeout=120_000)
             expect(page.get_by_text("good.jpg: same photo as batch.zip/escape.jpg, added once.")).to_be_visible()
             expect(page.get_by_text("huge-header.png: same photo as bomb.png, added once.")).to_be_visible()

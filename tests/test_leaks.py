@@ -118,7 +118,7 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
             page.locator("input[type=file]").set_input_files([str(photo)])
             expect(page.get_by_text("portrait.jpg")).to_be_visible()
             page.get_by_role("button", name="Add and detect faces").click()
-            expect(page.get_by_text("1 photo(s) ready for review")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
             page.get_by_role("link", name="Review one image").click()
             page.get_by_role("button", name="Approve").click()
             settle(page)

@@ -204,7 +204,7 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
             {"name": f"{image_markdown}.jpg", "mimeType": "image/jpeg",
              "buffer": jpeg_bytes(astronaut_rgb[:, ::-1].copy())}])
         page.get_by_role("button", name="Add and detect faces").click()
-        expect(page.get_by_text("2 photo(s) ready for review")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("2 photos ready for review")).to_be_visible(timeout=120_000)
         session_id = ws.sessions()[0]["id"]
         # Shown as typed, never as a link or an image.
         expect(page.get_by_role("heading", name=re.compile(r"^Session: !\[x\]\(http:"))).to_be_visible()
