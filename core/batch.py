@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,7 +91,9 @@ class OutputNamer:
 
 def safe_name(text: str, fallback: str = "image") -> str:
     """Text as part of a file name that cannot climb out of a folder or break a file system:
-    letters, digits, '-', '_' and '.', at most 100 characters."""
+    letters, digits, '-', '_' and '.', at most 100 characters. Accented letters lose their
+    accents ("École Fête" gives "Ecole_Fete"), rather than the whole letter."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in text)
     return (cleaned.strip("._") or fallback)[:100]
 

@@ -223,3 +223,13 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     session, report = import_run(ws, out / "manifest.json", "Run", "Officer")
     assert report.added == 2
     assert sorted(r.name for r in ws.images(session)) == sorted(["portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS])
+
+
+def test_output_names_keep_accented_letters_without_their_accents():
+    from core.batch import OutputNamer, safe_name
+
+    namer = OutputNamer(None)
+    assert namer.name_for("Sortie/École Fête.jpg", "JPEG") == "Ecole_Fete.jpg"
+    assert namer.name_for("Ecole Fete.png", "JPEG") == "Ecole_Fete-2.jpg", "still one name per input"
+    assert safe_name("Zoë's ../party", "session") == "Zoe_s_.._party"
+    assert safe_name("北京", "session") == "session"
