@@ -52,6 +52,58 @@ def test_cmyk_jpeg_becomes_rgb():
     assert np.abs(photo.pixels.astype(int) - gradient().astype(int)).mean() < 12
 
 
+def matrix_profile(description: str, colorants, gamma: float = 2.2) -> bytes:
+    """A minimal ICC v2 display profile, built here byte by byte: three colorants (XYZ, D50)
+    and one gamma curve, as a phone's or a camera's profile describes its colours."""
+    def fixed(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v):
+        return b"XYZ \0\0\0\0" + b"".join(fixed(c) for c in v)
+
+    text = description.encode("ascii") + b"\0"
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256))
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 78),
+            (b"wtpt", xyz(D50)), *((name, xyz(c)) for name, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)),
+            *((name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")), (b"cprt", b"text\0\0\0\0none\0")]
+    start = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for name, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += name + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = (struct.pack(">I", start + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + b"\0" * 12 + b"acsp" + b"\0" * 28 + b"".join(fixed(c) for c in D50))
+    return header + b"\0" * (128 - len(header)) + struct.pack(">I", len(tags)) + table + body
+
+
+D50 = (0.9642, 1.0, 0.8249)
+# Display P3's and sRGB's primaries, adapted to D50 (their columns add up to D50).
+DISPLAY_P3 = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+SRGB = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+
+
+def test_a_phones_display_p3_photo_comes_out_in_srgb_as_a_browser_shows_it():
+    """The output carries no profile, so its pixels must be sRGB: P3 values written as they
+    are show duller. Expected values from the primaries' matrices, not from the converter."""
+    skin = np.array([220, 160, 130])
+    pixels = np.tile(skin.astype(np.uint8), (32, 32, 1))
+    for fmt, data in (("JPEG", jpeg_bytes(pixels, icc_profile=matrix_profile("Display P3", DISPLAY_P3))),
+                      ("PNG", png_bytes(np.dstack([pixels, np.full((32, 32), 90, np.uint8)]),
+                                        icc_profile=matrix_profile("Display P3", DISPLAY_P3)))):
+        photo = decode_photo(data, "p3." + fmt.lower())
+        linear = np.linalg.solve(np.array(SRGB).T, np.array(DISPLAY_P3).T @ (skin / 255) ** 2.2)
+        expected = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+        assert np.abs(photo.pixels[16, 16, :3] - expected).max() <= 3, (fmt, photo.pixels[16, 16], expected)
+        assert np.abs(photo.pixels[16, 16, :3].astype(int) - skin).max() >= 8, "P3 and sRGB differ here"
+        if photo.has_alpha:
+            assert (photo.pixels[:, :, 3] == 90).all()
+    # sRGB described as such, and a profile that cannot be read: the pixels as stored.
+    for profile in (matrix_profile("sRGB IEC61966-2.1", SRGB), b"not a profile at all"):
+        photo = decode_photo(png_bytes(pixels, icc_profile=profile), "srgb.png")
+        assert (photo.pixels == pixels).all()
+
+
 @pytest.mark.parametrize("fmt", ["WEBP", "BMP", "TIFF"])
 def test_other_formats_decode(fmt):
     buffer = io.BytesIO()
