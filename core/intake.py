@@ -211,7 +211,7 @@ class ImportReport:
     session_id: int
     added: int
     refused: list[str]
-    skipped: list[str]  # videos: reviewed with the command line's manifest for now
+    videos: list[str]  # detected again here: a run's manifest keeps only the tracks it covered
 
 
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
@@ -219,7 +219,9 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
     each photo's original is stored and its faces are taken from the manifest (nothing is
     detected again); a file that failed in the run, changed since, or lies outside `roots`
-    (when given) is listed as refused."""
+    (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
+    the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
+    frame times their review needs."""
     manifest_path = Path(manifest_path)
     if roots is not None and not _inside(manifest_path, roots):
         raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
@@ -231,21 +233,22 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     session_id = workspace.create_session(session_name, reviewer, settings)
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
-    added, refused, skipped = 0, [], []
+    added, refused, videos = 0, [], []
     sources = [Path(entry["input"]) if Path(entry["input"]).is_absolute() else manifest_path.parent / entry["input"]
                for entry in files]
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
         name = str(source.relative_to(common))
-        if entry.get("kind") == "video":
-            skipped.append(name)
-            continue
         try:
             if "error" in entry:
                 raise ValueError(entry["error"])
             if roots is not None and not _inside(source, roots):
                 raise ValueError("outside the folders this dashboard may read")
+            if entry.get("kind") == "video":
+                if _store(workspace, session_id, Intake(name, path=source), reviewer) is None:
+                    videos.append(name)
+                continue
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:
                 raise ValueError("the file changed after the run; add it again to have it detected")
@@ -258,10 +261,10 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
                                           for f in entry["faces"]], source="faces imported from a batch run")
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
-            reason = str(exc) if isinstance(exc, ValueError) else failure_reason(exc)
+            reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
-    return session_id, ImportReport(session_id, added, refused, skipped)
+    return session_id, ImportReport(session_id, added, refused, videos)
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:

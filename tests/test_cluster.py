@@ -20,6 +20,7 @@ import pytest
 
 from core.cluster import LoopbackCluster
 from core.intake import import_run
+from core.review import detect_pending
 from core.workspace import Workspace
 from tests.clips import moving_face_frames, write_clip
 from tests.conftest import ROOT, jpeg_bytes, png_bytes
@@ -58,7 +59,7 @@ def comparable(manifest: dict) -> list[dict]:
             for entry in manifest["files"]]
 
 
-def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, tmp_path, astronaut_rgb,
+def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, engine, tmp_path, astronaut_rgb,
                                                                    astronaut_face_box):
     address, env, _ = cluster
     inputs = tmp_path / "shared"
@@ -88,12 +89,17 @@ def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, tmp_
     session, report = import_run(workspace, tmp_path / "remote" / "manifest.json", "Archive", "Officer")
     assert report.added == 4 and report.refused == ["broken.jpg"]
     records = {r.name: r for r in workspace.images(session)}
-    assert set(records) == {"photo-00.jpg", "photo-01.jpg", "photo-02.jpg", "alpha.png", "broken.jpg"}
-    assert records["broken.jpg"].error and report.skipped == ["hall.mp4"]
+    assert set(records) == {"photo-00.jpg", "photo-01.jpg", "photo-02.jpg", "alpha.png", "broken.jpg", "hall.mp4"}
+    assert records["broken.jpg"].error and report.videos == ["hall.mp4"]
     by_name = {Path(e["input"]).name: e for e in remote_manifest["files"]}
     for name in ("photo-00.jpg", "alpha.png"):
         assert records[name].faces is not None and [round(f.x, 1) for f in records[name].faces] == \
             [f["x"] for f in by_name[name]["faces"]]
+    # Its video is detected again here, as an uploaded clip is: then it is reviewed per person.
+    assert [r.name for r in workspace.awaiting_detection(session)] == ["hall.mp4"]
+    detect_pending(workspace, engine, session)
+    clip = workspace.image(records["hall.mp4"].id)
+    assert clip.error is None and clip.faces and all(f.detector.startswith("track") for f in clip.faces)
     assert workspace.awaiting_detection(session) == []
 
 

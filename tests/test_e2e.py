@@ -15,6 +15,7 @@ from core.records import APPROVED, REJECTED
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
                            start_session, until, wait_for)
+from tests.clips import moving_face_frames, write_clip
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -149,9 +150,10 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
             assert entry["threshold"] == pytest.approx(moved)
 
 
-def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
+def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, astronaut_face_box):
     """The manifest of a batch run (the cluster path writes the same one: tests/test_cluster.py)
-    opened from the Start page: its photos with their faces, nothing detected again."""
+    opened from the Start page: its photos with their faces, not detected again; its video
+    detected again, as an uploaded one is."""
     from core.batch import anonymize_files
     from core.pipeline import Settings
 
@@ -159,6 +161,7 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
     shared.mkdir()
     (shared / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
     (shared / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    write_clip(shared / "hall.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 8)])
     manifest = anonymize_files(engine, [shared], tmp_path / "run", Settings())
     server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
     try:
@@ -170,16 +173,19 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb):
             page.get_by_label("Reviewer signing the review").fill("Officer")
             settle(page)
             page.get_by_role("button", name="Open the run").click()
-            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 refused")).to_be_visible()
-            expect(page.get_by_text("1 photo ready for review, 1 could not be read")).to_be_visible()
+            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 refused (listed below); 1 video(s) to be "
+                                    "detected again.")).to_be_visible()
+            expect(page.get_by_text("1 photo and 1 video ready for review, 1 could not be read.")).to_be_visible(
+                timeout=120_000)
             expect(page.get_by_text("Session: Archive <b>2026</b>")).to_be_visible()  # a name is text
         ws = Workspace(server.workspace)
         session = ws.sessions()[0]["id"]
         record = next(r for r in ws.images(session) if r.name == "portrait.jpg")
-        assert [(round(f.x, 1), f.score) for f in record.faces] == \
-            [(f["x"], f["score"]) for f in manifest["files"][1]["faces"]]
+        entry = next(e for e in manifest["files"] if e["input"].endswith("portrait.jpg"))
+        assert [(round(f.x, 1), f.score) for f in record.faces] == [(f["x"], f["score"]) for f in entry["faces"]]
         actions = [a["action"] for a in ws.audit(session)]
         assert "faces imported from a batch run" in actions and "faces detected" not in actions
+        assert "tracks detected" in actions
         assert ws.awaiting_detection(session) == []
     finally:
         server.stop()
@@ -189,7 +195,7 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
     """Upload a clip, scrub its frames covered, approve it, and download the zip with the MP4."""
     import av
 
-    from tests.clips import exposed, moving_face_frames, read_frames, write_clip
+    from tests.clips import exposed, read_frames
 
     url, ws_root = server
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 20)
