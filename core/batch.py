@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import video
-from .faces import Face, selected
+from .faces import Face, near_misses, selected
 from .images import IMAGE_SUFFIXES, ImageError, Photo, encode_photo, output_format
 from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonymize, check_output, engine_versions,
                        failure_reason)
@@ -107,10 +107,13 @@ def face_record(face: Face, settings: Settings, width: int, height: int) -> dict
     }
 
 
-def write_output(engine: Engine, photo: Photo, faces: list[Face], pixels: np.ndarray, out_dir: Path, name: str,
+def write_output(engine: Engine, photo: Photo, found: list[Face], pixels: np.ndarray, out_dir: Path, name: str,
                  settings: Settings, check: bool) -> dict:
     """Encode a covered photo, check it as written when asked (a flagged output goes to
-    `out_dir/held-back/`), write it atomically, and return its manifest fields."""
+    `out_dir/held-back/`), write it atomically, and return its manifest fields. Of every
+    candidate `found`, the covered ones are listed as faces, and those just under the threshold
+    as near misses: a run opened for review lists them as the dashboard's own detection does."""
+    faces = selected(found, settings.threshold)
     data = encode_photo(pixels, output_format(photo), settings.jpeg_quality)
     entry: dict = {}
     folder = out_dir
@@ -126,6 +129,8 @@ def write_output(engine: Engine, photo: Photo, faces: list[Face], pixels: np.nda
         "input_sha256": photo.sha256, "output": str((folder / name).relative_to(out_dir)),
         "output_sha256": hashlib.sha256(data).hexdigest(), "width": photo.width, "height": photo.height,
         "faces": [face_record(f, settings, photo.width, photo.height) for f in faces],
+        "near_misses": [face_record(found[i], settings, photo.width, photo.height)
+                        for i in near_misses(found, settings.threshold)],
     })
     return entry
 
@@ -137,8 +142,8 @@ def anonymize_one(engine: Engine, path: Path, out_dir: Path, name: str, settings
     if is_video(path):
         return anonymize_video(engine, path, out_dir, name, settings, check, progress)
     photo = engine.read(path)
-    faces = selected(engine.detect(photo), settings.threshold)
-    return write_output(engine, photo, faces, anonymize(photo.pixels, faces, settings), out_dir, name, settings, check)
+    found = engine.detect(photo)
+    return write_output(engine, photo, found, anonymize(photo.pixels, found, settings), out_dir, name, settings, check)
 
 
 def output_name(namer: OutputNamer, path: Path) -> str:
@@ -176,8 +181,8 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     jobs = list(expand_paths(paths, skip=out_dir))
     entries: list[dict] = []
 
-    def finish(entry: dict, photo: Photo, faces: list[Face], pixels: np.ndarray, name: str) -> dict:
-        return entry.update(write_output(engine, photo, faces, pixels, out_dir, name, settings, check))
+    def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
+        return entry.update(write_output(engine, photo, found, pixels, out_dir, name, settings, check))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         reads = _prefetch(pool, jobs, engine.read, ahead=2)
@@ -207,10 +212,10 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
                     _report(progress, index, len(jobs), entry)
                     continue
                 photo = read.result()
-                faces = selected(engine.detect(photo), settings.threshold)
-                pixels = anonymize(photo.pixels, faces, settings)
+                found = engine.detect(photo)
+                pixels = anonymize(photo.pixels, found, settings)
                 name = namer.name_for(path.name, output_format(photo))
-                pending.append((index, entry, pool.submit(finish, entry, photo, faces, pixels, name)))
+                pending.append((index, entry, pool.submit(finish, entry, photo, found, pixels, name)))
             except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
                 entry["error"] = failure_reason(exc, out_dir)
                 settle(0)

@@ -258,7 +258,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
                 workspace.files.save_previews(photo.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
                                          [Face(f["x"], f["y"], f["w"], f["h"], f["score"], f["detector"])
-                                          for f in entry["faces"]], source="faces imported from a batch run")
+                                          for f in entry["faces"] + entry.get("near_misses", [])],
+                                         source="faces imported from a batch run")
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
             reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)

@@ -225,6 +225,29 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     assert sorted(r.name for r in ws.images(session)) == sorted(["portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS])
 
 
+def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
+    """A face scored just under the run's threshold is not covered, and the manifest lists it as a
+    near miss, so the review of the run offers it with one tick, as the dashboard's own detection does."""
+    from core.faces import near_misses, reviewable
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    score = max(f["score"] for f in json.loads(run_cli("detect", str(tmp_path / "in")).stdout)[0]["faces"])
+    threshold = round(score + 0.05, 2)
+    result = run_cli("anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--threshold", str(threshold))
+    assert result.returncode == 0, result.stderr
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"][0]
+    assert not [f for f in entry["faces"] if f["score"] == score]
+    assert [f["score"] for f in entry["near_misses"]] == [score]
+    ws = Workspace(tmp_path / "ws")
+    session, _ = import_run(ws, tmp_path / "out" / "manifest.json", "Run", "Officer")
+    record = ws.images(session)[0]
+    assert [record.faces[i].score for i in near_misses(record.faces, threshold)] == [score]
+    assert not [record.faces[i] for i in reviewable(record.faces, threshold) if record.faces[i].score == score]
+
+
 def test_output_names_keep_accented_letters_without_their_accents():
     from core.batch import OutputNamer, safe_name
 
