@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,7 +159,18 @@ def original(record: ImageRecord) -> np.ndarray:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the photo at full resolution…")
 def _decoded(sha256: str, name: str) -> np.ndarray:
-    return decode_photo(workspace().files.checked(sha256), name).pixels
+    with _prefetch_lock:
+        ahead = _prefetching.get(sha256)
+    if ahead is not None:
+        try:
+            return ahead.result()
+        except Exception:  # noqa: BLE001 - decoded again here, where its error is shown
+            pass
+    return _decode(workspace(), sha256, name)
+
+
+def _decode(ws, sha256: str, name: str) -> np.ndarray:
+    return decode_photo(ws.files.checked(sha256), name).pixels
 
 
 def full_original(record: ImageRecord) -> np.ndarray:
@@ -183,28 +196,31 @@ def say_unreadable(record: ImageRecord, problem: str) -> None:
              "will hold it back: remove it from the session and add the file again.")
 
 
-_prefetching: set[str] = set()
+# The last few originals decoded ahead (each is also what the cache below keeps: one array).
+_prefetching: OrderedDict[str, Future] = OrderedDict()
+_PREFETCH_KEPT = 2
 _prefetch_lock = threading.Lock()
 
 
 def prefetch_full(record: ImageRecord) -> None:
     """Decode a large original in the background while its page is read, so that zooming in
-    does not wait for it (a 12 MP JPEG takes about 0.4 s to decode)."""
+    does not wait for it (a 12 MP JPEG takes about 0.4 s to decode). The thread calls no
+    Streamlit function: the full-resolution view takes its result, or decodes it again."""
     if max(record.width or 0, record.height or 0) <= PREVIEW_SIDE:
         return
     with _prefetch_lock:
         if record.sha256 in _prefetching:
             return
-        _prefetching.add(record.sha256)
+        _prefetching[record.sha256] = ahead = Future()
+        while len(_prefetching) > _PREFETCH_KEPT:
+            _prefetching.popitem(last=False)
+    ws = workspace()
 
     def decode() -> None:
         try:
-            full_original(record)
-        except Exception:  # noqa: BLE001 - the zoom view decodes it again and shows the error
-            pass
-        finally:
-            with _prefetch_lock:
-                _prefetching.discard(record.sha256)
+            ahead.set_result(_decode(ws, record.sha256, record.name))
+        except Exception as exc:  # noqa: BLE001 - the zoom view decodes it again and shows the error
+            ahead.set_exception(exc)
 
     threading.Thread(target=decode, name="prefetch", daemon=True).start()
 

@@ -1,7 +1,8 @@
 """Detection in background threads, one per session, so that it goes on while the reviewer
 moves between pages (a Streamlit page's script stops when the reviewer leaves it), and a
 session's detection goes on while another session's runs (they take turns with the engine,
-photo by photo, or frame by frame for a video)."""
+photo by photo, or frame by frame for a video). The threads call no Streamlit function: the page
+that starts one hands it the workspace and the engine."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from core.export import export_approved
+from core.pipeline import Engine
 from core.review import detect_pending
+from core.workspace import Workspace
 from dashboard.state import engine, workspace
 from dashboard.text import plain
 
@@ -36,18 +39,18 @@ class DetectionWorker:
             if self.running or not workspace().awaiting_detection(session_id):
                 return
             self.session_id, self.done, self.total, self.current, self.error = session_id, 0, 0, "", None
-            self._thread = threading.Thread(target=self._run, args=(session_id,), daemon=True,
+            self._thread = threading.Thread(target=self._run, args=(session_id, workspace(), engine()), daemon=True,
                                             name=f"detect-{session_id}")
             self._thread.start()
 
-    def _run(self, session_id: int) -> None:
+    def _run(self, session_id: int, ws: Workspace, detector: Engine) -> None:
         def advance(done: int, total: int, name: str) -> None:
             self.done, self.total, self.current = done, total, name
 
         try:
             # Photos added while this ran are picked up by the next round.
-            while workspace().awaiting_detection(session_id):
-                detect_pending(workspace(), engine(), session_id, advance)
+            while ws.awaiting_detection(session_id):
+                detect_pending(ws, detector, session_id, advance)
         except Exception as exc:  # noqa: BLE001 - shown to the reviewer, never swallowed
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -122,9 +125,11 @@ class ExportWorker:
 
     def _launch(self, export_id: int, session_id: int, actor: str) -> None:
         """Build the export in a thread of its own (the caller holds the lock)."""
+        ws, detector = workspace(), engine()
+
         def build() -> None:
             try:
-                export_approved(workspace(), session_id, actor, engine().detector, None, engine().max_pixels,
+                export_approved(ws, session_id, actor, detector.detector, None, detector.max_pixels,
                                 export_id=export_id)
             except Exception:  # noqa: BLE001 - recorded on the export (fail_export) and shown there
                 pass

@@ -28,6 +28,10 @@ def server(tmp_path):
     running = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
     yield running.url, running.workspace
     running.stop()
+    # The terminal the dashboard was started in shows the link and nothing alarming: no traceback,
+    # and no warning of a background thread calling Streamlit ("missing ScriptRunContext").
+    said = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in said and "ScriptRunContext" not in said, said
 
 
 @pytest.fixture
@@ -37,7 +41,8 @@ def photos(tmp_path, astronaut_rgb):
     files = {
         "portrait.jpg": jpeg_bytes(astronaut_rgb, exif=exif.tobytes()),
         "mirror.jpg": jpeg_bytes(astronaut_rgb[:, ::-1].copy(), exif=exif.tobytes()),
-        "dim.jpg": jpeg_bytes((astronaut_rgb * 0.8).astype(np.uint8)),
+        # Larger than the preview: its review page decodes the original ahead, in a thread.
+        "dim.jpg": jpeg_bytes(np.repeat(np.repeat((astronaut_rgb * 0.8).astype(np.uint8), 4, axis=0), 4, axis=1)),
         "broken.jpg": b"\xff\xd8\xff\xe0 this is not really a JPEG",
     }
     folder = tmp_path / "upload"
