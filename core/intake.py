@@ -228,14 +228,14 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     try:
         manifest = json.loads(manifest_path.read_text())
         files, settings = manifest["files"], Settings(**manifest["settings"])
+        sources = [Path(entry["input"]) for entry in files]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{manifest_path} is not a batch manifest ({exc})") from None
+        raise ValueError(f"{manifest_path} is not a batch manifest ({type(exc).__name__}: {exc})") from None
     session_id = workspace.create_session(session_name, reviewer, settings)
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
     added, refused, videos = 0, [], []
-    sources = [Path(entry["input"]) if Path(entry["input"]).is_absolute() else manifest_path.parent / entry["input"]
-               for entry in files]
+    sources = [source if source.is_absolute() else manifest_path.parent / source for source in sources]
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
