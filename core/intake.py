@@ -217,7 +217,7 @@ class ImportReport:
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
                roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
-    each photo's original is stored and its faces are taken from the manifest (nothing is
+    each photo's original is stored and its faces are taken from the manifest (it is not
     detected again); a file that failed in the run, changed since, or lies outside `roots`
     (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and

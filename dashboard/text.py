@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import string
 
+from core.video import is_video
+
 _SPECIAL = set(string.punctuation)
 
 
@@ -32,11 +34,8 @@ def plain(text) -> str:
 
 def counted(names) -> str:
     """How many photos and videos `names` are: "1 photo", "2 photos and 1 video", "0 photos"."""
-    from core.video import is_video
-
     names = list(names)
     videos = sum(1 for name in names if is_video(name))
-    photos = len(names) - videos
     parts = [f"{count} {word}{'' if count == 1 else 's'}"
-             for count, word in ((photos, "photo"), (videos, "video")) if count or (word == "photo" and not videos)]
-    return " and ".join(parts)
+             for count, word in ((len(names) - videos, "photo"), (videos, "video")) if count]
+    return " and ".join(parts) or "0 photos"
