@@ -222,7 +222,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
     frame times their review needs."""
-    manifest_path = Path(manifest_path)
+    manifest_path = Path(manifest_path).expanduser()  # "~/Pictures/run/manifest.json", as a folder may be given
     if roots is not None and not _inside(manifest_path, roots):
         raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
     try:

@@ -220,7 +220,11 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     out = tmp_path / "out"
     run_cli("anonymize", str(batch), "--out", str(out))
     ws = Workspace(tmp_path / "ws")
-    session, report = import_run(ws, out / "manifest.json", "Run", "Officer")
+    # Given as a reviewer types it, from the home folder, inside the folders the dashboard may read.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(tmp_path))
+        session, report = import_run(ws, Path("~/out/manifest.json"), "Run", "Officer",
+                                     roots=[tmp_path.resolve(), batch.resolve()])
     assert report.added == 2
     assert sorted(r.name for r in ws.images(session)) == sorted(["portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS])
 
