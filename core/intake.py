@@ -225,6 +225,13 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     manifest_path = Path(manifest_path).expanduser()  # "~/Pictures/run/manifest.json", as a folder may be given
     if roots is not None and not _inside(manifest_path, roots):
         raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
+    if manifest_path.is_dir():  # the run's output folder: its one manifest
+        found = sorted(manifest_path.glob("manifest*.json"))
+        if len(found) != 1:
+            raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
+                             + (f" (it holds {', '.join(p.name for p in found)})" if found else
+                                " (it holds no manifest.json)"))
+        manifest_path = found[0]
     try:
         manifest = json.loads(manifest_path.read_text())
         files, settings = manifest["files"], Settings(**manifest["settings"])

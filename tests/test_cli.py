@@ -227,6 +227,12 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
                                      roots=[tmp_path.resolve(), batch.resolve()])
     assert report.added == 2
     assert sorted(r.name for r in ws.images(session)) == sorted(["portrait.jpg", "sub/portrait.jpg", *BAD_INPUTS])
+    # The run's folder, given instead of its manifest: its one manifest; with two, the choice is asked.
+    assert import_run(ws, out, "Run again", "Officer")[1].added == 2
+    run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out))
+    with pytest.raises(ValueError, match=r"is a folder; give the manifest of the run to open \(it holds "
+                                         r"manifest-2.json, manifest.json\)"):
+        import_run(ws, out, "Which run", "Officer")
 
 
 def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
