@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .faces import Face
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_photo
@@ -116,10 +117,21 @@ def allowed_roots() -> list[Path]:
 MAX_FILE_BYTES = 2 * 1024 ** 3
 
 
+def typed_path(text: str | Path) -> Path:
+    """A path as a person gives it: pasted from a file manager in quotes ("Copy as path") or as
+    a file:// address, or from the home folder (~/Pictures)."""
+    text = str(text).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    if text.startswith("file://"):
+        text = unquote(urlsplit(text).path)
+    return Path(text).expanduser()
+
+
 def folder_problem(folder: str, roots: list[Path]) -> str | None:
     """Why a folder cannot be read (no such folder, outside the allowed roots, not a folder), or None."""
     try:
-        target = Path(folder).expanduser().resolve(strict=True)
+        target = typed_path(folder).resolve(strict=True)
     except (OSError, RuntimeError):
         return "no such folder"
     if not _inside(target, roots):
@@ -137,7 +149,7 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
     if problem:
         yield Intake(folder, problem=problem)
         return
-    target = Path(folder).expanduser().resolve(strict=True)
+    target = typed_path(folder).resolve(strict=True)
     count = 0
     for parent, dirs, files in os.walk(target, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -222,7 +234,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
     frame times their review needs."""
-    manifest_path = Path(manifest_path).expanduser()  # "~/Pictures/run/manifest.json", as a folder may be given
+    manifest_path = typed_path(manifest_path)
     if roots is not None and not _inside(manifest_path, roots):
         raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
     if manifest_path.is_dir():  # the run's output folder: its one manifest

@@ -250,6 +250,19 @@ def test_hostile_folder(tmp_path, ws):
     assert "outside the folders" in outside[0].problem
 
 
+def test_a_folder_pasted_from_a_file_manager_is_read(tmp_path):
+    """In quotes ("Copy as path"), as a file:// address (spaces and accents escaped), or from the
+    home folder: the same folder, read as typed plainly."""
+    folder = tmp_path / "Sports day é"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
+    for typed in (f'"{folder}"', f"'{folder}' ", folder.as_uri(), f"~/{folder.name}"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HOME", str(tmp_path))
+            items = list(intake_folder(typed, [tmp_path]))
+        assert [(i.name, i.problem) for i in items] == [("photo.jpg", None)], typed
+
+
 VALID = [encoded(gradient(), "JPEG"), encoded(gradient(), "PNG"), encoded(gradient(), "GIF"),
          encoded(gradient(), "WEBP"), encoded(gradient(), "TIFF"), encoded(gradient(), "BMP")]
 
