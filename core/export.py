@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -117,7 +118,11 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
                     name = f"{stem}-{sum(p['outcome'] == 'exported' for p in photos) + 1:04d}{photo.pop('suffix')}"
                     photo["output_name"] = f"images/{name}"
                     if "data_path" in photo:  # a video, rendered to a file: streamed in, never held in memory
-                        archive.write(photo.pop("data_path"), photo["output_name"])
+                        rendered = photo.pop("data_path")
+                        try:
+                            archive.write(rendered, photo["output_name"])
+                        finally:
+                            rendered.unlink(missing_ok=True)
                     else:
                         archive.writestr(photo["output_name"], photo.pop("data"))
                 photos.append(photo)
@@ -201,7 +206,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
     """A video's outcome: rendered with the tracks the reviewer covers, checked at sampled
     frames of the written file (each track's ends among them), written into the zip as MP4."""
     source = workspace.files.object_path(record.sha256)
-    target = workspace.files.exports / f".video-{record.id}.mp4.partial"
+    # Its own name: two exports of the session at once never write or delete each other's.
+    target = workspace.files.exports / f".video-{record.id}-{secrets.token_hex(8)}.mp4.partial"
     unsafe = workspace.files.problem(record.sha256)
     if unsafe:
         return row | {"outcome": "held back", "reason": unsafe}

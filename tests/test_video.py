@@ -264,6 +264,8 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     ws.decide(record.id, APPROVED, "Officer")
     frames = exported_frames()
     assert len(frames) == len(moving)
+    # The rendered MP4 went into the zip and is not left beside it (nor is anything else).
+    assert all(p.suffix == ".zip" for p in ws.files.exports.iterdir()), list(ws.files.exports.iterdir())
     assert max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10
 
     # The whole person switched off for the clip: the approval is out of date until approved again,
