@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS exports (
     audit_file TEXT,           -- the reviewer's audit package, in exports/
     sha256 TEXT,
     counts TEXT,               -- JSON {exported, held_back, rejected, pending, failed}
-    error TEXT
+    error TEXT,
+    working_on TEXT            -- what is being done now ("clip.mp4: frame 250 of 1500 covered")
 );
 CREATE INDEX IF NOT EXISTS exports_session ON exports(session_id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -102,7 +103,7 @@ class ReviewDatabase:
             for table, column, kind in (("images", "residual", "TEXT"), ("images", "residual_confirmed", "TEXT"),
                                         ("images", "removed_at", "TEXT"), ("images", "draft", "TEXT"),
                                         ("sessions", "revision", "INTEGER NOT NULL DEFAULT 0"),
-                                        ("sessions", "purged_at", "TEXT")):
+                                        ("sessions", "purged_at", "TEXT"), ("exports", "working_on", "TEXT")):
                 present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if present and column not in present:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

@@ -110,10 +110,13 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
     try:
         with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             for index, record in enumerate(records, 1):
-                if progress:
-                    progress(index - 1, len(records), record.name)
-                workspace.exports.progress(export_id, index - 1, len(records))
-                photo = _one(workspace, session_id, record, detector, max_pixels, versions)
+                def step(text: str, done: int = index - 1) -> None:
+                    if progress:
+                        progress(done, len(records), text)
+                    workspace.exports.progress(export_id, done, len(records), text)
+
+                step(record.name)
+                photo = _one(workspace, session_id, record, detector, max_pixels, versions, step)
                 if photo["outcome"] == "exported":
                     name = f"{stem}-{sum(p['outcome'] == 'exported' for p in photos) + 1:04d}{photo.pop('suffix')}"
                     photo["output_name"] = f"images/{name}"
@@ -149,8 +152,9 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
 
 
 def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, max_pixels: int,
-         versions: dict) -> dict:
-    """One photo's outcome (and, when it is exported, its encoded output as `data`)."""
+         versions: dict, step: Callable[[str], None] = lambda text: None) -> dict:
+    """One photo's outcome (and, when it is exported, its encoded output as `data`); `step`
+    hears how a video's rendering and checking go, frame by frame."""
     row = {"image_id": record.id, "original_name": record.name, "original_sha256": record.sha256,
            "reviewer": record.decided_by or "", "decision": record.status,
            "decided_at": local_time(record.decided_at), "comment": record.comment,
@@ -174,7 +178,7 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
     row |= _settings_row(settings) | face_counts(fresh, settings.threshold) | {
         "reviewer": fresh.decided_by, "decided_at": local_time(fresh.decided_at), "comment": fresh.comment}
     if is_video(record.name):
-        return _one_video(workspace, record, fresh, batch, settings, mark, row, detector)
+        return _one_video(workspace, record, fresh, batch, settings, mark, row, detector, step)
     try:
         original = workspace.files.checked(record.sha256)
     except StoredFileError as exc:
@@ -202,7 +206,7 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
 
 
 def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, batch: Settings, settings: Settings,
-               mark: str, row: dict, detector) -> dict:
+               mark: str, row: dict, detector, step: Callable[[str], None]) -> dict:
     """A video's outcome: rendered with the tracks the reviewer covers, checked at sampled
     frames of the written file (each track's ends among them), written into the zip as MP4."""
     source = workspace.files.object_path(record.sha256)
@@ -215,7 +219,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
-        video.render(source, target, tracks, cover, settings.video_quality)
+        video.render(source, target, tracks, cover, settings.video_quality,
+                     progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"))
         with open(target, "rb") as handle:
             output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
         found = fresh.residual_result(batch, output_sha)
@@ -224,7 +229,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                                   lambda before, after, faces: residual_faces(
                                       detector, before, after, faces, settings.regions(faces, clip.info.width,
                                                                                        clip.info.height),
-                                      outside=VIDEO_FOUND_AGAIN))
+                                      outside=VIDEO_FOUND_AGAIN),
+                                  progress=lambda n, total: step(f"{record.name}: frame {n} of {total} checked"))
             found = [replace(f, detector=f"{f.detector} (frame {n + 1})") for n, faces in checked for f in faces]
             workspace.save_residual(record.id, mark, output_sha, found)
         best = video_review.best_frame(clip)

@@ -28,7 +28,7 @@ class ExportLog:
         """An export cut short (the dashboard stopped) is built again from the session as it is now."""
         with self.db.transaction() as db:
             session_id = _session_of(db, export_id)
-            db.execute("UPDATE exports SET revision = ?, done = 0, started_at = ? WHERE id = ?",
+            db.execute("UPDATE exports SET revision = ?, done = 0, working_on = NULL, started_at = ? WHERE id = ?",
                        (self.db.revision(db, session_id), utc_now(), export_id))
             self.db.log(db, actor, "export resumed after a restart", session_id, export=export_id)
 
@@ -37,9 +37,12 @@ class ExportLog:
             return [r[0] for r in db.execute("SELECT id FROM exports WHERE session_id = ? AND status = 'building'",
                                              (session_id,))]
 
-    def progress(self, export_id: int, done: int, total: int) -> None:
+    def progress(self, export_id: int, done: int, total: int, working_on: str = "") -> None:
+        """`done` of `total` photos and videos written; `working_on` says what is under way (a
+        long clip's frames, so that its export is seen to move)."""
         with self.db.transaction() as db:
-            db.execute("UPDATE exports SET done = ?, total = ? WHERE id = ?", (done, total, export_id))
+            db.execute("UPDATE exports SET done = ?, total = ?, working_on = ? WHERE id = ?",
+                       (done, total, working_on, export_id))
 
     def finish(self, export_id: int, actor: str, file: str, audit_file: str, sha256: str,
                counts: dict, revision: int) -> None:

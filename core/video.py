@@ -239,7 +239,7 @@ def check_frames(scan: Scan, hold: int = HOLD) -> set[int]:
 
 
 def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, np.ndarray, list[Face]], list[Face]],
-          hold: int = HOLD) -> list[tuple[int, list[Face]]]:
+          hold: int = HOLD, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, list[Face]]]:
     """The residual check of a written video: at each of `check_frames`, the output's frame
     as decoded from the file is judged against the source's (`judge(before, after, faces)`, as
     for a photo). Returns the frames with residual faces; a different frame count is itself
@@ -250,6 +250,8 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
     written = 0
     for index, (before, after, faces) in enumerate(zip(frames(path), frames(out_path), covers)):
         written += 1
+        if progress and written % PROGRESS_EVERY == 0:
+            progress(written, scan.frames)
         if index in wanted:
             residual = judge(_upright(before, scan.info.rotation), after.to_ndarray(format="rgb24"), faces)
             if residual:

@@ -151,5 +151,6 @@ def export_progress(export_id: int) -> None:
     if row["status"] != "building":
         st.rerun()
     fraction = row["done"] / row["total"] if row["total"] else 0.0
-    st.progress(fraction, text=f"Building the zip: {row['done']} of {row['total'] or '?'} photo(s) done. "
-                               "You may leave this page; it goes on.")
+    st.progress(fraction, text=f"Building the zip: {row['done']} of {row['total'] or '?'} done"
+                               + (f" (now: {plain(row['working_on'])})" if row["working_on"] else "")
+                               + ". You may leave this page; it goes on.")

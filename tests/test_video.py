@@ -229,7 +229,7 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
     from core.review import detect_pending
     from core.workspace import Workspace
 
-    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 24)
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 30)
     clip = tmp_path / "assembly.mp4"
     write_clip(clip, [f for f, _ in moving])
     ws = Workspace(tmp_path / "ws")
@@ -262,7 +262,15 @@ def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_r
         return read_frames(tmp_path / "out.mp4")[0]
 
     ws.decide(record.id, APPROVED, "Officer")
+    said = []  # what the Export page's progress reads, as the export log is told it
+    log_progress = ws.exports.progress
+    ws.exports.progress = lambda export_id, done, total, working_on="": (
+        said.append(working_on), log_progress(export_id, done, total, working_on))
     frames = exported_frames()
+    ws.exports.progress = log_progress
+    # A long clip is seen to move: its frames as they are covered, then as they are checked.
+    assert said[0] == "assembly.mp4" and "assembly.mp4: frame 25 of 30 covered" in said
+    assert "assembly.mp4: frame 25 of 30 checked" in said
     assert len(frames) == len(moving)
     # The rendered MP4 went into the zip and is not left beside it (nor is anything else).
     assert all(p.suffix == ".zip" for p in ws.files.exports.iterdir()), list(ws.files.exports.iterdir())
