@@ -234,18 +234,23 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
 
 
 def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
-                    progress: Callable[[int, int], None] | None = None, detect_every: int = DETECT_EVERY) -> dict:
+                    progress: Callable[[int, int, str], None] | None = None, detect_every: int = DETECT_EVERY) -> dict:
     """One video into `out_dir/name`: tracks found, every frame covered, sound and timing kept;
-    with `check`, sampled frames of the written file judged like a photo's output."""
-    scan = video.scan(engine.detect_frame, path, detect_every, progress)
+    with `check`, sampled frames of the written file judged like a photo's output. `progress`
+    hears each pass's frames, with the pass named."""
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return progress and (lambda done, frames: progress(done, frames, name))
+
+    scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"))
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
-                            settings.video_quality, progress=progress)
+                            settings.video_quality, progress=stage("covering"))
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
     folder = out_dir
     if check:
         residual = video.check(path, out_dir / name, scan, lambda before, after, faces: residual_faces(
             engine.detector, before, after, selected(faces, settings.threshold),
-            settings.regions(faces, scan.info.width, scan.info.height), outside=VIDEO_FOUND_AGAIN))
+            settings.regions(faces, scan.info.width, scan.info.height), outside=VIDEO_FOUND_AGAIN),
+            progress=stage("checking"))
         entry["residual_frames"] = [{"index": n, "faces": [face_record(f, settings, scan.info.width, scan.info.height)
                                                            for f in faces]} for n, faces in residual]
         if residual:
@@ -264,10 +269,12 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
     return entry
 
 
-def frame_progress(progress, index: int, total: int, path: Path) -> Callable[[int, int], None] | None:
+def frame_progress(progress, index: int, total: int, path: Path) -> Callable[..., None] | None:
+    """A video's progress in frames, as the batch's line: "clip.mp4: covering, frame 25/60"."""
     if not progress:
         return None
-    return lambda done, frames: progress(index, total, f"{path}: frame {done}" + (f"/{frames}" if frames else ""))
+    return lambda done, frames, stage="": progress(
+        index, total, f"{path}: {stage + ', ' if stage else ''}frame {done}" + (f"/{frames}" if frames else ""))
 
 
 def _held_back_reason(residual: list[Face]) -> str:

@@ -256,6 +256,8 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
             residual = judge(_upright(before, scan.info.rotation), after.to_ndarray(format="rgb24"), faces)
             if residual:
                 found.append((index, residual))
+    if progress:
+        progress(written, scan.frames)
     if written != scan.frames:
         raise ImageError(str(out_path), f"the output has {written} frames where the input has {scan.frames}")
     return found

@@ -157,7 +157,9 @@ def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine,
     entry = json.loads((tmp_path / "bad" / "manifest.json").read_text())["files"][0]
     assert entry["output"] == f"{HELD_BACK}/hall.mp4" and entry["residual_frames"]
     assert not (tmp_path / "bad" / "hall.mp4").exists() and (tmp_path / "bad" / HELD_BACK / "hall.mp4").exists()
-    assert "frame" in capsys.readouterr().err  # progress in frames on stderr
+    said = capsys.readouterr().err  # progress in frames on stderr, each pass named
+    assert f"{clip}: detecting faces, frame " in said and f"{clip}: covering, frame 10/10" in said
+    assert f"{clip}: checking, frame 10/10" in said
 
 
 def test_a_face_missed_for_a_few_frames_stays_covered():
