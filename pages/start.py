@@ -49,9 +49,9 @@ if opened is None:
                         st.error("Enter your name: every decision is recorded with it.")
     with st.expander("Open a batch run for review (cluster or command line)"):
         st.caption("A run of `python -m core anonymize ... --ray` (or without) leaves a manifest.json beside its "
-                   "outputs. Opening it (or the folder it is in) makes a review session of its photos with the faces it found: they are not "
-                   "detected again. Its videos are detected again here (the manifest keeps only the faces it "
-                   "covered). The originals must still be where the run read them.")
+                   "outputs. Opening it (or the folder it is in) makes a review session of its photos with the "
+                   "faces it found: they are not detected again. Its videos are detected again here (the manifest "
+                   "keeps only the faces it covered). The originals must still be where the run read them.")
         with st.form("open-run"):
             manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
                                      help="Only files inside the allowed roots can be read: "

@@ -258,9 +258,9 @@ def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
     assert not [record.faces[i] for i in reviewable(record.faces, threshold) if record.faces[i].score == score]
 
 
-@pytest.mark.parametrize("text", ['{"files": [{"output": "a.jpg"}], "settings": {}}', '{"files": ["a.jpg"], "settings": {}}',
-                                  '{"files": 3, "settings": {}}', "[]", '{"files": [], "settings": {"mood": 1}}',
-                                  "not json"])
+@pytest.mark.parametrize("text", ['{"files": [{"output": "a.jpg"}], "settings": {}}',
+                                  '{"files": ["a.jpg"], "settings": {}}', '{"files": 3, "settings": {}}', "[]",
+                                  '{"files": [], "settings": {"mood": 1}}', "not json"])
 def test_a_manifest_that_is_not_a_runs_is_refused_by_name(tmp_path, text):
     """Opening a file that is no batch manifest (hand-edited, another tool's) says so, naming
     it, and makes no session; it never stops the page with a traceback."""
