@@ -19,9 +19,11 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 # 100 megapixels: above any camera a newsroom uses, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 100_000_000
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
 # A JPEG with extra frames opens as MPO through the JPEG opener.
-_READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+_READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF"}
+# HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 
 class ImageError(ValueError):
@@ -76,8 +78,8 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     orientation and bring every pixel format to 8-bit RGB or RGBA."""
     if not data:
         raise ImageError(name, "the file is empty")
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypmif1", b"ftypmsf1", b"ftypavif"):
-        raise ImageError(name, "HEIC/HEIF/AVIF photos are not supported: export them as JPEG first")
+    if _heic(data):
+        raise ImageError(name, "HEIC/HEIF photos are not supported: export them as JPEG first")
     # Pillow's own bomb guard runs inside `open`; make it use our limit, not its default.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -91,7 +93,7 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, "not a supported image (JPEG, PNG, WebP, BMP, TIFF or GIF expected)") from None
+        raise ImageError(name, "not a supported image (JPEG, PNG, WebP, AVIF, BMP, TIFF or GIF expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(name, f"image is too large to open safely (over {max_pixels / 1e6:.0f} "
                                "megapixels)") from None
@@ -100,6 +102,15 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageError(name, f"the image data is damaged or truncated ({type(exc).__name__}: {exc})") from None
     return Photo(name=name, pixels=pixels, sha256=hashlib.sha256(data).hexdigest(),
                  format=image.format or "")
+
+
+def _heic(data: bytes) -> bool:
+    """Whether the file is HEIF but not AVIF: its ftyp box names the brands it conforms to."""
+    if data[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(data[:4], "big")
+    brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data), 256), 4)}
+    return bool(brands & _HEIF_BRANDS) and not brands & {b"avif", b"avis"}
 
 
 def _upright(image: Image.Image) -> None:

@@ -69,6 +69,9 @@ def cmyk_jpeg() -> bytes:
 
 REFUSED = {name: (make, reason) for name, (make, reason) in BAD_INPUTS.items()} | {
     "photo.heic": (lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    "generic-brand.heic": (lambda: b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    "animated.avif": (lambda: encoded(gradient(), "AVIF", save_all=True,
+                                      append_images=[Image.fromarray(255 - gradient())]), "frames"),
     "huge-header.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
 }
 PROCESSED = {
@@ -78,6 +81,7 @@ PROCESSED = {
     "deep16.png": deep_png,
     "cmyk.jpg": cmyk_jpeg,
     "progressive.jpg": lambda: encoded(gradient(), "JPEG", progressive=True),
+    "web.avif": lambda: encoded(gradient(), "AVIF", quality=90),
     "one-pixel.png": lambda: encoded(np.zeros((1, 1, 3), np.uint8), "PNG"),
     "strip.png": lambda: encoded(np.full((10, 20000, 3), 128, np.uint8), "PNG"),
     "corrupt-exif.jpg": corrupt_exif,
@@ -264,7 +268,8 @@ def test_a_folder_pasted_from_a_file_manager_is_read(tmp_path):
 
 
 VALID = [encoded(gradient(), "JPEG"), encoded(gradient(), "PNG"), encoded(gradient(), "GIF"),
-         encoded(gradient(), "WEBP"), encoded(gradient(), "TIFF"), encoded(gradient(), "BMP")]
+         encoded(gradient(), "WEBP"), encoded(gradient(), "TIFF"), encoded(gradient(), "BMP"),
+         encoded(gradient(), "AVIF")]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
