@@ -136,7 +136,7 @@ def write_output(engine: Engine, photo: Photo, found: list[Face], pixels: np.nda
 
 
 def anonymize_one(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+                  progress: Callable[[int, int, str], None] | None = None) -> dict:
     """One file, photo or video, into `out_dir/name`: its manifest fields (the batch below
     does the same steps, overlapped; the cluster runs this on its workers)."""
     if is_video(path):
