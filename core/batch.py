@@ -16,13 +16,13 @@ import numpy as np
 
 from . import video
 from .faces import Face, near_misses, selected
-from .images import IMAGE_SUFFIXES, ImageError, Photo, encode_photo, output_format
+from .images import ImageError, Photo, encode_photo, output_format
 from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonymize, check_output, engine_versions,
                        failure_reason)
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
 from .store import write_atomically
-from .video import is_video
+from .video import is_video, not_media
 
 HELD_BACK = "held-back"
 
@@ -54,10 +54,7 @@ def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str |
                     if name.startswith("."):
                         continue
                     file = Path(root) / name
-                    if file.suffix.lower() in IMAGE_SUFFIXES or is_video(file):
-                        yield file, None
-                    else:
-                        yield file, f"not an image or video file (extension {file.suffix or 'none'})"
+                    yield file, not_media(file)
         elif path.exists():
             yield path, None
         else:

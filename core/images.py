@@ -23,6 +23,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".ti
 # A JPEG with extra frames opens as MPO through the JPEG opener.
 _READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF"}
 # HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
+HEIC_REFUSED = "HEIC/HEIF photos are not supported: export them as JPEG first"
+HEIC_SUFFIXES = {".heic", ".heif", ".hif"}
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 
@@ -79,7 +81,7 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     if not data:
         raise ImageError(name, "the file is empty")
     if _heic(data):
-        raise ImageError(name, "HEIC/HEIF photos are not supported: export them as JPEG first")
+        raise ImageError(name, HEIC_REFUSED)
     # Pillow's own bomb guard runs inside `open`; make it use our limit, not its default.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:

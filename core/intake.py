@@ -16,11 +16,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .faces import Face
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_photo
+from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .video import is_video
+from .video import is_video, not_media
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -63,7 +63,7 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         if stat.S_ISLNK(member.external_attr >> 16):
             yield Intake(label, problem="a symbolic link inside the zip; refused")
             continue
-        if problem := _not_media(Path(parts[-1])):
+        if problem := not_media(parts[-1]):
             yield Intake(label, problem=problem)
             continue
         total += member.file_size
@@ -82,13 +82,6 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
             yield Intake(label, problem="larger than its zip header says; refused")
             continue
         yield Intake(label, content)
-
-
-def _not_media(path: Path) -> str | None:
-    """Why a file is refused by its name alone, if it is: neither an image nor a video."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES and not is_video(path):
-        return f"not an image or video file (extension {path.suffix or 'none'})"
-    return None
 
 
 def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
@@ -166,7 +159,7 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 yield Intake(label, problem="a symbolic link; refused")
             elif not path.is_file():
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
-            elif problem := _not_media(path):
+            elif problem := not_media(path):
                 yield Intake(label, problem=problem)
             elif not is_video(path) and path.stat().st_size > max_bytes:
                 yield Intake(label, problem=f"larger than {max_bytes // 1024 ** 2} MB; refused")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .faces import Face
-from .images import ImageError
+from .images import HEIC_REFUSED, HEIC_SUFFIXES, IMAGE_SUFFIXES, ImageError
 from .tracks import HOLD, Track, faces_by_frame, link
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
@@ -35,6 +35,17 @@ PROGRESS_EVERY = 25
 
 def is_video(path: Path | str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def not_media(path: Path | str) -> str | None:
+    """Why a file is refused by its name alone, if it is: neither a photo nor a video read here
+    (an iPhone's HEIC photo is named as such, with what to do)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in HEIC_SUFFIXES:
+        return HEIC_REFUSED
+    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
+        return f"not an image or video file (extension {Path(path).suffix or 'none'})"
+    return None
 
 
 @dataclass(frozen=True)
