@@ -37,12 +37,19 @@ def is_video(path: Path | str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+# A camera's raw files: developed in the camera maker's or a photo editor's software, not here.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+                ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
+
+
 def not_media(path: Path | str) -> str | None:
     """Why a file is refused by its name alone, if it is: neither a photo nor a video read here
-    (an iPhone's HEIC photo is named as such, with what to do)."""
+    (an iPhone's HEIC photo and a camera's raw file are named as such, with what to do)."""
     suffix = Path(path).suffix.lower()
     if suffix in HEIC_SUFFIXES:
         return HEIC_REFUSED
+    if suffix in RAW_SUFFIXES:
+        return "a camera's raw file: develop it as JPEG first (raw files are not read)"
     if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
         return f"not an image or video file (extension {Path(path).suffix or 'none'})"
     return None

@@ -241,6 +241,7 @@ def test_hostile_folder(tmp_path, ws):
         (folder / f"notes-{i}.txt").write_text("not a photo")
     (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
     (folder / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    (folder / "DSC_0001.NEF").write_bytes(b"MM\x00*" + b"\x00" * 100)
     (folder / "deep" / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
     os.mkfifo(folder / "pipe.jpg")  # reading it would block forever: never opened
@@ -248,11 +249,12 @@ def test_hostile_folder(tmp_path, ws):
     refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester").refused
     assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg"}
     reasons = {r.name: r.problem for r in refused}
-    assert len(refused) == 2003
+    assert len(refused) == 2004
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
     assert "not an image or video file" in reasons["notes-7.txt"]
     # An iPhone's photo is named for what it is, with what to do: not "not an image".
     assert reasons["IMG_0001.HEIC"] == "HEIC/HEIF photos are not supported: export them as JPEG first"
+    assert reasons["DSC_0001.NEF"].startswith("a camera's raw file: develop it as JPEG first")
     outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester").refused
     assert "outside the folders" in outside[0].problem
 
