@@ -22,7 +22,7 @@ from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonym
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
 from .store import write_atomically
-from .video import is_video, not_media
+from .video import is_video, not_media, unreadable_kind
 
 HELD_BACK = "held-back"
 
@@ -56,7 +56,7 @@ def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str |
                     file = Path(root) / name
                     yield file, not_media(file)
         elif path.exists():
-            yield path, None
+            yield path, unreadable_kind(path)
         else:
             yield path, "no such file or folder"
 

@@ -20,7 +20,7 @@ from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .video import is_video, not_media
+from .video import is_video, not_media, unreadable_kind
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -89,7 +89,7 @@ def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
     if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
         yield from unpack_zip(data, name)
     else:
-        yield Intake(name, data)
+        yield Intake(name, data, problem=unreadable_kind(name))
 
 
 def allowed_roots() -> list[Path]:

@@ -42,14 +42,23 @@ RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", 
                 ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
 
 
-def not_media(path: Path | str) -> str | None:
-    """Why a file is refused by its name alone, if it is: neither a photo nor a video read here
-    (an iPhone's HEIC photo and a camera's raw file are named as such, with what to do)."""
+def unreadable_kind(path: Path | str) -> str | None:
+    """Why a file is refused by its name, whatever it holds: an iPhone's HEIC photo, or a
+    camera's raw file (a DNG opens as a TIFF of its small preview), said with what to do."""
     suffix = Path(path).suffix.lower()
     if suffix in HEIC_SUFFIXES:
         return HEIC_REFUSED
     if suffix in RAW_SUFFIXES:
         return "a camera's raw file: develop it as JPEG first (raw files are not read)"
+    return None
+
+
+def not_media(path: Path | str) -> str | None:
+    """Why a file met in a folder or zip is refused by its name, if it is: `unreadable_kind`,
+    or neither a photo nor a video by its extension."""
+    suffix = Path(path).suffix.lower()
+    if problem := unreadable_kind(path):
+        return problem
     if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
         return f"not an image or video file (extension {Path(path).suffix or 'none'})"
     return None

@@ -111,6 +111,14 @@ def test_a_file_given_twice_is_anonymised_once(batch, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "portrait.png"]
 
 
+def test_a_camera_raw_file_named_on_the_command_line_is_refused_as_such(tmp_path, astronaut_rgb):
+    """A DNG is a TIFF whose first picture is a small preview: never read as the photo."""
+    (tmp_path / "DSC_0001.DNG").write_bytes(png_bytes(astronaut_rgb))
+    result = run_cli("detect", str(tmp_path / "DSC_0001.DNG"))
+    assert result.returncode == 2
+    assert json.loads(result.stdout)[0]["error"].startswith("a camera's raw file: develop it as JPEG first")
+
+
 def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its_record(tmp_path, astronaut_rgb):
     """`anonymize photos --out photos/anonymised`, run twice (as a user repeats a command): the
     second run reads the photos, not the first run's outputs or manifest, and the first run's

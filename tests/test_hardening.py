@@ -69,6 +69,8 @@ def cmyk_jpeg() -> bytes:
 
 REFUSED = {name: (make, reason) for name, (make, reason) in BAD_INPUTS.items()} | {
     "photo.heic": (lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    # A DNG is a TIFF: read as one, its small preview would be reviewed and published.
+    "camera.dng": (lambda: encoded(gradient(), "TIFF"), "camera's raw file"),
     "generic-brand.heic": (lambda: b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
     "animated.avif": (lambda: encoded(gradient(), "AVIF", save_all=True,
                                       append_images=[Image.fromarray(255 - gradient())]), "frames"),
