@@ -126,9 +126,9 @@ def _upright(image: Image.Image) -> None:
 
 def _in_srgb(image: Image.Image) -> Image.Image:
     """Pixels described by an embedded colour profile other than sRGB (a phone's Display P3, a
-    camera's Adobe RGB) converted to sRGB, as a browser shows them: the output
-    carries no profile, and a picture without one is shown as sRGB. Without it a P3 photo comes
-    out duller than the original. A profile that cannot be read leaves the pixels as stored."""
+    camera's Adobe RGB) converted to sRGB, as a browser shows them: the output carries no
+    profile, and a picture without one is shown as sRGB. Without it a P3 photo comes out duller
+    than the original. A profile that cannot be read leaves the pixels as stored."""
     icc = image.info.get("icc_profile")
     if not icc or image.mode not in ("RGB", "RGBA"):
         return image

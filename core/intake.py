@@ -227,16 +227,19 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
     frame times their review needs."""
-    manifest_path = typed_path(manifest_path)
-    if roots is not None and not _inside(manifest_path, roots):
-        raise ValueError(f"{manifest_path} is outside the folders this dashboard may read")
-    if manifest_path.is_dir():  # the run's output folder: its one manifest
+    def allowed(path: Path) -> Path:
+        if roots is not None and not _inside(path, roots):
+            raise ValueError(f"{path} is outside the folders this dashboard may read")
+        return path
+
+    manifest_path = allowed(typed_path(manifest_path))
+    if manifest_path.is_dir():  # the run's output folder: its one manifest (itself checked: a link may lead out)
         found = sorted(manifest_path.glob("manifest*.json"))
         if len(found) != 1:
             raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
                              + (f" (it holds {', '.join(p.name for p in found)})" if found else
                                 " (it holds no manifest.json)"))
-        manifest_path = found[0]
+        manifest_path = allowed(found[0])
     try:
         manifest = json.loads(manifest_path.read_text())
         files, settings = manifest["files"], Settings(**manifest["settings"])

@@ -241,6 +241,13 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     with pytest.raises(ValueError, match=r"is a folder; give the manifest of the run to open \(it holds "
                                          r"manifest-2.json, manifest.json\)"):
         import_run(ws, out, "Which run", "Officer")
+    # A folder's manifest that is a link out of the folders the dashboard may read is not read.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "manifest.json").write_text((out / "manifest.json").read_text())
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "manifest.json").symlink_to(tmp_path / "elsewhere" / "manifest.json")
+    with pytest.raises(ValueError, match="manifest.json is outside the folders this dashboard may read"):
+        import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
 
 
 def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
