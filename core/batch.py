@@ -29,7 +29,8 @@ HELD_BACK = "held-back"
 
 def expand_paths(paths: list[Path], skip: Path | None = None) -> Iterator[tuple[Path, str | None]]:
     """Yield (file, None) for every file to process, folders walked in name order, or
-    (path, reason) for a path that cannot be processed, so the caller can report it. The folder
+    (path, reason) for a path that cannot be processed, so the caller can report it. Paths are
+    absolute: a manifest names its inputs wherever it is read from. The folder
     `skip` is not walked: an output folder inside an input folder holds an earlier run's
     outputs and manifest, not photos to anonymise. A file reached twice (named and inside a
     named folder, or two overlapping folders) is yielded once: one output and one manifest entry
@@ -46,7 +47,7 @@ def expand_paths(paths: list[Path], skip: Path | None = None) -> Iterator[tuple[
 
 
 def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str | None]]:
-    for path in paths:
+    for path in (Path(p).absolute() for p in paths):
         if path.is_dir():
             for root, dirs, files in os.walk(path, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skipped)

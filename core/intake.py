@@ -250,7 +250,11 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
     added, refused, videos = 0, [], []
-    sources = [source if source.is_absolute() else manifest_path.parent / source for source in sources]
+    # Manifests name inputs by absolute path. Earlier ones named them as given, relative to where the
+    # command ran: beside the manifest, or (the README's commands) the folder the dashboard runs in.
+    sources = [source if source.is_absolute() or not (manifest_path.parent / source).exists()
+               else manifest_path.parent / source for source in sources]
+    sources = [source.absolute() for source in sources]
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -248,6 +249,33 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     (tmp_path / "linked" / "manifest.json").symlink_to(tmp_path / "elsewhere" / "manifest.json")
     with pytest.raises(ValueError, match="manifest.json is outside the folders this dashboard may read"):
         import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
+
+
+def test_a_run_given_relative_paths_opens_for_review_from_anywhere(tmp_path, astronaut_rgb):
+    """`anonymize photos/ --out cleaned/` as the README writes it: the manifest names each input so
+    that the run opens for review whatever folder the dashboard runs in (it named "photos/a.jpg",
+    which was looked for beside the manifest, and every photo was refused)."""
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    result = subprocess.run([sys.executable, "-m", "core", "anonymize", "photos", "--out", "cleaned"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    entry = json.loads((tmp_path / "cleaned" / "manifest.json").read_text())["files"][0]
+    assert entry["input"] == str(tmp_path / "photos" / "a.jpg")
+    ws = Workspace(tmp_path / "ws")
+    _, report = import_run(ws, tmp_path / "cleaned" / "manifest.json", "Run", "Officer")
+    assert report.added == 1 and report.refused == []
+    # A manifest of an earlier version, naming it as given: found from the folder the dashboard runs in.
+    manifest = json.loads((tmp_path / "cleaned" / "manifest.json").read_text())
+    manifest["files"][0]["input"] = "photos/a.jpg"
+    (tmp_path / "cleaned" / "old.json").write_text(json.dumps(manifest))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        _, report = import_run(ws, tmp_path / "cleaned" / "old.json", "Old run", "Officer")
+    assert report.added == 1 and report.refused == []
 
 
 def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
