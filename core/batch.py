@@ -22,7 +22,7 @@ from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonym
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
 from .store import write_atomically
-from .video import is_video, not_media, unreadable_kind
+from .kinds import is_video, not_media, unreadable_kind
 
 HELD_BACK = "held-back"
 

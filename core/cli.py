@@ -18,7 +18,7 @@ from .images import DEFAULT_MAX_PIXELS
 from . import video
 from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
-from .video import is_video
+from .kinds import is_video
 from .faces import selected
 
 

@@ -35,7 +35,7 @@ from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engi
 from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces
-from .video import is_video
+from .kinds import is_video
 from .store import StoredFileError, private_file
 from .workspace import Workspace
 

@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from .kinds import HEIC_REFUSED
+
 # 100 megapixels: above any camera a newsroom uses, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 100_000_000
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
 # A JPEG with extra frames opens as MPO through the JPEG opener.
 _READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF"}
-# HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
-HEIC_REFUSED = "HEIC/HEIF photos are not supported: export them as JPEG first"
-HEIC_SUFFIXES = {".heic", ".heif", ".hif"}
+# The brands of HEIF files (an iPhone's HEIC) that are not AVIF.
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 

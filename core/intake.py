@@ -20,7 +20,7 @@ from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .video import is_video, not_media, unreadable_kind
+from .kinds import is_video, not_media, unreadable_kind
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.

@@ -15,7 +15,7 @@ from .images import decode_photo, encode_photo
 from . import video, video_review
 from .pipeline import DETECT_EVERY, Engine, Settings, anonymize, failure_reason
 from .records import ImageRecord
-from .video import is_video
+from .kinds import is_video
 from .workspace import Workspace
 
 PREVIEW_SIDE = 1600

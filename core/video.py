@@ -23,45 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from .faces import Face
-from .images import HEIC_REFUSED, HEIC_SUFFIXES, IMAGE_SUFFIXES, ImageError
+from .images import ImageError
 from .tracks import HOLD, Track, faces_by_frame, link
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # Sound codecs MP4 stores as they are; other sound is re-encoded to AAC (and the manifest says so).
 MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 # Progress is reported every this many frames.
 PROGRESS_EVERY = 25
-
-
-def is_video(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-# A camera's raw files: developed in the camera maker's or a photo editor's software, not here.
-RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
-                ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
-
-
-def unreadable_kind(path: Path | str) -> str | None:
-    """Why a file is refused by its name, whatever it holds: an iPhone's HEIC photo, or a
-    camera's raw file (a DNG opens as a TIFF of its small preview), said with what to do."""
-    suffix = Path(path).suffix.lower()
-    if suffix in HEIC_SUFFIXES:
-        return HEIC_REFUSED
-    if suffix in RAW_SUFFIXES:
-        return "a camera's raw file: develop it as JPEG first (raw files are not read)"
-    return None
-
-
-def not_media(path: Path | str) -> str | None:
-    """Why a file met in a folder or zip is refused by its name, if it is: `unreadable_kind`,
-    or neither a photo nor a video by its extension."""
-    suffix = Path(path).suffix.lower()
-    if problem := unreadable_kind(path):
-        return problem
-    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
-        return f"not an image or video file (extension {Path(path).suffix or 'none'})"
-    return None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import string
 
-from core.video import is_video
+from core.kinds import is_video
 
 _SPECIAL = set(string.punctuation)
 

@@ -21,7 +21,7 @@ from dashboard.state import act, flash, remember_photo, require_session, show_fl
 from dashboard.text import plain
 from dashboard.video import video_view
 from dashboard.zoom import selected_key, zoom_view
-from core.video import is_video
+from core.kinds import is_video
 
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)

@@ -1,0 +1,42 @@
+"""What a file is by its name: a photo, a video, or a kind this tool names and refuses (an
+iPhone's HEIC photo, a camera's raw file), said with what to do. Folders, zips, uploads and the
+command line all go by these rules; what a file holds is checked when it is decoded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+# HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
+HEIC_REFUSED = "HEIC/HEIF photos are not supported: export them as JPEG first"
+HEIC_SUFFIXES = {".heic", ".heif", ".hif"}
+# A camera's raw files: developed in the camera maker's or a photo editor's software, not here.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+                ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
+
+
+def is_video(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def unreadable_kind(path: Path | str) -> str | None:
+    """Why a file is refused by its name, whatever it holds: an iPhone's HEIC photo, or a
+    camera's raw file (a DNG opens as a TIFF of its small preview), said with what to do."""
+    suffix = Path(path).suffix.lower()
+    if suffix in HEIC_SUFFIXES:
+        return HEIC_REFUSED
+    if suffix in RAW_SUFFIXES:
+        return "a camera's raw file: develop it as JPEG first (raw files are not read)"
+    return None
+
+
+def not_media(path: Path | str) -> str | None:
+    """Why a file met in a folder or zip is refused by its name, if it is: `unreadable_kind`,
+    or neither a photo nor a video by its extension."""
+    suffix = Path(path).suffix.lower()
+    if problem := unreadable_kind(path):
+        return problem
+    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
+        return f"not an image or video file (extension {Path(path).suffix or 'none'})"
+    return None
