@@ -90,7 +90,8 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
             _check_header(image, name, max_pixels)
             image.load()
             _upright(image)
-            pixels = _to_8bit_array(_in_srgb(image))
+            _into_srgb(image)
+            pixels = _to_8bit_array(image)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -123,23 +124,22 @@ def _upright(image: Image.Image) -> None:
         pass
 
 
-def _in_srgb(image: Image.Image) -> Image.Image:
-    """Pixels described by an embedded colour profile other than sRGB (a phone's Display P3, a
-    camera's Adobe RGB) converted to sRGB, as a browser shows them: the output carries no
-    profile, and a picture without one is shown as sRGB. Without it a P3 photo comes out duller
-    than the original. A profile that cannot be read leaves the pixels as stored."""
+def _into_srgb(image: Image.Image) -> None:
+    """Convert in place pixels described by an embedded colour profile other than sRGB (a
+    phone's Display P3, a camera's Adobe RGB) to sRGB, as a browser shows them: the output
+    carries no profile, and a picture without one is shown as sRGB. Without it a P3 photo comes
+    out duller than the original. A profile that cannot be read leaves the pixels as stored. In
+    place, so that a 100 MP photo is not held twice (a 24 MP one: 91 MB less at the peak)."""
     icc = image.info.get("icc_profile")
     if not icc or image.mode not in ("RGB", "RGBA"):
-        return image
+        return
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if "srgb" in ImageCms.getProfileDescription(profile).lower():
-            return image
-        return ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"),
-                                         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-                                         outputMode="RGBA" if image.mode == "RGBA" else "RGB")
+        if "srgb" not in ImageCms.getProfileDescription(profile).lower():
+            ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"),
+                                      renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, inPlace=True)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return image
+        pass
 
 
 def _check_header(image: Image.Image, name: str, max_pixels: int) -> None:
