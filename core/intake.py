@@ -250,11 +250,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
     added, refused, videos = 0, [], []
-    # Manifests name inputs by absolute path. Earlier ones named them as given, relative to where the
-    # command ran: beside the manifest, or (the README's commands) the folder the dashboard runs in.
-    sources = [source if source.is_absolute() or not (manifest_path.parent / source).exists()
-               else manifest_path.parent / source for source in sources]
-    sources = [source.absolute() for source in sources]
+    sources = [_located(source, manifest_path.parent) for source in sources]
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
@@ -285,6 +281,16 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
     return session_id, ImportReport(session_id, added, refused, videos)
+
+
+def _located(source: Path, folder: Path) -> Path:
+    """Where a manifest's input is. Manifests name inputs by absolute path; earlier ones named
+    them as given, relative to where the command ran: beside the manifest (in `folder`), or (the
+    README's commands) the folder the dashboard runs in."""
+    if source.is_absolute():
+        return source
+    beside = folder / source
+    return beside if beside.exists() else source.absolute()
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
