@@ -34,9 +34,8 @@ def unreadable_kind(path: Path | str) -> str | None:
 def not_media(path: Path | str) -> str | None:
     """Why a file met in a folder or zip is refused by its name, if it is: `unreadable_kind`,
     or neither a photo nor a video by its extension."""
-    suffix = Path(path).suffix.lower()
     if problem := unreadable_kind(path):
         return problem
-    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         return f"not an image or video file (extension {Path(path).suffix or 'none'})"
     return None
