@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -58,16 +59,18 @@ def private_file(path: Path, mode: str = "wb"):
 
 def tighten(root: Path) -> None:
     """Folders 0700 and files 0600 under `root`, for a workspace made by an earlier version or
-    under a loose umask. Links are not followed."""
+    under a loose umask. Links are not followed. A file that goes while this runs (SQLite's -shm
+    file, as another connection closes) has nothing left to tighten."""
     for parent, dirs, files in os.walk(root, followlinks=False):
-        for name in dirs:
-            folder = Path(parent) / name
-            if not folder.is_symlink() and folder.stat().st_mode & 0o077:
-                folder.chmod(0o700)
-        for name in files:
-            path = Path(parent) / name
-            if not path.is_symlink() and path.stat().st_mode & 0o177:
-                path.chmod(0o600)
+        for names, private in ((dirs, 0o700), (files, 0o600)):
+            for name in names:
+                path = Path(parent) / name
+                try:
+                    mode = path.lstat().st_mode
+                    if not stat.S_ISLNK(mode) and mode & 0o777 & ~private:
+                        path.chmod(private)
+                except FileNotFoundError:
+                    pass
 
 
 DAMAGED = "the stored original is damaged (SHA-256 differs)"

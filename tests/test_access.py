@@ -74,6 +74,30 @@ def test_a_loose_workspace_is_tightened_at_start(tmp_path, engine, astronaut_rgb
     assert all(m == (0o700 if p.is_dir() else 0o600) for p, m in modes(ws.root).items())
 
 
+def test_a_workspace_opens_while_another_connection_comes_and_goes(tmp_path):
+    """Opening tightens every file; SQLite's -wal and -shm files go when another connection (a
+    dashboard's, a script's) closes. A file gone meanwhile has nothing left to tighten: it stopped
+    the opening with FileNotFoundError (seen in CI, a browser test opening the server's workspace)."""
+    import threading
+
+    Workspace(tmp_path / "ws")
+    stop = threading.Event()
+
+    def come_and_go():
+        while not stop.is_set():
+            with contextlib.closing(sqlite3.connect(tmp_path / "ws" / "review.sqlite")) as db:
+                db.execute("SELECT count(*) FROM sessions").fetchone()
+
+    other = threading.Thread(target=come_and_go)
+    other.start()
+    try:
+        for _ in range(150):
+            Workspace(tmp_path / "ws")
+    finally:
+        stop.set()
+        other.join()
+
+
 def test_folder_intake_defaults_to_pictures_desktop_and_downloads(monkeypatch, tmp_path):
     from core.intake import allowed_roots
 
