@@ -219,7 +219,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if progress:
+    if progress and index % PROGRESS_EVERY:  # the last frame, unless the loop just said it
         progress(index, index)
     return {"frames": index, "audio": sound.note}
 
@@ -251,7 +251,7 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
             residual = judge(_upright(before, scan.info.rotation), after.to_ndarray(format="rgb24"), faces)
             if residual:
                 found.append((index, residual))
-    if progress:
+    if progress and written % PROGRESS_EVERY:
         progress(written, scan.frames)
     if written != scan.frames:
         raise ImageError(str(out_path), f"the output has {written} frames where the input has {scan.frames}")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from core import video
 from core.cli import main as cli
 from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
@@ -141,7 +142,9 @@ def test_bad_videos_are_named_and_the_batch_goes_on(engine, moving, astronaut_rg
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "manifest.json", "photo.jpg"]
 
 
-def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine, moving, tmp_path, capsys):
+def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine, moving, tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.setattr(video, "PROGRESS_EVERY", 5)  # 10 frames: the passes report at 5 and 10
     clip = tmp_path / "hall.mp4"
     write_clip(clip, [f for f, _ in moving[:10]], sound=False)
     assert cli(["detect", str(clip)]) == 0
@@ -153,6 +156,8 @@ def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine,
     # Covered: the check passes. Nothing covered (threshold 1): the check finds the face in the
     # written frames and the clip goes to held-back/, never beside the clean outputs.
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "ok"), "--check", "--mode", "solid"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "frame" in line]
+    assert len(lines) == len(set(lines)) == 7, lines  # detecting 0, 5, 10; covering 5, 10; checking 5, 10
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "bad"), "--check", "--threshold", "1"]) == 3
     entry = json.loads((tmp_path / "bad" / "manifest.json").read_text())["files"][0]
     assert entry["output"] == f"{HELD_BACK}/hall.mp4" and entry["residual_frames"]
