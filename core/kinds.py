@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi",
+                  ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp", ".mxf"}  # camcorders (AVCHD), broadcast, old phones
 # HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
 HEIC_REFUSED = "HEIC/HEIF photos are not supported: export them as JPEG first"
 HEIC_SUFFIXES = {".heic", ".heif", ".hif"}

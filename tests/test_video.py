@@ -89,6 +89,25 @@ def test_sideways_phone_video_comes_out_upright_and_covered(engine, moving, tmp_
     assert untouched < 8  # the pixels are the right way up, not merely the right shape
 
 
+def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
+    """AVCHD camcorders write MPEG-TS files named .MTS whose times start past zero; they were
+    refused as "not a supported image"."""
+    (tmp_path / "card").mkdir()
+    clip = tmp_path / "card" / "00001.MTS"
+    times = [1.4 + i / 25 for i in range(12)]
+    write_clip(clip, [f for f, _ in moving[:12]], times=times, fmt="mpegts")
+    _, times = read_frames(clip)  # as the muxer stored them (it shifts them a little)
+    assert times[0] > 1.3
+    assert cli(["anonymize", str(tmp_path / "card"), "--out", str(tmp_path / "out"), "--mode", "solid"]) == 0
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"][0]
+    assert entry["kind"] == "video" and entry["output"] == "00001.mp4" and entry["video"]["audio"] == "aac"
+    frames, out_times = read_frames(tmp_path / "out" / "00001.mp4")
+    assert out_times == pytest.approx(times, abs=1e-3)
+    assert audio_payloads(tmp_path / "out" / "00001.mp4")
+    for source, out, (_, box) in zip([f for f, _ in moving[:12]], frames, moving):
+        assert exposed(source, out, box) <= 0.10
+
+
 def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     clip = tmp_path / "street.mp4"
     write_clip(clip, [f for f, _ in moving[:6]], metadata={
