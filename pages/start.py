@@ -92,7 +92,12 @@ folder = st.text_input("…or a folder on this machine", placeholder="/home/me/P
                        help="Only folders inside the allowed roots can be read: "
                             + ", ".join(str(r) for r in allowed_roots()))
 
-if st.button("Add and detect faces", type="primary", disabled=not uploads and not folder.strip()):
+# Never disabled: a folder typed and not yet applied (no Enter) is applied as the button is
+# clicked, and a disabled button would swallow that first click.
+add = st.button("Add and detect faces", type="primary")
+if add and not uploads and not folder.strip():
+    st.warning("Choose photos or videos to upload, or type a folder, first.")
+elif add:
     # A folder that cannot be read is said here, and the typed path stays to be corrected: it
     # is not a file of the session.
     problem = folder_problem(folder.strip(), allowed_roots()) if folder.strip() else None

@@ -57,6 +57,8 @@ def add_and_detect(at: AppTest, files) -> AppTest:
 def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_rgb):
     at = started()
     assert at.session_state["reviewer"] == "A. Officer"
+    next(b for b in at.button if b.label == "Add and detect faces").click().run()  # nothing chosen yet
+    assert [w.value for w in at.warning] == ["Choose photos or videos to upload, or type a folder, first."]
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         ("broken.jpg", b"not a photo at all", "image/jpeg")])
     assert "1 photo ready for review, 1 could not be read" in at.success[0].value
