@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                         help="image or video files (MP4, MOV, MKV, WebM, AVI), or folders")
+                         help="photos (JPEG, PNG, WebP, AVIF, TIFF...), videos (MP4, MOV, MKV, MTS...), "
+                              "or folders of them")
         sub.add_argument("--threshold", type=float, default=defaults.threshold,
                          help=f"lowest detector confidence that counts as a face (default {defaults.threshold})")
         sub.add_argument("--padding", type=float, default=defaults.padding,
