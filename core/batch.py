@@ -22,22 +22,29 @@ from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonym
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
 from .store import write_atomically
-from .kinds import is_video, not_media, unreadable_kind
+from .kinds import companion, is_video, not_media, unreadable_kind
 
 HELD_BACK = "held-back"
+COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
 
 
-def expand_paths(paths: list[Path], skip: Path | None = None) -> Iterator[tuple[Path, str | None]]:
+def expand_paths(paths: list[Path], skip: Path | None = None,
+                 companions: list[Path] | None = None) -> Iterator[tuple[Path, str | None]]:
     """Yield (file, None) for every file to process, folders walked in name order, or
     (path, reason) for a path that cannot be processed, so the caller can report it. Paths are
     absolute: a manifest names its inputs wherever it is read from. The folder
     `skip` is not walked: an output folder inside an input folder holds an earlier run's
     outputs and manifest, not photos to anonymise. A file reached twice (named and inside a
     named folder, or two overlapping folders) is yielded once: one output and one manifest entry
-    for each input."""
+    for each input. A folder's sidecars, thumbnails and index files (`kinds.companion`) are
+    not yielded but added to `companions`."""
     skipped = skip.resolve() if skip else None
     seen: set[Path] = set()
     for path, problem in _walk(paths, skipped):
+        if problem is COMPANION:
+            if companions is not None:
+                companions.append(path)
+            continue
         if problem is None:
             real = path.resolve()
             if real in seen:
@@ -55,7 +62,7 @@ def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str |
                     if name.startswith("."):
                         continue
                     file = Path(root) / name
-                    yield file, not_media(file)
+                    yield file, COMPANION if companion(file) else not_media(file)
         elif path.exists():
             yield path, unreadable_kind(path)
         else:
@@ -176,7 +183,8 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out_dir)
-    jobs = list(expand_paths(paths, skip=out_dir))
+    passed_over: list[Path] = []
+    jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
@@ -226,6 +234,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
         "settings": settings.to_dict(),
         "versions": engine_versions(),
         "files": entries,
+        "passed_over": [str(path) for path in passed_over],
     }
     write_atomically(manifest, json.dumps(record, indent=2).encode())
     return record

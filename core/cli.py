@@ -107,10 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         done = len(manifest["files"]) - len(failed) - len(flagged)
         print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
               f"manifest: {record}", file=sys.stderr)
+        _say_passed_over(manifest)
         for entry in flagged:
             print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
                   f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
     return _outcome(failed, flagged)
+
+
+def _say_passed_over(manifest: dict) -> None:
+    if manifest["passed_over"]:
+        print(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
+              "(sidecars, thumbnails, index files; listed in the manifest)", file=sys.stderr)
 
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:
@@ -154,6 +161,7 @@ def _on_cluster(args, settings: Settings) -> int:
     print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
           f"{len(failed)} failed ({manifest['cluster']['resumed']} from an earlier run); "
           f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
+    _say_passed_over(manifest)
     return _outcome(failed, flagged)
 
 

@@ -161,7 +161,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         leftover.unlink(missing_ok=True)  # a lost worker's unfinished output
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)
-    jobs = list(expand_paths(paths, skip=out_dir))
+    passed_over: list[Path] = []
+    jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     entries: dict[int, dict] = {}
     todo: list[tuple[int, str, str, dict | None]] = []
@@ -203,6 +204,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "versions": engine_versions(),
         "cluster": {"address": address, "resumed": resumed},
         "files": [entries[i] for i in range(len(jobs))],
+        "passed_over": [str(path) for path in passed_over],
     }
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest

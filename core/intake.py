@@ -20,7 +20,7 @@ from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .kinds import is_video, not_media, unreadable_kind
+from .kinds import companion, is_video, not_media, unreadable_kind
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -37,6 +37,7 @@ class Intake:
     data: bytes = b""
     problem: str | None = None
     path: Path | None = None  # a file on this machine, copied into the store in chunks (not read into `data`)
+    companion: bool = False  # a sidecar, thumbnail or index file (`kinds.companion`): passed over, counted
 
 
 def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
@@ -60,6 +61,9 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         if member.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
             continue
         label = f"{zip_name}/{'/'.join(parts)}"
+        if companion(parts[-1]):
+            yield Intake(label, companion=True)
+            continue
         if stat.S_ISLNK(member.external_attr >> 16):
             yield Intake(label, problem="a symbolic link inside the zip; refused")
             continue
@@ -155,7 +159,9 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 return
             if name.startswith("."):
                 continue
-            if path.is_symlink():
+            if companion(path):
+                yield Intake(label, companion=True)
+            elif path.is_symlink():
                 yield Intake(label, problem="a symbolic link; refused")
             elif not path.is_file():
                 yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
@@ -174,16 +180,20 @@ class IntakeReport:
     added: int
     refused: list[Intake]
     duplicates: list[tuple[str, str]]  # (name offered, the photo already in the session)
+    companions: list[str]  # sidecars, thumbnails and index files passed over (`kinds.companion`)
 
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
               progress: Callable[[int, str], None] | None = None) -> IntakeReport:
     """Store what can be stored, log what is refused, and name what was there already;
     `progress(files so far, name)` after each file."""
-    refused, duplicates, added = [], [], 0
+    refused, duplicates, companions, added = [], [], [], 0
     for count, item in enumerate(intakes, 1):
         if progress:
             progress(count, item.name)
+        if item.companion:
+            companions.append(item.name)
+            continue
         if not item.problem:
             try:
                 same_as = _store(workspace, session_id, item, actor)
@@ -196,7 +206,10 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
             added += 1
         else:
             duplicates.append((item.name, same_as))
-    return IntakeReport(added, refused, duplicates)
+    if companions:
+        workspace.log(session_id, actor, "companion files passed over", count=len(companions),
+                      names=", ".join(companions))
+    return IntakeReport(added, refused, duplicates, companions)
 
 
 def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> str | None:

@@ -17,6 +17,22 @@ RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", 
                 ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
 
 
+# Files that only go with photos and videos and are never published themselves: metadata
+# sidecars (a photo editor's, an iPhone's edits, a Google Photos export's), a camera's
+# thumbnails and low-resolution copies of its clips, a camcorder card's index files, and the
+# system's own. A camera card's folder holds many: they are passed over and counted, not
+# refused one by one as files that could not be read.
+COMPANION_SUFFIXES = {".xmp", ".aae", ".json", ".xml", ".thm", ".lrv", ".lrf", ".cpi", ".mpl", ".bdm", ".ctg",
+                      ".pp3", ".dop", ".on1"}
+COMPANION_NAMES = {"thumbs.db", "desktop.ini"}
+
+
+def companion(path: Path | str) -> bool:
+    """Whether a file met in a folder or zip only goes with photos and videos (see above)."""
+    path = Path(path)
+    return path.suffix.lower() in COMPANION_SUFFIXES or path.name.lower() in COMPANION_NAMES
+
+
 def is_video(path: Path | str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 

@@ -119,6 +119,7 @@ elif add:
         duplicates = [d for report in reports for d in report.duplicates]
         if duplicates:
             st.session_state["duplicates"] = duplicates
+        st.session_state["companions"] = [name for report in reports for name in report.companions]
         for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
             st.session_state.pop(key, None)
         st.session_state["upload_round"] = upload_round + 1
@@ -132,6 +133,11 @@ failed = [r for r in images if r.error]
 waiting = len(images) - len(done) - len(failed)
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same photo as {plain(same_as)}, added once.")
+if companions := st.session_state.get("companions"):
+    SHOWN_COMPANIONS = 5
+    st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "
+            "thumbnails, a card's index files; never published): "
+            + plain(", ".join(companions[:SHOWN_COMPANIONS]) + ("…" if len(companions) > SHOWN_COMPANIONS else "")))
 st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
            + (f", {waiting} waiting for detection." if waiting else "."))
 SHOWN_FAILURES = 20

@@ -112,6 +112,30 @@ def test_a_file_given_twice_is_anonymised_once(batch, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "portrait.png"]
 
 
+def test_a_camera_cards_sidecars_and_index_files_are_passed_over_and_listed(tmp_path, astronaut_rgb):
+    """A card holds, beside the photos, sidecars, thumbnails and index files: they are not
+    photos that failed (the run succeeds), but each is named in the manifest. Any other file is
+    still refused by name."""
+    card = tmp_path / "card"
+    (card / "DCIM" / "100CANON").mkdir(parents=True)
+    (card / "PRIVATE" / "AVCHD" / "BDMV" / "CLIPINF").mkdir(parents=True)
+    (card / "DCIM" / "100CANON" / "IMG_0001.JPG").write_bytes(jpeg_bytes(astronaut_rgb))
+    companions = [card / "DCIM" / "100CANON" / "IMG_0001.xmp", card / "DCIM" / "100CANON" / "MVI_0002.THM",
+                  card / "PRIVATE" / "AVCHD" / "BDMV" / "INDEX.BDM",
+                  card / "PRIVATE" / "AVCHD" / "BDMV" / "CLIPINF" / "00001.CPI"]
+    for path in companions:
+        path.write_bytes(b"\x00 not a picture")
+    out = tmp_path / "out"
+    result = run_cli("anonymize", str(card), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "4 file(s) that only go with photos and videos passed over" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(f["input"]).name for f in manifest["files"]] == ["IMG_0001.JPG"]
+    assert sorted(manifest["passed_over"]) == sorted(str(p) for p in companions)
+    (card / "minutes.pdf").write_bytes(b"%PDF-1.4")
+    assert run_cli("anonymize", str(card), "--out", str(tmp_path / "again")).returncode == 2
+
+
 def test_a_camera_raw_file_named_on_the_command_line_is_refused_as_such(tmp_path, astronaut_rgb):
     """A DNG is a TIFF whose first picture is a small preview: never read as the photo."""
     (tmp_path / "DSC_0001.DNG").write_bytes(png_bytes(astronaut_rgb))

@@ -372,6 +372,22 @@ def test_a_folder_that_cannot_be_read_is_said_and_the_path_kept(root):
     assert Workspace(root / "ws").images(at.session_state["session_id"]) == []
 
 
+def test_a_cards_sidecars_are_said_as_passed_over_not_as_failed_photos(root, astronaut_rgb):
+    card = root / "card"
+    card.mkdir()
+    (card / "IMG_0001.JPG").write_bytes(jpeg_bytes(astronaut_rgb))
+    (card / "IMG_0001.xmp").write_bytes(b"<x:xmpmeta/>")
+    (card / "MVI_0002.THM").write_bytes(jpeg_bytes(astronaut_rgb[:64, :64]))
+    at = started()
+    next(t for t in at.text_input if "folder" in t.label).input(str(card)).run()
+    next(b for b in at.button if b.label == "Add and detect faces").click().run()
+    assert not at.exception
+    said = [i.value for i in at.info]
+    assert said == ["2 file(s) that only go with photos and videos were passed over (sidecars, thumbnails, a card's "
+                    "index files; never published): " + plain("IMG_0001.xmp, MVI_0002.THM")], said
+    assert [r.name for r in Workspace(root / "ws").images(at.session_state["session_id"])] == ["IMG_0001.JPG"]
+
+
 def test_overview_rows_follow_each_change_and_equal_a_fresh_derivation(root, astronaut_rgb, engine, monkeypatch):
     """The overview keeps its rows up to date from the audit log: after a decision, a switched
     face and a batch setting change, they equal rows derived from scratch; after a restart, the

@@ -174,7 +174,8 @@ def test_hostile_zip(engine, ws):
 def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
     """Photos keep their folder inside the zip in their name (two cameras' IMG_0001.JPG are two
     names); the archiver's own files (__MACOSX/._*, .DS_Store) are skipped as hidden files of a
-    folder are; other files are refused by name, as in a folder."""
+    folder are; sidecars and thumbnails that go with photos are passed over, counted and logged;
+    other files are refused by name, as in a folder."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("DCIM/100APPLE/IMG_0001.JPG", encoded(gradient(), "JPEG"))
@@ -182,12 +183,20 @@ def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
         archive.writestr("__MACOSX/DCIM/100APPLE/._IMG_0001.JPG", b"\x00\x05\x16\x07 AppleDouble")
         archive.writestr("DCIM/.DS_Store", b"\x00\x00\x00\x01Bud1")
         archive.writestr("DCIM/notes.txt", b"who is in which photo")
+        archive.writestr("DCIM/100APPLE/IMG_0001.AAE", b"<?xml version='1.0'?><plist/>")  # an iPhone's edits
+        archive.writestr("DCIM/101APPLE/IMG_0001.JPG.xmp", b"<x:xmpmeta/>")  # a photo editor's sidecar
+        archive.writestr("DCIM/Thumbs.db", b"\xd0\xcf\x11\xe0")
     session = ws.create_session("zip", "tester")
     report = add_files(ws, session, intake_upload("phone.zip", buffer.getvalue()), "tester")
     records = {r.name: r for r in ws.images(session)}
     assert report.added == 2 and set(records) == {
         "phone.zip/DCIM/100APPLE/IMG_0001.JPG", "phone.zip/DCIM/101APPLE/IMG_0001.JPG", "phone.zip/DCIM/notes.txt"}
     assert records["phone.zip/DCIM/notes.txt"].error == "not an image or video file (extension .txt)"
+    passed = ["phone.zip/DCIM/100APPLE/IMG_0001.AAE", "phone.zip/DCIM/101APPLE/IMG_0001.JPG.xmp",
+              "phone.zip/DCIM/Thumbs.db"]
+    assert report.companions == passed  # not failed photos of the session, but said and logged
+    logged = [a for a in ws.audit(session) if a["action"] == "companion files passed over"]
+    assert len(logged) == 1 and all(name in logged[0]["detail"]["names"] for name in passed)
 
 
 def test_a_long_video_from_a_folder_is_stored_in_chunks_not_read_into_memory(tmp_path, ws):
