@@ -266,6 +266,7 @@ class _Sound:
         import av
 
         self.out, self.streams, self.note, self._encoder, self._resampler = out, [], None, None, None
+        self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         if not source.streams.audio:
             return
         sound = source.streams.audio[0]
@@ -290,11 +291,14 @@ class _Sound:
             self.out.mux(packet)
             return
         for frame in packet.decode():
+            if self._next is None:  # the sound may start later than zero (an MPEG-TS clip's at 1.4 s)
+                self._next = round(frame.time * self._encoder.rate) if frame.pts is not None else 0
             self._encode(self._resampler.resample(frame))
 
     def _encode(self, frames) -> None:
         for frame in frames:
-            frame.pts = None
+            frame.pts, frame.time_base = self._next or 0, Fraction(1, self._encoder.rate)
+            self._next = (self._next or 0) + frame.samples
             self.out.mux(self._encoder.encode(frame))
 
     def flush(self) -> None:

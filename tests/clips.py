@@ -49,11 +49,12 @@ def iter_moving_face_frames(portrait, box, count: int, width: int = 640, height:
 
 def write_clip(path: Path, frames, times: list[float] | None = None, rate: int = 25,
                sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
-               codec: str = "libx264", count: int | None = None) -> list[float]:
+               codec: str = "libx264", count: int | None = None, sound_codec: str = "aac") -> list[float]:
     """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
     seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
     and a display-rotation flag says how to turn them upright, as phones store portrait video.
-    Returns the times written."""
+    The sound (a tone from the first frame's time on) is AAC, or `sound_codec` (a camera's
+    16-bit PCM: "pcm_s16le", "pcm_bluray"). Returns the times written."""
     count = count if count is not None else len(frames)
     times = times if times is not None else [i / rate for i in range(count)]
     frames = iter(frames)
@@ -72,7 +73,7 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
             stream.set_display_rotation(rotation)
         audio = None
         if sound:
-            audio = container.add_stream("aac", rate=48000)
+            audio = container.add_stream(sound_codec, rate=48000)
             audio.layout = "mono"
         for pixels, t in zip(stored, times):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
@@ -80,12 +81,15 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
         if audio is not None:
-            seconds = times[-1] + 1 / rate
-            samples = int(48000 * seconds)
+            begin = round(times[0] * 48000)
+            samples = int(48000 * (times[-1] + 1 / rate)) - begin
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+            kind = "fltp" if sound_codec == "aac" else "s16"
+            if kind == "s16":
+                tone = (tone * 32767).astype(np.int16)
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts, chunk.time_base = 48000, start, Fraction(1, 48000)
+                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format=kind, layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = 48000, begin + start, Fraction(1, 48000)
                 container.mux(audio.encode(chunk))
             container.mux(audio.encode(None))
     return times

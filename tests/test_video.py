@@ -108,6 +108,31 @@ def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_soun
         assert exposed(source, out, box) <= 0.10
 
 
+def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp_path):
+    """A camcorder's LPCM sound cannot go into MP4 as it is and is re-encoded to AAC. The clip's
+    pictures and sound start at 1.4 s (MPEG-TS); the re-encoded sound started at 0, 1.4 s ahead
+    of the pictures it goes with."""
+    clip = tmp_path / "00002.M2TS"
+    write_clip(clip, [f for f, _ in moving[:25]], times=[1.4 + i / 25 for i in range(25)], fmt="mpegts",
+               sound_codec="pcm_bluray")
+    manifest = anonymize_files(engine, [clip], tmp_path / "out", SOLID)
+    assert manifest["files"][0]["video"]["sound"].startswith("pcm_bluray re-encoded to AAC")
+
+    def starts(path):  # the first picture's and the first sound's time, and the sound's end
+        with av.open(str(path)) as container:
+            picture = next(container.decode(video=0))
+        with av.open(str(path)) as container:
+            sound = list(container.decode(audio=0))
+        end = sound[-1].time + sound[-1].samples / sound[-1].sample_rate
+        return picture.time, sound[0].time, end
+
+    (picture_in, sound_in, end_in), (picture_out, sound_out, end_out) = starts(clip), starts(
+        tmp_path / "out" / "00002.mp4")
+    assert picture_out == pytest.approx(picture_in, abs=1e-3) and picture_in > 1.3
+    assert sound_out == pytest.approx(sound_in, abs=0.03)  # AAC's own start-up delay is 21 ms
+    assert end_out == pytest.approx(end_in, abs=0.03)
+
+
 def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     clip = tmp_path / "street.mp4"
     write_clip(clip, [f for f, _ in moving[:6]], metadata={
