@@ -18,8 +18,12 @@ from dashboard.text import plain
 def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer: str, mark: str) -> None:
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
-    index = st.slider("Frame", 0, max(0, clip.frames - 1), key=f"frame-{record.id}",
-                      help="Every frame is covered on export: drag to check any of them.")
+    # Counted from 1, as the caption counts; a clip of one frame has nothing to move between (and
+    # Streamlit refuses a slider whose ends are equal).
+    index = 0
+    if clip.frames > 1:
+        index = st.slider("Frame", 1, clip.frames, key=f"frame-{record.id}",
+                          help="Every frame is covered on export: drag to check any of them.") - 1
     faces = video_review.frame_faces(tracks, index)
     try:
         frame = video_review.frame_at(workspace().files.object_path(record.sha256), clip, index)

@@ -157,6 +157,20 @@ def test_a_video_gone_from_the_store_is_said_on_its_page(root, astronaut_rgb, as
     assert plain("corridor.mp4: 12 frames") in " ".join(c.value for c in at.caption), "named, and still listed"
 
 
+def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A clip of one frame (a still saved as a video, or all that is left of a cut one): its page
+    stopped with Streamlit's "min_value and max_value must not be equal" (a frame slider of 0..0)."""
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "still.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 1)])
+    at = add_and_detect(started(), [("still.mp4", clip.read_bytes(), "video/mp4")])
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    assert plain("still.mp4: 1 frames") in " ".join(c.value for c in at.caption)
+    assert not [s for s in at.slider if s.label == "Frame"], "nothing to move between"
+
+
 def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     from core.faces import Face, selected
     from core.review import attention
