@@ -153,6 +153,18 @@ def listing(session_id: int) -> list[tuple[int, str, str]]:
     return _listing(str(ws.root), session_id, ws.change_mark(session_id))
 
 
+# Streamlit shrinks a picture wider than the page to this width (its MAXIMUM_CONTENT_WIDTH).
+PAGE_WIDTH = 1460
+
+
+def too_thin(record: ImageRecord) -> bool:
+    """A strip so thin that its preview, shrunk to the page's width, would be under a pixel tall:
+    Streamlit cannot show it (the page stops with "height and width must be > 0")."""
+    scale = min(1.0, PREVIEW_SIDE / max(record.width, record.height))  # as `preview_bases` makes it
+    width, height = max(1, round(record.width * scale)), max(1, round(record.height * scale))
+    return width > PAGE_WIDTH and int(height * PAGE_WIDTH / width) < 1
+
+
 def original(record: ImageRecord) -> np.ndarray:
     return base(record.sha256, PREVIEW_SIDE)
 

@@ -166,7 +166,7 @@ def _figure(pixels, faces: list[Face], positions: list[int], window, view: zoom.
         customdata=[n for n, _ in inside], mode="markers", hoverinfo="none", showlegend=False,
         marker={"size": [max(10, min(60, f.h * view.zoom)) for _, f in inside], "opacity": 0.01, "symbol": "square"}))
     figure.update_layout(dragmode="select" if drawing else False, margin={"l": 0, "r": 0, "t": 0, "b": 0},
-                         height=height,
+                         height=max(10, height),  # Plotly's least (a photo of a pixel or two)
                          clickmode="event+select")
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)

@@ -171,6 +171,34 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     assert not [s for s in at.slider if s.label == "Frame"], "nothing to move between"
 
 
+def test_odd_sized_photos_are_reviewed_in_every_view(root, astronaut_rgb):
+    """Photos of 20000 x 9, 4100 x 2, 9 x 20000, 1 x 1 and 2 x 2 px beside a real one: each review
+    page opens, with its zoom, walk, drawing and original views. The strips stopped the page
+    (Streamlit shrinks them to the page's width and no height: "height and width must be > 0"),
+    and the zoom of a photo of a pixel or two stopped it too (a chart under Plotly's least height)."""
+    from tests.conftest import png_bytes
+
+    sizes = [(20000, 9), (4100, 2), (9, 20000), (1, 1), (2, 2)]
+    files = [(f"{w}x{h}.png", png_bytes(np.full((h, w, 3), 128, np.uint8)), "image/png") for w, h in sizes]
+    at = add_and_detect(started(), [("real.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"), *files])
+    records = Workspace(root / "ws").images(at.session_state["session_id"])
+    assert [r.error for r in records] == [None] * 6
+    views = ["Show the original beside it", "Zoom: inspect, select and draw at full resolution",
+             "Walk the faces at full resolution", "Draw a face the detectors missed"]
+    for record in records:
+        at.session_state["image_id"] = record.id
+        at.switch_page("pages/review.py").run()
+        assert not at.exception, (record.name, at.exception)
+        thin = [w.value for w in at.warning if "too thin to show" in w.value]
+        assert bool(thin) == (record.name in ("20000x9.png", "4100x2.png")), record.name
+        for view in views:
+            toggle = [t for t in at.toggle if t.label == view]
+            if toggle:
+                toggle[0].set_value(True).run()
+                assert not at.exception, (record.name, view, at.exception)
+                next(t for t in at.toggle if t.label == view).set_value(False).run()
+
+
 def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     from core.faces import Face, selected
     from core.review import attention
