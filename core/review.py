@@ -74,41 +74,60 @@ NEAR = OutlineAnnotator(color=(150, 150, 150))
 
 
 def render(base: np.ndarray, full_width: int, faces: list[Face], settings: Settings,
-           outline: bool = False, flagged: list[Face] = (), near: bool = False) -> np.ndarray:
+           outline: bool = False, flagged: list[Face] = (), near: bool = False,
+           marks: list[Mark] | None = None) -> np.ndarray:
     """Anonymise a downscaled copy as the full-size export will be: boxes scaled to it. With
     `outline`, every face of the review table is boxed with its number: covered ones in red,
-    switched-off ones in yellow. `flagged` faces (the residual check's) are boxed in purple."""
+    switched-off ones in yellow; with `near`, the near misses in grey. `marks` replaces those
+    boxes with the given ones (a video frame's, numbered as its tracks' rows). `flagged` faces
+    (the residual check's) are boxed in purple."""
     k = base.shape[1] / full_width
 
     def scale(found: list[Face]) -> list[Face]:
         return [replace(f, x=f.x * k, y=f.y * k, w=f.w * k, h=f.h * k) for f in found]
 
-    scaled = scale(faces)
-    out = anonymize(base, scaled, replace(settings, outline=False))
+    out = anonymize(base, scale(faces), replace(settings, outline=False))
     height, width = base.shape[:2]
-    if outline:
-        out = outline_table(out, scaled, settings)
-    if near:  # near misses in grey, numbered after the table's covered faces, as in the table
-        first = len(reviewable(faces, settings.threshold)) + 1
-        shown = [scaled[i] for i in near_misses(faces, settings.threshold)]
-        out = NEAR.annotate(out, [f.region(0.0, width, height) for f in shown],
-                            [str(first + n) for n in range(len(shown))])
+    marks = table_marks(faces, settings.threshold, outline, near) if marks is None else marks
+    out = outline_marks(out, [(n, scale([f])[0], kind) for n, f, kind in marks], settings)
     if flagged:
         out = FLAGGED.annotate(out, [f.region(0.0, width, height) for f in scale(flagged)], ["?"] * len(flagged))
+    return out
+
+
+# A face boxed on a picture with the number the review table gives it, and what it is:
+# COVERED (red), OFF (switched off: yellow) or NEAR (a near miss, not covered: grey).
+Mark = tuple[int, Face, str]
+COVERED, OFF, NEAR_MISS = "covered", "off", "near"
+
+
+def table_marks(faces: list[Face], threshold: float, outline: bool = True, near: bool = False) -> list[Mark]:
+    """The faces of the review table as the table numbers them: the faces decided on (with
+    `outline`), then the near misses (with `near`)."""
+    chosen = reviewable(faces, threshold)
+    marks = [(n + 1, faces[i], COVERED if faces[i].enabled else OFF) for n, i in enumerate(chosen)] if outline else []
+    if near:
+        marks += [(len(chosen) + n + 1, faces[i], NEAR_MISS) for n, i in enumerate(near_misses(faces, threshold))]
+    return marks
+
+
+def outline_marks(out: np.ndarray, marks: list[Mark], settings: Settings,
+                  covered: OutlineAnnotator = OutlineAnnotator()) -> np.ndarray:
+    """Box each mark (in `out`'s pixels) with its number: a face decided on by its covered
+    region (regions past the edge are cut there), a near miss by its own box."""
+    height, width = out.shape[:2]
+    for kind, annotator, padding in ((COVERED, covered, settings.padding), (OFF, SWITCHED_OFF, settings.padding),
+                                     (NEAR_MISS, NEAR, 0.0)):
+        shown = [(n, f) for n, f, k in marks if k == kind]
+        out = annotator.annotate(out, [f.region(padding, width, height) for _, f in shown], [str(n) for n, _ in shown])
     return out
 
 
 def outline_table(out: np.ndarray, faces: list[Face], settings: Settings,
                   covered: OutlineAnnotator = OutlineAnnotator()) -> np.ndarray:
     """Box every face of the review table (in `out`'s pixels) with its number: covered ones by
-    `covered` (red), switched-off ones in yellow; regions past the edge are cut there."""
-    height, width = out.shape[:2]
-    for annotator, enabled in ((covered, True), (SWITCHED_OFF, False)):
-        shown = [(n + 1, faces[i]) for n, i in enumerate(reviewable(faces, settings.threshold))
-                 if faces[i].enabled == enabled]
-        out = annotator.annotate(out, [f.region(settings.padding, width, height) for _, f in shown],
-                                 [str(n) for n, _ in shown])
-    return out
+    `covered` (red), switched-off ones in yellow."""
+    return outline_marks(out, table_marks(faces, settings.threshold), settings, covered)
 
 
 def face_crop(anonymised: np.ndarray, face: Face, settings: Settings, context: float = 1.0,

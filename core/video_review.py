@@ -227,6 +227,15 @@ def frame_faces(tracks: list[Track], index: int) -> list[Face]:
     return [face for t in tracks if (face := t.face_at(index, HOLD)) is not None]
 
 
+def frame_marks(tracks: list[Track], marks: list[tuple[int, Face, str]], index: int) -> list[tuple[int, Face, str]]:
+    """The review table's marks of a clip's rows (`review.table_marks`) moved onto frame
+    `index`: each row's track's face in that frame, with the row's number, so the box a reviewer
+    sees numbered 5 is row 5 of the table; a row whose track is not in the frame is left out."""
+    by_id = {t.id: t for t in tracks}
+    return [(number, seen, kind) for number, face, kind in marks
+            if (track := by_id.get(track_id(face))) is not None and (seen := track.face_at(index, HOLD)) is not None]
+
+
 def best_frame(scan: Scan) -> int:
     """The frame the overview shows: where the surest face is surest (else the first)."""
     return max(scan.tracks, key=lambda t: t.score).best[0] if scan.tracks else 0

@@ -8,14 +8,15 @@ import streamlit as st
 from core import video_review
 from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
-from core.review import render
+from core.review import render, table_marks
 from dashboard.faces import drawn_box
 from dashboard.previews import say_unreadable
 from dashboard.state import act, workspace
 from dashboard.text import plain
 
 
-def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer: str, mark: str) -> None:
+def video_view(record: ImageRecord, settings: Settings, outline: bool, near: bool, show_original: bool,
+               reviewer: str, mark: str) -> None:
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
     # Counted from 1, as the caption counts; a clip of one frame has nothing to move between (and
@@ -30,8 +31,10 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
     except Exception as exc:  # noqa: BLE001 - this clip's problem, said on its page; its tracks still listed
         say_unreadable(record, workspace().files.problem(record.sha256) or failure_reason(exc))
     else:
-        _frame_view(record, clip, index, render(frame, record.width, faces, settings, outline), len(faces),
-                    reviewer, mark)
+        # Boxes numbered as the face table's rows (each row is a track), not by their place in the frame.
+        marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near), index)
+        _frame_view(record, clip, index, render(frame, record.width, faces, settings, marks=marks), len(faces),
+                    reviewer, mark, frame if show_original else None)
     by_id = {t.id: t for t in every}
     thumbs = thumbnails(record.sha256)
     rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
@@ -47,8 +50,10 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, reviewer:
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
 
 
-def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str) -> None:
-    """One frame, covered as exported, or a box drawn on it for a missed face or a drifted track."""
+def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str,
+                original=None) -> None:
+    """One frame, covered as exported (and the `original` frame beside it, if given), or a box
+    drawn on it for a missed face or a drifted track."""
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
         drawn = [tid for f in record.faces if f.by_hand and (tid := video_review.track_id(f)) is not None]
@@ -68,9 +73,12 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        st.image(covered, output_format="JPEG", width="stretch",
-                 caption=f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
-                         f"({covers} cover(s) in this frame)")
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
+                           f"({covers} cover(s) in this frame)")]
+        if original is not None:
+            shown.append((original, "original (never exported)"))
+        for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
+            column.image(pixels, output_format="JPEG", width="stretch", caption=caption)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

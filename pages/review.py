@@ -104,7 +104,7 @@ with left:
     walking = not is_clip and not zooming and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
     unreadable = (zooming or walking) and original_problem(record)
     if is_clip:
-        video_view(record, settings, outline, reviewer, mark)
+        video_view(record, settings, outline, near, show_original, reviewer, mark)
     elif too_thin(record):
         st.warning(f"This photo is {record.width} x {record.height} px: a strip too thin to show on this page "
                    "(under a pixel tall at the page's width). Look at it in another program before approving it.")

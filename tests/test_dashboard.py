@@ -170,6 +170,13 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     assert plain("still.mp4: 1 frames") in " ".join(c.value for c in at.caption)
     assert not [s for s in at.slider if s.label == "Frame"], "nothing to move between"
 
+    def captions():
+        return [i.caption for element in at.get("image") for i in element.proto.imgs]
+    assert captions() == ["frame 1 of 1 at 0.00 s, covered as exported (1 cover(s) in this frame)"]
+    # "Show the original beside it" shows the frame's original, as it does a photo's (it did nothing).
+    next(t for t in at.toggle if t.label == "Show the original beside it").set_value(True).run()
+    assert captions()[1:] == ["original (never exported)"]
+
 
 def test_odd_sized_photos_are_reviewed_in_every_view(root, astronaut_rgb):
     """Photos of 20000 x 9, 4100 x 2, 9 x 20000, 1 x 1 and 2 x 2 px beside a real one: each review

@@ -4,6 +4,7 @@ kept, no identifying tags, bad files reported by name while the batch goes on.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -230,6 +231,26 @@ def test_a_held_cover_moves_on_with_the_face():
     covers = list(faces_by_frame(tracks, 6 + HOLD + 1))
     assert covers[6 + HOLD][0].y == pytest.approx(200 - 4 * (6 + HOLD))
     assert covers[0][0].y == pytest.approx(200)
+
+
+def test_a_frames_boxes_carry_the_numbers_of_their_rows_in_the_face_table():
+    """Three people; the second leaves after frame 30 and the third is switched off. On frame 90
+    the boxes are numbered 1 and 3, as their rows are, and the third is marked switched off:
+    the frame numbered its boxes 1, 2 by their place in the frame, so "2" was the third person
+    and unticking row 2 uncovered someone else."""
+    from core import video_review
+    from core.review import COVERED, OFF, table_marks
+
+    people = [(100, range(0, 100)), (300, range(0, 31)), (500, range(0, 100))]
+    tracks = link((n, [Face(x, 200, 60, 60, 0.9, "centerface") for x, frames in people if n in frames])
+                  for n in range(100))
+    assert [t.last for t in tracks] == [99, 30, 99]
+    rows = video_review.track_faces(tracks)
+    rows[2] = replace(rows[2], enabled=False)
+    marks = video_review.frame_marks(tracks, table_marks(rows, 0.5), 90)
+    assert [(number, face.x, kind) for number, face, kind in marks] == [(1, 100, COVERED), (3, 500, OFF)]
+    marks = video_review.frame_marks(tracks, table_marks(rows, 0.5), 10)
+    assert [number for number, _, _ in marks] == [1, 2, 3]
 
 
 def test_two_boxes_on_one_face_are_covered_as_the_surer_one():
