@@ -207,19 +207,26 @@ def load_scan(files: FileStore, sha256: str) -> Scan:
 
 
 def frame_at(path: Path, scan: Scan, index: int) -> np.ndarray:
-    """Frame `index`, upright: seek to the key frame before it, decode forward to it."""
-    container, stream = _open(path)
-    with container:
-        target = scan.times[index]
-        container.seek(max(0, int((target - 1.0) / stream.time_base)), stream=stream, backward=True)
-        last = None
-        for frame in container.decode(stream):
-            last = frame
-            if frame.pts is not None and float(frame.pts * frame.time_base) >= target - 1e-4:
-                break
-        if last is None:
-            raise ValueError(f"{path}: frame {index} cannot be decoded")
-        return _upright(last, scan.info.rotation)
+    """Frame `index`, upright: seek to the key frame before it, decode forward to it. Where the
+    seek lands nowhere or past the frame (an MPEG-TS clip with few key frames seeks by bytes and
+    guesses), decode from the start instead."""
+    target = scan.times[index]
+    for seek in (True, False):
+        container, stream = _open(path)
+        with container:
+            if seek:
+                container.seek(max(0, int((target - 1.0) / stream.time_base)), stream=stream, backward=True)
+            last = None
+            for frame in container.decode(stream):
+                reached = frame.pts is not None and float(frame.pts * frame.time_base) >= target - 1e-4
+                if seek and last is None and reached and float(frame.pts * frame.time_base) > target + 1e-4:
+                    break  # landed past the frame
+                last = frame
+                if reached:
+                    return _upright(frame, scan.info.rotation)
+            if last is not None and not seek:
+                return _upright(last, scan.info.rotation)
+    raise ValueError(f"frame {index} cannot be decoded")
 
 
 def frame_faces(tracks: list[Track], index: int) -> list[Face]:
