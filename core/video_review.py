@@ -10,6 +10,7 @@ switches and checks the written file at sampled frames.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,20 +64,9 @@ def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, f
     first, last = max(0, index - reach), min(scan.frames - 1, index + reach)
     scale = min(1.0, FOLLOW_SIDE / max(scan.info.width, scan.info.height))
     grey: dict[int, np.ndarray] = {}
-    container, stream = _open(path)
-    with container:
-        container.seek(max(0, int((scan.times[first] - 1.0) / stream.time_base)), stream=stream, backward=True)
-        n = None
-        for frame in container.decode(stream):
-            t = float(frame.pts * frame.time_base) if frame.pts is not None else None
-            if n is None:  # find where the seek landed
-                n = min(range(scan.frames), key=lambda k: abs(scan.times[k] - t)) if t is not None else 0
-            if n >= first:
-                pixels = cv2.cvtColor(_upright(frame, scan.info.rotation), cv2.COLOR_RGB2GRAY)
-                grey[n] = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            n += 1
-            if n > last:
-                break
+    for n, frame in _decoded(path, scan, first, last):
+        pixels = cv2.cvtColor(_upright(frame, scan.info.rotation), cv2.COLOR_RGB2GRAY)
+        grey[n] = cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     x, y, w, h = (v * scale for v in box)
     boxes = {index: (x, y)}
     for step in (1, -1):
@@ -207,26 +197,36 @@ def load_scan(files: FileStore, sha256: str) -> Scan:
 
 
 def frame_at(path: Path, scan: Scan, index: int) -> np.ndarray:
-    """Frame `index`, upright: seek to the key frame before it, decode forward to it. Where the
-    seek lands nowhere or past the frame (an MPEG-TS clip with few key frames seeks by bytes and
-    guesses), decode from the start instead."""
-    target = scan.times[index]
+    """Frame `index`, upright."""
+    for _, frame in _decoded(path, scan, index, index):
+        return _upright(frame, scan.info.rotation)
+    raise ValueError(f"frame {index} cannot be decoded")
+
+
+def _decoded(path: Path, scan: Scan, first: int, last: int) -> Iterator[tuple[int, object]]:
+    """Frames `first` to `last` with their indices, decoded from the key frame before `first`;
+    where the seek lands nowhere or past `first` (an MPEG-TS clip with few key frames seeks by
+    bytes and guesses), from the start instead."""
     for seek in (True, False):
         container, stream = _open(path)
         with container:
             if seek:
-                container.seek(max(0, int((target - 1.0) / stream.time_base)), stream=stream, backward=True)
-            last = None
+                container.seek(max(0, int((scan.times[first] - 1.0) / stream.time_base)), stream=stream, backward=True)
+            n, landed = None, False
             for frame in container.decode(stream):
-                reached = frame.pts is not None and float(frame.pts * frame.time_base) >= target - 1e-4
-                if seek and last is None and reached and float(frame.pts * frame.time_base) > target + 1e-4:
-                    break  # landed past the frame
-                last = frame
-                if reached:
-                    return _upright(frame, scan.info.rotation)
-            if last is not None and not seek:
-                return _upright(last, scan.info.rotation)
-    raise ValueError(f"frame {index} cannot be decoded")
+                if n is None:  # where the seek landed
+                    t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                    n = min(range(scan.frames), key=lambda k: abs(scan.times[k] - t)) if t is not None and seek else 0
+                    landed = n <= first
+                    if not landed:
+                        break
+                if n >= first:
+                    yield n, frame
+                n += 1
+                if n > last:
+                    return
+            if landed:  # the clip ended before `last`
+                return
 
 
 def frame_faces(tracks: list[Track], index: int) -> list[Face]:

@@ -111,16 +111,20 @@ def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_soun
 
 def test_any_frame_of_an_mpeg_ts_clip_is_shown_for_review(moving, tmp_path):
     """A camcorder's MPEG-TS clip with one key frame: seeking to a frame past the first seconds
-    found nothing, and its review page said the clip "could not be processed" there."""
+    found nothing, and its review page said the clip "could not be processed" there; a face
+    drawn there could not be followed."""
     from core import video_review
 
     clip = tmp_path / "00003.MTS"
-    frames = [f for f, _ in moving] * 2  # 60 frames, 2.4 s
-    write_clip(clip, frames, times=[1.4 + i / 25 for i in range(60)], fmt="mpegts", sound=False)
+    frames = [f for f, _ in moving] * 5  # 150 frames, 6 s
+    write_clip(clip, frames, times=[1.4 + i / 25 for i in range(150)], fmt="mpegts", sound=False)
     scan = video.scan(lambda pixels: [], clip)
     decoded, _ = read_frames(clip)
-    for index in (0, 20, 35, 59):
+    for index in (0, 20, 35, 149):
         assert np.array_equal(video_review.frame_at(clip, scan, index), decoded[index]), index
+    # A face drawn 5 s in is followed through the frames around it (it failed with a KeyError).
+    track = video_review.follow(clip, scan, 140, moving[20][1], 1)
+    assert track.first < 140 < track.last
 
 
 def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp_path):
