@@ -75,11 +75,16 @@ class Settings:
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:
-    """Cover the selected faces of an upright image; the one place where settings meet pixels."""
+    """Cover the selected faces of an upright image; the one place where settings meet pixels.
+    Where an image with transparency is fully transparent, its colours are cleared: no viewer
+    shows them, so neither can a reviewer, yet they stay in the file (an editor's "erased"
+    background often keeps the people who were in it)."""
     height, width = pixels.shape[:2]
     regions = settings.regions(faces, width, height)
     out = make_anonymizer(settings.mode, settings.strength, settings.shape,
                           settings.feather).anonymize(pixels, regions)
+    if out.shape[2] == 4:
+        out[out[:, :, 3] == 0, :3] = 0
     return OutlineAnnotator().annotate(out, regions) if settings.outline else out
 
 

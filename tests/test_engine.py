@@ -110,6 +110,22 @@ def test_transparent_png_face_is_covered_not_cut_out(engine, astronaut_rgb, astr
     assert np.abs(out[y:y + h, x:x + w, :3].astype(int) - astronaut_rgb[y:y + h, x:x + w].astype(int)).mean() > 12
 
 
+def test_what_a_transparent_area_hid_does_not_leave_in_the_file(engine, astronaut_rgb, tmp_path):
+    """An editor's "erased" background keeps its colours under full transparency: no viewer
+    (nor the reviewer) sees them, yet they are in the file. The written PNG clears them; what
+    shows is unchanged."""
+    from core.batch import anonymize_files
+
+    alpha = np.full(astronaut_rgb.shape[:2], 255, np.uint8)
+    alpha[:, 300:] = 0  # the right part erased, its people still in the colour values
+    (tmp_path / "cutout.png").write_bytes(png_bytes(np.dstack([astronaut_rgb, alpha])))
+    anonymize_files(engine, [tmp_path / "cutout.png"], tmp_path / "out", Settings(threshold=0.99))
+    written = np.asarray(Image.open(tmp_path / "out" / "cutout.png"))
+    assert (written[:, :, 3] == alpha).all()
+    assert (written[:, 300:, :3] == 0).all()
+    assert (written[:, :300, :3] == astronaut_rgb[:, :300]).all()  # no face over 0.99 here: nothing covered
+
+
 @pytest.mark.parametrize("orientation", [6, 8])
 def test_sideways_phone_photo_found_upright(engine, astronaut_rgb, astronaut_face_box, orientation):
     stored = Image.fromarray(astronaut_rgb).transpose(Image.ROTATE_90 if orientation == 6 else Image.ROTATE_270)
