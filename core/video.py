@@ -114,6 +114,28 @@ def probe(path: Path) -> VideoInfo:
                          stream.frames or 0, duration, audio)
 
 
+# A frame's colour matrix as the file names it (AVColorSpace), as swscale's coefficients.
+_MATRICES = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+
+def _keep_colours(frame, encoder) -> int | None:
+    """Frames are read with the colour matrix their file names; the output is written with the
+    same matrix and names it, with the input's primaries and transfer (an HD clip's BT.709, a
+    phone's HDR BT.2020 and HLG), so it plays with the input's colours. Written with another
+    matrix and named none, a BT.709 clip's greens came out 26 levels off. An input that names
+    no matrix is read and written with swscale's default, and the output names none either:
+    a player guesses both alike. Returns the matrix to write with (None: the default)."""
+    matrix = _MATRICES.get(int(frame.colorspace))
+    if matrix is not None:
+        context = encoder.codec_context
+        context.colorspace, context.color_range = int(frame.colorspace), 1  # limited range, as H.264 is
+        if int(frame.color_primaries) not in (0, 2):  # reserved, unspecified
+            context.color_primaries = int(frame.color_primaries)
+        if int(frame.color_trc) not in (0, 2):
+            context.color_trc = int(frame.color_trc)
+    return matrix
+
+
 def _upright(frame, rotation: int) -> np.ndarray:
     pixels = frame.to_ndarray(format="rgb24")
     return np.ascontiguousarray(np.rot90(pixels, k=rotation // 90)) if rotation else pixels
@@ -202,7 +224,10 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                     if covered.shape[1] != encoder.width or covered.shape[0] != encoder.height:
                         covered = np.pad(covered, ((0, encoder.height - covered.shape[0]),
                                                    (0, encoder.width - covered.shape[1]), (0, 0)), mode="edge")
-                    new = av.VideoFrame.from_ndarray(covered, format="rgb24")
+                    if index == 0:
+                        matrix = _keep_colours(frame, encoder)
+                    new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
+                        format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
                     new.pts, new.time_base = frame.pts, frame.time_base
                     out.mux(encoder.encode(new))
                     index += 1

@@ -49,12 +49,15 @@ def iter_moving_face_frames(portrait, box, count: int, width: int = 640, height:
 
 def write_clip(path: Path, frames, times: list[float] | None = None, rate: int = 25,
                sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
-               codec: str = "libx264", count: int | None = None, sound_codec: str = "aac") -> list[float]:
+               codec: str = "libx264", count: int | None = None, sound_codec: str = "aac",
+               colours: tuple[int, int, int] | None = None) -> list[float]:
     """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
     seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
     and a display-rotation flag says how to turn them upright, as phones store portrait video.
     The sound (a tone from the first frame's time on) is AAC, or `sound_codec` (a camera's
-    16-bit PCM: "pcm_s16le", "pcm_bluray"). Returns the times written."""
+    16-bit PCM: "pcm_s16le", "pcm_bluray"). `colours` (matrix, primaries, transfer, as FFmpeg
+    numbers them: (1, 1, 1) is BT.709) are named in the file and used to store the frames;
+    without them the file names none. Returns the times written."""
     count = count if count is not None else len(frames)
     times = times if times is not None else [i / rate for i in range(count)]
     frames = iter(frames)
@@ -71,12 +74,19 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
             stream.options = {"crf": "18", "preset": "veryfast"}
         if rotation:
             stream.set_display_rotation(rotation)
+        if colours:
+            context = stream.codec_context
+            context.colorspace, context.color_primaries, context.color_trc = colours
+            context.color_range = 1
         audio = None
         if sound:
             audio = container.add_stream(sound_codec, rate=48000)
             audio.layout = "mono"
         for pixels, t in zip(stored, times):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            if colours:
+                frame = frame.reformat(format="yuv420p", dst_colorspace={6: 5, 10: 9}.get(colours[0], colours[0]),
+                                       dst_color_range=1)
             frame.pts, frame.time_base = round(t / TIME_BASE), TIME_BASE
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -152,6 +152,31 @@ def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp
     assert end_out == pytest.approx(end_in, abs=0.03)
 
 
+@pytest.mark.parametrize("colours", [(1, 1, 1), (9, 9, 18)], ids=["BT.709", "BT.2020 HLG (a phone's HDR)"])
+def test_the_output_plays_with_the_colours_of_the_input(engine, tmp_path, colours):
+    """An HD clip names BT.709 as its colour matrix (a phone's HDR clip BT.2020 and HLG). The
+    output was written with swscale's default matrix and named none, so a player showed its
+    greens 26 levels off. Now it names the input's colours, and a player reading each file as it
+    says shows the same colours (within what H.264 loses)."""
+    bars = np.zeros((360, 640, 3), np.uint8)
+    for i, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 180, 150), (200, 200, 40)]):
+        bars[:, i * 128:(i + 1) * 128] = colour
+    clip = tmp_path / "bars.mp4"
+    write_clip(clip, [bars] * 5, sound=False, colours=colours)
+    anonymize_files(engine, [clip], tmp_path / "out", SOLID)
+
+    def shown(path):  # the first frame as a player shows it, and the colours the file names
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            named = (int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc))
+            return frame.to_ndarray(format="rgb24"), named
+
+    (before, named_before), (after, named_after) = shown(clip), shown(tmp_path / "out" / "bars.mp4")
+    assert named_before == named_after == colours
+    middles = [(180, i * 128 + 64) for i in range(5)]
+    assert max(np.abs(after[y, x].astype(int) - before[y, x]).max() for y, x in middles) <= 4
+
+
 def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     clip = tmp_path / "street.mp4"
     write_clip(clip, [f for f, _ in moving[:6]], metadata={
