@@ -59,11 +59,16 @@ def preview_bases(pixels: np.ndarray) -> dict[int, bytes]:
     """Downscaled copies of the original, made once, for fast previews and thumbnails."""
     out = {}
     for side in (PREVIEW_SIDE, THUMB_SIDE):
-        scale = min(1.0, side / max(pixels.shape[:2]))
-        small = cv2.resize(pixels, (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1 else pixels
+        size = base_size(pixels.shape[1], pixels.shape[0], side)
+        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA) if size != pixels.shape[1::-1] else pixels
         out[side] = encode_photo(small, "PNG" if small.shape[2] == 4 else "JPEG", 90)
     return out
+
+
+def base_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size of a photo's downscaled copy whose longer side is at most `side`."""
+    scale = min(1.0, side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 SWITCHED_OFF = OutlineAnnotator(color=(255, 210, 0))

@@ -210,7 +210,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             encoder.options = {"crf": str(quality), "preset": "veryfast"}
             sound = _Sound(out, source)
             covers = faces_by_frame(tracks, 1 << 62, hold)
-            index = 0
+            index, matrix = 0, None  # the colour matrix to write with: the first frame's (`_keep_colours`)
             for packet in source.demux([video] + sound.streams):
                 if packet.stream is not video:
                     sound.put(packet)

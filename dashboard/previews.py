@@ -16,7 +16,7 @@ import streamlit as st
 from core.images import decode_photo, encode_photo
 from core.faces import selected
 from core.records import ImageRecord, fingerprint
-from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, render
+from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, base_size, render
 from core.store import StoredFileError
 from core.workspace import overview_file
 from core.pipeline import Settings, anonymize, failure_reason
@@ -160,8 +160,7 @@ PAGE_WIDTH = 1460
 def too_thin(record: ImageRecord) -> bool:
     """A strip so thin that its preview, shrunk to the page's width, would be under a pixel tall:
     Streamlit cannot show it (the page stops with "height and width must be > 0")."""
-    scale = min(1.0, PREVIEW_SIDE / max(record.width, record.height))  # as `preview_bases` makes it
-    width, height = max(1, round(record.width * scale)), max(1, round(record.height * scale))
+    width, height = base_size(record.width, record.height, PREVIEW_SIDE)
     return width > PAGE_WIDTH and int(height * PAGE_WIDTH / width) < 1
 
 
