@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.report import local_time
 from core.intake import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
+from core.kinds import is_video
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import counted, plain
@@ -116,9 +117,8 @@ elif add:
         if folder.strip():
             reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer,
                                      advance))
-        duplicates = [d for report in reports for d in report.duplicates]
-        if duplicates:
-            st.session_state["duplicates"] = duplicates
+        # What the last intake met, said until the next one.
+        st.session_state["duplicates"] = [d for report in reports for d in report.duplicates]
         st.session_state["companions"] = [name for report in reports for name in report.companions]
         for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
             st.session_state.pop(key, None)
@@ -132,7 +132,7 @@ done = [r for r in images if r.detected]
 failed = [r for r in images if r.error]
 waiting = len(images) - len(done) - len(failed)
 for offered, same_as in st.session_state.get("duplicates", []):
-    st.info(f"{plain(offered)}: same photo as {plain(same_as)}, added once.")
+    st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
 if companions := st.session_state.get("companions"):
     SHOWN_COMPANIONS = 5
     st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "

@@ -178,6 +178,19 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     assert captions()[1:] == ["original (never exported)"]
 
 
+def test_a_video_added_twice_is_named_as_a_video_and_only_until_the_next_intake(root, astronaut_rgb,
+                                                                                 astronaut_face_box, tmp_path):
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "still.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 1)])
+    at = add_and_detect(started(), [("still.mp4", clip.read_bytes(), "video/mp4")])
+    add_and_detect(at, [("again.mp4", clip.read_bytes(), "video/mp4")])
+    assert [i.value for i in at.info] == [f"{plain('again.mp4')}: same video as {plain('still.mp4')}, added once."]
+    add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg")])
+    assert not at.info, "said of the intake that met it, not of every later one"
+
+
 def test_odd_sized_photos_are_reviewed_in_every_view(root, astronaut_rgb):
     """Photos of 20000 x 9, 4100 x 2, 9 x 20000, 1 x 1 and 2 x 2 px beside a real one: each review
     page opens, with its zoom, walk, drawing and original views. The strips stopped the page
