@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from core.images import decode_photo, encode_photo
+from core.kinds import is_video
 from core.faces import selected
 from core.records import ImageRecord, fingerprint
 from core.review import PREVIEW_SIDE, THUMB_SIDE, attention, base_size, render
@@ -157,11 +158,18 @@ def listing(session_id: int) -> list[tuple[int, str, str]]:
 PAGE_WIDTH = 1460
 
 
-def too_thin(record: ImageRecord) -> bool:
-    """A strip so thin that its preview, shrunk to the page's width, would be under a pixel tall:
-    Streamlit cannot show it (the page stops with "height and width must be > 0")."""
-    width, height = base_size(record.width, record.height, PREVIEW_SIDE)
+def too_thin(record: ImageRecord, shown: tuple[int, int] | None = None) -> bool:
+    """A strip so thin that the picture shown of it (its preview, or `shown`, a width and
+    height), shrunk to the page's width, would be under a pixel tall: Streamlit cannot show it
+    (the page stops with "height and width must be > 0")."""
+    width, height = shown or base_size(record.width, record.height, PREVIEW_SIDE)
     return width > PAGE_WIDTH and int(height * PAGE_WIDTH / width) < 1
+
+
+def say_too_thin(record: ImageRecord) -> None:
+    st.warning(f"This {'video' if is_video(record.name) else 'photo'} is {record.width} x {record.height} px: a "
+               "strip too thin to show on this page (under a pixel tall at the page's width). Look at it in "
+               "another program before approving it.")
 
 
 def original(record: ImageRecord) -> np.ndarray:

@@ -10,7 +10,7 @@ from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
 from core.review import render, table_marks
 from dashboard.faces import drawn_box
-from dashboard.previews import say_unreadable
+from dashboard.previews import say_too_thin, say_unreadable, too_thin
 from dashboard.state import act, workspace
 from dashboard.text import plain
 
@@ -31,10 +31,18 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
     except Exception as exc:  # noqa: BLE001 - this clip's problem, said on its page; its tracks still listed
         say_unreadable(record, workspace().files.problem(record.sha256) or failure_reason(exc))
     else:
-        # Boxes numbered as the face table's rows (each row is a track), not by their place in the frame.
-        marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near), index)
-        _frame_view(record, clip, index, render(frame, record.width, faces, settings, marks=marks), len(faces),
-                    reviewer, mark, frame if show_original else None)
+        if too_thin(record, frame.shape[1::-1]):
+            say_too_thin(record)
+        else:  # boxes numbered as the face table's rows (each row is a track), not by their place in the frame
+            marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near),
+                                             index)
+            _frame_view(record, clip, index, render(frame, record.width, faces, settings, marks=marks), len(faces),
+                        reviewer, mark, frame if show_original else None)
+    _track_table(record, settings, clip, every)
+
+
+def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
+    """Each person (track) with its time range, thumbnail and confidence."""
     by_id = {t.id: t for t in every}
     thumbs = thumbnails(record.sha256)
     rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,

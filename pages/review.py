@@ -15,7 +15,7 @@ from dashboard.faces import drawn_box, face_rows, switched
 from dashboard.keys import shortcuts
 from core.review import face_crop
 from dashboard.previews import (full_resolution, listing, original, original_problem, prefetch_full, preview,
-                                preview_jpeg, say_unreadable, too_thin)
+                                preview_jpeg, say_too_thin, say_unreadable, too_thin)
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import plain
@@ -106,8 +106,7 @@ with left:
     if is_clip:
         video_view(record, settings, outline, near, show_original, reviewer, mark)
     elif too_thin(record):
-        st.warning(f"This photo is {record.width} x {record.height} px: a strip too thin to show on this page "
-                   "(under a pixel tall at the page's width). Look at it in another program before approving it.")
+        say_too_thin(record)
     elif unreadable:
         say_unreadable(record, unreadable)
     elif zooming:

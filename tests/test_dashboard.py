@@ -191,18 +191,22 @@ def test_a_video_added_twice_is_named_as_a_video_and_only_until_the_next_intake(
     assert not at.info, "said of the intake that met it, not of every later one"
 
 
-def test_odd_sized_photos_are_reviewed_in_every_view(root, astronaut_rgb):
+def test_odd_sized_photos_and_clips_are_reviewed_in_every_view(root, astronaut_rgb, tmp_path):
     """Photos of 20000 x 9, 4100 x 2, 9 x 20000, 1 x 1 and 2 x 2 px beside a real one: each review
     page opens, with its zoom, walk, drawing and original views. The strips stopped the page
     (Streamlit shrinks them to the page's width and no height: "height and width must be > 0"),
     and the zoom of a photo of a pixel or two stopped it too (a chart under Plotly's least height)."""
     from tests.conftest import png_bytes
 
+    from tests.clips import write_clip
+
     sizes = [(20000, 9), (4100, 2), (9, 20000), (1, 1), (2, 2)]
     files = [(f"{w}x{h}.png", png_bytes(np.full((h, w, 3), 128, np.uint8)), "image/png") for w, h in sizes]
+    write_clip(tmp_path / "strip.mp4", [np.full((2, 4098, 3), 100, np.uint8)] * 3, sound=False)
+    files.append(("strip.mp4", (tmp_path / "strip.mp4").read_bytes(), "video/mp4"))  # and a clip of the kind
     at = add_and_detect(started(), [("real.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"), *files])
     records = Workspace(root / "ws").images(at.session_state["session_id"])
-    assert [r.error for r in records] == [None] * 6
+    assert [r.error for r in records] == [None] * 7
     views = ["Show the original beside it", "Zoom: inspect, select and draw at full resolution",
              "Walk the faces at full resolution", "Draw a face the detectors missed"]
     for record in records:
@@ -210,7 +214,7 @@ def test_odd_sized_photos_are_reviewed_in_every_view(root, astronaut_rgb):
         at.switch_page("pages/review.py").run()
         assert not at.exception, (record.name, at.exception)
         thin = [w.value for w in at.warning if "too thin to show" in w.value]
-        assert bool(thin) == (record.name in ("20000x9.png", "4100x2.png")), record.name
+        assert bool(thin) == (record.name in ("20000x9.png", "4100x2.png", "strip.mp4")), record.name
         for view in views:
             toggle = [t for t in at.toggle if t.label == view]
             if toggle:
