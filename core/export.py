@@ -219,8 +219,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
-        video.render(source, target, tracks, cover, settings.video_quality,
-                     progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"))
+        rendered = video.render(source, target, tracks, cover, settings.video_quality,
+                                progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"))
         with open(target, "rb") as handle:
             output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
         found = fresh.residual_result(batch, output_sha)
@@ -247,7 +247,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                   "width": clip.info.width, "height": clip.info.height, "decision": APPROVED,
                   "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks],
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
-                  "thumbnail": thumbnail}
+                  "sound": rendered["audio"] or "none", "thumbnail": thumbnail}
 
 
 def _held(row: dict, found: list) -> dict | None:

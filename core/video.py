@@ -109,7 +109,8 @@ def probe(path: Path) -> VideoInfo:
             width, height = height, width
         duration = float(container.duration / 1e6) if container.duration else \
             float(stream.duration * stream.time_base) if stream.duration else 0.0
-        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        audio = next((s.codec_context.name if s.codec_context else "a codec this program cannot read"
+                      for s in container.streams.audio), None)
         return VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
                          stream.frames or 0, duration, audio)
 
@@ -284,8 +285,10 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
 
 
 class _Sound:
-    """The input's first sound stream into the output: copied packet for packet when MP4 can
-    store its codec, else re-encoded to AAC; `note` says which, for the manifest."""
+    """The input's sound into the output: its first stream MP4 can store, copied packet for
+    packet, else its first stream this program can decode, re-encoded to AAC; `note` says which,
+    for the manifest. Sound in a codec with no decoder here (a phone's spatial audio) is left
+    out and said: the pictures are anonymised all the same."""
 
     def __init__(self, out, source):
         import av
@@ -294,9 +297,13 @@ class _Sound:
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         if not source.streams.audio:
             return
-        sound = source.streams.audio[0]
+        readable = [s for s in source.streams.audio if s.codec_context is not None]
+        if not readable:
+            self.note = "left out: its sound is in a codec this program cannot read"
+            return
+        sound = next((s for s in readable if s.codec_context.name in MP4_AUDIO), readable[0])
         self.streams = [sound]
-        name = sound.codec_context.name if sound.codec_context else "unknown"
+        name = sound.codec_context.name
         if name in MP4_AUDIO:
             self._copy = out.add_stream_from_template(sound)
             self._copy.metadata.clear()

@@ -4,6 +4,7 @@ kept, no identifying tags, bad files reported by name while the batch goes on.""
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import replace
 
 import av
@@ -175,6 +176,62 @@ def test_the_output_plays_with_the_colours_of_the_input(engine, tmp_path, colour
     assert named_before == named_after == colours
     middles = [(180, i * 128 + 64) for i in range(5)]
     assert max(np.abs(after[y, x].astype(int) - before[y, x]).max() for y, x in middles) <= 4
+
+
+def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(engine, moving, tmp_path):
+    """Sound in a codec with no decoder here (a phone's spatial audio): the clip failed whole,
+    "could not be processed (AttributeError ...)". Its pictures are anonymised; the sound is left
+    out and the manifest and the audit package say so. A clip with another sound stream that can
+    be read keeps that one."""
+    from core.export import export_approved
+    from core.intake import add_files, intake_upload
+    from core.records import APPROVED
+    from core.review import detect_pending
+    from core.workspace import Workspace
+
+    made = tmp_path / "made.mov"
+    write_clip(made, [f for f, _ in moving[:12]], fmt="mov", sound_codec="pcm_s16le")
+    assert made.read_bytes().count(b"sowt") == 1  # the sound's codec, as MOV names it
+    clip = tmp_path / "IMG_0016.MOV"
+    clip.write_bytes(made.read_bytes().replace(b"sowt", b"apac"))  # a codec FFmpeg has no decoder for
+    manifest = anonymize_files(engine, [clip], tmp_path / "out", SOLID)
+    entry = manifest["files"][0]
+    assert "error" not in entry, entry
+    assert entry["video"]["sound"] == "left out: its sound is in a codec this program cannot read"
+    frames, _ = read_frames(tmp_path / "out" / "IMG_0016.mp4")
+    assert len(frames) == 12 and not audio_payloads(tmp_path / "out" / "IMG_0016.mp4")
+    assert max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10
+
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Phone", "Officer", SOLID)
+    add_files(ws, session, intake_upload("IMG_0016.MOV", clip.read_bytes()), "Officer")
+    detect_pending(ws, engine, session)
+    ws.decide(ws.images(session)[0].id, APPROVED, "Officer")
+    with zipfile.ZipFile(export_approved(ws, session, "Officer", engine.detector).audit_path) as archive:
+        (row,) = json.loads(archive.read("manifest.json"))["photos"]
+    assert row["outcome"] == "exported" and row["sound"].startswith("left out")
+
+    # The same sound beside a second, readable stream (AAC): that one is kept.
+    both = tmp_path / "both.mov"
+    with av.open(str(both), "w", format="mov") as container:
+        picture = container.add_stream("libx264", rate=25)
+        picture.width, picture.height, picture.pix_fmt = 640, 360, "yuv420p"
+        sounds = [container.add_stream(codec, rate=48000) for codec in ("pcm_s16le", "aac")]
+        for n, (pixels, _) in enumerate(moving[:12]):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            container.mux(picture.encode(frame))
+        container.mux(picture.encode(None))
+        for stream, kind in zip(sounds, ("s16", "fltp")):
+            for start in range(0, 24000, 1024):
+                chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), "int16" if kind == "s16" else "float32"),
+                                                   format=kind, layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                container.mux(stream.encode(chunk))
+            container.mux(stream.encode(None))
+    (tmp_path / "IMG_0017.MOV").write_bytes(both.read_bytes().replace(b"sowt", b"apac"))
+    entry = anonymize_files(engine, [tmp_path / "IMG_0017.MOV"], tmp_path / "out", SOLID)["files"][0]
+    assert entry["video"]["sound"] == "aac, copied" and audio_payloads(tmp_path / "out" / "IMG_0017.mp4")
 
 
 def test_no_identifying_tags_are_written(engine, moving, tmp_path):
