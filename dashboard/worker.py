@@ -105,8 +105,13 @@ class ExportWorker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, session_id: int, actor: str) -> int:
-        export_id = workspace().exports.start(session_id, actor)
+        """Build the session's zip; while one of the session's is being built, that one is the
+        one (a second tab, or a second click before the page shows the first, builds no second)."""
         with self._lock:
+            building = [e for e in workspace().exports.unfinished(session_id) if self.running(e)]
+            if building:
+                return building[0]
+            export_id = workspace().exports.start(session_id, actor)
             self._launch(export_id, session_id, actor)
         return export_id
 

@@ -365,6 +365,41 @@ def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_
     assert [a["action"] for a in ws.audit(session_id)].count("export resumed after a restart") == 1
 
 
+def test_build_clicked_in_two_tabs_at_once_builds_one_zip(root, astronaut_rgb, engine, monkeypatch):
+    """Two tabs (or a double click) press "Build the zip" at the same moment: one export is
+    built, not two side by side (twice the work, two zips of the same state)."""
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
+    from dashboard.state import workspace
+    from dashboard.worker import ExportWorker
+
+    ws = workspace()
+    session_id = ws.create_session("Two clicks", "A. Officer")
+    add_files(ws, session_id, intake_upload("a.jpg", jpeg_bytes(astronaut_rgb)), "A. Officer")
+    detect_pending(ws, engine, session_id)
+    ws.decide(ws.images(session_id)[0].id, APPROVED, "A. Officer")
+    start = ws.exports.start
+
+    def slow_start(*args):  # the real start, with time for the other tab to press meanwhile
+        time.sleep(0.3)
+        return start(*args)
+
+    monkeypatch.setattr(ws.exports, "start", slow_start)
+    worker = ExportWorker()
+    ids = []
+    tabs = [threading.Thread(target=lambda: ids.append(worker.start(session_id, "A. Officer"))) for _ in range(2)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    assert len(set(ids)) == 1
+    for _ in range(240):
+        if ws.exports.get(ids[0])["status"] != "building":
+            break
+        time.sleep(0.25)
+    assert [e["status"] for e in ws.exports.of_session(session_id)] == ["complete"]
+
+
 def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root):
     at = started("Purged elsewhere")
     session_id = at.session_state["session_id"]
