@@ -205,19 +205,24 @@ def frame_at(path: Path, scan: Scan, index: int) -> np.ndarray:
 
 def _decoded(path: Path, scan: Scan, first: int, last: int) -> Iterator[tuple[int, object]]:
     """Frames `first` to `last` with their indices, decoded from the key frame before `first`;
-    where the seek lands nowhere or past `first` (an MPEG-TS clip with few key frames seeks by
-    bytes and guesses), from the start instead."""
+    where the seek fails, lands nowhere, past `first` (an MPEG-TS clip with few key frames seeks
+    by bytes and guesses) or on a frame without a time, from the start instead."""
+    import av
+
     for seek in (True, False):
         container, stream = _open(path)
         with container:
             if seek:
-                container.seek(max(0, int((scan.times[first] - 1.0) / stream.time_base)), stream=stream, backward=True)
+                try:
+                    container.seek(max(0, int((scan.times[first] - 1.0) / stream.time_base)), stream=stream,
+                                   backward=True)
+                except av.FFmpegError:  # a stream that cannot seek at all
+                    continue
             n, landed = None, False
             for frame in container.decode(stream):
-                if n is None:  # where the seek landed
-                    t = float(frame.pts * frame.time_base) if frame.pts is not None else None
-                    n = min(range(scan.frames), key=lambda k: abs(scan.times[k] - t)) if t is not None and seek else 0
-                    landed = n <= first
+                if n is None:  # where it starts: the frame the seek landed on, or the first
+                    n = _index_at(frame, scan) if seek else 0
+                    landed = n is not None and n <= first
                     if not landed:
                         break
                 if n >= first:
@@ -227,6 +232,14 @@ def _decoded(path: Path, scan: Scan, first: int, last: int) -> Iterator[tuple[in
                     return
             if landed:  # the clip ended before `last`
                 return
+
+
+def _index_at(frame, scan: Scan) -> int | None:
+    """The index of the scan's frame nearest a decoded frame's time (None: it has no time)."""
+    if frame.pts is None:
+        return None
+    t = float(frame.pts * frame.time_base)
+    return min(range(scan.frames), key=lambda k: abs(scan.times[k] - t))
 
 
 def frame_faces(tracks: list[Track], index: int) -> list[Face]:

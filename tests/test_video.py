@@ -128,6 +128,21 @@ def test_any_frame_of_an_mpeg_ts_clip_is_shown_for_review(moving, tmp_path):
     assert track.first < 140 < track.last
 
 
+def test_any_frame_is_shown_from_a_stream_that_cannot_seek_and_has_no_times(moving, tmp_path):
+    """A raw H.264 stream (as some CCTV recorders export) has no timestamps and refuses to seek:
+    showing a frame of it failed with PermissionError. Its frames are decoded from the start."""
+    from core import video_review
+
+    clip = tmp_path / "camera.h264"
+    write_clip(clip, [f for f, _ in moving], fmt="h264", sound=False)
+    with av.open(str(clip)) as container:
+        decoded = [f for f in container.decode(video=0)]
+    assert decoded[5].pts is None
+    scan = video.scan(lambda pixels: [], clip)
+    for index in (0, 17, 29):
+        assert np.array_equal(video_review.frame_at(clip, scan, index), decoded[index].to_ndarray(format="rgb24"))
+
+
 def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp_path):
     """A camcorder's LPCM sound cannot go into MP4 as it is and is re-encoded to AAC. The clip's
     pictures and sound start at 1.4 s (MPEG-TS); the re-encoded sound started at 0, 1.4 s ahead
