@@ -9,6 +9,7 @@ switches and checks the written file at sampled frames.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -235,11 +236,13 @@ def _decoded(path: Path, scan: Scan, first: int, last: int) -> Iterator[tuple[in
 
 
 def _index_at(frame, scan: Scan) -> int | None:
-    """The index of the scan's frame nearest a decoded frame's time (None: it has no time)."""
+    """The index of the scan's frame nearest a decoded frame's time (None: it has no time). The
+    times ascend: a binary search, not a pass over every frame on each scrub of a long clip."""
     if frame.pts is None:
         return None
     t = float(frame.pts * frame.time_base)
-    return min(range(scan.frames), key=lambda k: abs(scan.times[k] - t))
+    after = bisect.bisect_left(scan.times, t)
+    return min((k for k in (after - 1, after) if 0 <= k < scan.frames), key=lambda k: abs(scan.times[k] - t))
 
 
 def frame_faces(tracks: list[Track], index: int) -> list[Face]:
