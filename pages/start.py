@@ -84,6 +84,9 @@ if st.button("Close this session"):
     forget_place()
     st.rerun()
 
+# How many names a message lists before "…and N more".
+SHOWN_COMPANIONS, SHOWN_FAILURES = 5, 20
+
 # The uploader's key changes after each intake, which drops the uploaded bytes from memory.
 upload_round = st.session_state.setdefault("upload_round", 0)
 uploads = st.file_uploader("Photos and videos, or zips of them", accept_multiple_files=True,
@@ -134,13 +137,11 @@ waiting = len(images) - len(done) - len(failed)
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
 if companions := st.session_state.get("companions"):
-    SHOWN_COMPANIONS = 5
     st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "
             "thumbnails, a card's index files; never published): "
             + plain(", ".join(companions[:SHOWN_COMPANIONS]) + ("…" if len(companions) > SHOWN_COMPANIONS else "")))
 st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
            + (f", {waiting} waiting for detection." if waiting else "."))
-SHOWN_FAILURES = 20
 if failed:
     st.error("These files cannot be processed:\n\n" + "\n".join(
         f"- **{plain(r.name)}**: {plain(r.error)}" for r in failed[:SHOWN_FAILURES])
