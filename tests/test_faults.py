@@ -16,7 +16,7 @@ from core.records import APPROVED, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
-                           two_reviewers, wait_for)
+                           two_reviewers, until, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -73,9 +73,10 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             assert len(detections) == len(large_photos), "every photo detected exactly once"
             for record in ws.images(session_id):
                 ws.decide(record.id, APPROVED, "Officer")
-            settle(page)
-            page.get_by_role("link", name="Export").click()
-            page.get_by_role("button", name="Build the zip").click()
+            # The page reruns once more when it sees detection end: a click landing then is dropped.
+            build = page.get_by_role("button", name="Build the zip")
+            until(page, lambda: page.get_by_role("link", name="Export").click(), build.is_visible, "opening Export")
+            build.click()
             wait_for(lambda: list(ws.files.exports.glob("*.partial")), 120)
             server.kill()
         assert not list(ws.files.exports.glob("*.zip")), "no zip may exist before it is complete"
