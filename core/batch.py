@@ -16,7 +16,7 @@ import numpy as np
 
 from . import video
 from .faces import Face, near_misses, selected
-from .images import ImageError, Photo, encode_photo, output_format
+from .images import ImageError, Photo, encode_photo, file_format, has_alpha, output_format
 from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonymize, check_output, engine_versions,
                        failure_reason)
 from .report import utc_now
@@ -159,8 +159,7 @@ def output_name(namer: OutputNamer, path: Path) -> str:
     from PIL import Image
 
     with Image.open(path) as image:
-        fmt = "JPEG" if image.format in ("JPEG", "MPO") else "PNG"
-    return namer.name_for(path.name, fmt)
+        return namer.name_for(path.name, file_format(image.format, has_alpha(image)))
 
 
 def manifest_path(out_dir: Path) -> Path:

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                         help="photos (JPEG, PNG, WebP, AVIF, TIFF...), videos (MP4, MOV, MKV, MTS...), "
+                         help="photos (JPEG, HEIC, PNG, WebP, AVIF, TIFF...), videos (MP4, MOV, MKV, MTS...), "
                               "or folders of them")
         sub.add_argument("--threshold", type=float, default=defaults.threshold,
                          help=f"lowest detector confidence that counts as a face (default {defaults.threshold})")

@@ -14,15 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .kinds import HEIC_REFUSED
+# An iPhone's HEIC (and a camera's HEIF) opens through Pillow. Only the main picture is decoded:
+# never an embedded thumbnail in its place, nor its depth map. The picture comes upright from
+# the file's own rotation, and the EXIF orientation is set to 1 so that it is not turned twice.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # 100 megapixels: above any camera a newsroom uses, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 100_000_000
 
 # A JPEG with extra frames opens as MPO through the JPEG opener.
-_READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF"}
+_READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF"}
+# Lossy photo formats written out as JPEG; the rest become PNG (lossless, keeps alpha).
+_AS_JPEG = {"JPEG", "MPO", "HEIF"}
 # The brands of HEIF files (an iPhone's HEIC) that are not AVIF.
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
@@ -79,8 +85,6 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     orientation and bring every pixel format to 8-bit RGB or RGBA."""
     if not data:
         raise ImageError(name, "the file is empty")
-    if _heic(data):
-        raise ImageError(name, HEIC_REFUSED)
     # Pillow's own bomb guard runs inside `open`; make it use our limit, not its default.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -95,7 +99,9 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, "not a supported image (JPEG, PNG, WebP, AVIF, BMP, TIFF or GIF expected)") from None
+        if problem := _heic_problem(data):  # Pillow says only that no opener took it
+            raise ImageError(name, f"the image data is damaged or truncated (HEIC: {problem})") from None
+        raise ImageError(name, "not a supported image (JPEG, HEIC, PNG, WebP, AVIF, BMP, TIFF or GIF expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(name, f"image is too large to open safely (over {max_pixels / 1e6:.0f} "
                                "megapixels)") from None
@@ -106,13 +112,20 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
                  format=image.format or "")
 
 
-def _heic(data: bytes) -> bool:
-    """Whether the file is HEIF but not AVIF: its ftyp box names the brands it conforms to."""
+def _heic_problem(data: bytes) -> str | None:
+    """Why a file that says it is HEIF (its ftyp box names the brands it conforms to) and not
+    AVIF cannot be opened, in libheif's words; None for any other file."""
     if data[4:8] != b"ftyp":
-        return False
+        return None
     size = int.from_bytes(data[:4], "big")
     brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data), 256), 4)}
-    return bool(brands & _HEIF_BRANDS) and not brands & {b"avif", b"avis"}
+    if not brands & _HEIF_BRANDS or brands & {b"avif", b"avis"}:
+        return None
+    try:
+        pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).data  # decodes it
+    except Exception as exc:  # noqa: BLE001 - whatever libheif says is the reason
+        return str(exc).strip() or type(exc).__name__
+    return "cannot be decoded"
 
 
 def _upright(image: Image.Image) -> None:
@@ -164,9 +177,13 @@ def _to_8bit_array(image: Image.Image) -> np.ndarray:
         top = 65535.0 if values.max(initial=0) > 255 else 255.0
         gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    target = "RGBA" if has_alpha else "RGB"
+    target = "RGBA" if has_alpha(image) else "RGB"
     return np.asarray(image if mode == target else image.convert(target))
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether an opened image (decoded or not) has transparency."""
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
 def encode_photo(pixels: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
@@ -185,5 +202,11 @@ def encode_photo(pixels: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
 
 
 def output_format(photo: Photo) -> str:
-    """JPEG stays JPEG; everything else becomes PNG, which is lossless and keeps alpha."""
-    return "JPEG" if photo.format in ("JPEG", "MPO") and not photo.has_alpha else "PNG"
+    """JPEG stays JPEG and a HEIC becomes one; everything else becomes PNG, which is lossless
+    and keeps alpha."""
+    return file_format(photo.format, photo.has_alpha)
+
+
+def file_format(source_format: str, alpha: bool = False) -> str:
+    """The output format for a photo in `source_format` (Pillow's name for it)."""
+    return "JPEG" if source_format in _AS_JPEG and not alpha else "PNG"

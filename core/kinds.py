@@ -1,17 +1,15 @@
-"""What a file is by its name: a photo, a video, or a kind this tool names and refuses (an
-iPhone's HEIC photo, a camera's raw file), said with what to do. Folders, zips, uploads and the
+"""What a file is by its name: a photo, a video, or a kind this tool names and refuses (a
+camera's raw file), said with what to do. Folders, zips, uploads and the
 command line all go by these rules; what a file holds is checked when it is decoded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
+                  ".heic", ".heif", ".hif"}  # an iPhone's HEIC, a camera's HEIF
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi",
                   ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp", ".mxf"}  # camcorders (AVCHD), broadcast, old phones
-# HEIF files (an iPhone's HEIC) that are not AVIF: no decoder here.
-HEIC_REFUSED = "HEIC/HEIF photos are not supported: export them as JPEG first"
-HEIC_SUFFIXES = {".heic", ".heif", ".hif"}
 # A camera's raw files: developed in the camera maker's or a photo editor's software, not here.
 RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
                 ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}
@@ -38,11 +36,9 @@ def is_video(path: Path | str) -> bool:
 
 
 def unreadable_kind(path: Path | str) -> str | None:
-    """Why a file is refused by its name, whatever it holds: an iPhone's HEIC photo, or a
-    camera's raw file (a DNG opens as a TIFF of its small preview), said with what to do."""
+    """Why a file is refused by its name, whatever it holds: a camera's raw file (a DNG opens
+    as a TIFF of its small preview), said with what to do."""
     suffix = Path(path).suffix.lower()
-    if suffix in HEIC_SUFFIXES:
-        return HEIC_REFUSED
     if suffix in RAW_SUFFIXES:
         return "a camera's raw file: develop it as JPEG first (raw files are not read)"
     return None

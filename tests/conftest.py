@@ -51,6 +51,19 @@ def png_bytes(pixels: np.ndarray, **save_args) -> bytes:
     return buffer.getvalue()
 
 
+def heic_bytes(rgb: np.ndarray, orientation: int = 1, **save_args) -> bytes:
+    """A HEIC as an iPhone writes one: `rgb` stored as given, and an `orientation` (EXIF's
+    numbers) both in its EXIF and as the file's own rotation (libheif writes `irot`)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # Pillow's "HEIF" saver; the options `core.images` set stay
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "HEIF", quality=90, exif=exif.tobytes(), **save_args)
+    return buffer.getvalue()
+
+
 def eval_entries() -> list[dict]:
     """The annotated evaluation photos, or [] where ../shared/eval is not present."""
     path = EVAL_DIR / "annotations.json"

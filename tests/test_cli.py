@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from core.pipeline import Settings
-from tests.conftest import ROOT, jpeg_bytes, png_bytes
+from tests.conftest import ROOT, heic_bytes, jpeg_bytes, png_bytes
 from tests.test_images import BAD_INPUTS
 
 
@@ -196,6 +196,22 @@ def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
     assert run_cli("anonymize", str(source), "--out", str(tmp_path / "o")).returncode == 0
     output = Image.open(tmp_path / "o" / "phone.jpg")
     assert output.size == (512, 512) and not output.getexif()
+    diff = np.abs(np.asarray(output).astype(int) - astronaut_rgb.astype(int)).mean(axis=2)
+    assert diff[100:150, 190:230].mean() > 12 and diff[400:, 400:].mean() < 4
+
+
+def test_an_iphones_heic_comes_out_as_an_upright_jpeg_with_its_face_covered(tmp_path, astronaut_rgb):
+    """An iPhone's default photo format (stored sideways, turned by the file) is read, not
+    refused: the output is a JPEG named after it, upright, with no metadata."""
+    sideways = np.ascontiguousarray(np.rot90(astronaut_rgb))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "IMG_0001.HEIC").write_bytes(heic_bytes(sideways, 6))
+    result = run_cli("anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads((tmp_path / "o" / "manifest.json").read_text())["files"]
+    assert entry["output"] == "IMG_0001.jpg" and entry["faces"], entry
+    output = Image.open(tmp_path / "o" / "IMG_0001.jpg")
+    assert output.format == "JPEG" and output.size == (512, 512) and not output.getexif()
     diff = np.abs(np.asarray(output).astype(int) - astronaut_rgb.astype(int)).mean(axis=2)
     assert diff[100:150, 190:230].mean() > 12 and diff[400:, 400:].mean() < 4
 

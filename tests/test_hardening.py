@@ -20,6 +20,7 @@ from core.intake import add_files, intake_folder, intake_upload, unpack_zip
 from core.records import APPROVED, FAILED
 from core.review import detect_pending
 from core.workspace import Workspace
+from tests.conftest import heic_bytes
 from tests.test_images import BAD_INPUTS, gradient, png_header_claiming
 
 
@@ -68,10 +69,13 @@ def cmyk_jpeg() -> bytes:
 
 
 REFUSED = {name: (make, reason) for name, (make, reason) in BAD_INPUTS.items()} | {
-    "photo.heic": (lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    # A file that says it is HEIC and holds nothing more: named as a damaged HEIC, not "not an image".
+    "photo.heic": (lambda: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200,
+                   "damaged or truncated (HEIC: "),
     # A DNG is a TIFF: read as one, its small preview would be reviewed and published.
     "camera.dng": (lambda: encoded(gradient(), "TIFF"), "camera's raw file"),
-    "generic-brand.heic": (lambda: b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"\x00" * 200, "HEIC"),
+    "generic-brand.heic": (lambda: b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"\x00" * 200,
+                           "damaged or truncated (HEIC: "),
     "animated.avif": (lambda: encoded(gradient(), "AVIF", save_all=True,
                                       append_images=[Image.fromarray(255 - gradient())]), "frames"),
     "huge-header.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
@@ -83,6 +87,7 @@ PROCESSED = {
     "deep16.png": deep_png,
     "cmyk.jpg": cmyk_jpeg,
     "progressive.jpg": lambda: encoded(gradient(), "JPEG", progressive=True),
+    "IMG_0001.HEIC": lambda: heic_bytes(np.ascontiguousarray(np.rot90(gradient())), 6),
     "web.avif": lambda: encoded(gradient(), "AVIF", quality=90),
     "one-pixel.png": lambda: encoded(np.zeros((1, 1, 3), np.uint8), "PNG"),
     "strip.png": lambda: encoded(np.full((10, 20000, 3), 128, np.uint8), "PNG"),
@@ -126,10 +131,10 @@ def test_every_kind_is_refused_or_processed_and_logged(ws, engine):
     for name in PROCESSED:  # some are the same bytes under an odd name: named as the same photo
         (record,) = by_name[same_as.get(name, name)]
         assert record.detected and record.error is None, (name, record.error)
-    for n in range(1, 9):
-        (record,) = by_name[f"orientation-{n}.png"]
+    for name in [f"orientation-{n}.png" for n in range(1, 9)] + ["IMG_0001.HEIC"]:
+        (record,) = by_name[name]
         upright = decode_photo(ws.files.preview(record.sha256, 320), "preview").pixels
-        assert (record.width, record.height) == (64, 48) and np.abs(upright.astype(int) - gradient()).mean() < 3, n
+        assert (record.width, record.height) == (64, 48) and np.abs(upright.astype(int) - gradient()).mean() < 3, name
     assert len(by_name["twice.jpg"]) == 2
     assert same_as["huge-header.png"] == "bomb.png" and same_as["same-bytes-2.png"] == "same-bytes-1.png"
     assert not set(same_as) & set(by_name), "a duplicate is added once"
@@ -251,20 +256,18 @@ def test_hostile_folder(tmp_path, ws):
     for i in range(2000):
         (folder / f"notes-{i}.txt").write_text("not a photo")
     (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
-    (folder / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    (folder / "IMG_0001.HEIC").write_bytes(heic_bytes(gradient()))
     (folder / "DSC_0001.NEF").write_bytes(b"MM\x00*" + b"\x00" * 100)
     (folder / "deep" / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
     os.mkfifo(folder / "pipe.jpg")  # reading it would block forever: never opened
     session = ws.create_session("folder", "tester")
     refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester").refused
-    assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg"}
+    assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg", "IMG_0001.HEIC"}
     reasons = {r.name: r.problem for r in refused}
-    assert len(refused) == 2004
+    assert len(refused) == 2003
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
     assert "not an image or video file" in reasons["notes-7.txt"]
-    # An iPhone's photo is named for what it is, with what to do: not "not an image".
-    assert reasons["IMG_0001.HEIC"] == "HEIC/HEIF photos are not supported: export them as JPEG first"
     assert reasons["DSC_0001.NEF"].startswith("a camera's raw file: develop it as JPEG first")
     outside = add_files(ws, session, intake_folder("/etc", [tmp_path]), "tester").refused
     assert "outside the folders" in outside[0].problem
@@ -285,7 +288,7 @@ def test_a_folder_pasted_from_a_file_manager_is_read(tmp_path):
 
 VALID = [encoded(gradient(), "JPEG"), encoded(gradient(), "PNG"), encoded(gradient(), "GIF"),
          encoded(gradient(), "WEBP"), encoded(gradient(), "TIFF"), encoded(gradient(), "BMP"),
-         encoded(gradient(), "AVIF")]
+         encoded(gradient(), "AVIF"), heic_bytes(gradient()), heic_bytes(np.ascontiguousarray(np.rot90(gradient())), 6)]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,11 +7,12 @@ import struct
 import zlib
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image, PngImagePlugin
 
-from core.images import ImageError, decode_photo, encode_photo
-from tests.conftest import jpeg_bytes, png_bytes
+from core.images import ImageError, decode_photo, encode_photo, output_format
+from tests.conftest import heic_bytes, jpeg_bytes, png_bytes
 
 
 def gradient(h=48, w=64) -> np.ndarray:
@@ -90,7 +91,8 @@ def test_a_phones_display_p3_photo_comes_out_in_srgb_as_a_browser_shows_it():
     pixels = np.tile(skin.astype(np.uint8), (32, 32, 1))
     for fmt, data in (("JPEG", jpeg_bytes(pixels, icc_profile=matrix_profile("Display P3", DISPLAY_P3))),
                       ("PNG", png_bytes(np.dstack([pixels, np.full((32, 32), 90, np.uint8)]),
-                                        icc_profile=matrix_profile("Display P3", DISPLAY_P3)))):
+                                        icc_profile=matrix_profile("Display P3", DISPLAY_P3))),
+                      ("HEIC", heic_bytes(pixels, icc_profile=matrix_profile("Display P3", DISPLAY_P3)))):
         photo = decode_photo(data, "p3." + fmt.lower())
         linear = np.linalg.solve(np.array(SRGB).T, np.array(DISPLAY_P3).T @ (skin / 255) ** 2.2)
         expected = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
@@ -191,6 +193,7 @@ BAD_INPUTS = {
     "doc.png": (lambda: b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not a supported image"),
     "vector.jpg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a supported image"),
     "bomb.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
+    "truncated.heic": (lambda: heic_bytes(gradient(256, 256))[:1500], "damaged or truncated (HEIC: "),
     "animated.gif": (animated_gif, "frames"),
 }
 
@@ -202,3 +205,31 @@ def test_bad_input_gives_clear_error(name):
         decode_photo(make(), name)
     assert str(info.value).startswith(f"{name}: ")
     assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_an_iphones_heic_is_read_upright(orientation):
+    """An iPhone stores the sensor's pixels, the turn in the file (`irot`) and the same turn in
+    its EXIF: read once, turned once. In tiles of 512 px, as an iPhone encodes it."""
+    upright = np.asarray(Image.fromarray(gradient(48, 64)).resize((1100, 800), Image.BILINEAR))
+    stored = {1: None, 3: Image.ROTATE_180, 6: Image.ROTATE_90, 8: Image.ROTATE_270}[orientation]
+    sensor = upright if stored is None else np.asarray(Image.fromarray(upright).transpose(stored))
+    data = heic_bytes(sensor, orientation, tile_size=512)
+    exif = Image.Exif()
+    exif.load(data[data.find(b"MM\x00*"):])
+    assert b"irot" in data or orientation == 1
+    assert exif[0x0112] == orientation, "the EXIF says the same turn, as an iPhone's does"
+    photo = decode_photo(data, "IMG_0001.HEIC")
+    assert photo.format == "HEIF" and output_format(photo) == "JPEG"
+    assert photo.pixels.shape == upright.shape
+    assert np.abs(photo.pixels.astype(int) - upright.astype(int)).mean() < 4
+
+
+def test_a_ten_bit_heic_is_read_as_eight_bit():
+    deep = gradient().astype(np.uint16) * 257  # the same picture, on 16 bits
+    buffer = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB;16", size=(64, 48), data=deep.tobytes()).save(buffer, quality=95)
+    assert pillow_heif.open_heif(io.BytesIO(buffer.getvalue())).info["bit_depth"] == 10
+    photo = decode_photo(buffer.getvalue(), "ten-bit.heic")
+    assert photo.pixels.dtype == np.uint8 and photo.pixels.shape == (48, 64, 3)
+    assert np.abs(photo.pixels.astype(int) - gradient().astype(int)).mean() < 4
