@@ -16,7 +16,7 @@ from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
                            start_session, until, wait_for)
 from tests.clips import moving_face_frames, write_clip
-from tests.conftest import jpeg_bytes
+from tests.conftest import heic_bytes, jpeg_bytes
 
 require_chromium()
 
@@ -40,7 +40,8 @@ def photos(tmp_path, astronaut_rgb):
     exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # a GPS position that must not survive
     files = {
         "portrait.jpg": jpeg_bytes(astronaut_rgb, exif=exif.tobytes()),
-        "mirror.jpg": jpeg_bytes(astronaut_rgb[:, ::-1].copy(), exif=exif.tobytes()),
+        # An iPhone's photo, in its own format: exported as JPEG.
+        "mirror.HEIC": heic_bytes(astronaut_rgb[:, ::-1].copy()),
         # Larger than the preview: its review page decodes the original ahead, in a thread.
         "dim.jpg": jpeg_bytes(np.repeat(np.repeat((astronaut_rgb * 0.8).astype(np.uint8), 4, axis=0), 4, axis=1)),
         "broken.jpg": b"\xff\xd8\xff\xe0 this is not really a JPEG",
@@ -58,7 +59,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         # Start a session and add three photos and one broken file.
         start_session(page, url, "Browser test", "E2E Reviewer")
         page.locator("input[type=file]").set_input_files(
-            [str(photos / n) for n in ("portrait.jpg", "mirror.jpg", "dim.jpg", "broken.jpg")])
+            [str(photos / n) for n in ("portrait.jpg", "mirror.HEIC", "dim.jpg", "broken.jpg")])
         expect(page.get_by_text("broken.jpg", exact=False).first).to_be_visible()
         page.get_by_role("button", name="Add and detect faces").click()
         expect(page.get_by_text("3 photos ready for review, 1 could not be read")).to_be_visible(timeout=120_000)
@@ -108,7 +109,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         page.get_by_label("Comment (optional)").fill("face left visible on purpose: reject")
         page.get_by_role("button", name="Reject").click()
         wait_for(lambda: ws.image(first.id).status == REJECTED)
-        for name in ("mirror.jpg", "dim.jpg"):
+        for name in ("mirror.HEIC", "dim.jpg"):
             expect(page.get_by_role("heading", name=f"{name} — pending")).to_be_visible()
             settle(page)
             page.get_by_role("button", name="Approve").click()
@@ -139,7 +140,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
     with zipfile.ZipFile(saved) as archive:
         assert sorted(archive.namelist()) == ["images/Browser_test-0001.jpg", "images/Browser_test-0002.jpg",
                                               "manifest.csv", "manifest.json"]
-        assert sorted(originals.values()) == ["dim.jpg", "mirror.jpg"]
+        assert sorted(originals.values()) == ["dim.jpg", "mirror.HEIC"]
         manifest = json.loads(archive.read("manifest.json"))
         for entry in manifest["images"]:
             output = archive.read(entry["output_name"])
