@@ -3,7 +3,7 @@
 Each launch makes a random token (or takes FACE_PRIVACY_TOKEN, for scripted use; the value `off`
 turns the gate off, for a single-user machine). The link with the token is shown where the
 dashboard was started: on the terminal when there is one, else in a file only its owner can
-read (never in a log). Its first visit sets a cookie for that browser (HttpOnly, SameSite=Strict)
+read (never in a log); the file has it in both cases, for a second launch to show. Its first visit sets a cookie for that browser (HttpOnly, SameSite=Strict)
 and redirects to the same address without the token, so the token stays out of the address bar,
 the history and any page. Every request without a valid cookie, to any address of the server
 (page, websocket, media, upload), gets only a short locked page; the health check answers
@@ -115,16 +115,18 @@ def announce(url: str, out=None) -> str:
         message = f"Face privacy review: open {url} (access token turned off by {TOKEN_ENV}=off)"
     elif os.environ.get(TOKEN_ENV):
         message = f"Face privacy review: open {url}?token=<the value of {TOKEN_ENV}>"
-    elif out.isatty():
-        message = f"Face privacy review: open {url}?token={TOKEN}"
-    else:  # a log, not a person: the link goes to a private file instead
+    else:
+        # Kept in a private file too, for a second launch to show (dashboard/launch.py).
         path = link_file()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(f"{url}?token={TOKEN}\n")
-        message = f"Face privacy review: the link to open is in {path} (readable by you only)"
+        if out.isatty():
+            message = f"Face privacy review: open {url}?token={TOKEN}"
+        else:  # a log, not a person: the link is only in the file
+            message = f"Face privacy review: the link to open is in {path} (readable by you only)"
     print(message, file=out, flush=True)
     return message
 
@@ -133,6 +135,10 @@ def announce(url: str, out=None) -> str:
 async def lifespan(_app):
     from streamlit import config
 
+    from dashboard.launch import record_address
+
     address = config.get_option("server.address") or "127.0.0.1"
-    announce(f"http://{address}:{config.get_option('server.port')}/")
+    url = f"http://{address}:{config.get_option('server.port')}/"
+    announce(url)
+    record_address(url)
     yield

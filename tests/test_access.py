@@ -164,3 +164,47 @@ def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine,
             if path.suffix == ".zip":
                 with zipfile.ZipFile(path) as archive:
                     assert all(token not in archive.read(n) for n in archive.namelist())
+
+
+def test_a_second_launch_on_the_same_workspace_names_the_running_dashboard(tmp_path):
+    """`streamlit run app.py` again (a forgotten terminal): it says what to open, on a terminal
+    the running dashboard's own link, and starts no second server over the same sessions. It
+    said only "Port 8501 is not available"; on another port it started a second worker."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.browser import ROOT, StreamlitServer, free_port
+
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start(generated_token=True)
+    env = dict(os.environ, FACE_PRIVACY_WORKSPACE=str(tmp_path / "ws"))
+    env.pop("FACE_PRIVACY_TOKEN", None)
+    try:
+        for terminal in (False, True):
+            port = free_port()
+            command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+            if terminal:
+                leader, follower = pty.openpty()
+                run = subprocess.run(command, cwd=ROOT, env=env, stdin=follower, stdout=follower,
+                                     stderr=subprocess.STDOUT, timeout=120)
+                os.close(follower)
+                said = os.read(leader, 65536).decode()
+                os.close(leader)
+            else:
+                run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                said = run.stdout + run.stderr
+            assert run.returncode == 0, said
+            assert "already running on this workspace" in said and server.base in said, said
+            if terminal:
+                assert f"open {server.url}" in said, "the running dashboard's own link"
+            else:
+                assert str(server.link_file) in said and server.token not in said, said
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+        with urllib.request.urlopen(server.base + "_stcore/health", timeout=10) as health:
+            assert health.status == 200, "the running dashboard goes on"
+    finally:
+        server.stop()
+    # Once it has stopped, the workspace is free for the next launch.
+    again = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    again.stop()

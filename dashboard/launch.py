@@ -1,0 +1,93 @@
+"""One dashboard per workspace. `streamlit run app.py` run again while a dashboard serves the
+same workspace (a forgotten terminal, a second double-click) says where the running one is and
+what to open, and starts nothing: two servers would each run a detection worker over the same
+sessions. The running dashboard holds a lock on `dashboard.lock` in the workspace for its whole
+life (the system lets it go however the process ends, a crash included) and writes its address
+there once it listens.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+LOCK_NAME = "dashboard.lock"
+_held: int | None = None  # the lock file, open for the life of this process once claimed
+
+
+def claim(root: Path) -> str | None:
+    """Take the workspace's lock for this process. Returns None when this process may serve
+    the workspace, else the address the dashboard holding it wrote ("" while it starts). A
+    workspace where no lock can be made is not refused here: its pages say what is wrong."""
+    global _held
+    if _held is not None:
+        return None
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        address = os.pread(fd, 400, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        return address
+    except OSError:  # a file system without locks
+        os.close(fd)
+        return None
+    _held = fd
+    return None
+
+
+def record_address(url: str) -> None:
+    """Write where this dashboard listens, for a second launch to name."""
+    if _held is not None:
+        try:
+            os.ftruncate(_held, 0)
+            os.pwrite(_held, url.encode(), 0)
+        except OSError:
+            pass
+
+
+def say_running(address: str, link_file: Path, out=None) -> str:
+    """Tell whoever launched a second dashboard what to open instead; returns what was said."""
+    out = out or sys.stdout
+    try:
+        link = link_file.read_text().strip()
+    except OSError:
+        link = ""
+    if not (link.startswith(address + "?token=") and _opens(link)):
+        link = ""  # another launch's, or a link the running dashboard does not take
+    if not address:
+        message = ("Face privacy review is already starting on this workspace: wait a moment, then open the link "
+                   "it prints.")
+    elif link and out.isatty():
+        message = f"Face privacy review is already running on this workspace: open {link}"
+    elif link:
+        message = (f"Face privacy review is already running on this workspace, at {address}: the link to open is "
+                   f"in {link_file} (readable by you only)")
+    else:
+        message = (f"Face privacy review is already running on this workspace, at {address}: open the link it "
+                   "printed where it was started")
+    print(message, file=out, flush=True)
+    return message
+
+
+def _opens(link: str) -> bool:
+    """Whether the running dashboard takes this link: it answers a valid token by setting its
+    cookie and sending the browser on (303), anything else with the locked page."""
+    parts = urlsplit(link)
+    try:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        try:
+            connection.request("GET", f"{parts.path}?{parts.query}")
+            return connection.getresponse().status == 303
+        finally:
+            connection.close()
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
