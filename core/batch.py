@@ -249,7 +249,7 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
 
     scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"))
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
-                            settings.video_quality, progress=stage("covering"))
+                            settings.video_quality, progress=stage("covering"), sound=settings.sound)
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
     folder = out_dir
     if check:

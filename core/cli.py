@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                            help=f"of JPEG outputs, 1-100 (default {defaults.jpeg_quality})")
     anonymize.add_argument("--video-quality", type=int, default=defaults.video_quality,
                            help=f"H.264 CRF of video outputs, 0-51, lower is better (default {defaults.video_quality})")
+    anonymize.add_argument("--no-sound", dest="sound", action="store_false",
+                           help="leave videos' sound out (voices and names spoken are not anonymised); "
+                                "by default it is kept")
     anonymize.add_argument("--check", action="store_true",
                            help="detect again on every output (residual check): an output where a face "
                                 "still shows goes to OUT/held-back/, and the manifest says why")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             **({} if args.command == "detect" else {
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
                 "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
-                "video_quality": args.video_quality}))
+                "video_quality": args.video_quality, "sound": args.sound}))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

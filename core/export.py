@@ -220,7 +220,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
         rendered = video.render(source, target, tracks, cover, settings.video_quality,
-                                progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"))
+                                progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"),
+                                sound=settings.sound)
         with open(target, "rb") as handle:
             output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
         found = fresh.residual_result(batch, output_sha)

@@ -41,6 +41,9 @@ class Settings:
     outline: bool = False
     jpeg_quality: int = 92
     video_quality: int = 20  # H.264 CRF: lower is better and larger; 17-18 looks lossless
+    # A video's sound kept (copied, or re-encoded where MP4 cannot hold it); False leaves it out:
+    # voices and names spoken are not anonymised.
+    sound: bool = True
 
     def __post_init__(self):
         problems = []
@@ -69,9 +72,18 @@ class Settings:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if data["video_quality"] == Settings.video_quality:  # fingerprints stored before video stay the same
-            del data["video_quality"]
+        for name in VIDEO_ONLY:  # at their defaults, fingerprints stored before them stay the same
+            if data[name] == getattr(Settings, name):
+                del data[name]
         return data
+
+    def for_photo(self) -> dict:
+        """What decides a photo's output: `to_dict` without the settings only videos use."""
+        return {k: v for k, v in self.to_dict().items() if k not in VIDEO_ONLY}
+
+
+# Settings that change a video's output only: a photo's approval does not depend on them.
+VIDEO_ONLY = ("video_quality", "sound")
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:

@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from .faces import Face
+from .kinds import is_video
 from .pipeline import Settings
 
 PENDING, APPROVED, REJECTED, FAILED = "pending", "approved", "rejected", "failed"
@@ -23,9 +24,11 @@ class StaleState(ValueError):
     """The photo or the settings changed since the page that asked showed them."""
 
 
-def fingerprint(settings: Settings, faces: list[Face]) -> str:
-    """What an approval binds to: the settings and every face with its on/off state."""
-    canonical = json.dumps([settings.to_dict(), [f.to_dict() for f in faces]], sort_keys=True)
+def fingerprint(settings: Settings, faces: list[Face], video: bool = False) -> str:
+    """What an approval binds to: the settings that decide the output (a photo's leave out
+    those only videos use) and every face with its on/off state."""
+    canonical = json.dumps([settings.to_dict() if video else settings.for_photo(), [f.to_dict() for f in faces]],
+                           sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -63,7 +66,7 @@ class ImageRecord:
         batch settings: a record is a snapshot, its faces never change)."""
         known = self.__dict__.setdefault("_fingerprints", {})
         if batch not in known:
-            known[batch] = fingerprint(self.settings(batch), self.faces or [])
+            known[batch] = fingerprint(self.settings(batch), self.faces or [], is_video(self.name))
         return known[batch]
 
     def approval_current(self, batch: Settings) -> bool:

@@ -189,9 +189,11 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
 
 def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],
            quality: int = 20, hold: int = HOLD, progress: Callable[[int, int], None] | None = None,
-           inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None) -> dict:
+           inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None,
+           sound: bool = True) -> dict:
     """Write `out_path` (MP4, H.264): every frame of `path` covered by `cover(pixels, faces)`
-    with the faces the tracks cover there, same timestamps, the sound copied. `inspect(index,
+    with the faces the tracks cover there, same timestamps, the sound kept (unless `sound` is
+    False: then it is left out, and the note says so). `inspect(index,
     source, output, faces)` sees each frame as covered (before encoding). Written to a
     temporary name and renamed, so a failure leaves no half-written file."""
     import av
@@ -209,7 +211,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             encoder.time_base = video.time_base
             encoder.codec_context.time_base = video.time_base
             encoder.options = {"crf": str(quality), "preset": "veryfast"}
-            sound = _Sound(out, source)
+            sound = _Sound(out, source, keep=sound)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             index, matrix = 0, None  # the colour matrix to write with: the first frame's (`_keep_colours`)
             for packet in source.demux([video] + sound.streams):
@@ -284,18 +286,24 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
     return found
 
 
+SOUND_LEFT_OUT = "left out, as the settings ask"
+
+
 class _Sound:
     """The input's sound into the output: its first stream MP4 can store, copied packet for
     packet, else its first stream this program can decode, re-encoded to AAC; `note` says which,
     for the manifest. Sound in a codec with no decoder here (a phone's spatial audio) is left
-    out and said: the pictures are anonymised all the same."""
+    out and said: the pictures are anonymised all the same. Without `keep`, none is written."""
 
-    def __init__(self, out, source):
+    def __init__(self, out, source, keep: bool = True):
         import av
 
         self.out, self.streams, self.note, self._encoder, self._resampler = out, [], None, None, None
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         if not source.streams.audio:
+            return
+        if not keep:
+            self.note = SOUND_LEFT_OUT
             return
         readable = [s for s in source.streams.audio if s.codec_context is not None]
         if not readable:

@@ -6,18 +6,21 @@ never writes back values it did not change."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
 
-_FIELDS = ("threshold", "strength", "mode", "padding", "shape")
+_FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound")
 
 
-def settings_controls(current: Settings, key: str) -> Settings:
+def settings_controls(current: Settings, key: str, videos: bool = True) -> Settings:
     """Sliders and choices for the settings, showing `current`; returns what the reviewer set.
     Returns `current` itself (nothing to write) whenever `current` is not what this tab showed
-    the last time."""
+    the last time. `videos`: whether the settings only videos use are shown (not for a photo's
+    own settings)."""
     seen_key = f"{key}-seen"
     if st.session_state.get(seen_key) != current.to_dict():
         for field in _FIELDS:
@@ -31,8 +34,11 @@ def settings_controls(current: Settings, key: str) -> Settings:
     padding = st.slider("Padding", 0.0, 1.0, current.padding, 0.05, key=f"{key}-padding",
                         help="How far the covered region reaches beyond the face box, on each side.")
     shape = st.selectbox("Shape", SHAPES, SHAPES.index(current.shape), key=f"{key}-shape")
-    return Settings(threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
-                    feather=current.feather, jpeg_quality=current.jpeg_quality)
+    sound = st.checkbox("Keep the sound of videos", current.sound, key=f"{key}-sound",
+                        help="Faces are covered, voices are not: leave the sound out where what is said "
+                             "(a name, a voice) would identify someone.") if videos else current.sound
+    return replace(current, threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
+                   sound=sound)
 
 
 def forget_controls(key: str) -> None:

@@ -51,8 +51,10 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
              "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
             for face in record.faces if (tid := video_review.track_id(face)) in by_id and
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
+    sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
+                                           else " (left out of the export, as the settings ask)")
     st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
-                     f"{clip.info.audio or 'none'}. Each row of the face table is one person's appearance "
+                     f"{sound}. Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})

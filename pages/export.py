@@ -4,6 +4,7 @@ in it, and whether it still matches the session."""
 
 import streamlit as st
 
+from core.kinds import is_video
 from core.report import detail_text, local_time
 from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, show_flash, workspace
@@ -30,6 +31,11 @@ st.markdown(
     + f"Never included: {sum(r.status == 'pending' for r in records)} pending, {len(outdated)} with an approval "
       f"out of date, {sum(r.status == 'rejected' for r in records)} rejected, {sum(bool(r.error) for r in records)} "
       "that could not be read. The audit package lists every photo with what became of it.")
+
+if any(is_video(r.name) for r in records):
+    st.caption("Videos leave with their sound " + ("kept" if batch.sound else "left out")
+               + " (Batch settings: \"Keep the sound of videos\"; a video with its own settings follows those). "
+                 "Faces are covered, voices are not.")
 
 exports = ws.exports.of_session(session_id)
 building = [e for e in exports if e["status"] == "building"]

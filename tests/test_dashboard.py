@@ -301,6 +301,25 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     assert ws.image(first.id).approval_current(ws.batch_settings(session_id))
 
 
+def test_leaving_the_sound_out_is_a_batch_setting_that_keeps_photo_approvals(reviewed):
+    """A photo has no sound: unticking "Keep the sound of videos" asks nothing of its approval."""
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    first = ws.images(session_id)[0]
+    ws.decide(first.id, APPROVED, "A. Officer")
+    at.switch_page("pages/settings.py").run()
+    at.checkbox(key=f"batch-{session_id}-sound").uncheck().run()
+    assert not at.warning, "no approval would go out of date"
+    next(b for b in at.button if b.label == "Apply to the batch").click().run()
+    batch = ws.batch_settings(session_id)
+    assert batch.sound is False and ws.image(first.id).approval_current(batch)
+    # A photo's own settings have no sound to choose.
+    at.switch_page("pages/review.py").run()
+    next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
+    assert not any(c.label == "Keep the sound of videos" for c in at.checkbox)
+    assert not at.exception
+
+
 def test_a_stale_tab_never_writes_settings_it_did_not_change(reviewed, root):
     at, ws = reviewed
     session_id = at.session_state["session_id"]

@@ -249,6 +249,50 @@ def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(
     assert entry["video"]["sound"] == "aac, copied" and audio_payloads(tmp_path / "out" / "IMG_0017.mp4")
 
 
+def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(engine, moving, astronaut_rgb,
+                                                                             tmp_path):
+    """Faces are covered, voices are not: a reviewer may leave the sound out (`--no-sound`, or
+    the settings' "Keep the sound of videos"). The choice decides what leaves, so a clip's
+    approval binds to it; a photo's does not (a photo has no sound)."""
+    from core.export import export_approved
+    from core.intake import add_files, intake_upload
+    from core.records import APPROVED
+    from core.review import detect_pending
+    from core.workspace import Workspace
+
+    clip = tmp_path / "assembly.mp4"
+    write_clip(clip, [f for f, _ in moving[:12]])
+    assert audio_payloads(clip)
+    assert cli(["anonymize", str(clip), "--out", str(tmp_path / "out"), "--mode", "solid", "--no-sound"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["files"][0]["video"]["sound"] == video.SOUND_LEFT_OUT and manifest["settings"]["sound"] is False
+    frames, _ = read_frames(tmp_path / "out" / "assembly.mp4")
+    assert len(frames) == 12 and not audio_payloads(tmp_path / "out" / "assembly.mp4")
+
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Assembly", "Officer", SOLID)
+    add_files(ws, session, intake_upload("assembly.mp4", clip.read_bytes()), "Officer")
+    add_files(ws, session, intake_upload("class.jpg", jpeg_bytes(astronaut_rgb)), "Officer")
+    detect_pending(ws, engine, session)
+    for record in ws.images(session):
+        ws.decide(record.id, APPROVED, "Officer")
+    quiet = replace(SOLID, sound=False)
+    assert ws.approvals_affected(session, quiet) == ["assembly.mp4"]
+    ws.set_batch_settings(session, quiet, "Officer")
+    assert {r.name: r.state(quiet) for r in ws.images(session)} == {
+        "assembly.mp4": "approval out of date", "class.jpg": APPROVED}
+    ws.decide(ws.images(session)[0].id, APPROVED, "Officer")
+    result = export_approved(ws, session, "Officer", engine.detector)
+    with zipfile.ZipFile(result.audit_path) as archive:
+        rows = {r["original_name"]: r for r in json.loads(archive.read("manifest.json"))["photos"]}
+    assert {n: r["outcome"] for n, r in rows.items()} == {"assembly.mp4": "exported", "class.jpg": "exported"}
+    assert rows["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT
+    with zipfile.ZipFile(result.path) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
+        (tmp_path / "exported.mp4").write_bytes(archive.read(name))
+    assert not audio_payloads(tmp_path / "exported.mp4") and len(read_frames(tmp_path / "exported.mp4")[0]) == 12
+
+
 def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     clip = tmp_path / "street.mp4"
     write_clip(clip, [f for f, _ in moving[:6]], metadata={
