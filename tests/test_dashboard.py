@@ -278,12 +278,18 @@ def test_face_crop_is_the_full_resolution_output():
     assert (crop[80:100, 80:100] == 0).all(), "the covered face, as exported"
 
 
-def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
+def on_settings_with_one_approved(reviewed):
+    """The Batch settings page, with the session's first photo approved."""
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
     ws.decide(first.id, APPROVED, "A. Officer")
     at.switch_page("pages/settings.py").run()
+    return at, ws, session_id, first
+
+
+def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
+    at, ws, session_id, first = on_settings_with_one_approved(reviewed)
     at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()
     assert ws.batch_settings(session_id).threshold != 0.95, "nothing is written before the reviewer agrees"
     assert "1 approved photo(s) out of date" in at.warning[0].value
@@ -303,11 +309,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
 
 def test_leaving_the_sound_out_is_a_batch_setting_that_keeps_photo_approvals(reviewed):
     """A photo has no sound: unticking "Keep the sound of videos" asks nothing of its approval."""
-    at, ws = reviewed
-    session_id = at.session_state["session_id"]
-    first = ws.images(session_id)[0]
-    ws.decide(first.id, APPROVED, "A. Officer")
-    at.switch_page("pages/settings.py").run()
+    at, ws, session_id, first = on_settings_with_one_approved(reviewed)
     at.checkbox(key=f"batch-{session_id}-sound").uncheck().run()
     assert not at.warning, "no approval would go out of date"
     next(b for b in at.button if b.label == "Apply to the batch").click().run()
