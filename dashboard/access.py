@@ -3,8 +3,9 @@
 Each launch makes a random token (or takes FACE_PRIVACY_TOKEN, for scripted use; the value `off`
 turns the gate off, for a single-user machine). The link with the token is shown where the
 dashboard was started: on the terminal when there is one, else in a file only its owner can
-read (never in a log); the file has it in both cases, for a second launch to show. Its first visit sets a cookie for that browser (HttpOnly, SameSite=Strict)
-and redirects to the same address without the token, so the token stays out of the address bar,
+read (never in a log); the file has it in both cases, for a second launch to show. Its first
+visit sets a cookie for that browser (HttpOnly, SameSite=Strict) and redirects to the same
+address without the token, so the token stays out of the address bar,
 the history and any page. Every request without a valid cookie, to any address of the server
 (page, websocket, media, upload), gets only a short locked page; the health check answers
 everyone, with nothing in it.

@@ -204,8 +204,8 @@ with right:
         st.caption("Settings set here replace the batch settings for this one photo. The batch's are on "
                    "the Batch settings page.")
         own = st.toggle("Use its own settings", value=record.override is not None, key=f"own-{image_id}")
-        wanted: Settings | None = settings_controls(record.override or batch, key=own_key,
-                                                            videos=is_clip) if own else None
+        wanted: Settings | None = (settings_controls(record.override or batch, key=own_key, videos=is_clip)
+                                   if own else None)
 
         def set_own(value: Settings | None, seen: str) -> None:
             if act(ws.set_override, image_id, value, reviewer, seen=seen, done="This photo's settings changed."):
