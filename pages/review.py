@@ -198,29 +198,29 @@ with right:
     reopen.button("Back to pending", key=f"pending-{image_id}", disabled=record.status == PENDING,
                   on_click=decide, args=(PENDING, mark, None))
 
-    own_key = f"image-{image_id}"
-    with st.expander("This photo only: its own settings", icon=":material/photo_filter:",
+    own_key, item = f"image-{image_id}", "clip" if is_clip else "photo"
+    with st.expander(f"This {item} only: its own settings", icon=":material/photo_filter:",
                      expanded=record.override is not None):
-        st.caption("Settings set here replace the batch settings for this one photo. The batch's are on "
+        st.caption(f"Settings set here replace the batch settings for this one {item}. The batch's are on "
                    "the Batch settings page.")
         own = st.toggle("Use its own settings", value=record.override is not None, key=f"own-{image_id}")
         wanted: Settings | None = (settings_controls(record.override or batch, key=own_key, videos=is_clip)
                                    if own else None)
 
         def set_own(value: Settings | None, seen: str) -> None:
-            if act(ws.set_override, image_id, value, reviewer, seen=seen, done="This photo's settings changed."):
+            if act(ws.set_override, image_id, value, reviewer, seen=seen, done=f"This {item}'s settings changed."):
                 forget_controls(own_key)
 
         if wanted != record.override:
-            st.button("Apply to this photo" if wanted else "Follow the batch settings again", type="primary",
+            st.button(f"Apply to this {item}" if wanted else "Follow the batch settings again", type="primary",
                       key=f"apply-own-{image_id}", on_click=set_own, args=(wanted, mark))
 
-    with st.expander("Remove this photo from the session"):
+    with st.expander(f"Remove this {item} from the session"):
         st.caption("Deletes its original and previews from this computer (unless another session holds the "
-                   "same photo). The audit log keeps its SHA-256 and the removal.")
+                   f"same {item}). The audit log keeps its SHA-256 and the removal.")
         if st.checkbox("Yes, remove it", key=f"remove-sure-{image_id}"):
             def remove() -> None:
                 if act(ws.remove_image, image_id, reviewer, done=f"{record.name} removed; its files are deleted."):
                     st.session_state.pop("image_id", None)
 
-            st.button("Remove the photo", key=f"remove-{image_id}", on_click=remove)
+            st.button(f"Remove the {item}", key=f"remove-{image_id}", on_click=remove)

@@ -179,7 +179,7 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     # A clip's own settings may leave its sound out; its page then says so.
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
     next(c for c in at.checkbox if c.label == "Keep the sound of videos").uncheck().run()
-    next(b for b in at.button if b.label == "Apply to this photo").click().run()
+    next(b for b in at.button if b.label == "Apply to this clip").click().run()
     assert plain("left out of the export, as the settings ask") in " ".join(c.value for c in at.caption)
     assert not at.exception
 
