@@ -26,8 +26,9 @@ SMALL_FACE = 16
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
                    progress: Callable[[int, int, str], None] | None = None) -> None:
     """Detect every image still waiting, saving each result (or failure) at once, so a crash
-    loses at most the image in hand."""
-    waiting = workspace.awaiting_detection(session_id)
+    loses at most the image in hand. Photos first: a photo takes a fraction of a second and a
+    clip minutes, so the reviewer can start on the photos while the clips are detected."""
+    waiting = sorted(workspace.awaiting_detection(session_id), key=lambda record: is_video(record.name))
     for index, record in enumerate(waiting, 1):
         try:
             if is_video(record.name):

@@ -448,6 +448,26 @@ def test_any_followed_face_is_covered_in_every_frame_between_its_ends(steps, sco
         assert len(faces) == 1 and faces[0].score == best, n
 
 
+def test_photos_are_detected_before_the_clips_added_with_them(engine, moving, astronaut_rgb, tmp_path):
+    """A camera card's clip listed before its photos held them all back while it was detected
+    (minutes for a long clip): the photos are ready for review first."""
+    from core.intake import add_files, intake_upload
+    from core.review import detect_pending
+    from core.workspace import Workspace
+
+    clip = tmp_path / "MVI_0001.MOV"
+    write_clip(clip, [f for f, _ in moving[:6]], fmt="mov")
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Card", "Officer")
+    for name, data in (("MVI_0001.MOV", clip.read_bytes()), ("IMG_0002.JPG", jpeg_bytes(astronaut_rgb))):
+        add_files(ws, session, intake_upload(name, data), "Officer")
+    finished = []
+    detect_pending(ws, engine, session, lambda done, total, name: finished.append((done, name)))
+    assert [name for _, name in finished if name in ("MVI_0001.MOV", "IMG_0002.JPG")] == ["IMG_0002.JPG",
+                                                                                          "MVI_0001.MOV"]
+    assert all(r.detected and r.error is None for r in ws.images(session))
+
+
 def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_rgb, astronaut_face_box, tmp_path):
     """Added to a session like a photo: detection makes one row per track; the reviewer
     switches a whole person off for the clip, or leaves it on; the zip carries the MP4 the
