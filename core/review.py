@@ -27,22 +27,31 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
                    progress: Callable[[int, int, str], None] | None = None) -> None:
     """Detect every image still waiting, saving each result (or failure) at once, so a crash
     loses at most the image in hand. Photos first: a photo takes a fraction of a second and a
-    clip minutes, so the reviewer can start on the photos while the clips are detected."""
-    waiting = sorted(workspace.awaiting_detection(session_id), key=lambda record: is_video(record.name))
-    for index, record in enumerate(waiting, 1):
-        try:
-            if is_video(record.name):
-                _detect_video(workspace, engine, record, progress and (
-                    lambda done, frames: progress(index - 1, len(waiting), f"{record.name}: frame {done}/{frames}")))
-            else:
-                photo = decode_photo(workspace.files.read(record.sha256), record.name, engine.max_pixels)
-                faces = engine.detect(photo)
-                workspace.files.save_previews(record.sha256, preview_bases(photo.pixels))
-                workspace.save_detection(record.id, photo.width, photo.height, faces)
-        except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
-            workspace.save_failure(record.id, failure_reason(exc))
-        if progress:
-            progress(index, len(waiting), record.name)
+    clip minutes, so the reviewer can start on the photos while the clips are detected; photos
+    added meanwhile go before the next clip."""
+    while waiting := sorted(workspace.awaiting_detection(session_id), key=lambda record: is_video(record.name)):
+        for index, record in enumerate(waiting, 1):
+            if is_video(record.name) and any(not is_video(r.name) for r in workspace.awaiting_detection(session_id)):
+                break  # every photo of `waiting` is done: these were added since
+            _detect_one(workspace, engine, record, progress and (
+                lambda done, frames: progress(index - 1, len(waiting), f"{record.name}: frame {done}/{frames}")))
+            if progress:
+                progress(index, len(waiting), record.name)
+
+
+def _detect_one(workspace: Workspace, engine: Engine, record: ImageRecord, frames=None) -> None:
+    """One photo's faces, or one clip's tracks (`frames(done, total)` hears how it goes), saved;
+    any failure is saved as its error."""
+    try:
+        if is_video(record.name):
+            _detect_video(workspace, engine, record, frames)
+        else:
+            photo = decode_photo(workspace.files.read(record.sha256), record.name, engine.max_pixels)
+            faces = engine.detect(photo)
+            workspace.files.save_previews(record.sha256, preview_bases(photo.pixels))
+            workspace.save_detection(record.id, photo.width, photo.height, faces)
+    except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
+        workspace.save_failure(record.id, failure_reason(exc))
 
 
 def _detect_video(workspace: Workspace, engine: Engine, record: ImageRecord, progress=None) -> None:

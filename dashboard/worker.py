@@ -48,9 +48,7 @@ class DetectionWorker:
             self.done, self.total, self.current = done, total, name
 
         try:
-            # Photos added while this ran are picked up by the next round.
-            while ws.awaiting_detection(session_id):
-                detect_pending(ws, detector, session_id, advance)
+            detect_pending(ws, detector, session_id, advance)  # and what is added while it runs
         except Exception as exc:  # noqa: BLE001 - shown to the reviewer, never swallowed
             self.error = f"{type(exc).__name__}: {exc}"
 

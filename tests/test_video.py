@@ -461,10 +461,17 @@ def test_photos_are_detected_before_the_clips_added_with_them(engine, moving, as
     session = ws.create_session("Card", "Officer")
     for name, data in (("MVI_0001.MOV", clip.read_bytes()), ("IMG_0002.JPG", jpeg_bytes(astronaut_rgb))):
         add_files(ws, session, intake_upload(name, data), "Officer")
+    add_files(ws, session, intake_upload("MVI_0003.MOV", clip.read_bytes() + b"\0"), "Officer")
     finished = []
-    detect_pending(ws, engine, session, lambda done, total, name: finished.append((done, name)))
-    assert [name for _, name in finished if name in ("MVI_0001.MOV", "IMG_0002.JPG")] == ["IMG_0002.JPG",
-                                                                                          "MVI_0001.MOV"]
+
+    def heard(done, total, name):
+        finished.append(name)
+        if name == "MVI_0001.MOV":  # a photo added while the clips are detected goes before the next
+            add_files(ws, session, intake_upload("IMG_0004.JPG", jpeg_bytes(astronaut_rgb[::-1].copy())), "Officer")
+
+    detect_pending(ws, engine, session, heard)
+    assert [name for name in finished if ":" not in name] == ["IMG_0002.JPG", "MVI_0001.MOV", "IMG_0004.JPG",
+                                                              "MVI_0003.MOV"]
     assert all(r.detected and r.error is None for r in ws.images(session))
 
 
