@@ -94,6 +94,11 @@ def _plain(exc: Exception) -> str:
 
 
 def probe(path: Path) -> VideoInfo:
+    return _probe(path)[0]
+
+
+def _probe(path: Path) -> tuple[VideoInfo, object, int]:
+    """The video's facts, its first frame and its field order (AVFieldOrder)."""
     container, stream = _open(path)
     with container:
         rotation = 0
@@ -111,8 +116,8 @@ def probe(path: Path) -> VideoInfo:
             float(stream.duration * stream.time_base) if stream.duration else 0.0
         audio = next((s.codec_context.name if s.codec_context else "a codec this program cannot read"
                       for s in container.streams.audio), None)
-        return VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
-                         stream.frames or 0, duration, audio)
+        return (VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
+                          stream.frames or 0, duration, audio), first, stream.codec_context.field_order)
 
 
 # A frame's colour matrix as the file names it (AVColorSpace), as swscale's coefficients.
@@ -135,6 +140,16 @@ def _keep_colours(frame, encoder) -> int | None:
         if int(frame.color_trc) not in (0, 2):
             context.color_trc = int(frame.color_trc)
     return matrix
+
+
+def _keep_fields(frame, order: int, encoder) -> None:
+    """An interlaced input (a camcorder's or a broadcaster's 1080i: two fields a frame, a 50th of
+    a second apart) is written interlaced, in its field order (`order`, AVFieldOrder: 3 and 5 put
+    the bottom field first), so that a player deinterlaces it as it does the input. Written as
+    progressive, every moving edge showed the two fields' comb in every player."""
+    if frame.interlaced_frame:
+        first = "bff" if order in (3, 5) else "tff"
+        encoder.options = {**encoder.options, "x264-params": f"interlaced=1:{first}=1"}
 
 
 def _upright(frame, rotation: int) -> np.ndarray:
@@ -198,7 +213,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
     temporary name and renamed, so a failure leaves no half-written file."""
     import av
 
-    info = probe(path)
+    info, first, field_order = _probe(path)
     source, video = _open(path)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".partial-", suffix=".mp4")
     os.close(fd)
@@ -211,9 +226,13 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             encoder.time_base = video.time_base
             encoder.codec_context.time_base = video.time_base
             encoder.options = {"crf": str(quality), "preset": "veryfast"}
+            # Set before anything is written: the first packet muxed (often sound, while the
+            # decoder still holds the first frames) opens the encoder as it is then.
+            matrix = _keep_colours(first, encoder)
+            _keep_fields(first, field_order, encoder)
             sound = _Sound(out, source, keep=sound)
             covers = faces_by_frame(tracks, 1 << 62, hold)
-            index, matrix = 0, None  # the colour matrix to write with: the first frame's (`_keep_colours`)
+            index = 0
             for packet in source.demux([video] + sound.streams):
                 if packet.stream is not video:
                     sound.put(packet)
@@ -227,8 +246,6 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                     if covered.shape[1] != encoder.width or covered.shape[0] != encoder.height:
                         covered = np.pad(covered, ((0, encoder.height - covered.shape[0]),
                                                    (0, encoder.width - covered.shape[1]), (0, 0)), mode="edge")
-                    if index == 0:
-                        matrix = _keep_colours(frame, encoder)
                     new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
                         format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
                     new.pts, new.time_base = frame.pts, frame.time_base

@@ -50,14 +50,15 @@ def iter_moving_face_frames(portrait, box, count: int, width: int = 640, height:
 def write_clip(path: Path, frames, times: list[float] | None = None, rate: int = 25,
                sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
                codec: str = "libx264", count: int | None = None, sound_codec: str = "aac",
-               colours: tuple[int, int, int] | None = None) -> list[float]:
+               colours: tuple[int, int, int] | None = None, fields: str | None = None) -> list[float]:
     """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
     seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
     and a display-rotation flag says how to turn them upright, as phones store portrait video.
     The sound (a tone from the first frame's time on) is AAC, or `sound_codec` (a camera's
     16-bit PCM: "pcm_s16le", "pcm_bluray"). `colours` (matrix, primaries, transfer, as FFmpeg
     numbers them: (1, 1, 1) is BT.709) are named in the file and used to store the frames;
-    without them the file names none. Returns the times written."""
+    without them the file names none. `fields` ("tff" or "bff") codes the frames interlaced, in
+    that field order, as a camcorder's 1080i. Returns the times written."""
     count = count if count is not None else len(frames)
     times = times if times is not None else [i / rate for i in range(count)]
     frames = iter(frames)
@@ -71,7 +72,8 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast"}
+            stream.options = {"crf": "18", "preset": "veryfast",
+                              **({"x264-params": f"interlaced=1:{fields}=1"} if fields else {})}
         if rotation:
             stream.set_display_rotation(rotation)
         if colours:

@@ -168,6 +168,27 @@ def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp
     assert end_out == pytest.approx(end_in, abs=0.03)
 
 
+@pytest.mark.parametrize("fields, order", [("tff", 2), ("bff", 3)])
+def test_an_interlaced_clip_is_written_interlaced_in_its_field_order(engine, moving, tmp_path, fields, order):
+    """A camcorder's or a broadcaster's 1080i: written as progressive, its two fields' comb showed
+    on every moving edge in every player; written interlaced, a player deinterlaces it as it
+    does the input. Every frame is still covered."""
+    clip = tmp_path / "00001.MTS"
+    write_clip(clip, [f for f, _ in moving[:12]], fmt="mpegts", fields=fields)
+    entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
+    with av.open(str(tmp_path / "out" / entry["output"])) as output:
+        assert output.streams.video[0].codec_context.field_order == order
+        assert all(frame.interlaced_frame for frame in output.decode(video=0))
+    frames, _ = read_frames(tmp_path / "out" / entry["output"])
+    assert len(frames) == 12
+    assert max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10
+    # A progressive clip stays progressive.
+    write_clip(tmp_path / "p.mp4", [f for f, _ in moving[:3]], sound=False)
+    entry = anonymize_files(engine, [tmp_path / "p.mp4"], tmp_path / "out", SOLID)["files"][0]
+    with av.open(str(tmp_path / "out" / entry["output"])) as output:
+        assert not next(output.decode(video=0)).interlaced_frame
+
+
 @pytest.mark.parametrize("colours", [(1, 1, 1), (9, 9, 18)], ids=["BT.709", "BT.2020 HLG (a phone's HDR)"])
 def test_the_output_plays_with_the_colours_of_the_input(engine, tmp_path, colours):
     """An HD clip names BT.709 as its colour matrix (a phone's HDR clip BT.2020 and HLG). The
@@ -178,7 +199,7 @@ def test_the_output_plays_with_the_colours_of_the_input(engine, tmp_path, colour
     for i, colour in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 180, 150), (200, 200, 40)]):
         bars[:, i * 128:(i + 1) * 128] = colour
     clip = tmp_path / "bars.mp4"
-    write_clip(clip, [bars] * 5, sound=False, colours=colours)
+    write_clip(clip, [bars] * 5, colours=colours)  # with sound, as a phone records it
     anonymize_files(engine, [clip], tmp_path / "out", SOLID)
 
     def shown(path):  # the first frame as a player shows it, and the colours the file names
