@@ -21,8 +21,9 @@ _held: int | None = None  # the lock file, open for the life of this process onc
 
 def claim(root: Path) -> str | None:
     """Take the workspace's lock for this process. Returns None when this process may serve
-    the workspace, else the address the dashboard holding it wrote ("" while it starts). A
-    workspace where no lock can be made is not refused here: its pages say what is wrong."""
+    the workspace, else what the dashboard holding it wrote: its address and process id, a
+    line each ("" while it starts). A workspace where no lock can be made is not refused here:
+    its pages say what is wrong."""
     global _held
     if _held is not None:
         return None
@@ -45,18 +46,21 @@ def claim(root: Path) -> str | None:
 
 
 def record_address(url: str) -> None:
-    """Write where this dashboard listens, for a second launch to name."""
+    """Write where this dashboard listens, and its process id, for a second launch to name."""
     if _held is not None:
         try:
             os.ftruncate(_held, 0)
-            os.pwrite(_held, url.encode(), 0)
+            os.pwrite(_held, f"{url}\n{os.getpid()}\n".encode(), 0)
         except OSError:
             pass
 
 
-def say_running(address: str, link_file: Path, out=None) -> str:
-    """Tell whoever launched a second dashboard what to open instead; returns what was said."""
+def say_running(running: str, link_file: Path, out=None) -> str:
+    """Tell whoever launched a second dashboard what to open instead (`running`: what `claim`
+    returned); returns what was said."""
     out = out or sys.stdout
+    address, _, pid = running.partition("\n")
+    pid = pid.strip()
     try:
         link = link_file.read_text().strip()
     except OSError:
@@ -74,6 +78,10 @@ def say_running(address: str, link_file: Path, out=None) -> str:
     else:
         message = (f"Face privacy review is already running on this workspace, at {address}: open the link it "
                    "printed where it was started")
+    if address and pid:
+        # On a line of its own: a terminal would take a full stop after the link as part of it.
+        message += (f"\nIf it does not answer, stop it (Ctrl+C where it was started, or end process {pid}) and "
+                    "start it again.")
     print(message, file=out, flush=True)
     return message
 

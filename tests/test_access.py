@@ -195,6 +195,7 @@ def test_a_second_launch_on_the_same_workspace_names_the_running_dashboard(tmp_p
                 said = run.stdout + run.stderr
             assert run.returncode == 0, said
             assert "already running on this workspace" in said and server.base in said, said
+            assert f"end process {server.process.pid}" in said, "what to stop if it hangs"
             if terminal:
                 assert f"open {server.url}" in said, "the running dashboard's own link"
             else:
