@@ -47,7 +47,7 @@ PUBLIC_FIELDS = [
 AUDIT_FIELDS = [
     "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
     "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
-    "strength", "padding", "shape", "reviewer", "decision", "decided_at", "comment", "residual",
+    "strength", "padding", "shape", "sound", "reviewer", "decision", "decided_at", "comment", "residual",
     "engine_version",
 ]
 

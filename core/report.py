@@ -83,7 +83,8 @@ def audit_report(title: str, summary: list[tuple[str, str]], photos: list[dict],
             out.append(f"<img alt='anonymised {e(photo['output_name'])}' src='data:image/jpeg;base64,{thumb}'>")
         out.append(f"<p>Faces covered: {photo['faces_found'] - photo['faces_disabled'] + photo['faces_added_by_hand']}"
                    f" (found {photo['faces_found']}, switched off {photo['faces_disabled']}, drawn by hand "
-                   f"{photo['faces_added_by_hand']}). Residual check: {e(photo['residual'])}.</p>"
+                   f"{photo['faces_added_by_hand']}). Residual check: {e(photo['residual'])}."
+                   + (f" Sound: {e(photo['sound'])}." if photo.get("sound") else "") + "</p>"
                    "<table><tr><th>when</th><th>who</th><th>what</th><th>detail</th></tr>")
         for step in history.get(photo["image_id"], []):
             out.append(f"<tr><td>{e(step['at'])}</td><td>{e(step['actor'])}</td><td>{e(step['action'])}</td>"

@@ -3,6 +3,8 @@ kept, no identifying tags, bad files reported by name while the batch goes on.""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import zipfile
 from dataclasses import replace
@@ -308,6 +310,11 @@ def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(eng
         rows = {r["original_name"]: r for r in json.loads(archive.read("manifest.json"))["photos"]}
     assert {n: r["outcome"] for n, r in rows.items()} == {"assembly.mp4": "exported", "class.jpg": "exported"}
     assert rows["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT
+    with zipfile.ZipFile(result.audit_path) as archive:  # the spreadsheet and report an officer opens say it too
+        table = {r["original_name"]: r for r in csv.DictReader(io.StringIO(archive.read("manifest.csv").decode()))}
+        report = archive.read("report.html").decode()
+    assert table["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT and table["class.jpg"]["sound"] == ""
+    assert f"Sound: {video.SOUND_LEFT_OUT}." in report
     with zipfile.ZipFile(result.path) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
         (tmp_path / "exported.mp4").write_bytes(archive.read(name))
