@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
-                  ".heic", ".heif", ".hif"}  # an iPhone's HEIC, a camera's HEIF
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif",
+                  ".heic", ".heif", ".hif"}  # a browser's download of a JPEG (.jfif); an iPhone's HEIC, a camera's HEIF
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi",
                   ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp", ".mxf"}  # camcorders (AVCHD), broadcast, old phones
 # A camera's raw files: developed in the camera maker's or a photo editor's software, not here.

@@ -257,13 +257,15 @@ def test_hostile_folder(tmp_path, ws):
         (folder / f"notes-{i}.txt").write_text("not a photo")
     (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
     (folder / "IMG_0001.HEIC").write_bytes(heic_bytes(gradient()))
+    (folder / "saved from a browser.jfif").write_bytes(encoded(gradient()[::-1].copy(), "JPEG"))
     (folder / "DSC_0001.NEF").write_bytes(b"MM\x00*" + b"\x00" * 100)
     (folder / "deep" / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
     os.mkfifo(folder / "pipe.jpg")  # reading it would block forever: never opened
     session = ws.create_session("folder", "tester")
     refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester").refused
-    assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg", "IMG_0001.HEIC"}
+    assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg", "IMG_0001.HEIC",
+                                                                      "saved from a browser.jfif"}
     reasons = {r.name: r.problem for r in refused}
     assert len(refused) == 2003
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
