@@ -89,6 +89,11 @@ def _open(path: Path):
     return container, stream
 
 
+def _codec(stream) -> str:
+    """The codec a stream is in ("mp3"), not the decoder that reads it ("mp3float")."""
+    return stream.codec_context.codec.canonical_name
+
+
 def _plain(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
@@ -114,7 +119,7 @@ def _probe(path: Path) -> tuple[VideoInfo, object, int]:
             width, height = height, width
         duration = float(container.duration / 1e6) if container.duration else \
             float(stream.duration * stream.time_base) if stream.duration else 0.0
-        audio = next((s.codec_context.name if s.codec_context else "a codec this program cannot read"
+        audio = next((_codec(s) if s.codec_context else "a codec this program cannot read"
                       for s in container.streams.audio), None)
         return (VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
                           stream.frames or 0, duration, audio), first, stream.codec_context.field_order)
@@ -326,9 +331,9 @@ class _Sound:
         if not readable:
             self.note = "left out: its sound is in a codec this program cannot read"
             return
-        sound = next((s for s in readable if s.codec_context.name in MP4_AUDIO), readable[0])
+        sound = next((s for s in readable if _codec(s) in MP4_AUDIO), readable[0])
         self.streams = [sound]
-        name = sound.codec_context.name
+        name = _codec(sound)
         if name in MP4_AUDIO:
             self._copy = out.add_stream_from_template(sound)
             self._copy.metadata.clear()

@@ -83,7 +83,7 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
         audio = None
         if sound:
             audio = container.add_stream(sound_codec, rate=48000)
-            audio.layout = "mono"
+            audio.layout, audio.bit_rate = "mono", 128000  # an old codec (WMA) asks for a bit rate
         for pixels, t in zip(stored, times):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if colours:
@@ -96,9 +96,10 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
             begin = round(times[0] * 48000)
             samples = int(48000 * (times[-1] + 1 / rate)) - begin
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
-            kind = "fltp" if sound_codec == "aac" else "s16"
-            if kind == "s16":
-                tone = (tone * 32767).astype(np.int16)
+            kind = audio.codec_context.format.name  # the encoder's own samples: float, 16 or 32 bits
+            if kind.startswith(("s16", "s32")):
+                bits = 16 if kind.startswith("s16") else 32
+                tone = (tone * (2 ** (bits - 1) - 1)).astype(np.int16 if bits == 16 else np.int32)
             for start in range(0, samples, 1024):
                 chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format=kind, layout="mono")
                 chunk.sample_rate, chunk.pts, chunk.time_base = 48000, begin + start, Fraction(1, 48000)

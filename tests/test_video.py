@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import av
 import numpy as np
@@ -110,6 +111,33 @@ def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_soun
     assert audio_payloads(tmp_path / "out" / "00001.mp4")
     for source, out, (_, box) in zip([f for f, _ in moving[:12]], frames, moving):
         assert exposed(source, out, box) <= 0.10
+
+
+OLD_KINDS = {  # name: (container, picture codec, sound codec, what becomes of the sound)
+    "recorder.ts": ("mpegts", "libx264", "mp2", "mp2 re-encoded to AAC (MP4 cannot store mp2)"),
+    "archive.wmv": ("asf", "wmv2", "wmav2", "wmav2 re-encoded to AAC (MP4 cannot store wmav2)"),
+    "website.flv": ("flv", "flv", "libmp3lame", "mp3, copied"),
+    "export.mkv": ("matroska", "libx264", "libmp3lame", "mp3, copied"),
+}
+
+
+def test_older_and_broadcast_kinds_of_video_in_a_folder_are_anonymised_with_their_sound(engine, moving, tmp_path):
+    """A recorder's .ts, an archive's .wmv, an old website's .flv were refused as "not an image or
+    video file" though PyAV reads them (a DVD's .vob and a DV tape's .dv too, checked by hand). MP3
+    sound, which MP4 holds, is copied: it was re-encoded as "mp3float" (the decoder's name), said
+    to be a codec MP4 cannot store."""
+    (tmp_path / "in").mkdir()
+    for name, (fmt, codec, sound, _) in OLD_KINDS.items():
+        write_clip(tmp_path / "in" / name, [f for f, _ in moving[:12]], fmt=fmt, codec=codec, sound_codec=sound)
+    assert cli(["anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--mode", "solid"]) == 0
+    entries = {Path(e["input"]).name: e for e in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]}
+    assert set(entries) == set(OLD_KINDS)
+    for name, (*_, said) in OLD_KINDS.items():
+        entry = entries[name]
+        assert entry["kind"] == "video" and entry["video"]["sound"] == said, entry
+        frames, _ = read_frames(tmp_path / "out" / entry["output"])
+        assert len(frames) == 12 and audio_payloads(tmp_path / "out" / entry["output"])
+        assert max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10, name
 
 
 def test_any_frame_of_an_mpeg_ts_clip_is_shown_for_review(moving, tmp_path):
