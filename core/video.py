@@ -327,9 +327,12 @@ class _Sound:
         if not keep:
             self.note = SOUND_LEFT_OUT
             return
-        readable = [s for s in source.streams.audio if s.codec_context is not None]
+        # A stream with no rate has no sound data the demuxer could find (a recording cut short).
+        readable = [s for s in source.streams.audio if s.codec_context is not None and s.codec_context.sample_rate]
         if not readable:
-            self.note = "left out: its sound is in a codec this program cannot read"
+            self.note = ("left out: its sound is in a codec this program cannot read"
+                         if any(s.codec_context is None for s in source.streams.audio)
+                         else "left out: no sound could be read from it (cut short?)")
             return
         sound = next((s for s in readable if _codec(s) in MP4_AUDIO), readable[0])
         self.streams = [sound]

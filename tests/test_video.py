@@ -140,6 +140,24 @@ def test_older_and_broadcast_kinds_of_video_in_a_folder_are_anonymised_with_thei
         assert max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10, name
 
 
+def test_a_recording_cut_short_before_its_sound_is_anonymised_without_it(engine, tmp_path):
+    """A recorder's TS cut short (a battery gone): its sound stream is declared but holds no
+    data, so the demuxer knows no rate for it. Copying it stopped the whole clip with "its video
+    could not be re-encoded (Invalid argument)"."""
+    whole = tmp_path / "whole.ts"
+    noise = [np.random.default_rng(n).integers(0, 255, (240, 320, 3), dtype=np.uint8) for n in range(25)]
+    write_clip(whole, noise, fmt="mpegts", sound_codec="mp2")
+    cut = tmp_path / "REC_0001.ts"
+    cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 10])
+    with av.open(str(cut)) as container:
+        assert container.streams.audio[0].codec_context.sample_rate == 0, "a sound stream with no data"
+    entry = anonymize_files(engine, [cut], tmp_path / "out", SOLID)["files"][0]
+    assert "error" not in entry, entry
+    assert entry["video"]["sound"] == "left out: no sound could be read from it (cut short?)"
+    frames, _ = read_frames(tmp_path / "out" / entry["output"])
+    assert frames and not audio_payloads(tmp_path / "out" / entry["output"])
+
+
 def test_any_frame_of_an_mpeg_ts_clip_is_shown_for_review(moving, tmp_path):
     """A camcorder's MPEG-TS clip with one key frame: seeking to a frame past the first seconds
     found nothing, and its review page said the clip "could not be processed" there; a face
