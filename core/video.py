@@ -73,7 +73,9 @@ def _open(path: Path):
     import av
 
     try:
-        container = av.open(str(path))
+        # Tags in another encoding than UTF-8 (an old camera's or Windows program's Latin-1 title)
+        # or damaged ones must not stop the pictures being read: none of them is written out.
+        container = av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as exc:
         raise ImageError(str(path), f"not a readable video ({_plain(exc)}; empty, truncated or damaged?)") from None
     if not container.streams.video:

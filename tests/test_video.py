@@ -158,6 +158,24 @@ def test_a_recording_cut_short_before_its_sound_is_anonymised_without_it(engine,
     assert frames and not audio_payloads(tmp_path / "out" / entry["output"])
 
 
+@pytest.mark.parametrize("fmt, suffix", [("avi", ".avi"), ("mov", ".mov"), ("matroska", ".mkv")])
+def test_a_clip_whose_tags_are_not_utf8_is_anonymised(engine, moving, tmp_path, fmt, suffix):
+    """An old camera's or Windows program's tags are often in Latin-1, not UTF-8: PyAV refused to
+    open the file at all ("could not be processed (UnicodeDecodeError ...)"). No tag is written
+    out, so none needs reading."""
+    clip = tmp_path / f"MOV00042{suffix}"
+    write_clip(clip, [f for f, _ in moving[:6]], fmt=fmt, metadata={"title": "Sortie de l'\u00e9cole"})
+    utf8, latin1 = "l'\u00e9cole".encode(), "l'\u00e9cole".encode("latin-1") + b" "  # as long: the file's sizes hold
+    assert clip.read_bytes().count(utf8) == 1
+    clip.write_bytes(clip.read_bytes().replace(utf8, latin1))
+    entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
+    assert "error" not in entry, entry
+    frames, _ = read_frames(tmp_path / "out" / entry["output"])
+    assert len(frames) == 6 and max(exposed(src, out, box) for (src, box), out in zip(moving, frames)) <= 0.10
+    with av.open(str(tmp_path / "out" / entry["output"])) as output:
+        assert "title" not in output.metadata
+
+
 def test_any_frame_of_an_mpeg_ts_clip_is_shown_for_review(moving, tmp_path):
     """A camcorder's MPEG-TS clip with one key frame: seeking to a frame past the first seconds
     found nothing, and its review page said the clip "could not be processed" there; a face
