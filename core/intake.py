@@ -20,7 +20,7 @@ from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .kinds import companion, is_video, not_media, unreadable_kind
+from .kinds import companion, is_video, not_media, readable_name, unreadable_kind
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -152,7 +152,7 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(parent) / name
-            label = str(path.relative_to(target))
+            label = readable_name(str(path.relative_to(target)))
             count += 1
             if count > max_files:
                 yield Intake(str(target), problem=f"more than {max_files} files; the rest were not read")
@@ -267,7 +267,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
-        name = str(source.relative_to(common))
+        name = readable_name(str(source.relative_to(common)))
         try:
             if "error" in entry:
                 raise ValueError(entry["error"])

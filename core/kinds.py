@@ -26,6 +26,13 @@ COMPANION_SUFFIXES = {".xmp", ".aae", ".json", ".xml", ".thm", ".lrv", ".lrf", "
 COMPANION_NAMES = {"thumbs.db", "desktop.ini"}
 
 
+def readable_name(name: str) -> str:
+    """A name from the file system as text to show and store: bytes that are not UTF-8 (a file
+    named on an old Windows machine or USB stick: "caf\\xe9.jpg") become U+FFFD. Python keeps
+    them as lone surrogates, which SQLite and the page cannot take."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def companion(path: Path | str) -> bool:
     """Whether a file met in a folder or zip only goes with photos and videos (see above)."""
     path = Path(path)

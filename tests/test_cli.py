@@ -291,6 +291,22 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
         import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
 
 
+def test_a_run_with_a_name_that_is_not_utf8_opens_for_review(tmp_path, astronaut_rgb):
+    """A file named on an old Windows machine ("caf\\xe9.jpg"): the run names it, and opening the
+    run for review stopped on it (SQLite refused the name) instead of naming it with U+FFFD."""
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg_bytes(astronaut_rgb))
+    (tmp_path / "in" / "ok.jpg").write_bytes(jpeg_bytes(astronaut_rgb[:, ::-1].copy()))
+    assert run_cli("anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "out")).returncode == 0
+    ws = Workspace(tmp_path / "ws")
+    session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Run", "Officer")
+    assert report.added == 2 and not report.refused
+    assert sorted(r.name for r in ws.images(session)) == ["caf\ufffd.jpg", "ok.jpg"]
+
+
 def test_a_run_given_relative_paths_opens_for_review_from_anywhere(tmp_path, astronaut_rgb):
     """`anonymize photos/ --out cleaned/` as the README writes it: the manifest names each input so
     that the run opens for review whatever folder the dashboard runs in (it named "photos/a.jpg",

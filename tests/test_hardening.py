@@ -258,6 +258,10 @@ def test_hostile_folder(tmp_path, ws):
     (folder / "photo.jpg").write_bytes(encoded(gradient(), "JPEG"))
     (folder / "IMG_0001.HEIC").write_bytes(heic_bytes(gradient()))
     (folder / "saved from a browser.jfif").write_bytes(encoded(gradient()[::-1].copy(), "JPEG"))
+    # Named on an old Windows machine: a byte that is not UTF-8. It stopped the whole intake
+    # (SQLite refused the name: "surrogates not allowed").
+    (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(encoded(gradient() // 3, "JPEG"))
+    (folder / os.fsdecode(b"notes\xe9.txt")).write_text("not a photo")
     (folder / "DSC_0001.NEF").write_bytes(b"MM\x00*" + b"\x00" * 100)
     (folder / "deep" / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "linked.jpg").symlink_to(folder / "photo.jpg")
@@ -265,9 +269,9 @@ def test_hostile_folder(tmp_path, ws):
     session = ws.create_session("folder", "tester")
     refused = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester").refused
     assert {r.name for r in ws.images(session) if r.error is None} == {"photo.jpg", "IMG_0001.HEIC",
-                                                                      "saved from a browser.jfif"}
+                                                                      "saved from a browser.jfif", "caf\ufffd.jpg"}
     reasons = {r.name: r.problem for r in refused}
-    assert len(refused) == 2003
+    assert len(refused) == 2004 and "not an image or video file" in reasons["notes\ufffd.txt"]
     assert "symbolic link" in reasons["linked.jpg"] and "regular file" in reasons["pipe.jpg"]
     assert "not an image or video file" in reasons["notes-7.txt"]
     assert reasons["DSC_0001.NEF"].startswith("a camera's raw file: develop it as JPEG first")
