@@ -65,11 +65,13 @@ def say_running(running: str, link_file: Path, out=None) -> str:
         link = link_file.read_text().strip()
     except OSError:
         link = ""
-    if not (link.startswith(address + "?token=") and _opens(link)):
+    if not (link.startswith(address + "?token=") and _answer(link) == 303):
         link = ""  # another launch's, or a link the running dashboard does not take
     if not address:
         message = ("Face privacy review is already starting on this workspace: wait a moment, then open the link "
                    "it prints.")
+    elif not link and _answer(address) == 200:  # its gate is off (FACE_PRIVACY_TOKEN=off)
+        message = f"Face privacy review is already running on this workspace: open {address}"
     elif link and out.isatty():
         message = f"Face privacy review is already running on this workspace: open {link}"
     elif link:
@@ -86,16 +88,17 @@ def say_running(running: str, link_file: Path, out=None) -> str:
     return message
 
 
-def _opens(link: str) -> bool:
-    """Whether the running dashboard takes this link: it answers a valid token by setting its
-    cookie and sending the browser on (303), anything else with the locked page."""
-    parts = urlsplit(link)
+def _answer(url: str) -> int | None:
+    """The status the running dashboard answers `url` with: a valid token is traded for its
+    cookie and the browser sent on (303), anything else without its cookie gets the locked page
+    (403), unless its gate is off (200). None if it does not answer."""
+    parts = urlsplit(url)
     try:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
         try:
-            connection.request("GET", f"{parts.path}?{parts.query}")
-            return connection.getresponse().status == 303
+            connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+            return connection.getresponse().status
         finally:
             connection.close()
     except (OSError, http.client.HTTPException, ValueError):
-        return False
+        return None

@@ -206,6 +206,13 @@ def test_a_second_launch_on_the_same_workspace_names_the_running_dashboard(tmp_p
             assert health.status == 200, "the running dashboard goes on"
     finally:
         server.stop()
-    # Once it has stopped, the workspace is free for the next launch.
-    again = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
-    again.stop()
+    # Once it has stopped, the workspace is free for the next launch; with its gate turned off, a
+    # second launch names its address alone (the link file holds the last launch's token).
+    again = StreamlitServer(tmp_path / "ws", tmp_path / "server.log", token="off").start()
+    try:
+        said = subprocess.run([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(free_port())],
+                              cwd=ROOT, env=dict(env, FACE_PRIVACY_TOKEN="off"), capture_output=True, text=True,
+                              timeout=120).stdout
+        assert f"already running on this workspace: open {again.base}\n" in said, said
+    finally:
+        again.stop()
