@@ -35,9 +35,9 @@ def claim(root: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        address = os.pread(fd, 400, 0).decode("utf-8", "replace").strip()
+        written = os.pread(fd, 400, 0).decode("utf-8", "replace").strip()
         os.close(fd)
-        return address
+        return written
     except OSError:  # a file system without locks
         os.close(fd)
         return None
