@@ -29,8 +29,6 @@ DEFAULT_MAX_PIXELS = 100_000_000
 _READABLE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "AVIF", "HEIF"}
 # Lossy photo formats written out as JPEG; the rest become PNG (lossless, keeps alpha).
 _AS_JPEG = {"JPEG", "MPO", "HEIF"}
-# The brands of HEIF files (an iPhone's HEIC) that are not AVIF.
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 
 class ImageError(ValueError):
@@ -113,13 +111,9 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
 
 
 def _heic_problem(data: bytes) -> str | None:
-    """Why a file that says it is HEIF (its ftyp box names the brands it conforms to) and not
-    AVIF cannot be opened, in libheif's words; None for any other file."""
-    if data[4:8] != b"ftyp":
-        return None
-    size = int.from_bytes(data[:4], "big")
-    brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data), 256), 4)}
-    if not brands & _HEIF_BRANDS or brands & {b"avif", b"avis"}:
+    """Why a file that says it is HEIF and not AVIF (by the brands its header names, as libheif
+    reads them) cannot be opened, in libheif's words; None for any other file."""
+    if not pillow_heif.get_file_mimetype(data).startswith(("image/heic", "image/heif")):
         return None
     try:
         pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).data  # decodes it
