@@ -168,11 +168,22 @@ def _to_8bit_array(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        top = _full_scale(mode, values.max(initial=0))
         gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     target = "RGBA" if has_alpha(image) else "RGB"
     return np.asarray(image if mode == target else image.convert(target))
+
+
+def _full_scale(mode: str, brightest: float) -> float:
+    """The value white has in a one-channel image: a 16-bit file's is its bit depth's (a dark
+    night shot stays dark); a float file's is 1.0 when it holds 0.0-1.0, as scientific and HDR
+    programs write it; a 32-bit integer file tells only by its values."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "F" and brightest <= 1.0:
+        return 1.0
+    return 65535.0 if brightest > 255 else 255.0
 
 
 def has_alpha(image: Image.Image) -> bool:

@@ -45,6 +45,25 @@ def test_16bit_png_scaled_to_8bit_not_clipped():
     assert photo.pixels[:, :, 0].min() < 10 and photo.pixels[:, :, 0].max() > 245
 
 
+def test_a_dark_16bit_png_stays_as_dark():
+    """A 16-bit file's scale is its bit depth, not its brightest pixel: a night shot whose values
+    stay under 256 of 65535 is near black, and must not come out 256 times brighter."""
+    values = (np.arange(64 * 48).reshape(48, 64) % 200).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, "PNG")
+    assert decode_photo(buffer.getvalue(), "night.png").pixels.max() <= 1
+
+
+def test_a_float_tiff_in_zero_to_one_keeps_its_tones():
+    """A floating-point TIFF (from a scientific or HDR program) holds 0.0-1.0: mid-grey stays
+    mid-grey, it does not come out black."""
+    values = (np.arange(64 * 48).reshape(48, 64) / (64 * 48 - 1)).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(values, "F").save(buffer, "TIFF")
+    pixels = decode_photo(buffer.getvalue(), "scan.tif").pixels[:, :, 0]
+    assert np.abs(pixels.astype(int) - np.round(values * 255)).max() <= 1
+
+
 def test_cmyk_jpeg_becomes_rgb():
     buffer = io.BytesIO()
     Image.fromarray(gradient()).convert("CMYK").save(buffer, "JPEG", quality=95)
