@@ -24,17 +24,18 @@ SMALL_FACE = 16
 
 
 def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
-                   progress: Callable[[int, int, str], None] | None = None) -> None:
+                   progress: Callable[..., None] | None = None) -> None:
     """Detect every image still waiting, saving each result (or failure) at once, so a crash
     loses at most the image in hand. Photos first: a photo takes a fraction of a second and a
     clip minutes, so the reviewer can start on the photos while the clips are detected; photos
-    added meanwhile go before the next clip."""
+    added meanwhile go before the next clip. `progress(done, total, name)` hears each file
+    done, and `progress(done, total, name, frame=(frames done, frames))` how a clip goes."""
     while waiting := sorted(workspace.awaiting_detection(session_id), key=lambda record: is_video(record.name)):
         for index, record in enumerate(waiting, 1):
             if is_video(record.name) and any(not is_video(r.name) for r in workspace.awaiting_detection(session_id)):
                 break  # every photo of `waiting` is done: these were added since
             _detect_one(workspace, engine, record, progress and (
-                lambda done, frames: progress(index - 1, len(waiting), f"{record.name}: frame {done}/{frames}")))
+                lambda done, frames: progress(index - 1, len(waiting), record.name, frame=(done, frames))))
             if progress:
                 progress(index, len(waiting), record.name)
 

@@ -25,6 +25,7 @@ class DetectionWorker:
     done: int = 0
     total: int = 0
     current: str = ""
+    frame: tuple[int, int] | None = None  # frames done and frames of the clip in hand
     error: str | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,17 +39,32 @@ class DetectionWorker:
         with self._lock:
             if self.running or not workspace().awaiting_detection(session_id):
                 return
-            self.session_id, self.done, self.total, self.current, self.error = session_id, 0, 0, "", None
+            waiting = len(workspace().awaiting_detection(session_id))
+            self.session_id, self.done, self.total, self.current, self.frame, self.error = \
+                session_id, 0, waiting, "", None, None
             self._thread = threading.Thread(target=self._run, args=(session_id, workspace(), engine()), daemon=True,
                                             name=f"detect-{session_id}")
             self._thread.start()
 
-    def _run(self, session_id: int, ws: Workspace, detector: Engine) -> None:
-        def advance(done: int, total: int, name: str) -> None:
-            self.done, self.total, self.current = done, total, name
+    def heard(self, done: int, total: int, name: str, frame: tuple[int, int] | None = None) -> None:
+        """How detection goes: `done` of `total` files, the last one `name`, or the clip in hand
+        with its `frame` (frames done, frames)."""
+        self.done, self.total, self.current, self.frame = done, total, name, frame
 
+    def status(self) -> tuple[float, str]:
+        """The progress bar's fraction and text: a clip's frames move it, so that a long clip
+        does not hold it still for minutes."""
+        within = self.frame[0] / self.frame[1] if self.frame and self.frame[1] else 0.0
+        fraction = min(1.0, (self.done + within) / self.total) if self.total else 0.0
+        if self.frame:
+            now = f" (now {plain(self.current)}: frame {self.frame[0]} of {self.frame[1] or '?'})"
+        else:
+            now = f" (last: {plain(self.current)})" if self.current else ""
+        return fraction, f"Detecting faces: {self.done} of {self.total} done{now}"
+
+    def _run(self, session_id: int, ws: Workspace, detector: Engine) -> None:
         try:
-            detect_pending(ws, detector, session_id, advance)  # and what is added while it runs
+            detect_pending(ws, detector, session_id, self.heard)  # and what is added while it runs
         except Exception as exc:  # noqa: BLE001 - shown to the reviewer, never swallowed
             self.error = f"{type(exc).__name__}: {exc}"
 
@@ -88,9 +104,8 @@ def _progress(session_id: int) -> None:
     worker = detection_worker(session_id)
     if not (worker.running and worker.session_id == session_id):
         st.rerun()
-    fraction = worker.done / worker.total if worker.total else 0.0
-    st.progress(fraction, text=f"Detecting faces: {worker.done} of {worker.total} done"
-                               + (f" (last: {plain(worker.current)})" if worker.current else ""))
+    fraction, text = worker.status()
+    st.progress(fraction, text=text)
 
 
 @dataclass

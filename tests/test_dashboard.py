@@ -488,6 +488,32 @@ def test_each_session_detects_while_another_session_detects(root, astronaut_rgb)
     assert not ws.awaiting_detection(first)
 
 
+def test_detection_progress_counts_what_waits_and_moves_with_a_clips_frames(root, astronaut_rgb):
+    """The bar said "0 of 0 done" until the first file was done, and stood still for the minutes
+    a long clip takes: it counts the files waiting from the start and moves with a clip's frames."""
+    from core.intake import add_files, intake_upload
+    from dashboard.state import workspace
+
+    ws = workspace()
+    session = ws.create_session("Progress", "Ann")
+    for i in range(3):
+        add_files(ws, session, intake_upload(f"p{i}.jpg", jpeg_bytes(np.roll(astronaut_rgb, 7 * i, axis=0))), "Ann")
+    worker = detection_worker(session)
+    worker.start(session)
+    assert worker.total == 3
+    fraction, text = worker.status()
+    assert fraction < 1 and " of 3 done" in text
+    for _ in range(600):
+        if not worker.running:
+            break
+        time.sleep(0.05)
+    worker.heard(1, 2, "<b>hall</b>.mp4", frame=(30, 120))
+    assert worker.status() == (pytest.approx(1.25 / 2), "Detecting faces: 1 of 2 done "
+                               f"(now {plain('<b>hall</b>.mp4')}: frame 30 of 120)")
+    worker.heard(2, 2, "hall.mp4")
+    assert worker.status() == (1.0, f"Detecting faces: 2 of 2 done (last: {plain('hall.mp4')})")
+
+
 def test_a_folder_that_cannot_be_read_is_said_and_the_path_kept(root):
     """A typo or a folder outside the allowed roots: an error naming it, the typed path kept to be
     corrected, and no failed card in the session."""
