@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import hdr
 from .faces import Face
 from .images import ImageError
 from .tracks import HOLD, Track, faces_by_frame, link
@@ -160,7 +161,18 @@ def _keep_fields(frame, order: int, encoder) -> None:
 
 
 def _upright(frame, rotation: int) -> np.ndarray:
-    pixels = frame.to_ndarray(format="rgb24")
+    return _turned(frame.to_ndarray(format="rgb24"), rotation)
+
+
+def shown(frame, rotation: int) -> np.ndarray:
+    """A frame's pixels upright, as a screen shows them: a phone's HDR frame tone-mapped to SDR
+    (`hdr`), for the reviewer's eyes only; detection and covering use `_upright`'s."""
+    if int(frame.color_trc) in hdr.TRANSFERS:
+        return _turned(hdr.to_sdr(frame.to_ndarray(format="rgb48le"), int(frame.color_trc)), rotation)
+    return _upright(frame, rotation)
+
+
+def _turned(pixels: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(pixels, k=rotation // 90)) if rotation else pixels
 
 

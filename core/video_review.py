@@ -21,7 +21,7 @@ from .faces import MANUAL, Face
 from .records import StaleState
 from .store import FileStore
 from .tracks import HOLD, Track
-from .video import Scan, VideoInfo, _open, _upright
+from .video import Scan, VideoInfo, _open, _upright, shown
 
 TRACK = "track "
 
@@ -165,7 +165,7 @@ def track_thumbnails(path: Path, scan: Scan) -> dict[int, str]:
     thumbs: dict[int, str] = {}
     for n, frame in enumerate(frames(path)) if wanted else ():
         if n in wanted:
-            pixels = _upright(frame, scan.info.rotation)
+            pixels = shown(frame, scan.info.rotation)
             for track in wanted[n]:
                 face = track.best[1]
                 x0, y0 = max(0, int(face.x - 0.3 * face.w)), max(0, int(face.y - 0.3 * face.h))
@@ -198,9 +198,9 @@ def load_scan(files: FileStore, sha256: str) -> Scan:
 
 
 def frame_at(path: Path, scan: Scan, index: int) -> np.ndarray:
-    """Frame `index`, upright."""
+    """Frame `index`, upright, as a screen shows it (an HDR frame tone-mapped: `video.shown`)."""
     for _, frame in _decoded(path, scan, index, index):
-        return _upright(frame, scan.info.rotation)
+        return shown(frame, scan.info.rotation)
     raise ValueError(f"frame {index} cannot be decoded")
 
 

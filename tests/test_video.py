@@ -280,6 +280,53 @@ def test_the_output_plays_with_the_colours_of_the_input(engine, tmp_path, colour
     assert max(np.abs(after[y, x].astype(int) - before[y, x]).max() for y, x in middles) <= 4
 
 
+def _as_hdr(frames: list[np.ndarray], transfer: str, path: Path) -> None:
+    """SDR frames filmed as a phone films HDR: 10-bit HEVC in BT.2020, PQ (an Android's HDR10)
+    or HLG (an iPhone's), SDR white at 203 cd/m2 as BT.2408 places it."""
+    to_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx265", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p10le", {"crf": "12", "x265-params": "log-level=error"}
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_range = 9, 9, 1
+        context.color_trc = 16 if transfer == "PQ" else 18
+        for i, pixels in enumerate(frames):
+            nits = 203 * np.clip(((pixels / 255) ** 2.4) @ to_2020.T, 0, None)
+            if transfer == "PQ":
+                y = (nits / 10000) ** 0.1593017578125
+                signal = ((0.8359375 + 18.8515625 * y) / (1 + 18.6875 * y)) ** 78.84375
+            else:  # the scene light that HLG's 1000 cd/m2 display shows as `nits`, and its signal
+                scene = (nits / 1000) ** (1 / 1.2)
+                signal = np.where(scene <= 1 / 12, np.sqrt(3 * scene),
+                                  0.17883277 * np.log(np.maximum(12 * scene - 0.28466892, 1e-9)) + 0.55991073)
+            frame = av.VideoFrame.from_ndarray((np.clip(signal, 0, 1) * 65535 + 0.5).astype(np.uint16),
+                                               format="rgb48le")
+            frame = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("transfer", ["HLG", "PQ"])
+def test_a_phones_hdr_clip_is_shown_for_review_as_a_screen_shows_it(moving, transfer, tmp_path):
+    """An iPhone films HDR (HLG) by default, an Android's HDR10 is PQ: their frames decoded as
+    they are came out pale or grey and flat in the review. The review's frame (and a track's
+    thumbnail, made from the same) is tone-mapped to SDR, near the scene as filmed; the frame
+    the engine detects and covers is the file's own, which the output keeps."""
+    from core import video_review
+
+    scene = [f for f, _ in moving[:4]]
+    clip = tmp_path / f"{transfer}.mov"
+    _as_hdr(scene, transfer, clip)
+    scan = video.Scan(video.probe(clip), "", [], [i / 25 for i in range(4)])
+    as_decoded = next(video.frames(clip)).to_ndarray(format="rgb24")
+    for index in (0, 3):
+        shown = video_review.frame_at(clip, scan, index)
+        assert np.abs(shown.astype(int) - scene[index]).mean() < 6
+    assert np.abs(as_decoded.astype(int) - scene[0]).mean() > 15
+
+
 def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(engine, moving, tmp_path):
     """Sound in a codec with no decoder here (a phone's spatial audio): the clip failed whole,
     "could not be processed (AttributeError ...)". Its pictures are anonymised; the sound is left
