@@ -103,10 +103,12 @@ async def _respond(send, status: int, body: bytes, headers: list[tuple[bytes, by
 
 
 def link_file() -> Path:
-    """Where the link goes when there is no terminal: beside the workspace, readable by its owner."""
+    """Where the link goes when there is no terminal: in the workspace, readable by its owner.
+    Each workspace has its own: two kept in one folder (a school's and a hospital's) wrote one
+    file beside them, and the link in it opened whichever dashboard started last."""
     from core.workspace import default_root
 
-    return default_root().parent / "dashboard-link.txt"
+    return default_root() / "dashboard-link.txt"
 
 
 def announce(url: str, out=None) -> str:

@@ -56,7 +56,7 @@ class StreamlitServer:
 
     @property
     def link_file(self) -> Path:
-        return self.workspace.parent / "dashboard-link.txt"
+        return self.workspace / "dashboard-link.txt"
 
     def start(self, generated_token: bool = False) -> StreamlitServer:
         """With `generated_token` the server makes its own token; it is read back from the

@@ -10,6 +10,7 @@ import stat
 import urllib.error
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,25 @@ def test_folder_intake_defaults_to_pictures_desktop_and_downloads(monkeypatch, t
     assert [r.name for r in allowed_roots()] == ["a", "b"]
 
 
+def test_two_workspaces_in_one_folder_each_keep_their_own_link(monkeypatch, tmp_path):
+    """A school's and a hospital's workspaces side by side, each with its dashboard started into
+    a log: the link file named for the school's opened the hospital's (one file beside both,
+    written by whichever started last)."""
+    import io
+
+    from dashboard import access
+
+    monkeypatch.delenv("FACE_PRIVACY_TOKEN", raising=False)
+    named = {}
+    for workspace, port, token in (("school", 8501, "school-token"), ("hospital", 8502, "hospital-token")):
+        monkeypatch.setenv("FACE_PRIVACY_WORKSPACE", str(tmp_path / workspace))
+        monkeypatch.setattr(access, "TOKEN", token)
+        said = access.announce(f"http://127.0.0.1:{port}/", io.StringIO())
+        named[workspace] = Path(said.split("the link to open is in ")[1].split(" (readable")[0])
+    assert named["school"].read_text().strip() == "http://127.0.0.1:8501/?token=school-token"
+    assert named["hospital"].read_text().strip() == "http://127.0.0.1:8502/?token=hospital-token"
+
+
 def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine, astronaut_rgb):
     from tests.browser import StreamlitServer, chromium_page, require_chromium
 
@@ -159,7 +179,7 @@ def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine,
     token = server.token.encode()
     assert token not in (tmp_path / "server.log").read_bytes()
     for path in ws.root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path != server.link_file:  # the private file that holds the link to open
             assert token not in path.read_bytes(), path
             if path.suffix == ".zip":
                 with zipfile.ZipFile(path) as archive:
