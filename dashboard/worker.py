@@ -95,14 +95,17 @@ def detection_status(session_id: int) -> None:
     if worker.session_id == session_id and worker.error:
         st.error(f"Detection stopped: {plain(worker.error)}. Reload the page to try again.")
     elif worker.running and worker.session_id == session_id:
-        _progress(session_id)
+        _progress(session_id, worker.done)
 
 
 @st.fragment(run_every=1.0)
-def _progress(session_id: int) -> None:
-    """Refreshes itself every second while detection runs; reruns the page when it ends."""
+def _progress(session_id: int, shown: int) -> None:
+    """Refreshes itself every second while detection runs; reruns the page when a file is done
+    (the page was drawn with `shown` done), so that what it says is ready for review, and what
+    could not be read, is said as it happens, not only once the last clip is detected; and
+    when detection ends."""
     worker = detection_worker(session_id)
-    if not (worker.running and worker.session_id == session_id):
+    if not (worker.running and worker.session_id == session_id) or worker.done != shown:
         st.rerun()
     fraction, text = worker.status()
     st.progress(fraction, text=text)

@@ -197,6 +197,27 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, 
         server.stop()
 
 
+def test_photos_are_said_ready_while_a_clip_is_still_detected(server, tmp_path, astronaut_rgb, astronaut_face_box):
+    """Photos are detected before clips so the reviewer can start on them: the Start page said
+    "0 photos ready for review, 2 waiting" until the last clip was done, and offered no link to
+    review. It says each file ready as it is done."""
+    url, _ = server
+    card = tmp_path / "card"
+    card.mkdir()
+    write_clip(card / "MVI_0001.MOV", (f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 400)),
+               count=400, fmt="mov")
+    (card / "IMG_0002.JPG").write_bytes(jpeg_bytes(astronaut_rgb))
+    with chromium_page() as page:
+        start_session(page, url, "Card", "E2E Reviewer")
+        page.get_by_placeholder("/home/me/Pictures/sports-day").fill(str(card))
+        page.get_by_role("button", name="Add and detect faces").click(timeout=10_000)
+        expect(page.get_by_text("1 photo ready for review, 0 could not be read, 1 waiting for detection.")
+               ).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("now MVI_0001.MOV: frame", exact=False)).to_be_visible()
+        expect(page.get_by_role("link", name="Review the photos")).to_be_visible()
+        expect(page.get_by_text("1 photo and 1 video ready for review")).to_be_visible(timeout=180_000)
+
+
 def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronaut_rgb, astronaut_face_box):
     """Add a clip from a folder, scrub its frames covered, approve it, and download the zip with the MP4."""
     import av
