@@ -4,6 +4,7 @@ nothing here detects faces (see core.review.detect_pending)."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import io
 import json
@@ -96,17 +97,25 @@ def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
         yield Intake(name, data, problem=unreadable_kind(name))
 
 
+ROOTS_ENV = "FACE_PRIVACY_FOLDER_ROOTS"
+# Where a desktop mounts a camera's card or a USB stick, in a folder of the user's own.
+REMOVABLE = (Path("/media"), Path("/run/media"))
+
+
 def allowed_roots() -> list[Path]:
     """Folders the dashboard may read from: FACE_PRIVACY_FOLDER_ROOTS (separated by the
-    system's path separator), else the user's Pictures, Desktop and Downloads folders (not the
-    whole home folder: it holds keys, mail and documents that are no photo batch)."""
-    configured = os.environ.get("FACE_PRIVACY_FOLDER_ROOTS")
+    system's path separator), else the user's Pictures, Desktop and Downloads folders and the
+    cards and sticks the desktop mounted for the user (not the whole home folder: it holds
+    keys, mail and documents that are no photo batch)."""
+    configured = os.environ.get(ROOTS_ENV)
     if configured:
         roots = configured.split(os.pathsep)
     else:
         from platformdirs import user_desktop_dir, user_downloads_dir, user_pictures_dir
 
-        roots = [user_pictures_dir(), user_desktop_dir(), user_downloads_dir()]
+        user = getpass.getuser()
+        roots = [user_pictures_dir(), user_desktop_dir(), user_downloads_dir(),
+                 *(str(base / user) for base in REMOVABLE if (base / user).is_dir())]
     return [Path(r).resolve() for r in roots if r]
 
 
@@ -132,7 +141,8 @@ def folder_problem(folder: str, roots: list[Path]) -> str | None:
     except (OSError, RuntimeError):
         return "no such folder"
     if not _inside(target, roots):
-        return f"outside the folders this dashboard may read ({', '.join(str(r) for r in roots)})"
+        return (f"outside the folders this dashboard may read ({', '.join(str(r) for r in roots)}); to read it, "
+                f"start the dashboard with {ROOTS_ENV} naming it (see the README)")
     if not target.is_dir():
         return "not a folder"
     return None

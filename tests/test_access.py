@@ -112,6 +112,27 @@ def test_folder_intake_defaults_to_pictures_desktop_and_downloads(monkeypatch, t
     assert [r.name for r in allowed_roots()] == ["a", "b"]
 
 
+def test_a_camera_card_the_desktop_mounted_is_read_and_elsewhere_says_how(monkeypatch, tmp_path, astronaut_rgb):
+    """A camera's card or a USB stick, mounted by the desktop under /media/<user>, is where a
+    batch comes from: it was refused as outside the folders the dashboard may read, with no word
+    of how to allow it. It is read; a folder elsewhere names the setting that allows it."""
+    import getpass
+
+    from core import intake
+
+    monkeypatch.delenv("FACE_PRIVACY_FOLDER_ROOTS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(intake, "REMOVABLE", (tmp_path / "media", tmp_path / "run-media"))
+    card = tmp_path / "media" / getpass.getuser() / "EOS_DIGITAL" / "DCIM" / "100CANON"
+    card.mkdir(parents=True)
+    (card / "IMG_0001.JPG").write_bytes(jpeg_bytes(astronaut_rgb))
+    taken = list(intake.intake_folder(str(card.parent.parent), intake.allowed_roots()))
+    assert [(t.name, t.problem) for t in taken] == [("DCIM/100CANON/IMG_0001.JPG", None)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert "FACE_PRIVACY_FOLDER_ROOTS" in intake.folder_problem(str(elsewhere), intake.allowed_roots())
+
+
 def test_two_workspaces_in_one_folder_each_keep_their_own_link(monkeypatch, tmp_path):
     """A school's and a hospital's workspaces side by side, each with its dashboard started into
     a log: the link file named for the school's opened the hospital's (one file beside both,
