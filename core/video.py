@@ -326,16 +326,15 @@ SOUND_LEFT_OUT = "left out, as the settings ask"
 
 
 class _Sound:
-    """The input's sound into the output: its first stream MP4 can store, copied packet for
-    packet, else its first stream this program can decode, re-encoded to AAC; `note` says which,
-    for the manifest. Sound in a codec with no decoder here (a phone's spatial audio) is left
-    out and said: the pictures are anonymised all the same. Without `keep`, none is written."""
+    """The input's sound into the output: every sound track (a second language, a second
+    microphone, a recording's commentary), each copied packet for packet when MP4 can store its
+    codec, else re-encoded to AAC; `note` says which, for the manifest. A track in a codec with
+    no decoder here (a phone's spatial audio) is left out and said: the pictures are anonymised
+    all the same. Without `keep`, none is written."""
 
     def __init__(self, out, source, keep: bool = True):
-        import av
-
-        self.out, self.streams, self.note, self._encoder, self._resampler = out, [], None, None, None
-        self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
+        self.tracks: dict[int, _SoundTrack] = {}
+        self.note: str | None = None
         if not source.streams.audio:
             return
         if not keep:
@@ -343,22 +342,48 @@ class _Sound:
             return
         # A stream with no rate has no sound data the demuxer could find (a recording cut short).
         readable = [s for s in source.streams.audio if s.codec_context is not None and s.codec_context.sample_rate]
+        unreadable = len(source.streams.audio) - len(readable)
+        why = ("its sound is in a codec this program cannot read"
+               if any(s.codec_context is None for s in source.streams.audio)
+               else "no sound could be read from it (cut short?)")
         if not readable:
-            self.note = ("left out: its sound is in a codec this program cannot read"
-                         if any(s.codec_context is None for s in source.streams.audio)
-                         else "left out: no sound could be read from it (cut short?)")
+            self.note = f"left out: {why}"
             return
-        sound = next((s for s in readable if _codec(s) in MP4_AUDIO), readable[0])
-        self.streams = [sound]
-        name = _codec(sound)
+        self.tracks = {s.index: _SoundTrack(out, s) for s in readable}
+        notes = [track.note for track in self.tracks.values()]
+        self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
+        if unreadable:
+            self.note += f"; {unreadable} more track{'s' if unreadable > 1 else ''} left out: {why}"
+
+    @property
+    def streams(self) -> list:
+        return [track.stream for track in self.tracks.values()]
+
+    def put(self, packet) -> None:
+        self.tracks[packet.stream.index].put(packet)
+
+    def flush(self) -> None:
+        for track in self.tracks.values():
+            track.flush()
+
+
+class _SoundTrack:
+    """One sound track of the input into the output: copied, or re-encoded to AAC at its time."""
+
+    def __init__(self, out, stream):
+        import av
+
+        self.out, self.stream, self._encoder, self._resampler = out, stream, None, None
+        self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
+        name = _codec(stream)
         if name in MP4_AUDIO:
-            self._copy = out.add_stream_from_template(sound)
+            self._copy = out.add_stream_from_template(stream)
             self._copy.metadata.clear()
             self.note = f"{name}, copied"
             return
-        rate = sound.codec_context.sample_rate or 48000
+        rate = stream.codec_context.sample_rate or 48000
         self._encoder = out.add_stream("aac", rate=rate)
-        self._encoder.layout = "stereo" if (sound.codec_context.channels or 1) > 1 else "mono"
+        self._encoder.layout = "stereo" if (stream.codec_context.channels or 1) > 1 else "mono"
         self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
         self.note = f"{name} re-encoded to AAC (MP4 cannot store {name})"
 

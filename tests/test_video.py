@@ -360,7 +360,7 @@ def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(
         (row,) = json.loads(archive.read("manifest.json"))["photos"]
     assert row["outcome"] == "exported" and row["sound"].startswith("left out")
 
-    # The same sound beside a second, readable stream (AAC): that one is kept.
+    # The same sound beside a second, readable stream (AAC): that one is kept, and the other said.
     both = tmp_path / "both.mov"
     with av.open(str(both), "w", format="mov") as container:
         picture = container.add_stream("libx264", rate=25)
@@ -380,7 +380,47 @@ def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(
             container.mux(stream.encode(None))
     (tmp_path / "IMG_0017.MOV").write_bytes(both.read_bytes().replace(b"sowt", b"apac"))
     entry = anonymize_files(engine, [tmp_path / "IMG_0017.MOV"], tmp_path / "out", SOLID)["files"][0]
-    assert entry["video"]["sound"] == "aac, copied" and audio_payloads(tmp_path / "out" / "IMG_0017.mp4")
+    assert entry["video"]["sound"] == ("aac, copied; 1 more track left out: its sound is in a codec this program "
+                                       "cannot read")
+    assert audio_payloads(tmp_path / "out" / "IMG_0017.mp4")
+
+
+def test_every_sound_track_is_kept(engine, moving, tmp_path):
+    """A recording with two sound tracks (a second microphone, a second language, a screen
+    recording's desktop sound): only the first was written, and nothing said the other was gone.
+    Each is kept, in its order: one MP4 stores as it is copied, the other re-encoded to AAC."""
+    clip = tmp_path / "interview.mov"
+    tones = (440, 880)
+    with av.open(str(clip), "w", format="mov") as container:
+        picture = container.add_stream("libx264", rate=25)
+        picture.width, picture.height, picture.pix_fmt = 640, 360, "yuv420p"
+        sounds = [container.add_stream(codec, rate=48000) for codec in ("aac", "pcm_s16le")]
+        for n, (pixels, _) in enumerate(moving[:25]):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            container.mux(picture.encode(frame))
+        container.mux(picture.encode(None))
+        for stream, kind, tone in zip(sounds, ("fltp", "s16"), tones):
+            wave = 0.3 * np.sin(2 * np.pi * tone * np.arange(48000) / 48000)
+            wave = wave.astype(np.float32) if kind == "fltp" else (wave * 32767).astype(np.int16)
+            for start in range(0, 48000, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=kind, layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                container.mux(stream.encode(chunk))
+            container.mux(stream.encode(None))
+    entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
+    assert entry["video"]["sound"] == ("2 tracks: aac, copied; pcm_s16le re-encoded to AAC (MP4 cannot store "
+                                       "pcm_s16le)")
+    with av.open(str(clip)) as source:
+        copied = [bytes(p) for p in source.demux(source.streams.audio[0]) if p.size]
+    with av.open(str(tmp_path / "out" / "interview.mp4")) as output:
+        assert [s.codec_context.name for s in output.streams.audio] == ["aac", "aac"]
+        assert [bytes(p) for p in output.demux(output.streams.audio[0]) if p.size] == copied
+    with av.open(str(tmp_path / "out" / "interview.mp4")) as output:
+        heard = np.concatenate([f.to_ndarray()[0] for f in output.decode(output.streams.audio[1])])
+    assert abs(len(heard) / 48000 - 1.0) < 0.05  # a second of it, at its own time
+    pitch = np.argmax(np.abs(np.fft.rfft(heard[4800:43200]))) * 48000 / len(heard[4800:43200])
+    assert abs(pitch - tones[1]) < 5  # the second track's own sound, not the first's
 
 
 def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(engine, moving, astronaut_rgb,
