@@ -327,6 +327,30 @@ def test_a_phones_hdr_clip_is_shown_for_review_as_a_screen_shows_it(moving, tran
     assert np.abs(as_decoded.astype(int) - scene[0]).mean() > 15
 
 
+def _with_tracks(path: Path, frames: list[np.ndarray], tracks: dict[str, int]) -> None:
+    """A MOV clip of `frames` at 25 a second with a sound track for each codec of `tracks`, in
+    that order: the codec's tone (Hz; 0 for silence), as long as the pictures, mono at 48 kHz."""
+    with av.open(str(path), "w", format="mov") as container:
+        picture = container.add_stream("libx264", rate=25)
+        picture.width, picture.height, picture.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sounds = [container.add_stream(codec, rate=48000) for codec in tracks]
+        for n, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            container.mux(picture.encode(frame))
+        container.mux(picture.encode(None))
+        samples = len(frames) * 48000 // 25
+        for stream, tone in zip(sounds, tracks.values()):
+            kind = stream.codec_context.format.name  # the encoder's own samples: float or 16 bits
+            wave = 0.3 * np.sin(2 * np.pi * tone * np.arange(samples) / 48000)
+            wave = (wave * 32767).astype(np.int16) if kind.startswith("s16") else wave.astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=kind, layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                container.mux(stream.encode(chunk))
+            container.mux(stream.encode(None))
+
+
 def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(engine, moving, tmp_path):
     """Sound in a codec with no decoder here (a phone's spatial audio): the clip failed whole,
     "could not be processed (AttributeError ...)". Its pictures are anonymised; the sound is left
@@ -362,22 +386,7 @@ def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(
 
     # The same sound beside a second, readable stream (AAC): that one is kept, and the other said.
     both = tmp_path / "both.mov"
-    with av.open(str(both), "w", format="mov") as container:
-        picture = container.add_stream("libx264", rate=25)
-        picture.width, picture.height, picture.pix_fmt = 640, 360, "yuv420p"
-        sounds = [container.add_stream(codec, rate=48000) for codec in ("pcm_s16le", "aac")]
-        for n, (pixels, _) in enumerate(moving[:12]):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = n
-            container.mux(picture.encode(frame))
-        container.mux(picture.encode(None))
-        for stream, kind in zip(sounds, ("s16", "fltp")):
-            for start in range(0, 24000, 1024):
-                chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), "int16" if kind == "s16" else "float32"),
-                                                   format=kind, layout="mono")
-                chunk.sample_rate, chunk.pts = 48000, start
-                container.mux(stream.encode(chunk))
-            container.mux(stream.encode(None))
+    _with_tracks(both, [f for f, _ in moving[:12]], {"pcm_s16le": 0, "aac": 0})
     (tmp_path / "IMG_0017.MOV").write_bytes(both.read_bytes().replace(b"sowt", b"apac"))
     entry = anonymize_files(engine, [tmp_path / "IMG_0017.MOV"], tmp_path / "out", SOLID)["files"][0]
     assert entry["video"]["sound"] == ("aac, copied; 1 more track left out: its sound is in a codec this program "
@@ -391,23 +400,7 @@ def test_every_sound_track_is_kept(engine, moving, tmp_path):
     Each is kept, in its order: one MP4 stores as it is copied, the other re-encoded to AAC."""
     clip = tmp_path / "interview.mov"
     tones = (440, 880)
-    with av.open(str(clip), "w", format="mov") as container:
-        picture = container.add_stream("libx264", rate=25)
-        picture.width, picture.height, picture.pix_fmt = 640, 360, "yuv420p"
-        sounds = [container.add_stream(codec, rate=48000) for codec in ("aac", "pcm_s16le")]
-        for n, (pixels, _) in enumerate(moving[:25]):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = n
-            container.mux(picture.encode(frame))
-        container.mux(picture.encode(None))
-        for stream, kind, tone in zip(sounds, ("fltp", "s16"), tones):
-            wave = 0.3 * np.sin(2 * np.pi * tone * np.arange(48000) / 48000)
-            wave = wave.astype(np.float32) if kind == "fltp" else (wave * 32767).astype(np.int16)
-            for start in range(0, 48000, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=kind, layout="mono")
-                chunk.sample_rate, chunk.pts = 48000, start
-                container.mux(stream.encode(chunk))
-            container.mux(stream.encode(None))
+    _with_tracks(clip, [f for f, _ in moving[:25]], dict(zip(("aac", "pcm_s16le"), tones)))
     entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
     assert entry["video"]["sound"] == ("2 tracks: aac, copied; pcm_s16le re-encoded to AAC (MP4 cannot store "
                                        "pcm_s16le)")
