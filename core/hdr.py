@@ -18,10 +18,10 @@ import numpy as np
 PQ, HLG = 16, 18
 TRANSFERS = (PQ, HLG)
 
-# Where SDR's white sits: 203 cd/m2 (BT.2408), which HLG puts at 75 % of its signal.
+# Where SDR's white sits: 203 cd/m2 (BT.2408), which HLG puts at 75 % of its signal on the
+# 1000 cd/m2 display its system gamma of 1.2 is defined for.
 _REFERENCE_WHITE = 203.0
-_HLG_WHITE = 0.2649  # HLG's scene light at 75 % signal
-_HLG_PEAK = 1000.0  # the display HLG's system gamma 1.2 is defined for
+_HLG_PEAK = 1000.0
 # BT.2020 to BT.709 primaries, on linear light.
 _TO_709 = np.array([[1.6605, -0.5876, -0.0728],
                     [-0.1246, 1.1329, -0.0083],

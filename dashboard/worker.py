@@ -37,9 +37,9 @@ class DetectionWorker:
     def start(self, session_id: int) -> None:
         """Detect what the session still has waiting (after a restart too), unless running."""
         with self._lock:
-            if self.running or not workspace().awaiting_detection(session_id):
+            waiting = 0 if self.running else len(workspace().awaiting_detection(session_id))
+            if not waiting:
                 return
-            waiting = len(workspace().awaiting_detection(session_id))
             self.session_id, self.done, self.total, self.current, self.frame, self.error = \
                 session_id, 0, waiting, "", None, None
             self._thread = threading.Thread(target=self._run, args=(session_id, workspace(), engine()), daemon=True,
@@ -54,13 +54,14 @@ class DetectionWorker:
     def status(self) -> tuple[float, str]:
         """The progress bar's fraction and text: a clip's frames move it, so that a long clip
         does not hold it still for minutes."""
-        within = self.frame[0] / self.frame[1] if self.frame and self.frame[1] else 0.0
-        fraction = min(1.0, (self.done + within) / self.total) if self.total else 0.0
-        if self.frame:
-            now = f" (now {plain(self.current)}: frame {self.frame[0]} of {self.frame[1] or '?'})"
+        done, total, current, frame = self.done, self.total, self.current, self.frame  # the thread moves on
+        within = frame[0] / frame[1] if frame and frame[1] else 0.0
+        fraction = min(1.0, (done + within) / total) if total else 0.0
+        if frame:
+            now = f" (now {plain(current)}: frame {frame[0]} of {frame[1] or '?'})"
         else:
-            now = f" (last: {plain(self.current)})" if self.current else ""
-        return fraction, f"Detecting faces: {self.done} of {self.total} done{now}"
+            now = f" (last: {plain(current)})" if current else ""
+        return fraction, f"Detecting faces: {done} of {total} done{now}"
 
     def _run(self, session_id: int, ws: Workspace, detector: Engine) -> None:
         try:
