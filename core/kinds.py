@@ -10,7 +10,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".t
                   ".heic", ".heif", ".hif"}  # a browser's download of a JPEG (.jfif); an iPhone's HEIC, a camera's HEIF
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi",
                   ".mts", ".m2ts", ".mpg", ".mpeg", ".3gp", ".mxf",  # camcorders (AVCHD), broadcast, old phones
-                  ".ts", ".vob", ".dv", ".wmv", ".asf", ".flv", ".3g2", ".ogv"}  # recorders, DVDs, DV tapes, old web video
+                  ".ts", ".vob", ".dv", ".wmv", ".asf", ".flv", ".3g2", ".ogv",  # recorders, DVDs, DV tapes, old web video
+                  ".dav", ".h264", ".264", ".h265", ".265", ".hevc"}  # CCTV recorders' exports
 # A camera's raw files: developed in the camera maker's or a photo editor's software, not here.
 RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
                 ".pef", ".srw", ".raw", ".3fr", ".iiq", ".x3f", ".erf", ".mef", ".mos", ".kdc", ".dcr"}

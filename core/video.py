@@ -69,6 +69,16 @@ class Scan:
         """Frames a second, on average over the clip (25 for a clip of one frame)."""
         return self.frames / max(self.times[-1] - self.times[0], 1e-6) if self.frames > 1 else 25.0
 
+    def at(self, index: int) -> float:
+        """Seconds from the first frame to frame `index`: the times a file holds may start
+        anywhere (a CCTV recorder's at the time of day), and the output starts at zero."""
+        return self.times[index] - self.times[0]
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last."""
+        return self.at(-1) + 1 / self.rate if self.frames else 0.0
+
 
 def _open(path: Path):
     import av
@@ -226,8 +236,11 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
            inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None,
            sound: bool = True) -> dict:
     """Write `out_path` (MP4, H.264): every frame of `path` covered by `cover(pixels, faces)`
-    with the faces the tracks cover there, same timestamps, the sound kept (unless `sound` is
-    False: then it is left out, and the note says so). `inspect(index,
+    with the faces the tracks cover there, at the same times from the input's start (the
+    output starts at zero, as a file does: a recorder's MPEG-TS starts hours in, a CCTV
+    recorder's at the time of day, and the output began with that much of nothing; a raw
+    stream's frames, which have no times, are 1/rate apart), the sound kept at its time beside
+    them (unless `sound` is False: then it is left out, and the note says so). `inspect(index,
     source, output, faces)` sees each frame as covered (before encoding). Written to a
     temporary name and renamed, so a failure leaves no half-written file."""
     import av
@@ -249,7 +262,8 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             # decoder still holds the first frames) opens the encoder as it is then.
             matrix = _keep_colours(first, encoder)
             _keep_fields(first, field_order, encoder)
-            sound = _Sound(out, source, keep=sound)
+            origin = Fraction(source.start_time or 0, 1_000_000)  # seconds: the input's start
+            sound = _Sound(out, source, origin, keep=sound)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             index = 0
             for packet in source.demux([video] + sound.streams):
@@ -267,7 +281,10 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                                                    (0, encoder.width - covered.shape[1]), (0, 0)), mode="edge")
                     new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
                         format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
-                    new.pts, new.time_base = frame.pts, frame.time_base
+                    if frame.pts is None:  # a raw stream's frames have no times
+                        new.pts, new.time_base = round(index / rate / video.time_base), video.time_base
+                    else:
+                        new.pts, new.time_base = frame.pts - round(origin / frame.time_base), frame.time_base
                     out.mux(encoder.encode(new))
                     index += 1
                     if progress and index % PROGRESS_EVERY == 0:
@@ -332,7 +349,8 @@ class _Sound:
     no decoder here (a phone's spatial audio) is left out and said: the pictures are anonymised
     all the same. Without `keep`, none is written."""
 
-    def __init__(self, out, source, keep: bool = True):
+    def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True):
+        """`origin`: the input's start, in seconds, which is the output's zero."""
         self.tracks: dict[int, _SoundTrack] = {}
         self.note: str | None = None
         if not source.streams.audio:
@@ -349,7 +367,7 @@ class _Sound:
         if not readable:
             self.note = f"left out: {why}"
             return
-        self.tracks = {s.index: _SoundTrack(out, s) for s in readable}
+        self.tracks = {s.index: _SoundTrack(out, s, origin) for s in readable}
         notes = [track.note for track in self.tracks.values()]
         self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
         if unreadable:
@@ -370,10 +388,10 @@ class _Sound:
 class _SoundTrack:
     """One sound track of the input into the output: copied, or re-encoded to AAC at its time."""
 
-    def __init__(self, out, stream):
+    def __init__(self, out, stream, origin: Fraction):
         import av
 
-        self.out, self.stream, self._encoder, self._resampler = out, stream, None, None
+        self.out, self.stream, self.origin, self._encoder, self._resampler = out, stream, origin, None, None
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         name = _codec(stream)
         if name in MP4_AUDIO:
@@ -391,12 +409,16 @@ class _SoundTrack:
         if packet.dts is None:  # the demuxer's empty packet at the end
             return
         if self._encoder is None:
+            shift = round(self.origin / packet.time_base)
+            packet.dts -= shift
+            if packet.pts is not None:
+                packet.pts -= shift
             packet.stream = self._copy
             self.out.mux(packet)
             return
         for frame in packet.decode():
-            if self._next is None:  # the sound may start later than zero (an MPEG-TS clip's at 1.4 s)
-                self._next = round(frame.time * self._encoder.rate) if frame.pts is not None else 0
+            if self._next is None:  # the sound may start later than the pictures
+                self._next = round((frame.time - self.origin) * self._encoder.rate) if frame.pts is not None else 0
             self._encode(self._resampler.resample(frame))
 
     def _encode(self, frames) -> None:

@@ -47,13 +47,13 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
     thumbs = thumbnails(record.sha256)
     rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
              "track": face.detector, "covered": face.covered_at(settings.threshold),
-             "from s": round(clip.times[by_id[tid].first], 2), "to s": round(clip.times[by_id[tid].last], 2),
+             "from s": round(clip.at(by_id[tid].first), 2), "to s": round(clip.at(by_id[tid].last), 2),
              "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
             for face in record.faces if (tid := video_review.track_id(face)) in by_id and
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
     sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
                                            else " (left out of the export, as the settings ask)")
-    st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.info.duration:.1f} s, sound: "
+    st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.duration:.1f} s, sound: "
                      f"{sound}. Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
@@ -83,7 +83,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.times[index]:.2f} s, covered as exported "
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.at(index):.2f} s, covered as exported "
                            f"({covers} cover(s) in this frame)")]
         if original is not None:
             shown.append((original, "original (never exported)"))

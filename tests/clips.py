@@ -108,6 +108,39 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
     return times
 
 
+def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600) -> None:
+    """A Dahua CCTV recorder's export (DHAV), chunk by chunk as FFmpeg's demuxer
+    (libavformat/dhav.c) reads it: H.264 without B-frames, each frame stamped with the time of
+    day (`start`, seconds since 1970, and milliseconds on), no sound."""
+    import struct
+    import time
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.height, encoder.width = frames[0].shape[:2]
+    encoder.pix_fmt, encoder.time_base, encoder.framerate = "yuv420p", Fraction(1, rate), Fraction(rate)
+    encoder.options = {"preset": "veryfast", "x264-params": f"bframes=0:keyint={rate}"}
+    packets = []
+    for i, pixels in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        frame.pts = i
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)
+    out = bytearray()
+    for n, packet in enumerate(packets):
+        ms = start * 1000 + n * 1000 // rate
+        day = time.gmtime(ms // 1000)
+        date = (day.tm_sec | day.tm_min << 6 | day.tm_hour << 12 | day.tm_mday << 17 | day.tm_mon << 22
+                | (day.tm_year - 2000) << 26)
+        # A key frame says the picture's size (0x82) and codec (0x81: H.264) and frame rate.
+        ext = (bytes([0x82, 0, 0, 0]) + struct.pack("<HH", encoder.width, encoder.height) + bytes([0x81, 0, 2, rate])
+               if packet.is_keyframe else b"")
+        length = 24 + len(ext) + packet.size + 8
+        out += (b"DHAV" + bytes([0xFD if packet.is_keyframe else 0xFC, 0, 0, 0])
+                + struct.pack("<IIIH", n, length, date, ms & 0xFFFF) + bytes([len(ext), 0]) + ext + bytes(packet)
+                + b"dhav" + struct.pack("<I", length))
+    Path(path).write_bytes(bytes(out))
+
+
 def read_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
     """Every frame as displayed (decoded, not turned) and its time in seconds."""
     with av.open(str(path)) as container:

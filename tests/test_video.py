@@ -21,7 +21,7 @@ from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
-from tests.clips import audio_payloads, exposed, moving_face_frames, read_frames, write_clip
+from tests.clips import audio_payloads, exposed, moving_face_frames, read_frames, write_clip, write_dav
 from tests.conftest import jpeg_bytes
 
 SOLID = Settings(mode="solid")
@@ -94,6 +94,42 @@ def test_sideways_phone_video_comes_out_upright_and_covered(engine, moving, tmp_
     assert untouched < 8  # the pixels are the right way up, not merely the right shape
 
 
+def start_of(path: Path) -> float:
+    """Where a file's timeline starts, in seconds (its earliest stream's start)."""
+    with av.open(str(path)) as container:
+        return (container.start_time or 0) / 1e6
+
+
+def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving, tmp_path):
+    """A TV recorder's MPEG-TS starts where the broadcast's clock was (hours in), a CCTV
+    recorder's export (Dahua's DHAV) at the time of day: the output kept those times, and began
+    with that much of nothing before its first frame (22 hours, or 56 years: no player shows it).
+    A raw H.264 stream, another CCTV export, has no times at all: its seconds came out as 40 ms, and
+    both kinds were refused by their names. Each comes out starting at zero, its frames as far
+    apart as they were (1/25 s for the raw stream), every one covered, the sound beside them."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    frames = [f for f, _ in moving]
+    count = len(frames)
+    write_clip(folder / "recording.ts", frames, times=[80000 + i / 25 for i in range(count)], fmt="mpegts")
+    write_dav(folder / "ch01.dav", frames)
+    write_clip(folder / "camera.h264", frames, fmt="h264", sound=False)
+    assert start_of(folder / "recording.ts") > 79999 and start_of(folder / "ch01.dav") > 1.7e9
+    manifest = anonymize_files(engine, sorted(folder.iterdir()), tmp_path / "out", SOLID)
+    assert all("error" not in entry for entry in manifest["files"]), manifest["files"]
+    for name, sound in (("recording", True), ("ch01", False), ("camera", False)):
+        output = tmp_path / "out" / f"{name}.mp4"
+        covered, times = read_frames(output)
+        assert len(covered) == count and start_of(output) < 0.05, name
+        assert times == pytest.approx([i / 25 for i in range(count)], abs=0.03), name
+        with av.open(str(output)) as container:
+            assert container.duration / 1e6 == pytest.approx(count / 25, abs=0.05), name
+        assert bool(audio_payloads(output)) == sound, name
+        assert max(exposed(source, out, box) for (source, box), out in zip(moving, covered)) <= 0.10, name
+    scan = video.scan(lambda pixels: [], folder / "ch01.dav")  # the review says times from its first frame
+    assert scan.at(0) == 0 and scan.at(25) == pytest.approx(1.0) and scan.duration == pytest.approx(count / 25, abs=0.01)
+
+
 def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
     """AVCHD camcorders write MPEG-TS files named .MTS whose times start past zero; they were
     refused as "not a supported image"."""
@@ -107,7 +143,7 @@ def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_soun
     entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"][0]
     assert entry["kind"] == "video" and entry["output"] == "00001.mp4" and entry["video"]["audio"] == "aac"
     frames, out_times = read_frames(tmp_path / "out" / "00001.mp4")
-    assert out_times == pytest.approx(times, abs=1e-3)
+    assert out_times == pytest.approx([t - start_of(clip) for t in times], abs=1e-3)  # from zero, as a file starts
     assert audio_payloads(tmp_path / "out" / "00001.mp4")
     for source, out, (_, box) in zip([f for f, _ in moving[:12]], frames, moving):
         assert exposed(source, out, box) <= 0.10
@@ -229,9 +265,10 @@ def test_re_encoded_sound_keeps_its_time_beside_the_pictures(engine, moving, tmp
 
     (picture_in, sound_in, end_in), (picture_out, sound_out, end_out) = starts(clip), starts(
         tmp_path / "out" / "00002.mp4")
-    assert picture_out == pytest.approx(picture_in, abs=1e-3) and picture_in > 1.3
-    assert sound_out == pytest.approx(sound_in, abs=0.03)  # AAC's own start-up delay is 21 ms
-    assert end_out == pytest.approx(end_in, abs=0.03)
+    origin = start_of(clip)  # the output starts at zero
+    assert picture_out == pytest.approx(picture_in - origin, abs=1e-3) and picture_in > 1.3
+    assert sound_out == pytest.approx(sound_in - origin, abs=0.03)  # AAC's own start-up delay is 21 ms
+    assert end_out == pytest.approx(end_in - origin, abs=0.03)
 
 
 @pytest.mark.parametrize("fields, order", [("tff", 2), ("bff", 3)])
