@@ -268,9 +268,10 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
                 _held_back_reason([f for _, faces in residual for f in faces])
     entry.update({
         "output_sha256": video.file_sha256(folder / name), "width": scan.info.width, "height": scan.info.height,
-        "video": scan.info.to_dict() | {"frames": scan.frames, "frames_written": rendered["frames"],
-                                        "sound": rendered["audio"], "detect_every": detect_every},
-        "tracks": [t.to_dict(scan.times) for t in scan.tracks if t.score >= settings.threshold],
+        "video": scan.info.to_dict() | {"frames": scan.frames, "duration": round(scan.duration, 3),
+                                        "frames_written": rendered["frames"], "sound": rendered["audio"],
+                                        "detect_every": detect_every},
+        "tracks": scan.covered_tracks(settings.threshold),
     })
     return entry
 

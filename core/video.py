@@ -79,6 +79,12 @@ class Scan:
         """Seconds from the first frame to the end of the last."""
         return self.at(-1) + 1 / self.rate if self.frames else 0.0
 
+    def covered_tracks(self, threshold: float) -> list[dict]:
+        """The tracks at or over `threshold` as a manifest records them, each detection's time
+        counted from the first frame (as the output plays)."""
+        times = [self.at(index) for index in range(self.frames)]
+        return [track.to_dict(times) for track in self.tracks if track.score >= threshold]
+
 
 def _open(path: Path):
     import av

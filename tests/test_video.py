@@ -117,6 +117,9 @@ def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving
     assert start_of(folder / "recording.ts") > 79999 and start_of(folder / "ch01.dav") > 1.7e9
     manifest = anonymize_files(engine, sorted(folder.iterdir()), tmp_path / "out", SOLID)
     assert all("error" not in entry for entry in manifest["files"]), manifest["files"]
+    for entry in manifest["files"]:  # the record gives the clip's length and times as the output plays
+        assert entry["video"]["duration"] == pytest.approx(count / 25, abs=0.01), entry["input"]
+        assert min(f["time"] for t in entry["tracks"] for f in t["frames"]) < 0.2, entry["input"]
     for name, sound in (("recording", True), ("ch01", False), ("camera", False)):
         output = tmp_path / "out" / f"{name}.mp4"
         covered, times = read_frames(output)
