@@ -282,9 +282,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                     covered = cover(pixels, faces)
                     if inspect:
                         inspect(index, pixels, covered, faces)
-                    if covered.shape[1] != encoder.width or covered.shape[0] != encoder.height:
-                        covered = np.pad(covered, ((0, encoder.height - covered.shape[0]),
-                                                   (0, encoder.width - covered.shape[1]), (0, 0)), mode="edge")
+                    covered = _sized(covered, info.width, info.height)
                     new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
                         format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
                     if frame.pts is None:  # a raw stream's frames have no times
@@ -311,6 +309,19 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
     return {"frames": index, "audio": sound.note}
 
 
+def _sized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A covered frame as the output holds it: at the clip's size (a recording whose picture
+    size changes on the way, as a TV recording's at an advert or joined clips, is scaled to its
+    first frame's), with one more row or column repeated where a side is odd (H.264 in 4:2:0)."""
+    import cv2
+
+    if pixels.shape[:2] != (height, width):
+        pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    if width % 2 or height % 2:
+        pixels = np.pad(pixels, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    return pixels
+
+
 def check_frames(scan: Scan, hold: int = HOLD) -> set[int]:
     """The frames the residual check looks at: one a second, and each track's first and last
     detection and the last frame its cover is held (where a face enters and leaves)."""
@@ -326,6 +337,8 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
     as decoded from the file is judged against the source's (`judge(before, after, faces)`, as
     for a photo). Returns the frames with residual faces; a different frame count is itself
     a finding (every frame must be there)."""
+    import cv2
+
     wanted = check_frames(scan, hold)
     covers = faces_by_frame(scan.tracks, scan.frames, hold)
     found = []
@@ -334,8 +347,12 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
         written += 1
         if progress and written % PROGRESS_EVERY == 0:
             progress(written, scan.frames)
-        if index in wanted:
-            residual = judge(_upright(before, scan.info.rotation), after.to_ndarray(format="rgb24"), faces)
+        if index in wanted:  # judged at the source frame's own size, where its faces were found
+            source = _upright(before, scan.info.rotation)
+            output = after.to_ndarray(format="rgb24")[:scan.info.height, :scan.info.width]
+            if output.shape != source.shape:
+                output = cv2.resize(output, source.shape[1::-1], interpolation=cv2.INTER_AREA)
+            residual = judge(source, output, faces)
             if residual:
                 found.append((index, residual))
     if progress and written % PROGRESS_EVERY:

@@ -133,6 +133,35 @@ def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving
     assert scan.at(0) == 0 and scan.at(25) == pytest.approx(1.0) and scan.duration == pytest.approx(count / 25, abs=0.01)
 
 
+@pytest.mark.parametrize("sizes", [((640, 360), (480, 270)), ((480, 270), (640, 360))], ids=["smaller", "larger"])
+def test_a_recording_whose_picture_size_changes_is_covered_throughout(engine, moving, tmp_path, sizes):
+    """A TV recording changes its picture size at an advert, and joined clips may too: frames
+    of another size than the first were padded with their edge pixels into a corner of the
+    output, or, larger, stopped the clip. Each is scaled to the clip's size, covered, and
+    passes the residual check."""
+    import cv2
+
+    halves = []
+    for n, (width, height) in enumerate(sizes):
+        part = tmp_path / f"part{n}.ts"
+        k = width / 640
+        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f, _ in moving[n * 15:(n + 1) * 15]]
+        write_clip(part, frames, times=[n * 0.8 + i / 25 for i in range(15)], fmt="mpegts")
+        halves += [(f, tuple(v * k for v in box)) for f, (_, box) in zip(frames, moving[n * 15:(n + 1) * 15])]
+    clip = tmp_path / "recording.ts"
+    clip.write_bytes((tmp_path / "part0.ts").read_bytes() + (tmp_path / "part1.ts").read_bytes())
+    manifest = anonymize_files(engine, [clip], tmp_path / "out", SOLID, check=True)
+    entry = manifest["files"][0]
+    assert "error" not in entry and "held_back" not in entry, entry
+    covered, _ = read_frames(tmp_path / "out" / "recording.mp4")
+    assert len(covered) == 30 and all(f.shape[:2] == sizes[0][::-1] for f in covered)
+    for (source, box), out in zip(halves, covered):
+        if source.shape != out.shape:  # the output's frame, as the source's size
+            out = cv2.resize(out, source.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert exposed(source, out, box) <= 0.10
+    assert np.abs(covered[-1].astype(int)[:, -40:] - covered[-1][:, -41:-40]).max() > 30, "not edge padding"
+
+
 def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
     """AVCHD camcorders write MPEG-TS files named .MTS whose times start past zero; they were
     refused as "not a supported image"."""
