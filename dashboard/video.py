@@ -36,7 +36,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
         else:  # boxes numbered as the face table's rows (each row is a track), not by their place in the frame
             marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near),
                                              index)
-            _frame_view(record, clip, index, render(frame, record.width, faces, settings, marks=marks), len(faces),
+            _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
                         reviewer, mark, frame if show_original else None)
     _track_table(record, settings, clip, every)
 
@@ -65,7 +65,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
     """One frame, covered as exported (and the `original` frame beside it, if given), or a box
     drawn on it for a missed face or a drifted track."""
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
-        box = drawn_box(covered, record.width, key=f"draw-{record.id}-{index}")
+        box = drawn_box(covered, covered.shape[1], key=f"draw-{record.id}-{index}")
         drawn = [tid for f in record.faces if f.by_hand and (tid := video_review.track_id(f)) is not None]
         target = st.radio("This box is", ["a face the detectors missed"] + [f"track {tid} (drawn), moved here"
                                                                              for tid in drawn],

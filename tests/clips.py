@@ -141,6 +141,26 @@ def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600) -> No
     Path(path).write_bytes(bytes(out))
 
 
+def resized_midway(path: Path, moving, sizes) -> list[tuple[np.ndarray, tuple]]:
+    """An MPEG-TS recording whose picture size changes halfway (a TV recording at an advert):
+    the first half of `moving`'s frames at sizes[0] (width, height), the rest at sizes[1], as
+    two recordings joined end to end. Returns each frame written and its face box."""
+    shown = []
+    parts = []
+    half = len(moving) // 2
+    for n, (width, height) in enumerate(sizes):
+        k = width / moving[0][0].shape[1]
+        chosen = moving[n * half:(n + 1) * half]
+        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f, _ in chosen]
+        part = path.with_name(f"{path.stem}-part{n}.ts")
+        write_clip(part, frames, times=[n * (half / 25 + 0.2) + i / 25 for i in range(half)], fmt="mpegts")
+        parts.append(part.read_bytes())
+        part.unlink()
+        shown += [(f, tuple(v * k for v in box)) for f, (_, box) in zip(frames, chosen)]
+    path.write_bytes(b"".join(parts))
+    return shown
+
+
 def read_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
     """Every frame as displayed (decoded, not turned) and its time in seconds."""
     with av.open(str(path)) as container:

@@ -454,6 +454,41 @@ def test_overview_rows_of_a_purged_session_are_not_saved_again(root):
     assert not (ws.files.derived / overview_file(session_id)).exists()
 
 
+def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root, astronaut_rgb, astronaut_face_box,
+                                                                          tmp_path, monkeypatch):
+    """A recording whose picture size changes halfway: the review drew a smaller frame's covers
+    scaled once more by the size change, off the faces the export covers."""
+    import io
+
+    from PIL import Image
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from tests.clips import exposed, moving_face_frames, resized_midway
+
+    shown = {}  # every picture the pages show, by its media id
+    keep = MemoryMediaFileStorage.load_and_get_id
+
+    def kept(self, data, mimetype, kind, filename=None):
+        shown[media := keep(self, data, mimetype, kind, filename)] = data
+        return media
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", kept)
+    clip = tmp_path / "recording.ts"
+    frames = resized_midway(clip, moving_face_frames(astronaut_rgb, astronaut_face_box, 30), ((640, 360), (480, 270)))
+    at = started()
+    ws = Workspace(root / "ws")
+    ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover
+    at = add_and_detect(at, [("recording.ts", clip.read_bytes(), "video/mp2t")])
+    at.switch_page("pages/review.py").run()
+    next(s for s in at.slider if s.label == "Frame").set_value(21).run()  # frame 21: the smaller picture
+    assert not at.exception, at.exception
+    (image,) = [i for element in at.get("image") for i in element.proto.imgs if "covered as exported" in i.caption]
+    assert image.caption.startswith("frame 21 of 30")
+    covered = np.asarray(Image.open(io.BytesIO(shown[image.url.rsplit("/", 1)[1].split(".")[0]])).convert("RGB"))
+    source, box = frames[20]
+    assert covered.shape == source.shape and exposed(source, covered, box) <= 0.10
+
+
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
     for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):

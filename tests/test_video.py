@@ -21,7 +21,8 @@ from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
-from tests.clips import audio_payloads, exposed, moving_face_frames, read_frames, write_clip, write_dav
+from tests.clips import (audio_payloads, exposed, moving_face_frames, read_frames, resized_midway, write_clip,
+                         write_dav)
 from tests.conftest import jpeg_bytes
 
 SOLID = Settings(mode="solid")
@@ -141,15 +142,8 @@ def test_a_recording_whose_picture_size_changes_is_covered_throughout(engine, mo
     passes the residual check."""
     import cv2
 
-    halves = []
-    for n, (width, height) in enumerate(sizes):
-        part = tmp_path / f"part{n}.ts"
-        k = width / 640
-        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f, _ in moving[n * 15:(n + 1) * 15]]
-        write_clip(part, frames, times=[n * 0.8 + i / 25 for i in range(15)], fmt="mpegts")
-        halves += [(f, tuple(v * k for v in box)) for f, (_, box) in zip(frames, moving[n * 15:(n + 1) * 15])]
     clip = tmp_path / "recording.ts"
-    clip.write_bytes((tmp_path / "part0.ts").read_bytes() + (tmp_path / "part1.ts").read_bytes())
+    halves = resized_midway(clip, moving, sizes)
     manifest = anonymize_files(engine, [clip], tmp_path / "out", SOLID, check=True)
     entry = manifest["files"][0]
     assert "error" not in entry and "held_back" not in entry, entry
