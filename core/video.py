@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
 
@@ -53,7 +54,8 @@ class VideoInfo:
 
 @dataclass
 class Scan:
-    """A video's tracks, with each frame's time in seconds (its index is its position)."""
+    """A video's tracks, with each frame's time in seconds as its file gives it (its index is
+    its position)."""
 
     info: VideoInfo
     sha256: str
@@ -64,15 +66,30 @@ class Scan:
     def frames(self) -> int:
         return len(self.times)
 
-    @property
+    @cached_property
+    def ascending(self) -> bool:
+        """Whether the file's times only go forward: two recordings joined, or a CCTV
+        recorder's clock set back, start them again (then a time names no single frame)."""
+        return all(a < b for a, b in zip(self.times, self.times[1:]))
+
+    @cached_property
+    def _played(self) -> list[float]:
+        """Each frame's time as the output plays it, from zero: where the file's times jump
+        back, the frames after go on one frame after the last."""
+        forward = _Forward(step=round(1_000_000 / self.rate))
+        return [forward(round((t - self.times[0]) * 1_000_000)) / 1_000_000 for t in self.times]
+
+    @cached_property
     def rate(self) -> float:
-        """Frames a second, on average over the clip (25 for a clip of one frame)."""
-        return self.frames / max(self.times[-1] - self.times[0], 1e-6) if self.frames > 1 else 25.0
+        """Frames a second, on average over the clip where its times go forward (25 for a clip
+        of one frame)."""
+        steps = [b - a for a, b in zip(self.times, self.times[1:]) if b > a]
+        return len(steps) / sum(steps) if steps else 25.0
 
     def at(self, index: int) -> float:
-        """Seconds from the first frame to frame `index`: the times a file holds may start
-        anywhere (a CCTV recorder's at the time of day), and the output starts at zero."""
-        return self.times[index] - self.times[0]
+        """Seconds from the first frame to frame `index`, as the output plays: the times a file
+        holds may start anywhere (a CCTV recorder's at the time of day) or start again."""
+        return self._played[index]
 
     @property
     def duration(self) -> float:
@@ -84,6 +101,24 @@ class Scan:
         counted from the first frame (as the output plays)."""
         times = [self.at(index) for index in range(self.frames)]
         return [track.to_dict(times) for track in self.tracks if track.score >= threshold]
+
+
+class _Forward:
+    """Timestamps (in a stream's ticks) that only go forward: where they jump back (two
+    recordings joined, a CCTV recorder's clock set back), they go on `step` after the last one
+    and keep that shift from there. A file's timestamps must go forward, or it cannot be
+    written at all."""
+
+    def __init__(self, step: int):
+        self.step, self.shift, self.last = max(1, step), 0, None
+
+    def __call__(self, ticks: int) -> int:
+        ticks += self.shift
+        if self.last is not None and ticks <= self.last:
+            self.shift += self.last + self.step - ticks
+            ticks = self.last + self.step
+        self.last = ticks
+        return ticks
 
 
 def _open(path: Path):
@@ -269,6 +304,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             matrix = _keep_colours(first, encoder)
             _keep_fields(first, field_order, encoder)
             origin = Fraction(source.start_time or 0, 1_000_000)  # seconds: the input's start
+            forward = _Forward(step=round(1 / rate / video.time_base))
             sound = _Sound(out, source, origin, keep=sound)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             index = 0
@@ -285,10 +321,10 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                     covered = _sized(covered, info.width, info.height)
                     new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
                         format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
-                    if frame.pts is None:  # a raw stream's frames have no times
-                        new.pts, new.time_base = round(index / rate / video.time_base), video.time_base
-                    else:
-                        new.pts, new.time_base = frame.pts - round(origin / frame.time_base), frame.time_base
+                    # A raw stream's frames have no times: they are 1/rate apart.
+                    ticks = round(index / rate / video.time_base) if frame.pts is None else \
+                        frame.pts - round(origin / video.time_base)
+                    new.pts, new.time_base = forward(ticks), video.time_base
                     out.mux(encoder.encode(new))
                     index += 1
                     if progress and index % PROGRESS_EVERY == 0:
@@ -415,6 +451,7 @@ class _SoundTrack:
         import av
 
         self.out, self.stream, self.origin, self._encoder, self._resampler = out, stream, origin, None, None
+        self._forward: _Forward | None = None
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         name = _codec(stream)
         if name in MP4_AUDIO:
@@ -432,10 +469,12 @@ class _SoundTrack:
         if packet.dts is None:  # the demuxer's empty packet at the end
             return
         if self._encoder is None:
-            shift = round(self.origin / packet.time_base)
-            packet.dts -= shift
+            self._forward = self._forward or _Forward(step=packet.duration or 1)
+            start = packet.dts - round(self.origin / packet.time_base)
+            dts = self._forward(start)  # where the times jump back, on from the last packet
             if packet.pts is not None:
-                packet.pts -= shift
+                packet.pts += dts - packet.dts
+            packet.dts = dts
             packet.stream = self._copy
             self.out.mux(packet)
             return

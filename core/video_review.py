@@ -210,7 +210,7 @@ def _decoded(path: Path, scan: Scan, first: int, last: int) -> Iterator[tuple[in
     by bytes and guesses) or on a frame without a time, from the start instead."""
     import av
 
-    for seek in (True, False):
+    for seek in (True, False) if scan.ascending else (False,):  # a time that starts again names no one frame
         container, stream = _open(path)
         with container:
             if seek:

@@ -141,10 +141,12 @@ def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600) -> No
     Path(path).write_bytes(bytes(out))
 
 
-def resized_midway(path: Path, moving, sizes) -> list[tuple[np.ndarray, tuple]]:
-    """An MPEG-TS recording whose picture size changes halfway (a TV recording at an advert):
-    the first half of `moving`'s frames at sizes[0] (width, height), the rest at sizes[1], as
-    two recordings joined end to end. Returns each frame written and its face box."""
+def joined(path: Path, moving, sizes=((640, 360), (640, 360)), again: bool = False) -> list[tuple[np.ndarray, tuple]]:
+    """Two MPEG-TS recordings joined end to end (as a recorder splits them, or a TV recording
+    whose picture size changes at an advert): the first half of `moving`'s frames at sizes[0]
+    (width, height), the rest at sizes[1], with sound; the second's times go on from the first's,
+    or with `again` start again from zero (two separate recordings). Returns each frame written
+    and its face box."""
     shown = []
     parts = []
     half = len(moving) // 2
@@ -153,7 +155,8 @@ def resized_midway(path: Path, moving, sizes) -> list[tuple[np.ndarray, tuple]]:
         chosen = moving[n * half:(n + 1) * half]
         frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f, _ in chosen]
         part = path.with_name(f"{path.stem}-part{n}.ts")
-        write_clip(part, frames, times=[n * (half / 25 + 0.2) + i / 25 for i in range(half)], fmt="mpegts")
+        start = 0 if again else n * (half / 25 + 0.2)
+        write_clip(part, frames, times=[start + i / 25 for i in range(half)], fmt="mpegts")
         parts.append(part.read_bytes())
         part.unlink()
         shown += [(f, tuple(v * k for v in box)) for f, (_, box) in zip(frames, chosen)]

@@ -463,7 +463,7 @@ def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root,
     from PIL import Image
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-    from tests.clips import exposed, moving_face_frames, resized_midway
+    from tests.clips import exposed, moving_face_frames, joined
 
     shown = {}  # every picture the pages show, by its media id
     keep = MemoryMediaFileStorage.load_and_get_id
@@ -474,7 +474,7 @@ def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root,
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", kept)
     clip = tmp_path / "recording.ts"
-    frames = resized_midway(clip, moving_face_frames(astronaut_rgb, astronaut_face_box, 30), ((640, 360), (480, 270)))
+    frames = joined(clip, moving_face_frames(astronaut_rgb, astronaut_face_box, 30), ((640, 360), (480, 270)))
     at = started()
     ws = Workspace(root / "ws")
     ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover

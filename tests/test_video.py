@@ -21,7 +21,7 @@ from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
-from tests.clips import (audio_payloads, exposed, moving_face_frames, read_frames, resized_midway, write_clip,
+from tests.clips import (audio_payloads, exposed, joined, moving_face_frames, read_frames, write_clip,
                          write_dav)
 from tests.conftest import jpeg_bytes
 
@@ -143,7 +143,7 @@ def test_a_recording_whose_picture_size_changes_is_covered_throughout(engine, mo
     import cv2
 
     clip = tmp_path / "recording.ts"
-    halves = resized_midway(clip, moving, sizes)
+    halves = joined(clip, moving, sizes)
     manifest = anonymize_files(engine, [clip], tmp_path / "out", SOLID, check=True)
     entry = manifest["files"][0]
     assert "error" not in entry and "held_back" not in entry, entry
@@ -154,6 +154,35 @@ def test_a_recording_whose_picture_size_changes_is_covered_throughout(engine, mo
             out = cv2.resize(out, source.shape[1::-1], interpolation=cv2.INTER_AREA)
         assert exposed(source, out, box) <= 0.10
     assert np.abs(covered[-1].astype(int)[:, -40:] - covered[-1][:, -41:-40]).max() > 30, "not edge padding"
+
+
+def test_two_recordings_joined_whose_times_start_again_are_anonymised_and_reviewed(engine, moving, tmp_path):
+    """Two recordings joined into one file (or a CCTV recorder's clock set back): the second's
+    times start again from zero. The clip was reviewed and then failed at export, "its video
+    could not be re-encoded (Invalid argument)": a file's times must go forward. It is written
+    with the second part following the first, sound too, every face covered; the review shows
+    each frame by its place, not by a time two frames share."""
+    from core import video_review
+
+    clip = tmp_path / "joined.ts"
+    written = joined(clip, moving, again=True)
+    scan = video.scan(engine.detect_frame, clip, DETECT_EVERY)
+    assert not scan.ascending and scan.frames == 30
+    with av.open(str(clip)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    for index in (3, 17, 29):  # the second part's frames share the first part's times
+        assert np.array_equal(video_review.frame_at(clip, scan, index), decoded[index]), index
+    assert [round(scan.at(i), 2) for i in (0, 14, 15, 29)] == [0.0, 0.56, 0.6, 1.16]
+    entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID, check=True)["files"][0]
+    assert "error" not in entry and "held_back" not in entry, entry
+    covered, times = read_frames(tmp_path / "out" / "joined.mp4")
+    assert len(covered) == 30 and all(a < b for a, b in zip(times, times[1:]))
+    assert times[-1] - times[0] == pytest.approx(29 / 25, abs=0.05)
+    with av.open(str(tmp_path / "out" / "joined.mp4")) as container:
+        heard = sum(f.samples for f in container.decode(audio=0)) / 48000
+    assert heard == pytest.approx(30 / 25, abs=0.1), "both parts' sound"
+    for (source, box), out in zip(written, covered):
+        assert exposed(source, out, box) <= 0.10
 
 
 def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
