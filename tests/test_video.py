@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -183,6 +184,41 @@ def test_two_recordings_joined_whose_times_start_again_are_anonymised_and_review
     assert heard == pytest.approx(30 / 25, abs=0.1), "both parts' sound"
     for (source, box), out in zip(written, covered):
         assert exposed(source, out, box) <= 0.10
+
+
+def test_a_dvds_wide_picture_plays_wide(engine, moving, tmp_path):
+    """A DVD, a DV tape or an SD broadcast stores 16:9 as 720 x 576 pixels that are wider than
+    tall, and says so: the output named no pixel shape, and played squeezed to 5:4. It names the
+    input's, and its faces are covered. Faces are looked for in the picture as it is shown (1024
+    x 576: squeezed faces were missed more often) and boxed in the file's own pixels."""
+    import cv2
+
+    frames = [cv2.resize(f, (720, 576), interpolation=cv2.INTER_AREA) for f, _ in moving[:10]]
+    clip = tmp_path / "VTS_01_1.VOB"
+    with av.open(str(clip), "w", format="vob") as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 720, 576, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(64, 45)  # 16:9
+        for n, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    seen = []
+    scan = video.scan(lambda pixels: seen.append(pixels.shape) or engine.detect_frame(pixels), clip, DETECT_EVERY)
+    assert set(seen) == {(576, 1024, 3)}
+    first = max((t for t in scan.tracks if t.first == 0), key=lambda t: t.score).faces[0]
+    x, y, w, h = moving[0][1]
+    expected = (x * 720 / 640, y * 1.6, w * 720 / 640, h * 1.6)
+    overlap = max(0, min(first.x + first.w, expected[0] + expected[2]) - max(first.x, expected[0])) * \
+        max(0, min(first.y + first.h, expected[1] + expected[3]) - max(first.y, expected[1]))
+    assert overlap / (first.w * first.h + expected[2] * expected[3] - overlap) > 0.4, (first, expected)
+    anonymize_files(engine, [clip], tmp_path / "out", SOLID)
+    with av.open(str(tmp_path / "out" / "VTS_01_1.mp4")) as output:
+        assert output.streams.video[0].display_aspect_ratio == Fraction(16, 9)
+    covered, _ = read_frames(tmp_path / "out" / "VTS_01_1.mp4")
+    for source, out, (_, box) in zip(frames, covered, moving):
+        assert exposed(source, out, (box[0] * 720 / 640, box[1] * 1.6, box[2] * 720 / 640, box[3] * 1.6)) <= 0.10
 
 
 def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
