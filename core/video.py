@@ -210,12 +210,11 @@ def _pixel_shape(stream, rotation: int) -> Fraction | None:
     return (1 / shape if rotation in (90, 270) else shape) if shape else None
 
 
-def _keep_shape(stream, rotation: int, encoder) -> None:
+def _keep_shape(info: VideoInfo, encoder) -> None:
     """An input whose pixels are not square names the same pixel shape in the output, so that a
     player stretches it as it does the input; without it a 16:9 DVD played squeezed to 5:4."""
-    shape = _pixel_shape(stream, rotation)
-    if shape and shape != 1:
-        encoder.codec_context.sample_aspect_ratio = shape
+    if info.pixel_shape != 1:
+        encoder.codec_context.sample_aspect_ratio = Fraction(info.pixel_shape).limit_denominator(10_000)
 
 
 def _square(detect: Callable[[np.ndarray], list[Face]], pixels: np.ndarray, shape: float) -> list[Face]:
@@ -330,7 +329,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             encoder.time_base = video.time_base
             encoder.codec_context.time_base = video.time_base
             encoder.options = {"crf": str(quality), "preset": "veryfast"}
-            _keep_shape(video, info.rotation, encoder)
+            _keep_shape(info, encoder)
             # Set before anything is written: the first packet muxed (often sound, while the
             # decoder still holds the first frames) opens the encoder as it is then.
             matrix = _keep_colours(first, encoder)
