@@ -108,10 +108,11 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
     return times
 
 
-def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600) -> None:
+def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600, sound: bool = False) -> None:
     """A Dahua CCTV recorder's export (DHAV), chunk by chunk as FFmpeg's demuxer
     (libavformat/dhav.c) reads it: H.264 without B-frames, each frame stamped with the time of
-    day (`start`, seconds since 1970, and milliseconds on), no sound."""
+    day (`start`, seconds since 1970, and milliseconds on); with `sound`, a camera microphone's
+    G.711 A-law at 8 kHz beside each frame."""
     import struct
     import time
 
@@ -125,19 +126,30 @@ def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600) -> No
         frame.pts = i
         packets += encoder.encode(frame)
     packets += encoder.encode(None)
-    out = bytearray()
-    for n, packet in enumerate(packets):
-        ms = start * 1000 + n * 1000 // rate
+    alaw = av.CodecContext.create("pcm_alaw", "w")
+    alaw.sample_rate, alaw.layout, alaw.format = 8000, "mono", "s16"
+    step = 8000 // rate
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(step * len(packets)) / 8000)).astype(np.int16)
+
+    def chunk(kind: int, n: int, ms: int, ext: bytes, payload: bytes) -> bytes:
         day = time.gmtime(ms // 1000)
         date = (day.tm_sec | day.tm_min << 6 | day.tm_hour << 12 | day.tm_mday << 17 | day.tm_mon << 22
                 | (day.tm_year - 2000) << 26)
+        length = 24 + len(ext) + len(payload) + 8
+        return (b"DHAV" + bytes([kind, 0, 0, 0]) + struct.pack("<IIIH", n, length, date, ms & 0xFFFF)
+                + bytes([len(ext), 0]) + ext + payload + b"dhav" + struct.pack("<I", length))
+
+    out = bytearray()
+    for n, packet in enumerate(packets):
+        ms = start * 1000 + n * 1000 // rate
         # A key frame says the picture's size (0x82) and codec (0x81: H.264) and frame rate.
         ext = (bytes([0x82, 0, 0, 0]) + struct.pack("<HH", encoder.width, encoder.height) + bytes([0x81, 0, 2, rate])
                if packet.is_keyframe else b"")
-        length = 24 + len(ext) + packet.size + 8
-        out += (b"DHAV" + bytes([0xFD if packet.is_keyframe else 0xFC, 0, 0, 0])
-                + struct.pack("<IIIH", n, length, date, ms & 0xFFFF) + bytes([len(ext), 0]) + ext + bytes(packet)
-                + b"dhav" + struct.pack("<I", length))
+        out += chunk(0xFD if packet.is_keyframe else 0xFC, n, ms, ext, bytes(packet))
+        if sound:  # 0x83: one channel, A-law (0x0E), 8 kHz (rate index 0)
+            samples = av.AudioFrame.from_ndarray(tone[None, n * step:(n + 1) * step], format="s16", layout="mono")
+            samples.sample_rate, samples.pts = 8000, n * step
+            out += b"".join(chunk(0xF0, n, ms, bytes([0x83, 1, 0x0E, 0]), bytes(p)) for p in alaw.encode(samples))
     Path(path).write_bytes(bytes(out))
 
 

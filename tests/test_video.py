@@ -114,7 +114,7 @@ def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving
     frames = [f for f, _ in moving]
     count = len(frames)
     write_clip(folder / "recording.ts", frames, times=[80000 + i / 25 for i in range(count)], fmt="mpegts")
-    write_dav(folder / "ch01.dav", frames)
+    write_dav(folder / "ch01.dav", frames, sound=True)  # a camera microphone's G.711
     write_clip(folder / "camera.h264", frames, fmt="h264", sound=False)
     assert start_of(folder / "recording.ts") > 79999 and start_of(folder / "ch01.dav") > 1.7e9
     manifest = anonymize_files(engine, sorted(folder.iterdir()), tmp_path / "out", SOLID)
@@ -122,7 +122,7 @@ def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving
     for entry in manifest["files"]:  # the record gives the clip's length and times as the output plays
         assert entry["video"]["duration"] == pytest.approx(count / 25, abs=0.01), entry["input"]
         assert min(f["time"] for t in entry["tracks"] for f in t["frames"]) < 0.2, entry["input"]
-    for name, sound in (("recording", True), ("ch01", False), ("camera", False)):
+    for name, sound in (("recording", True), ("ch01", True), ("camera", False)):
         output = tmp_path / "out" / f"{name}.mp4"
         covered, times = read_frames(output)
         assert len(covered) == count and start_of(output) < 0.05, name
