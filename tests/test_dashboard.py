@@ -30,6 +30,27 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def pictures(monkeypatch):
+    """Reads back, as pixels, a picture a page showed (an image element of AppTest): every
+    picture the pages show is kept by its media id."""
+    import io
+
+    from PIL import Image
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    shown = {}
+    keep = MemoryMediaFileStorage.load_and_get_id
+
+    def kept(self, data, mimetype, kind, filename=None):
+        shown[media := keep(self, data, mimetype, kind, filename)] = data
+        return media
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", kept)
+    return lambda image: np.asarray(Image.open(io.BytesIO(shown[image.url.rsplit("/", 1)[1].split(".")[0]]))
+                                    .convert("RGB"))
+
+
 def started(name="Sports day") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.text_input[0].input(name)
@@ -455,24 +476,11 @@ def test_overview_rows_of_a_purged_session_are_not_saved_again(root):
 
 
 def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root, astronaut_rgb, astronaut_face_box,
-                                                                          tmp_path, monkeypatch):
+                                                                          tmp_path, pictures):
     """A recording whose picture size changes halfway: the review drew a smaller frame's covers
     scaled once more by the size change, off the faces the export covers."""
-    import io
+    from tests.clips import exposed, joined, moving_face_frames
 
-    from PIL import Image
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
-    from tests.clips import exposed, moving_face_frames, joined
-
-    shown = {}  # every picture the pages show, by its media id
-    keep = MemoryMediaFileStorage.load_and_get_id
-
-    def kept(self, data, mimetype, kind, filename=None):
-        shown[media := keep(self, data, mimetype, kind, filename)] = data
-        return media
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", kept)
     clip = tmp_path / "recording.ts"
     frames = joined(clip, moving_face_frames(astronaut_rgb, astronaut_face_box, 30), ((640, 360), (480, 270)))
     at = started()
@@ -484,9 +492,50 @@ def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root,
     assert not at.exception, at.exception
     (image,) = [i for element in at.get("image") for i in element.proto.imgs if "covered as exported" in i.caption]
     assert image.caption.startswith("frame 21 of 30")
-    covered = np.asarray(Image.open(io.BytesIO(shown[image.url.rsplit("/", 1)[1].split(".")[0]])).convert("RGB"))
+    covered = pictures(image)
     source, box = frames[20]
     assert covered.shape == source.shape and exposed(source, covered, box) <= 0.10
+
+
+def test_a_clips_overview_thumbnail_covers_the_faces_in_the_frame_it_shows(root, astronaut_rgb, astronaut_face_box,
+                                                                           tmp_path, pictures):
+    """A clip's thumbnail is one frame (where the surest face is surest), but it was covered with
+    each row's face from that row's own best frame: with two people crossing, the second's cover
+    fell where they had been, and their face in the frame shown was left bare."""
+    from PIL import Image
+
+    from core import video_review
+    from tests.clips import background, exposed, face_patch, write_clip
+
+    big, (bx, by, bw, bh) = face_patch(astronaut_rgb, astronaut_face_box, 90)
+    small, (sx, sy, sw, sh) = face_patch(astronaut_rgb[:, ::-1].copy(), (astronaut_rgb.shape[1] - astronaut_face_box[0]
+                                         - astronaut_face_box[2], *astronaut_face_box[1:]), 70)
+    frames, boxes = [], []
+    for i in range(30):  # one person walks right, the other left
+        frame = background(640, 360).copy()
+        ax, cx = 10 + 14 * i, 640 - small.shape[1] - 10 - 14 * i
+        frame[20:20 + big.shape[0], ax:ax + big.shape[1]] = big
+        frame[150:150 + small.shape[0], cx:cx + small.shape[1]] = small
+        frames.append(frame)
+        boxes.append([(ax + bx, 20 + by, bw, bh), (cx + sx, 150 + sy, sw, sh)])
+    clip = tmp_path / "crossing.mp4"
+    write_clip(clip, frames)
+    at = started()
+    ws = Workspace(root / "ws")
+    ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover
+    at = add_and_detect(at, [("crossing.mp4", clip.read_bytes(), "video/mp4")])
+    record = ws.images(ws.sessions()[0]["id"])[0]
+    scan = video_review.load_scan(ws.files, record.sha256)
+    best = video_review.best_frame(scan)
+    assert len({t.best[0] for t in scan.tracks if t.covered_at(0.23)}) > 1, "the rows' best frames differ"
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception, at.exception
+    (image,) = [i for element in at.get("image") for i in element.proto.imgs]
+    thumb = pictures(image)
+    k = thumb.shape[1] / 640
+    source = np.asarray(Image.fromarray(frames[best]).resize(thumb.shape[1::-1], Image.Resampling.BOX))
+    for x, y, w, h in boxes[best]:
+        assert exposed(source, thumb, (x * k, y * k, w * k, h * k)) <= 0.10
 
 
 def test_pages_ask_for_a_session_first(root):
