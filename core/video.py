@@ -217,18 +217,24 @@ def _keep_shape(info: VideoInfo, encoder) -> None:
         encoder.codec_context.sample_aspect_ratio = Fraction(info.pixel_shape).limit_denominator(10_000)
 
 
+def as_shown(pixels: np.ndarray, shape: float) -> np.ndarray:
+    """A frame stretched to square pixels, as a player shows it (`shape`: a pixel's width over
+    its height; a 16:9 DVD's 64/45); the frame itself when its pixels are square."""
+    import cv2
+
+    if abs(shape - 1) < 0.01:
+        return pixels
+    return cv2.resize(pixels, (max(1, round(pixels.shape[1] * shape)), pixels.shape[0]),
+                      interpolation=cv2.INTER_LINEAR if shape > 1 else cv2.INTER_AREA)
+
+
 def _square(detect: Callable[[np.ndarray], list[Face]], pixels: np.ndarray, shape: float) -> list[Face]:
     """Faces found in a frame stretched to square pixels, as it is shown, boxed in the frame's
     own pixels: a 16:9 DVD's faces stored squeezed to 0.7 of their width were missed (0.916 of
     the eval photos' faces >= 16 px squeezed so, 0.959 stretched back)."""
-    import cv2
-
     if abs(shape - 1) < 0.01:
         return detect(pixels)
-    height, width = pixels.shape[:2]
-    square = cv2.resize(pixels, (max(1, round(width * shape)), height),
-                        interpolation=cv2.INTER_LINEAR if shape > 1 else cv2.INTER_AREA)
-    return [replace(face, x=face.x / shape, w=face.w / shape) for face in detect(square)]
+    return [replace(face, x=face.x / shape, w=face.w / shape) for face in detect(as_shown(pixels, shape))]
 
 
 def _keep_fields(frame, order: int, encoder) -> None:

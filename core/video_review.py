@@ -181,7 +181,8 @@ def track_thumbnails(path: Path, scan: Scan) -> dict[int, str]:
 
 
 def save_scan(files: FileStore, sha256: str, scan: Scan, thumbs: dict[int, str] | None = None) -> None:
-    data = {"info": scan.info.to_dict() | {"name": scan.info.name}, "times": scan.times,
+    data = {"info": scan.info.to_dict() | {"name": scan.info.name, "pixel_shape": scan.info.pixel_shape},
+            "times": scan.times,
             "tracks": [t.to_dict() for t in scan.tracks], "thumbs": {str(k): v for k, v in (thumbs or {}).items()}}
     files.save_previews(sha256, {"tracks": json.dumps(data).encode()})
 
@@ -193,7 +194,8 @@ def load_thumbnails(files: FileStore, sha256: str) -> dict[int, str]:
 def load_scan(files: FileStore, sha256: str) -> Scan:
     data = json.loads(files.preview(sha256, "tracks"))
     info = VideoInfo(**{k: data["info"][k] for k in ("name", "width", "height", "rotation", "codec", "frames",
-                                                     "duration", "audio")})
+                                                     "duration", "audio")},
+                     pixel_shape=data["info"].get("pixel_shape", 1.0))  # a scan saved before it: square
     return Scan(info, sha256, [Track.from_dict(t) for t in data["tracks"]], data["times"])
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from core import video_review
+from core import video, video_review
 from core.faces import Face, selected
 from core.images import decode_photo, encode_photo
 from core.kinds import is_video
@@ -34,20 +34,22 @@ def base(sha256: str, side: int) -> np.ndarray:
 
 @st.cache_data(max_entries=2000, show_spinner=False)
 def _thumbnail(sha256: str, key: str, _record: ImageRecord, _settings: Settings) -> bytes:
-    pixels = render(base(sha256, THUMB_SIDE), _record.width, _covered_here(_record, _settings), _settings)
+    faces, shape = _covered_here(_record, _settings)
+    pixels = video.as_shown(render(base(sha256, THUMB_SIDE), _record.width, faces, _settings), shape)
     return encode_photo(pixels, "JPEG", 85)
 
 
-def _covered_here(record: ImageRecord, settings: Settings) -> list[Face]:
-    """The faces a thumbnail covers: a photo's, or what a clip's tracks cover in the frame its
-    thumbnail shows (its best frame), as the export's record does. A clip's rows each hold one
-    face from its own best frame: drawn on this frame, some covers fell where nobody was and
-    some faces were left bare (4 of 20 faces over a quarter shown in a crowd clip's)."""
+def _covered_here(record: ImageRecord, settings: Settings) -> tuple[list[Face], float]:
+    """The faces a thumbnail covers, and the shape of its pixels: a photo's faces, or what a
+    clip's tracks cover in the frame its thumbnail shows (its best frame), as the export's
+    record does, and its pixel shape (a 16:9 DVD's is shown stretched). A clip's rows each hold
+    one face from its own best frame: drawn on this frame, some covers fell where nobody was
+    and some faces were left bare (4 of 20 faces over a quarter shown in a crowd clip's)."""
     if not is_video(record.name):
-        return record.faces
+        return record.faces, 1.0
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
-    return video_review.frame_faces(video_review.covered_tracks(every, record.faces, settings.threshold),
-                                    video_review.best_frame(clip))
+    return (video_review.frame_faces(video_review.covered_tracks(every, record.faces, settings.threshold),
+                                     video_review.best_frame(clip)), clip.info.pixel_shape)
 
 
 def thumbnail(record: ImageRecord, settings: Settings) -> bytes:

@@ -538,6 +538,43 @@ def test_a_clips_overview_thumbnail_covers_the_faces_in_the_frame_it_shows(root,
         assert exposed(source, thumb, (x * k, y * k, w * k, h * k)) <= 0.10
 
 
+def test_a_dvds_wide_picture_is_reviewed_wide(root, astronaut_rgb, astronaut_face_box, tmp_path, pictures):
+    """A 16:9 DVD stores 720 x 576 pixels wider than tall: the review and the overview showed its
+    frames as stored, everyone a third thinner than on screen. A frame is shown 1024 x 576, as a
+    player shows it, covered where the export covers it, and its thumbnail as wide."""
+    import av
+    import cv2
+    from fractions import Fraction
+
+    from tests.clips import exposed, moving_face_frames
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 10, 1024, 576, 150)
+    clip = tmp_path / "VTS_01_1.VOB"
+    with av.open(str(clip), "w", format="vob") as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 720, 576, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(64, 45)
+        for n, (pixels, _) in enumerate(moving):
+            frame = av.VideoFrame.from_ndarray(cv2.resize(pixels, (720, 576), interpolation=cv2.INTER_AREA),
+                                               format="rgb24")
+            frame.pts = n
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    at = started()
+    ws = Workspace(root / "ws")
+    ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover
+    at = add_and_detect(at, [("VTS_01_1.VOB", clip.read_bytes(), "video/mpeg")])
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    (image,) = [i for element in at.get("image") for i in element.proto.imgs if "covered as exported" in i.caption]
+    shown = pictures(image)
+    assert shown.shape == (576, 1024, 3)
+    assert exposed(moving[0][0], shown, moving[0][1]) <= 0.10
+    at.switch_page("pages/overview.py").run()  # its thumbnail too
+    (thumbnail,) = [i for element in at.get("image") for i in element.proto.imgs]
+    assert pictures(thumbnail).shape[1] / pictures(thumbnail).shape[0] == pytest.approx(16 / 9, abs=0.02)
+
+
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
     for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
