@@ -270,7 +270,7 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
         "output_sha256": video.file_sha256(folder / name), "width": scan.info.width, "height": scan.info.height,
         "video": scan.info.to_dict() | {"frames": scan.frames, "duration": round(scan.duration, 3),
                                         "frames_written": rendered["frames"], "sound": rendered["audio"],
-                                        "detect_every": detect_every},
+                                        "detect_every": scan.every},
         "tracks": scan.covered_tracks(settings.threshold),
     })
     return entry

@@ -190,7 +190,7 @@ def detect_video(engine: Engine, path: Path, settings: Settings) -> dict:
     """A video's tracks as `detect` prints them: per track its frames (index, time, box, score)."""
     scan = video.scan(engine.detect_frame, path, DETECT_EVERY, frame_progress(_progress, 1, 1, path))
     return {"path": str(path), "kind": "video", "width": scan.info.width, "height": scan.info.height,
-            "frames": scan.frames, "duration": round(scan.duration, 3), "detect_every": DETECT_EVERY,
+            "frames": scan.frames, "duration": round(scan.duration, 3), "detect_every": scan.every,
             "tracks": scan.covered_tracks(settings.threshold)}
 
 

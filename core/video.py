@@ -47,6 +47,7 @@ class VideoInfo:
     duration: float
     audio: str | None
     pixel_shape: float = 1.0  # a pixel's width over its height, upright (a 16:9 DVD's: 64/45)
+    rate: float = 0.0  # frames a second, as the stream says (0: it does not)
 
     def to_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "rotation": self.rotation, "codec": self.codec,
@@ -62,6 +63,7 @@ class Scan:
     sha256: str
     tracks: list[Track]
     times: list[float]
+    every: int = 1  # faces were looked for in every `every`-th frame
 
     @property
     def frames(self) -> int:
@@ -177,7 +179,8 @@ def _probe(path: Path) -> tuple[VideoInfo, object, int]:
         audio = next((_codec(s) if s.codec_context else "a codec this program cannot read"
                       for s in container.streams.audio), None)
         return (VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
-                          stream.frames or 0, duration, audio, float(_pixel_shape(stream, rotation) or 1)),
+                          stream.frames or 0, duration, audio, float(_pixel_shape(stream, rotation) or 1),
+                          float(stream.average_rate or stream.guessed_rate or 0)),
                 first, stream.codec_context.field_order)
 
 
@@ -287,13 +290,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Faces are looked for at least this often (seconds): a CCTV recorder's 2 frames a second, looked
+# at every third frame, left a face that passed in two frames (a second on screen) uncovered.
+LONGEST_UNLOOKED = 0.2
+
+
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
          progress: Callable[[int, int], None] | None = None) -> Scan:
-    """Detect faces in every `every`-th frame and link them into tracks."""
+    """Detect faces in every `every`-th frame, or more often where frames are far apart (at
+    least every LONGEST_UNLOOKED seconds), and link them into tracks."""
     info = probe(path)
     times: list[float] = []
     detections: list[tuple[int, list[Face]]] = []
-    rate = info.frames / info.duration if info.frames and info.duration else 25.0
+    rate = info.rate or (info.frames / info.duration if info.frames and info.duration else 25.0)
+    every = max(1, min(every, int(rate * LONGEST_UNLOOKED)))
     for index, frame in enumerate(frames(path)):
         times.append(_time(frame, index, rate))
         if index % every == 0:
@@ -305,7 +315,7 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     if progress:
         progress(len(times), len(times))
     # Detecting every few frames leaves gaps in the tracks: allow for them when linking.
-    return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every)), times)
+    return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every)), times, every)
 
 
 def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],

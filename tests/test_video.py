@@ -221,6 +221,27 @@ def test_a_dvds_wide_picture_plays_wide(engine, moving, tmp_path):
         assert exposed(source, out, (box[0] * 720 / 640, box[1] * 1.6, box[2] * 720 / 640, box[3] * 1.6)) <= 0.10
 
 
+def test_a_face_passing_a_slow_cctv_camera_in_two_frames_is_covered(engine, moving, tmp_path):
+    """A CCTV recorder often keeps 2 frames a second. Faces were looked for in every third frame,
+    1.5 s apart there: a face on screen for two frames (a second, and sharp in each) was never
+    looked at, and left uncovered. Frames that far apart are each looked at."""
+    from tests.clips import background
+
+    empty = background(640, 360)
+    frames = [moving[n][0] if n in (4, 5) else empty for n in range(12)]
+    clip = tmp_path / "ch02.mp4"
+    write_clip(clip, frames, rate=2, sound=False)
+    entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
+    assert entry["video"]["detect_every"] == 1
+    covered, _ = read_frames(tmp_path / "out" / "ch02.mp4")
+    for n in (4, 5):
+        assert exposed(frames[n], covered[n], moving[n][1]) <= 0.10, n
+    # At 25 frames a second every third frame is still enough (0.12 s apart).
+    write_clip(tmp_path / "hall.mp4", [f for f, _ in moving[:10]], sound=False)
+    assert anonymize_files(engine, [tmp_path / "hall.mp4"], tmp_path / "out", SOLID)["files"][0]["video"][
+        "detect_every"] == DETECT_EVERY
+
+
 def test_a_camcorders_mts_clip_in_a_folder_is_anonymised_with_its_times_and_sound(engine, moving, tmp_path):
     """AVCHD camcorders write MPEG-TS files named .MTS whose times start past zero; they were
     refused as "not a supported image"."""
