@@ -117,6 +117,16 @@ def settle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
+def upload(page, paths: list, last: str) -> None:
+    """Choose files (paths, or Playwright's name/mimeType/buffer payloads) in the Start page's
+    uploader and wait until the page has taken them in:
+    `last` (a name among them) is listed and the rerun the upload starts has finished, so that
+    the next click is not lost in it (a slower machine's rerun outlasted the click)."""
+    page.locator("input[type=file]").set_input_files([p if isinstance(p, dict) else str(p) for p in paths])
+    page.get_by_text(last, exact=False).first.wait_for()
+    settle(page)
+
+
 def until(page, act, done, what: str, tries: int = 5, seconds: float = 5) -> None:
     """Do `act` until `done()` holds: Streamlit drops a click or key that lands while the page
     reruns, so the state is checked after the page settles and the action made again only if

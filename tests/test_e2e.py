@@ -14,7 +14,7 @@ from core.pipeline import Settings
 from core.records import APPROVED, REJECTED
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
-                           start_session, until, wait_for)
+                           start_session, until, upload, wait_for)
 from tests.clips import moving_face_frames, write_clip
 from tests.conftest import heic_bytes, jpeg_bytes
 
@@ -58,9 +58,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
     with chromium_page() as page:
         # Start a session and add three photos and one broken file.
         start_session(page, url, "Browser test", "E2E Reviewer")
-        page.locator("input[type=file]").set_input_files(
-            [str(photos / n) for n in ("portrait.jpg", "mirror.HEIC", "dim.jpg", "broken.jpg")])
-        expect(page.get_by_text("broken.jpg", exact=False).first).to_be_visible()
+        upload(page, [photos / n for n in ("portrait.jpg", "mirror.HEIC", "dim.jpg", "broken.jpg")], "broken.jpg")
         page.get_by_role("button", name="Add and detect faces").click()
         expect(page.get_by_text("3 photos ready for review, 1 could not be read")).to_be_visible(timeout=120_000)
         # The page runs again when detection ends; until then the last run's alert may show too.

@@ -16,7 +16,7 @@ from core.records import APPROVED, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
-                           two_reviewers, until, wait_for)
+                           two_reviewers, until, upload, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -50,8 +50,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
     try:
         with chromium_page() as page:
             start_session(page, server.url, "Crash test", "Officer")
-            page.locator("input[type=file]").set_input_files([str(p) for p in large_photos])
-            expect(page.get_by_text(large_photos[-1].name)).to_be_visible()
+            upload(page, large_photos, large_photos[-1].name)
             page.get_by_role("button", name="Add and detect faces").click()
             ws = Workspace(ws_root)
             session_id = ws.sessions()[0]["id"]
@@ -162,8 +161,7 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
     try:
         with chromium_page() as page:
             start_session(page, server.url, "Tiny disk", "Officer")
-            page.locator("input[type=file]").set_input_files([str(p) for p in large_photos[:4]])
-            expect(page.get_by_text("large-03.jpg")).to_be_visible()
+            upload(page, large_photos[:4], "large-03.jpg")
             page.get_by_role("button", name="Add and detect faces").click()
             expect(page.get_by_role("alert")).to_contain_text("Saving failed")
             # The system's words or SQLite's, whichever write meets the full disk first.
@@ -200,8 +198,7 @@ def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, ast
     try:
         with chromium_page() as page:
             start_session(page, server.url, "Hostile", "Officer")
-            page.locator("input[type=file]").set_input_files(sorted(str(p) for p in folder.iterdir()))
-            expect(page.get_by_text("good.jpg")).to_be_visible()
+            upload(page, sorted(folder.iterdir()), "good.jpg")
             page.get_by_role("button", name="Add and detect faces").click()
             # Two pairs are the same bytes: each second one is named and added once.
             expect(page.get_by_text(f"1 photo ready for review, {len(REFUSED)} could not be read.")

@@ -100,7 +100,7 @@ def listening_addresses(port: int) -> set[str]:
 @pytest.mark.skipif(not STRACE, reason="needs strace to watch the server's system calls")
 def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
     from tests.browser import (StreamlitServer, chromium_page, export_zip, require_chromium, settle, start_session,
-                               wait_for)
+                               upload, wait_for)
 
     require_chromium()
     from playwright.sync_api import expect
@@ -115,8 +115,7 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
         assert listening_addresses(server.port) == {"0100007F"}, "loopback (127.0.0.1) only"
         with chromium_page() as page:
             start_session(page, server.url, "Offline", "Officer")
-            page.locator("input[type=file]").set_input_files([str(photo)])
-            expect(page.get_by_text("portrait.jpg")).to_be_visible()
+            upload(page, [photo], "portrait.jpg")
             page.get_by_role("button", name="Add and detect faces").click()
             expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
             page.get_by_role("link", name="Review one image").click()

@@ -18,7 +18,7 @@ from core.records import APPROVED, PENDING, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
-                           wait_for)
+                           upload, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -199,10 +199,10 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
         page.get_by_label("Your name").first.fill(formula)
         page.get_by_role("button", name="Start session").click()
         page.get_by_role("button", name="Add and detect faces").wait_for()
-        page.locator("input[type=file]").set_input_files([
+        upload(page, [
             {"name": f"{formula}.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(astronaut_rgb)},
             {"name": f"{image_markdown}.jpg", "mimeType": "image/jpeg",
-             "buffer": jpeg_bytes(astronaut_rgb[:, ::-1].copy())}])
+             "buffer": jpeg_bytes(astronaut_rgb[:, ::-1].copy())}], f"{formula}.jpg")
         page.get_by_role("button", name="Add and detect faces").click()
         expect(page.get_by_text("2 photos ready for review")).to_be_visible(timeout=120_000)
         session_id = ws.sessions()[0]["id"]
