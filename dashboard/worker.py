@@ -7,6 +7,7 @@ that starts one hands it the workspace and the engine."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -89,27 +90,32 @@ def detecting() -> bool:
         return any(worker.running for worker in _workers().values())
 
 
-def detection_status(session_id: int) -> None:
-    """Start detecting what the session has waiting, and follow it while it runs."""
+def detection_status(session_id: int, then: Callable[[], None] | None = None) -> None:
+    """Start detecting what the session has waiting, and follow it while it runs; `then` draws
+    what depends on it (what is ready for review, what could not be read): under the progress
+    bar, drawn again with it every second while detection runs, so that the photos detected
+    before a clip are said ready while the clip is detected."""
     worker = detection_worker(session_id)
     worker.start(session_id)
     if worker.session_id == session_id and worker.error:
         st.error(f"Detection stopped: {plain(worker.error)}. Reload the page to try again.")
-    elif worker.running and worker.session_id == session_id:
-        _progress(session_id, worker.done)
+    if worker.running and worker.session_id == session_id:
+        _progress(session_id, then)
+    elif then:
+        then()
 
 
 @st.fragment(run_every=1.0)
-def _progress(session_id: int, shown: int) -> None:
-    """Refreshes itself every second while detection runs; reruns the page when a file is done
-    (the page was drawn with `shown` done), so that what it says is ready for review, and what
-    could not be read, is said as it happens, not only once the last clip is detected; and
-    when detection ends."""
+def _progress(session_id: int, then: Callable[[], None] | None) -> None:
+    """Refreshes itself every second while detection runs (and what `then` draws, without
+    drawing the whole page again); reruns the page when it ends."""
     worker = detection_worker(session_id)
-    if not (worker.running and worker.session_id == session_id) or worker.done != shown:
+    if not (worker.running and worker.session_id == session_id):
         st.rerun()
     fraction, text = worker.status()
     st.progress(fraction, text=text)
+    if then:
+        then()
 
 
 @dataclass

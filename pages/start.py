@@ -128,29 +128,34 @@ elif add:
         st.session_state["upload_round"] = upload_round + 1
         st.rerun()
 
-detection_status(session_id)
-
-images = ws.images(session_id)
-done = [r for r in images if r.detected]
-failed = [r for r in images if r.error]
-waiting = len(images) - len(done) - len(failed)
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
 if companions := st.session_state.get("companions"):
     st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "
             "thumbnails, a card's index files; never published): "
             + plain(", ".join(companions[:SHOWN_COMPANIONS]) + ("…" if len(companions) > SHOWN_COMPANIONS else "")))
-st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
-           + (f", {waiting} waiting for detection." if waiting else "."))
-if failed:
-    st.error("These files cannot be processed:\n\n" + "\n".join(
-        f"- **{plain(r.name)}**: {plain(r.error)}" for r in failed[:SHOWN_FAILURES])
-        + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
-    if len(failed) > SHOWN_FAILURES:
-        with st.expander(f"All {len(failed)} files that cannot be processed"):
-            st.dataframe([{"file": r.name, "reason": r.error} for r in failed], hide_index=True)
-if done:
-    st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
+
+
+def say_what_is_ready() -> None:
+    """What is ready for review and what could not be read, as detection goes."""
+    images = ws.images(session_id)
+    done = [r for r in images if r.detected]
+    failed = [r for r in images if r.error]
+    waiting = len(images) - len(done) - len(failed)
+    st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
+               + (f", {waiting} waiting for detection." if waiting else "."))
+    if failed:
+        st.error("These files cannot be processed:\n\n" + "\n".join(
+            f"- **{plain(r.name)}**: {plain(r.error)}" for r in failed[:SHOWN_FAILURES])
+            + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
+        if len(failed) > SHOWN_FAILURES:
+            with st.expander(f"All {len(failed)} files that cannot be processed"):
+                st.dataframe([{"file": r.name, "reason": r.error} for r in failed], hide_index=True)
+    if done:
+        st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
+
+
+detection_status(session_id, then=say_what_is_ready)
 
 with st.expander("Purge this session"):
     st.caption("Deletes every original, preview and zip of this session from this computer; the session can no "
