@@ -167,6 +167,14 @@ class Workspace:
             db.execute("UPDATE images SET error = ?, status = ? WHERE id = ?", (reason, FAILED, image_id))
             self.db.log(db, "engine", "file refused", self.db.session_of(db, image_id), image_id, reason=reason)
 
+    def failures(self, session_id: int) -> list[tuple[str, str]]:
+        """(name, reason) of the session's files that could not be used, in order, without
+        reading any photo's faces (asked every second while detection runs)."""
+        with self.db.transaction(write=False) as db:
+            return [tuple(row) for row in db.execute(
+                "SELECT name, error FROM images WHERE session_id = ? AND removed_at IS NULL AND error IS NOT NULL "
+                "ORDER BY id", (session_id,))]
+
     def images(self, session_id: int) -> list[ImageRecord]:
         """The session's images, removed ones left out."""
         with self.db.transaction(write=False) as db:

@@ -137,20 +137,21 @@ if companions := st.session_state.get("companions"):
 
 
 def say_what_is_ready() -> None:
-    """What is ready for review and what could not be read, as detection goes."""
-    images = ws.images(session_id)
-    done = [r for r in images if r.detected]
-    failed = [r for r in images if r.error]
-    waiting = len(images) - len(done) - len(failed)
-    st.success(f"{counted(r.name for r in done)} ready for review, {len(failed)} could not be read"
+    """What is ready for review and what could not be read, as detection goes: drawn every
+    second while it runs, so no photo's faces are read (the session's records with their faces
+    took 0.34 s for 3,000 photos)."""
+    done = [name for _, name, _ in ws.listing(session_id)]
+    failed = ws.failures(session_id)
+    waiting = len(ws.awaiting_detection(session_id))
+    st.success(f"{counted(done)} ready for review, {len(failed)} could not be read"
                + (f", {waiting} waiting for detection." if waiting else "."))
     if failed:
         st.error("These files cannot be processed:\n\n" + "\n".join(
-            f"- **{plain(r.name)}**: {plain(r.error)}" for r in failed[:SHOWN_FAILURES])
+            f"- **{plain(name)}**: {plain(reason)}" for name, reason in failed[:SHOWN_FAILURES])
             + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
         if len(failed) > SHOWN_FAILURES:
             with st.expander(f"All {len(failed)} files that cannot be processed"):
-                st.dataframe([{"file": r.name, "reason": r.error} for r in failed], hide_index=True)
+                st.dataframe([{"file": name, "reason": reason} for name, reason in failed], hide_index=True)
     if done:
         st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
 
