@@ -220,7 +220,7 @@ def _keep_shape(info: VideoInfo, encoder) -> None:
         encoder.codec_context.sample_aspect_ratio = Fraction(info.pixel_shape).limit_denominator(10_000)
 
 
-def as_shown(pixels: np.ndarray, shape: float) -> np.ndarray:
+def square_pixels(pixels: np.ndarray, shape: float) -> np.ndarray:
     """A frame stretched to square pixels, as a player shows it (`shape`: a pixel's width over
     its height; a 16:9 DVD's 64/45); the frame itself when its pixels are square."""
     import cv2
@@ -237,7 +237,7 @@ def _square(detect: Callable[[np.ndarray], list[Face]], pixels: np.ndarray, shap
     the eval photos' faces >= 16 px squeezed so, 0.959 stretched back)."""
     if abs(shape - 1) < 0.01:
         return detect(pixels)
-    return [replace(face, x=face.x / shape, w=face.w / shape) for face in detect(as_shown(pixels, shape))]
+    return [replace(face, x=face.x / shape, w=face.w / shape) for face in detect(square_pixels(pixels, shape))]
 
 
 def _keep_fields(frame, order: int, encoder) -> None:

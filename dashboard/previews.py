@@ -35,7 +35,7 @@ def base(sha256: str, side: int) -> np.ndarray:
 @st.cache_data(max_entries=2000, show_spinner=False)
 def _thumbnail(sha256: str, key: str, _record: ImageRecord, _settings: Settings) -> bytes:
     faces, shape = _covered_here(_record, _settings)
-    pixels = video.as_shown(render(base(sha256, THUMB_SIDE), _record.width, faces, _settings), shape)
+    pixels = video.square_pixels(render(base(sha256, THUMB_SIDE), _record.width, faces, _settings), shape)
     return encode_photo(pixels, "JPEG", 85)
 
 

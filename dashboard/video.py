@@ -66,7 +66,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
     drawn on it for a missed face or a drifted track."""
     shape = clip.info.pixel_shape  # a 16:9 DVD's frame is shown stretched, as a player shows it
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
-        stretched = video.as_shown(covered, shape)
+        stretched = video.square_pixels(covered, shape)
         box = drawn_box(stretched, stretched.shape[1], key=f"draw-{record.id}-{index}")
         box = box and (box[0] / shape, box[1], box[2] / shape, box[3])  # in the frame's own pixels
         drawn = [tid for f in record.faces if f.by_hand and (tid := video_review.track_id(f)) is not None]
@@ -91,7 +91,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
         if original is not None:
             shown.append((original, "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
-            column.image(video.as_shown(pixels, shape), output_format="JPEG", width="stretch", caption=caption)
+            column.image(video.square_pixels(pixels, shape), output_format="JPEG", width="stretch", caption=caption)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
