@@ -47,7 +47,7 @@ PUBLIC_FIELDS = [
 AUDIT_FIELDS = [
     "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
     "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
-    "strength", "padding", "shape", "sound", "reviewer", "decision", "decided_at", "comment", "residual",
+    "strength", "padding", "shape", "sound", "left_out", "reviewer", "decision", "decided_at", "comment", "residual",
     "engine_version",
 ]
 
@@ -248,7 +248,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                   "width": clip.info.width, "height": clip.info.height, "decision": APPROVED,
                   "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks],
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
-                  "sound": rendered["audio"] or "none", "thumbnail": thumbnail}
+                  "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail}
 
 
 def _held(row: dict, found: list) -> dict | None:

@@ -4,7 +4,8 @@ plays like the input.
 Two passes over the file, each streaming (a few frames in memory, whatever the length):
 `scan` detects faces in the frames and links them into tracks (the reviewer's decisions are
 made on these); `render` decodes again, covers every frame with the same `anonymize` a photo
-gets, and encodes H.264 in MP4. Every frame keeps its own timestamp (variable frame rate
+gets, and encodes H.264 in MP4 (the pictures and the sound only: subtitles, data tracks and
+attached files are left out, and said). Every frame keeps its own timestamp (variable frame rate
 stays variable, nothing dropped or repeated), a rotation flag is applied to the pixels (the
 output is upright everywhere, with no flag), the sound is copied packet for packet, and no
 tag of the input (place, creation time, device) is written.
@@ -48,10 +49,12 @@ class VideoInfo:
     audio: str | None
     pixel_shape: float = 1.0  # a pixel's width over its height, upright (a 16:9 DVD's: 64/45)
     rate: float = 0.0  # frames a second, as the stream says (0: it does not)
+    left_out: str | None = None  # the tracks never written out, as `_left_out` says them
 
     def to_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "rotation": self.rotation, "codec": self.codec,
-                "frames": self.frames, "duration": round(self.duration, 3), "audio": self.audio}
+                "frames": self.frames, "duration": round(self.duration, 3), "audio": self.audio,
+                "left_out": self.left_out}
 
 
 @dataclass
@@ -137,13 +140,43 @@ def _open(path: Path):
         what = "an audio-only file" if container.streams.audio else "no pictures in it"
         container.close()
         raise ImageError(str(path), f"has no video stream ({what})")
-    stream = container.streams.video[0]
+    stream = next((s for s in container.streams.video if not _still(s)), container.streams.video[0])
     if stream.codec_context is None:
         container.close()
         raise ImageError(str(path), "its video is in a codec this program cannot decode (export it as "
                                     "H.264 MP4 first)")
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def _still(stream) -> bool:
+    """A picture attached to the file (an MP4's or MKV's cover art), not its video."""
+    import av
+
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+# What each kind of track not written out is called, for the record.
+_KINDS = {"subtitle": "subtitle track", "data": "data track", "attachment": "attached file", "video": "video track"}
+
+
+def _left_out(container, video) -> str | None:
+    """The input's tracks that are never written, said for the manifest: only the video's
+    pictures (covered) and its sound go out. Subtitles and captions can name the people shown,
+    a data track can hold a drone's or a body camera's GPS, an attached file or cover picture
+    can be a photo of anyone. "1 subtitle track (eng), 1 attached file (cover.jpg)"."""
+    said: dict[str, list[str]] = {}
+    for stream in container.streams:
+        if stream is video or stream.type == "audio":
+            continue
+        kind = "cover picture" if stream.type == "video" and _still(stream) else _KINDS.get(stream.type, "track")
+        detail = stream.metadata.get("filename") or stream.metadata.get("language") or stream.name or ""
+        said.setdefault(kind, []).append("" if detail in ("und", "unknown", "none") else detail)
+    if not said:
+        return None
+    return ", ".join(f"{len(details)} {kind}{'s' if len(details) > 1 else ''}"
+                     + (f" ({', '.join(d for d in details if d)})" if any(details) else "")
+                     for kind, details in said.items())
 
 
 def _codec(stream) -> str:
@@ -180,7 +213,7 @@ def _probe(path: Path) -> tuple[VideoInfo, object, int]:
                       for s in container.streams.audio), None)
         return (VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
                           stream.frames or 0, duration, audio, float(_pixel_shape(stream, rotation) or 1),
-                          float(stream.average_rate or stream.guessed_rate or 0)),
+                          float(stream.average_rate or stream.guessed_rate or 0), _left_out(container, stream)),
                 first, stream.codec_context.field_order)
 
 
@@ -389,7 +422,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
         raise
     if progress and index % PROGRESS_EVERY:  # the last frame, unless the loop just said it
         progress(index, index)
-    return {"frames": index, "audio": sound.note}
+    return {"frames": index, "audio": sound.note, "left_out": info.left_out}
 
 
 def _sized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -195,7 +195,8 @@ def load_scan(files: FileStore, sha256: str) -> Scan:
     data = json.loads(files.preview(sha256, "tracks"))
     info = VideoInfo(**{k: data["info"][k] for k in ("name", "width", "height", "rotation", "codec", "frames",
                                                      "duration", "audio")},
-                     pixel_shape=data["info"].get("pixel_shape", 1.0))  # a scan saved before it: square
+                     pixel_shape=data["info"].get("pixel_shape", 1.0),  # a scan saved before it: square
+                     left_out=data["info"].get("left_out"))
     return Scan(info, sha256, [Track.from_dict(t) for t in data["tracks"]], data["times"])
 
 

@@ -53,8 +53,9 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
     sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
                                            else " (left out of the export, as the settings ask)")
+    left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.duration:.1f} s, sound: "
-                     f"{sound}. Each row of the face table is one person's appearance "
+                     f"{sound}.{left_out} Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})

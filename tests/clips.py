@@ -50,7 +50,9 @@ def iter_moving_face_frames(portrait, box, count: int, width: int = 640, height:
 def write_clip(path: Path, frames, times: list[float] | None = None, rate: int = 25,
                sound: bool = True, rotation: int = 0, metadata: dict | None = None, fmt: str | None = None,
                codec: str = "libx264", count: int | None = None, sound_codec: str = "aac",
-               colours: tuple[int, int, int] | None = None, fields: str | None = None) -> list[float]:
+               colours: tuple[int, int, int] | None = None, fields: str | None = None,
+               subtitle: str | None = None, attachment: tuple[str, bytes] | None = None,
+               telemetry: bytes | None = None) -> list[float]:
     """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
     seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
     and a display-rotation flag says how to turn them upright, as phones store portrait video.
@@ -58,7 +60,11 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
     16-bit PCM: "pcm_s16le", "pcm_bluray"). `colours` (matrix, primaries, transfer, as FFmpeg
     numbers them: (1, 1, 1) is BT.709) are named in the file and used to store the frames;
     without them the file names none. `fields` ("tff" or "bff") codes the frames interlaced, in
-    that field order, as a camcorder's 1080i. Returns the times written."""
+    that field order, as a camcorder's 1080i. `subtitle`: a line shown from the start, in an
+    English subtitle track (SubRip in MKV, MP4's timed text); `attachment` (name, bytes): a file
+    attached to an MKV, as a cover picture or a font; `telemetry`: a packet of KLV metadata
+    with each frame, as a drone writes its position beside its pictures in MPEG-TS. Returns the
+    times written."""
     count = count if count is not None else len(frames)
     times = times if times is not None else [i / rate for i in range(count)]
     frames = iter(frames)
@@ -84,7 +90,21 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
         if sound:
             audio = container.add_stream(sound_codec, rate=48000)
             audio.layout, audio.bit_rate = "mono", 128000  # an old codec (WMA) asks for a bit rate
+        if attachment:
+            kind = "image/jpeg" if attachment[0].endswith(".jpg") else "application/octet-stream"
+            container.add_attachment(attachment[0], kind, attachment[1])
+        if subtitle:
+            _subtitle(container, subtitle)
+        data = None
+        if telemetry:
+            data = container.add_mux_stream("klv")
+            data.time_base = TIME_BASE
         for pixels, t in zip(stored, times):
+            if data is not None:
+                packet = av.Packet(telemetry)
+                packet.stream, packet.pts, packet.dts, packet.time_base = data, round(t / TIME_BASE), \
+                    round(t / TIME_BASE), TIME_BASE
+                container.mux(packet)
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if colours:
                 frame = frame.reformat(format="yuv420p", dst_colorspace={6: 5, 10: 9}.get(colours[0], colours[0]),
@@ -106,6 +126,19 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
                 container.mux(audio.encode(chunk))
             container.mux(audio.encode(None))
     return times
+
+
+def _subtitle(container, text: str) -> None:
+    """One line of subtitle for the first second, muxed as the format stores it."""
+    mkv = container.format.name == "matroska"
+    stream = container.add_mux_stream("subrip" if mkv else "mov_text")
+    stream.time_base = Fraction(1, 1000)
+    stream.metadata["language"] = "eng"
+    data = text.encode()
+    packet = av.Packet(data if mkv else len(data).to_bytes(2, "big") + data)  # MP4's: length first
+    packet.stream, packet.pts, packet.dts, packet.duration = stream, 0, 0, 1000
+    packet.time_base = stream.time_base
+    container.mux(packet)
 
 
 def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600, sound: bool = False) -> None:

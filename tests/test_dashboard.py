@@ -184,11 +184,13 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     from tests.clips import moving_face_frames, write_clip
 
     clip = tmp_path / "still.mp4"
-    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 1)])
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 1)], subtitle="A. Smith")
     at = add_and_detect(started(), [("still.mp4", clip.read_bytes(), "video/mp4")])
     at.switch_page("pages/review.py").run()
     assert not at.exception, at.exception
     assert plain("still.mp4: 1 frames") in " ".join(c.value for c in at.caption)
+    # what will not leave with it is said before the reviewer approves it, not only in the record
+    assert plain("Not written to the export: 1 subtitle track (eng).") in " ".join(c.value for c in at.caption)
     assert not [s for s in at.slider if s.label == "Frame"], "nothing to move between"
 
     def captions():

@@ -577,7 +577,7 @@ def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(eng
     from core.workspace import Workspace
 
     clip = tmp_path / "assembly.mp4"
-    write_clip(clip, [f for f, _ in moving[:12]])
+    write_clip(clip, [f for f, _ in moving[:12]], subtitle="Head teacher")
     assert audio_payloads(clip)
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "out"), "--mode", "solid", "--no-sound"]) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -608,6 +608,9 @@ def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(eng
         report = archive.read("report.html").decode()
     assert table["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT and table["class.jpg"]["sound"] == ""
     assert f"Sound: {video.SOUND_LEFT_OUT}." in report
+    # and so do they what else did not leave (its subtitles)
+    assert rows["assembly.mp4"]["left_out"] == table["assembly.mp4"]["left_out"] == "1 subtitle track (eng)"
+    assert "Not written: 1 subtitle track (eng)." in report and table["class.jpg"]["left_out"] == ""
     with zipfile.ZipFile(result.path) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
         (tmp_path / "exported.mp4").write_bytes(archive.read(name))
@@ -629,6 +632,34 @@ def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     harmless = {"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name", "language",
                 "vendor_id"}
     assert set(tags) <= harmless, tags
+
+
+def test_subtitles_and_attached_files_are_left_out_and_the_manifest_says_so(engine, moving, astronaut_rgb, tmp_path):
+    """A clip's subtitles can name the people it shows ("Alice Smith, witness"), an attached
+    file can be a photo of anyone: only the covered pictures and the sound leave, and the record
+    says what did not (it said nothing, and an officer could not tell the captions were gone)."""
+    frames = [f for f, _ in moving[:6]]
+    write_clip(tmp_path / "hearing.mkv", frames, fmt="matroska", subtitle="Alice Smith, witness",
+               attachment=("cover.jpg", jpeg_bytes(astronaut_rgb)))
+    write_clip(tmp_path / "statement.mp4", frames, subtitle="Alice Smith, witness")
+    # a drone's position beside its pictures (KLV in MPEG-TS, as police and survey drones write it)
+    write_clip(tmp_path / "drone.ts", frames, fmt="mpegts", telemetry=b"\x06\x0e\x2b\x34 lat 51.5007 lon -0.1246")
+    with av.open(str(tmp_path / "hearing.mkv")) as container:
+        # a JPEG attached to an MKV is read as a second, still video: its cover picture
+        assert sorted(s.type for s in container.streams) == ["audio", "subtitle", "video", "video"]
+    with av.open(str(tmp_path / "drone.ts")) as container:
+        assert sorted(s.type for s in container.streams) == ["audio", "data", "video"]
+    manifest = anonymize_files(engine, [tmp_path / n for n in ("hearing.mkv", "statement.mp4", "drone.ts")],
+                               tmp_path / "out", SOLID)
+    said = {e["output"]: e["video"]["left_out"] for e in manifest["files"]}
+    assert said == {"hearing.mp4": "1 subtitle track (eng), 1 cover picture (cover.jpg)",
+                    "statement.mp4": "1 subtitle track (eng)", "drone.mp4": "1 data track (klv)"}
+    for name in said:
+        data = (tmp_path / "out" / name).read_bytes()
+        assert b"Alice Smith" not in data and b"51.5007" not in data and jpeg_bytes(astronaut_rgb)[-4096:] not in data
+        with av.open(str(tmp_path / "out" / name)) as output:
+            assert [s.type for s in output.streams] == ["video", "audio"]
+    assert manifest["files"][0]["video"]["sound"] == "aac, copied" and manifest["files"][0]["video"]["frames"] == 6
 
 
 def test_bad_videos_are_named_and_the_batch_goes_on(engine, moving, astronaut_rgb, tmp_path):
