@@ -247,16 +247,17 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
     def stage(name: str) -> Callable[[int, int], None] | None:
         return progress and (lambda done, frames: progress(done, frames, name))
 
-    scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"))
+    scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"), settings.start, settings.end)
+    part = scan.part(settings.start, settings.end)
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
-                            settings.video_quality, progress=stage("covering"), sound=settings.sound)
+                            settings.video_quality, progress=stage("covering"), sound=settings.sound, part=part)
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
     folder = out_dir
     if check:
         residual = video.check(path, out_dir / name, scan, lambda before, after, faces: residual_faces(
             engine.detector, before, after, selected(faces, settings.threshold),
             settings.regions(faces, scan.info.width, scan.info.height), outside=VIDEO_FOUND_AGAIN),
-            progress=stage("checking"))
+            progress=stage("checking"), part=part)
         entry["residual_frames"] = [{"index": n, "faces": [face_record(f, settings, scan.info.width, scan.info.height)
                                                            for f in faces]} for n, faces in residual]
         if residual:
@@ -273,7 +274,16 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
                                         "detect_every": scan.every},
         "tracks": scan.covered_tracks(settings.threshold),
     })
+    if part:
+        entry["video"]["part"] = part_record(scan, part)
     return entry
+
+
+def part_record(scan: video.Scan, part: video.Part) -> dict:
+    """The part of a video exported, as its manifest says it: seconds from its first frame
+    (where its tracks' times are counted from too) and frame indices."""
+    return {"from": round(scan.at(part.first), 3), "to": round(scan.at(part.last) + 1 / scan.rate, 3),
+            "first_frame": part.first, "last_frame": part.last}
 
 
 def frame_progress(progress, index: int, total: int, path: Path) -> Callable[..., None] | None:

@@ -67,10 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--no-sound", dest="sound", action="store_false",
                            help="leave videos' sound out (voices and names spoken are not anonymised); "
                                 "by default it is kept")
+    anonymize.add_argument("--from", dest="start", type=_seconds, default=0.0, metavar="TIME",
+                           help="export videos only from this time on (seconds, MM:SS or HH:MM:SS from the first "
+                                "frame), as a request for minutes of a long CCTV recording asks")
+    anonymize.add_argument("--to", dest="end", type=_seconds, default=None, metavar="TIME",
+                           help="export videos only up to this time (default: to the end)")
     anonymize.add_argument("--check", action="store_true",
                            help="detect again on every output (residual check): an output where a face "
                                 "still shows goes to OUT/held-back/, and the manifest says why")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A time as a person writes it: 90, 1:30 or 00:01:30 (and 1:30.5)."""
+    try:
+        parts = [float(p) for p in text.strip().split(":")]
+        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None
+    return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             **({} if args.command == "detect" else {
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
                 "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
-                "video_quality": args.video_quality, "sound": args.sound}))
+                "video_quality": args.video_quality, "sound": args.sound, "start": args.start, "end": args.end}))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

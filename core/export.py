@@ -30,11 +30,12 @@ import cv2
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import video, video_review
-from .batch import safe_name
+from .batch import part_record, safe_name
 from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces
+from .tracks import HOLD
 from .kinds import is_video
 from .store import StoredFileError, private_file
 from .workspace import Workspace
@@ -47,7 +48,7 @@ PUBLIC_FIELDS = [
 AUDIT_FIELDS = [
     "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
     "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
-    "strength", "padding", "shape", "sound", "left_out", "reviewer", "decision", "decided_at", "comment", "residual",
+    "strength", "padding", "shape", "sound", "left_out", "part", "reviewer", "decision", "decided_at", "comment", "residual",
     "engine_version",
 ]
 
@@ -219,9 +220,10 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
+        part = clip.part(settings.start, settings.end)
         rendered = video.render(source, target, tracks, cover, settings.video_quality,
                                 progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"),
-                                sound=settings.sound)
+                                sound=settings.sound, part=part)
         with open(target, "rb") as handle:
             output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
         found = fresh.residual_result(batch, output_sha)
@@ -231,10 +233,11 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                                       detector, before, after, faces, settings.regions(faces, clip.info.width,
                                                                                        clip.info.height),
                                       outside=VIDEO_FOUND_AGAIN),
-                                  progress=lambda n, total: step(f"{record.name}: frame {n} of {total} checked"))
+                                  progress=lambda n, total: step(f"{record.name}: frame {n} of {total} checked"),
+                                  part=part)
             found = [replace(f, detector=f"{f.detector} (frame {n + 1})") for n, faces in checked for f in faces]
             workspace.save_residual(record.id, mark, output_sha, found)
-        best = video_review.best_frame(clip)
+        best = video_review.best_frame(clip, part)
         frame = video_review.frame_at(source, clip, best)
         thumbnail = _thumbnail(cover(frame, video_review.frame_faces(tracks, best)))
     except Exception as exc:  # noqa: BLE001 - one video's failure is that video's outcome
@@ -246,9 +249,12 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         return held
     return row | {"outcome": "exported", "data_path": target, "suffix": ".mp4", "output_sha256": output_sha,
                   "width": clip.info.width, "height": clip.info.height, "decision": APPROVED,
-                  "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks],
+                  "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks
+                              if part is None or (t.first <= part.last + HOLD and t.last + HOLD >= part.first)],
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
-                  "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail}
+                  "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail,
+                  "part": part and "{from:.2f} s to {to:.2f} s".format(**part_record(clip, part))
+                  + f" of {clip.duration:.2f} s (frames {part.first + 1} to {part.last + 1} of {clip.frames})"}
 
 
 def _held(row: dict, found: list) -> dict | None:

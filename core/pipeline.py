@@ -44,6 +44,10 @@ class Settings:
     # A video's sound kept (copied, or re-encoded where MP4 cannot hold it); False leaves it out:
     # voices and names spoken are not anonymised.
     sound: bool = True
+    # Only part of a video exported (a long CCTV recording of which a request asks for minutes):
+    # from `start` to `end`, seconds from its first frame (`end` None: to its end).
+    start: float = 0.0
+    end: float | None = None
 
     def __post_init__(self):
         problems = []
@@ -61,6 +65,10 @@ class Settings:
             problems.append(f"feather {self.feather} must be between 0 and 0.5")
         if not 1 <= self.jpeg_quality <= 100:
             problems.append(f"JPEG quality {self.jpeg_quality} must be between 1 and 100")
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            problems.append(f"the part of a video to export (from {self.start:g} s to "
+                            f"{'its end' if self.end is None else f'{self.end:g} s'}) must start at 0 s or "
+                            "later and end after it starts")
         if not 0 <= self.video_quality <= 51:
             problems.append(f"video quality {self.video_quality} must be between 0 and 51 (H.264 CRF)")
         if problems:
@@ -83,7 +91,7 @@ class Settings:
 
 
 # Settings that change a video's output only: a photo's approval does not depend on them.
-VIDEO_ONLY = ("video_quality", "sound")
+VIDEO_ONLY = ("video_quality", "sound", "start", "end")
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:

@@ -14,6 +14,7 @@ tag of the input (place, creation time, device) is written.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -55,6 +56,25 @@ class VideoInfo:
         return {"width": self.width, "height": self.height, "rotation": self.rotation, "codec": self.codec,
                 "frames": self.frames, "duration": round(self.duration, 3), "audio": self.audio,
                 "left_out": self.left_out}
+
+
+@dataclass(frozen=True)
+class Part:
+    """The frames of a video that are exported when only part of it is: `first` to `last`
+    (indices, both kept). `begin` is the file's own time of the first, in seconds, which is the
+    output's zero; `until` is the file's time where the part ends (its sound stops there)."""
+
+    first: int
+    last: int
+    begin: Fraction
+    until: Fraction
+
+    def __contains__(self, index: int) -> bool:
+        return self.first <= index <= self.last
+
+    @property
+    def frames(self) -> int:
+        return self.last - self.first + 1
 
 
 @dataclass
@@ -101,6 +121,23 @@ class Scan:
     def duration(self) -> float:
         """Seconds from the first frame to the end of the last."""
         return self.at(-1) + 1 / self.rate if self.frames else 0.0
+
+    def part(self, start: float, end: float | None) -> Part | None:
+        """The frames from `start` to `end` seconds from the first frame (`end` None, or past
+        the last frame: to the end); None for the whole clip."""
+        if start <= 0 and (end is None or end >= self.duration):
+            return None
+        end = self.duration if end is None else end
+        kept = [i for i in range(self.frames) if start - 1e-6 <= self.at(i) < end - 1e-6]
+        if not kept:
+            raise ImageError(self.info.name, f"the part to export, {start:g} s to {end:g} s, holds none of its "
+                                             f"frames (it lasts {self.duration:.2f} s)")
+        if not self.ascending:  # a time then names two places of the recording, and its sound cannot be cut
+            raise ImageError(self.info.name, "its times start again (recordings joined into one file, or a "
+                                             "recorder's clock set back): it can only be exported whole")
+        first, last = kept[0], kept[-1]
+        until = self.times[last + 1] if last + 1 < self.frames else self.times[last] + 1 / self.rate
+        return Part(first, last, Fraction(self.times[first]), Fraction(until))
 
     def covered_tracks(self, threshold: float) -> list[dict]:
         """The tracks at or over `threshold` as a manifest records them, each detection's time
@@ -323,23 +360,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Around the part of a video exported, faces are looked for this far (seconds) either side, so
+# that its first and last frames are covered as they are in the whole clip's export.
+AROUND_PART = 1.0
 # Faces are looked for at least this often (seconds): a CCTV recorder's 2 frames a second, looked
 # at every third frame, left a face that passed in two frames (a second on screen) uncovered.
 LONGEST_UNLOOKED = 0.2
 
 
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
-         progress: Callable[[int, int], None] | None = None) -> Scan:
+         progress: Callable[[int, int], None] | None = None, start: float = 0.0, end: float | None = None) -> Scan:
     """Detect faces in every `every`-th frame, or more often where frames are far apart (at
-    least every LONGEST_UNLOOKED seconds), and link them into tracks."""
+    least every LONGEST_UNLOOKED seconds), and link them into tracks. With `start` or `end`
+    (seconds from the first frame: only that part will be exported), only there and
+    AROUND_PART seconds either side: the other frames are decoded for their times only (a
+    request for two minutes of a day's recording detects faces in about four)."""
     info = probe(path)
     times: list[float] = []
     detections: list[tuple[int, list[Face]]] = []
     rate = info.rate or (info.frames / info.duration if info.frames and info.duration else 25.0)
     every = max(1, min(every, int(rate * LONGEST_UNLOOKED)))
+    late = float("inf") if end is None else end + AROUND_PART
     for index, frame in enumerate(frames(path)):
         times.append(_time(frame, index, rate))
-        if index % every == 0:
+        if index % every == 0 and start - AROUND_PART <= times[-1] - times[0] <= late:
             detections.append((index, _square(detect, _upright(frame, info.rotation), info.pixel_shape)))
         if progress and index % PROGRESS_EVERY == 0:
             progress(index, info.frames)
@@ -354,15 +398,16 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
 def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],
            quality: int = 20, hold: int = HOLD, progress: Callable[[int, int], None] | None = None,
            inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None,
-           sound: bool = True) -> dict:
+           sound: bool = True, part: Part | None = None) -> dict:
     """Write `out_path` (MP4, H.264): every frame of `path` covered by `cover(pixels, faces)`
     with the faces the tracks cover there, at the same times from the input's start (the
     output starts at zero, as a file does: a recorder's MPEG-TS starts hours in, a CCTV
     recorder's at the time of day, and the output began with that much of nothing; a raw
     stream's frames, which have no times, are 1/rate apart), the sound kept at its time beside
     them (unless `sound` is False: then it is left out, and the note says so). `inspect(index,
-    source, output, faces)` sees each frame as covered (before encoding). Written to a
-    temporary name and renamed, so a failure leaves no half-written file."""
+    source, output, faces)` sees each frame as covered (before encoding). With a `part`, only
+    its frames and the sound beside them are written, from zero. Written to a temporary name
+    and renamed, so a failure leaves no half-written file."""
     import av
 
     info, first, field_order = _probe(path)
@@ -383,21 +428,29 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             # decoder still holds the first frames) opens the encoder as it is then.
             matrix = _keep_colours(first, encoder)
             _keep_fields(first, field_order, encoder)
-            origin = Fraction(source.start_time or 0, 1_000_000)  # seconds: the input's start
+            # seconds: the input's start, or the part's
+            origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
             forward = _Forward(step=round(1 / rate / video.time_base))
-            sound = _Sound(out, source, origin, keep=sound)
+            sound = _Sound(out, source, origin, keep=sound, until=part and part.until)
             covers = faces_by_frame(tracks, 1 << 62, hold)
-            index = 0
+            read = index = 0  # frames decoded, frames written
             for packet in source.demux([video] + sound.streams):
                 if packet.stream is not video:
                     sound.put(packet)
                     continue
+                if part and read > part.last:  # past the part, whose sound may still follow a while
+                    if packet.pts is not None and packet.pts * packet.time_base > part.until + INTERLEAVED:
+                        break
+                    continue
                 for frame in packet.decode():
-                    pixels = _upright(frame, info.rotation)
                     faces = next(covers)
+                    read += 1
+                    if part and read - 1 not in part:
+                        continue
+                    pixels = _upright(frame, info.rotation)
                     covered = cover(pixels, faces)
                     if inspect:
-                        inspect(index, pixels, covered, faces)
+                        inspect(read - 1, pixels, covered, faces)
                     covered = _sized(covered, info.width, info.height)
                     new = av.VideoFrame.from_ndarray(covered, format="rgb24").reformat(
                         format="yuv420p", dst_colorspace=matrix, dst_color_range=1 if matrix else None)
@@ -408,7 +461,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                     out.mux(encoder.encode(new))
                     index += 1
                     if progress and index % PROGRESS_EVERY == 0:
-                        progress(index, info.frames)
+                        progress(index, part.frames if part else info.frames)
             out.mux(encoder.encode(None))
             sound.flush()
         if index == 0:
@@ -438,31 +491,37 @@ def _sized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return pixels
 
 
-def check_frames(scan: Scan, hold: int = HOLD) -> set[int]:
+def check_frames(scan: Scan, hold: int = HOLD, part: Part | None = None) -> set[int]:
     """The frames the residual check looks at: one a second, and each track's first and last
-    detection and the last frame its cover is held (where a face enters and leaves)."""
-    wanted = set(range(0, scan.frames, max(1, round(scan.rate))))
+    detection and the last frame its cover is held (where a face enters and leaves), and the
+    last frame; of a `part`, those in it and its two ends."""
+    kept = range(part.first, part.last + 1) if part else range(scan.frames)
+    wanted = set(kept[::max(1, round(scan.rate))]) | ({kept[0], kept[-1]} if kept else set())
     for track in scan.tracks:
         wanted |= {track.first, track.last, max(0, track.first - hold), track.last + hold}
-    return {n for n in wanted if n < scan.frames}
+    return {n for n in wanted if n in kept}
 
 
 def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, np.ndarray, list[Face]], list[Face]],
-          hold: int = HOLD, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, list[Face]]]:
+          hold: int = HOLD, progress: Callable[[int, int], None] | None = None,
+          part: Part | None = None) -> list[tuple[int, list[Face]]]:
     """The residual check of a written video: at each of `check_frames`, the output's frame
     as decoded from the file is judged against the source's (`judge(before, after, faces)`, as
-    for a photo). Returns the frames with residual faces; a different frame count is itself
-    a finding (every frame must be there)."""
+    for a photo). Returns the frames with residual faces (by their index in the source); a
+    different frame count is itself a finding (every frame of the clip, or of its `part`, must
+    be there)."""
     import cv2
 
-    wanted = check_frames(scan, hold)
-    covers = faces_by_frame(scan.tracks, scan.frames, hold)
+    wanted = check_frames(scan, hold, part)
+    expected = part.frames if part else scan.frames
+    sources = itertools.islice(zip(frames(path), faces_by_frame(scan.tracks, scan.frames, hold)),
+                               part.first if part else 0, part.last + 1 if part else None)
     found = []
     written = 0
-    for index, (before, after, faces) in enumerate(zip(frames(path), frames(out_path), covers)):
+    for index, ((before, faces), after) in enumerate(zip(sources, frames(out_path)), part.first if part else 0):
         written += 1
         if progress and written % PROGRESS_EVERY == 0:
-            progress(written, scan.frames)
+            progress(written, expected)
         if index in wanted:  # judged at the source frame's own size, where its faces were found
             source = _upright(before, scan.info.rotation)
             output = after.to_ndarray(format="rgb24")[:scan.info.height, :scan.info.width]
@@ -472,13 +531,17 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
             if residual:
                 found.append((index, residual))
     if progress and written % PROGRESS_EVERY:
-        progress(written, scan.frames)
-    if written != scan.frames:
-        raise ImageError(str(out_path), f"the output has {written} frames where the input has {scan.frames}")
+        progress(written, expected)
+    if written != expected:
+        raise ImageError(str(out_path), f"the output has {written} frames where the input has {expected}"
+                                        + (" in the part exported" if part else ""))
     return found
 
 
 SOUND_LEFT_OUT = "left out, as the settings ask"
+# How far (seconds) a file may keep sound behind its pictures: past a part's end, the sound
+# beside it is read until the pictures are this far on.
+INTERLEAVED = 5
 
 
 class _Sound:
@@ -488,8 +551,10 @@ class _Sound:
     no decoder here (a phone's spatial audio) is left out and said: the pictures are anonymised
     all the same. Without `keep`, none is written."""
 
-    def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True):
-        """`origin`: the input's start, in seconds, which is the output's zero."""
+    def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True,
+                 until: Fraction | None = None):
+        """`origin`: the input's start, in seconds, which is the output's zero. With `until`,
+        only the sound from `origin` to `until` is written (a part of the video)."""
         self.tracks: dict[int, _SoundTrack] = {}
         self.note: str | None = None
         if not source.streams.audio:
@@ -506,7 +571,7 @@ class _Sound:
         if not readable:
             self.note = f"left out: {why}"
             return
-        self.tracks = {s.index: _SoundTrack(out, s, origin) for s in readable}
+        self.tracks = {s.index: _SoundTrack(out, s, origin, until) for s in readable}
         notes = [track.note for track in self.tracks.values()]
         self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
         if unreadable:
@@ -527,10 +592,11 @@ class _Sound:
 class _SoundTrack:
     """One sound track of the input into the output: copied, or re-encoded to AAC at its time."""
 
-    def __init__(self, out, stream, origin: Fraction):
+    def __init__(self, out, stream, origin: Fraction, until: Fraction | None = None):
         import av
 
         self.out, self.stream, self.origin, self._encoder, self._resampler = out, stream, origin, None, None
+        self.until = until
         self._forward: _Forward | None = None
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         name = _codec(stream)
@@ -548,6 +614,8 @@ class _SoundTrack:
     def put(self, packet) -> None:
         if packet.dts is None:  # the demuxer's empty packet at the end
             return
+        if self.until is not None and not self.origin <= packet.dts * packet.time_base < self.until:
+            return  # outside the part exported
         if self._encoder is None:
             self._forward = self._forward or _Forward(step=packet.duration or 1)
             start = packet.dts - round(self.origin / packet.time_base)

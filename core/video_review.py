@@ -21,7 +21,7 @@ from .faces import MANUAL, Face
 from .records import StaleState
 from .store import FileStore
 from .tracks import HOLD, Track
-from .video import Scan, VideoInfo, _open, _upright, shown
+from .video import Part, Scan, VideoInfo, _open, _upright, shown
 
 TRACK = "track "
 
@@ -262,9 +262,14 @@ def frame_marks(tracks: list[Track], marks: list[tuple[int, Face, str]], index: 
             if (track := by_id.get(track_id(face))) is not None and (seen := track.face_at(index, HOLD)) is not None]
 
 
-def best_frame(scan: Scan) -> int:
-    """The frame the overview shows: where the surest face is surest (else the first)."""
-    return max(scan.tracks, key=lambda t: t.score).best[0] if scan.tracks else 0
+def best_frame(scan: Scan, part: Part | None = None) -> int:
+    """The frame the overview shows: where the surest face is surest (else the first); of a
+    `part`, the surest detection in it."""
+    if part is None:
+        return max(scan.tracks, key=lambda t: t.score).best[0] if scan.tracks else 0
+    seen = [(face.score, index) for track in scan.tracks for index, face in zip(track.frames, track.faces)
+            if index in part]
+    return max(seen)[1] if seen else part.first
 
 
 

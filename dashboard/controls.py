@@ -13,14 +13,15 @@ import streamlit as st
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
 
-_FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound")
+_FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end")
 
 
-def settings_controls(current: Settings, key: str, videos: bool = True) -> Settings:
+def settings_controls(current: Settings, key: str, videos: bool = True, duration: float | None = None) -> Settings:
     """Sliders and choices for the settings, showing `current`; returns what the reviewer set.
     Returns `current` itself (nothing to write) whenever `current` is not what this tab showed
     the last time. `videos`: whether the settings only videos use are shown (not for a photo's
-    own settings)."""
+    own settings); `duration`: a clip's length in seconds, for one clip's own settings, which
+    may export only part of it."""
     seen_key = f"{key}-seen"
     if st.session_state.get(seen_key) != current.to_dict():
         for field in _FIELDS:
@@ -37,8 +38,26 @@ def settings_controls(current: Settings, key: str, videos: bool = True) -> Setti
     sound = st.checkbox("Keep the sound of videos", current.sound, key=f"{key}-sound",
                         help="Faces are covered, voices are not: leave the sound out where what is said "
                              "(a name, a voice) would identify someone.") if videos else current.sound
+    start, end = _part_controls(current, key, duration) if duration else (current.start, current.end)
     return replace(current, threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
-                   sound=sound)
+                   sound=sound, start=start, end=end)
+
+
+def _part_controls(current: Settings, key: str, duration: float) -> tuple[float, float | None]:
+    """From and to (seconds from the clip's first frame, as its frames are captioned): only that
+    part of a long recording leaves. A "to" at the clip's end is None: to the end, whatever it is."""
+    duration = round(duration, 2)
+    left, right = st.columns(2)
+    start = left.number_input("Export from (s)", 0.0, duration, min(current.start, duration), 1.0, format="%.2f",
+                              key=f"{key}-start", help="Only part of the clip leaves (a request for minutes of a "
+                                                      "long recording): seconds from its first frame, as each "
+                                                      "frame's caption gives them.")
+    end = right.number_input("to (s)", 0.0, duration, min(current.end or duration, duration), 1.0, format="%.2f",
+                             key=f"{key}-end", help="The end of the part exported; the clip's length is its end.")
+    if end <= start:
+        st.error("The part to export must end after it starts: it is left as it was.")
+        return current.start, current.end
+    return start, None if end >= duration else end
 
 
 def forget_controls(key: str) -> None:

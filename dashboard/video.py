@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import video, video_review
+from core.images import ImageError
 from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
 from core.review import render, table_marks
@@ -16,8 +17,10 @@ from dashboard.text import plain
 
 
 def video_view(record: ImageRecord, settings: Settings, outline: bool, near: bool, show_original: bool,
-               reviewer: str, mark: str) -> None:
+               reviewer: str, mark: str) -> video.Scan:
+    """The clip's frame scrubber and face table; returns the clip, as scanned."""
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
+    part, _ = _part(clip, settings)
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
     # Counted from 1, as the caption counts; a clip of one frame has nothing to move between (and
     # Streamlit refuses a slider whose ends are equal).
@@ -37,8 +40,21 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
             marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near),
                                              index)
             _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
-                        reviewer, mark, frame if show_original else None)
+                        reviewer, mark, frame if show_original else None, part is None or index in part)
     _track_table(record, settings, clip, every)
+    return clip
+
+
+def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]:
+    """The part of the clip its settings export (None: all of it), and what to say of it."""
+    try:
+        part = clip.part(settings.start, settings.end)
+    except ImageError as exc:
+        return None, f" The part to export that its settings ask for cannot be cut: {exc.reason}."
+    if part is None:
+        return None, ""
+    return part, (f" Only {clip.at(part.first):.2f} s to {clip.at(part.last) + 1 / clip.rate:.2f} s (frames "
+                  f"{part.first + 1} to {part.last + 1}) will be exported, as its settings ask.")
 
 
 def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
@@ -55,16 +71,17 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
                                            else " (left out of the export, as the settings ask)")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.duration:.1f} s, sound: "
-                     f"{sound}.{left_out} Each row of the face table is one person's appearance "
+                     f"{sound}.{left_out}{_part(clip, settings)[1]} Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
 
 
 def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str,
-                original=None) -> None:
+                original=None, exported: bool = True) -> None:
     """One frame, covered as exported (and the `original` frame beside it, if given), or a box
-    drawn on it for a missed face or a drifted track."""
+    drawn on it for a missed face or a drifted track. `exported`: whether the frame is in the
+    part of the clip that is exported."""
     shape = clip.info.pixel_shape  # a 16:9 DVD's frame is shown stretched, as a player shows it
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         stretched = video.square_pixels(covered, shape)
@@ -87,8 +104,9 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.at(index):.2f} s, covered as exported "
-                           f"({covers} cover(s) in this frame)")]
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.at(index):.2f} s, "
+                           + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
+                              "not exported: outside the part its settings ask for"))]
         if original is not None:
             shown.append((original, "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):

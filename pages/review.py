@@ -103,8 +103,9 @@ with left:
     zooming = not is_clip and st.toggle("Zoom: inspect, select and draw at full resolution", key=f"zoom-{image_id}")
     walking = not is_clip and not zooming and st.toggle("Walk the faces at full resolution", key=f"walk-{image_id}")
     unreadable = (zooming or walking) and original_problem(record)
+    clip = None
     if is_clip:
-        video_view(record, settings, outline, near, show_original, reviewer, mark)
+        clip = video_view(record, settings, outline, near, show_original, reviewer, mark)
     elif too_thin(record):
         say_too_thin(record)
     elif unreadable:
@@ -204,8 +205,8 @@ with right:
         st.caption(f"Settings set here replace the batch settings for this one {item}. The batch's are on "
                    "the Batch settings page.")
         own = st.toggle("Use its own settings", value=record.override is not None, key=f"own-{image_id}")
-        wanted: Settings | None = (settings_controls(record.override or batch, key=own_key, videos=is_clip)
-                                   if own else None)
+        wanted: Settings | None = (settings_controls(record.override or batch, key=own_key, videos=is_clip,
+                                                     duration=clip and clip.duration) if own else None)
 
         def set_own(value: Settings | None, seen: str) -> None:
             if act(ws.set_override, image_id, value, reviewer, seen=seen, done=f"This {item}'s settings changed."):

@@ -207,6 +207,69 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     assert not at.exception
 
 
+def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A request for a minute of a long recording: the reviewer sets the part on the clip's own
+    settings; the page says which frames leave and which do not, the approval binds to the part,
+    and the zip holds only those frames, its record saying which part it is."""
+    import csv
+    import io
+    import json
+
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, read_frames, write_clip
+
+    clip = tmp_path / "corridor.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 50)])  # 2 s
+    at = add_and_detect(started(), [("corridor.mp4", clip.read_bytes(), "video/mp4")])
+    at.switch_page("pages/review.py").run()
+    ws, session_id = workspace(), at.session_state["session_id"]
+    (record,) = ws.images(session_id)
+    next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
+    at.number_input(key=f"image-{record.id}-start").set_value(1.0).run()
+    next(b for b in at.button if b.label == "Apply to this clip").click().run()
+    assert (ws.image(record.id).override.start, ws.image(record.id).override.end) == (1.0, None)
+    captions = " ".join(c.value for c in at.caption)
+    assert plain("Only 1.00 s to 2.00 s (frames 26 to 50) will be exported, as its settings ask.") in captions
+
+    def frame_caption():
+        return [i.caption for element in at.get("image") for i in element.proto.imgs][0]
+    assert frame_caption().endswith("not exported: outside the part its settings ask for")
+    at.slider(key=f"frame-{record.id}").set_value(30).run()
+    assert "covered as exported (1 cover(s) in this frame)" in frame_caption()
+    # A "to" before the "from" is refused on the page, and nothing is written.
+    at.number_input(key=f"image-{record.id}-end").set_value(0.5).run()
+    assert "must end after it starts" in at.error[0].value
+    assert not [b for b in at.button if b.label == "Apply to this clip"]
+
+    next(b for b in at.button if b.label == "Approve").click().run()
+    assert ws.image(record.id).status == APPROVED
+    at.switch_page("pages/export.py").run()
+    next(b for b in at.button if b.label == "Build the zip").click().run()
+    for _ in range(480):
+        if ws.exports.of_session(session_id)[0]["status"] != "building":
+            break
+        time.sleep(0.25)
+    export = ws.exports.of_session(session_id)[0]
+    assert export["counts"]["exported"] == 1, export
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
+        (tmp_path / "out.mp4").write_bytes(archive.read(name))
+    frames, times = read_frames(tmp_path / "out.mp4")
+    assert len(frames) == 25 and times[0] == 0
+    said = "1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50)"
+    with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
+        assert json.loads(archive.read("manifest.json"))["photos"][0]["part"] == said
+        assert next(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))["part"] == said
+        assert f"Only a part exported: {said}." in archive.read("report.html").decode()
+    # The part decides what leaves: a changed part puts the approval out of date.
+    at.switch_page("pages/review.py").run()
+    at.number_input(key=f"image-{record.id}-start").set_value(0.5).run()
+    next(b for b in at.button if b.label == "Apply to this clip").click().run()
+    fresh = ws.image(record.id)
+    assert fresh.status == APPROVED and not fresh.approval_current(fresh.override)
+    assert not at.exception
+
+
 def test_a_video_added_twice_is_named_as_a_video_and_only_until_the_next_intake(root, astronaut_rgb,
                                                                                  astronaut_face_box, tmp_path):
     from tests.clips import moving_face_frames, write_clip

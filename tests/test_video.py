@@ -61,6 +61,40 @@ def test_every_frame_covered_and_the_clip_plays_like_the_input(engine, moving, t
     assert np.abs(frames[0][:, int(x + 3 * w):].astype(int) - decoded[0][:, int(x + 3 * w):]).mean() < 3
 
 
+@pytest.mark.parametrize("name,fmt", [("corridor.mp4", None), ("recorder.ts", "mpegts")])
+def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astronaut_rgb, astronaut_face_box,
+                                                                 tmp_path, name, fmt):
+    """A request for two minutes of a day's CCTV recording: `--from`/`--to` export only those
+    frames, covered, with the sound beside them, starting at zero (a TS recording's times
+    start 1.4 s in), and the manifest says which part; the residual check judges the part's
+    frames against their own sources. Faces are looked for only around the part."""
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 100)  # 4 s
+    clip = tmp_path / name
+    write_clip(clip, [f for f, _ in moving], fmt=fmt)
+    out = tmp_path / "out"
+    assert cli(["anonymize", str(clip), "--out", str(out), "--mode", "solid", "--from", "2", "--to", "0:03",
+                "--check"]) == 0
+    entry = json.loads((out / "manifest.json").read_text())["files"][0]
+    assert entry["video"]["part"] == {"from": 2.0, "to": 3.0, "first_frame": 50, "last_frame": 74}
+    looked = [f["time"] for track in entry["tracks"] for f in track["frames"]]
+    assert min(looked) >= 2.0 - video.AROUND_PART and max(looked) >= 3.0  # around the part, and through it
+    assert entry["video"]["frames_written"] == 25 and entry["residual_frames"] == []
+    output = out / (Path(name).stem + ".mp4")
+    frames, times = read_frames(output)
+    assert len(frames) == 25 and times == pytest.approx([i / 25 for i in range(25)], abs=1e-3)
+    # each is the source's frame 50 on, covered where that frame's face is (not frame 0's)
+    assert max(exposed(moving[50 + i][0], f, moving[50 + i][1]) for i, f in enumerate(frames)) <= 0.10
+    with av.open(str(output)) as container:
+        sound = list(container.decode(container.streams.audio[0]))
+    assert abs(sum(f.samples for f in sound) / 48000 - 1.0) < 0.05 and abs(sound[0].time) < 0.05
+    # a part that holds no frame is that file's error, named; asking for nothing is refused at once
+    assert cli(["anonymize", str(clip), "--out", str(tmp_path / "late"), "--from", "5"]) == 2  # a file failed
+    failed = json.loads((tmp_path / "late" / "manifest.json").read_text())["files"][0]
+    assert "holds none of its frames (it lasts 4.00 s)" in failed["error"]
+    assert cli(["anonymize", str(clip), "--out", str(tmp_path / "none"), "--from", "2", "--to", "1"]) == 1
+    assert not (tmp_path / "none").exists()
+
+
 def test_variable_frame_rate_kept_frame_for_frame(engine, moving, tmp_path):
     clip = tmp_path / "phone.mp4"
     gaps = [1 / 30, 1 / 30, 1 / 20, 1 / 60, 1 / 24]
