@@ -79,14 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
-    """A time as a person writes it: 90, 1:30 or 00:01:30 (and 1:30.5)."""
     try:
-        parts = [float(p) for p in text.strip().split(":")]
-        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None
-    return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
+        return video.read_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,8 +253,15 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                               if part is None or (t.first <= part.last + HOLD and t.last + HOLD >= part.first)],
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
                   "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail,
-                  "part": part and "{from:.2f} s to {to:.2f} s".format(**part_record(clip, part))
-                  + f" of {clip.duration:.2f} s (frames {part.first + 1} to {part.last + 1} of {clip.frames})"}
+                  "part": part and _part_said(clip, part)}
+
+
+def _part_said(clip: video.Scan, part: video.Part) -> str:
+    """ "1:00.00 to 1:30.00 of 2:00:00.00 (frames 1501 to 2250 of 180000)": times from the first
+    frame, frames counted from 1, as the review page says them."""
+    said = part_record(clip, part)
+    return (f"{video.said_time(said['from'])} to {video.said_time(said['to'])} of {video.said_time(clip.duration)} "
+            f"(frames {part.first + 1} to {part.last + 1} of {clip.frames})")
 
 
 def _held(row: dict, found: list) -> dict | None:

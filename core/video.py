@@ -216,6 +216,27 @@ def _left_out(container, video) -> str | None:
                      for kind, details in said.items())
 
 
+def read_time(text: str) -> float:
+    """A time as a person writes it, in seconds: 90, 1:30 or 1:01:30 (and 1:30.5, 90 s)."""
+    try:
+        parts = [float(p) for p in str(text).strip().removesuffix("s").strip().split(":")]
+        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None
+    return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
+
+
+def said_time(seconds: float) -> str:
+    """A time as a person reads it: "3.40 s", "2:03.40", "1:02:03.40" (as `read_time` reads it)."""
+    seconds = round(seconds, 2)
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return (f"{hours}:{minutes:02d}:" if hours else f"{minutes}:") + f"{rest:05.2f}"
+
+
 def _codec(stream) -> str:
     """The codec a stream is in ("mp3"), not the decoder that reads it ("mp3float")."""
     return stream.codec_context.codec.canonical_name

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
+from core.video import read_time, said_time
 
 _FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end")
 
@@ -44,18 +45,22 @@ def settings_controls(current: Settings, key: str, videos: bool = True, duration
 
 
 def _part_controls(current: Settings, key: str, duration: float) -> tuple[float, float | None]:
-    """From and to (seconds from the clip's first frame, as its frames are captioned): only that
-    part of a long recording leaves. A "to" at the clip's end is None: to the end, whatever it is."""
+    """From and to (from the clip's first frame, as its frames are captioned): only that part of
+    a long recording leaves. A "to" at the clip's end is None: to the end, whatever it is."""
     duration = round(duration, 2)
     left, right = st.columns(2)
-    start = left.number_input("Export from (s)", 0.0, duration, min(current.start, duration), 1.0, format="%.2f",
-                              key=f"{key}-start", help="Only part of the clip leaves (a request for minutes of a "
-                                                      "long recording): seconds from its first frame, as each "
-                                                      "frame's caption gives them.")
-    end = right.number_input("to (s)", 0.0, duration, min(current.end or duration, duration), 1.0, format="%.2f",
-                             key=f"{key}-end", help="The end of the part exported; the clip's length is its end.")
-    if end <= start:
-        st.error("The part to export must end after it starts: it is left as it was.")
+    start = left.text_input("Export from", said_time(current.start), key=f"{key}-start",
+                            help="Only part of the clip leaves (a request for minutes of a long recording): "
+                                 "the time from its first frame, as each frame's caption gives it: seconds (90), "
+                                 "minutes and seconds (1:30) or hours, minutes and seconds (1:01:30).")
+    end = right.text_input("to", said_time(duration if current.end is None else min(current.end, duration)),
+                           key=f"{key}-end", help="The end of the part exported; the clip's length is its end.")
+    try:
+        start, end = read_time(start), read_time(end)
+        if end <= start or start >= duration:
+            raise ValueError(f"it must start before the clip ends ({said_time(duration)}) and end after it starts")
+    except ValueError as exc:
+        st.error(f"The part to export: {exc}. It is left as it was.")
         return current.start, current.end
     return start, None if end >= duration else end
 

@@ -53,7 +53,8 @@ def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]
         return None, f" The part to export that its settings ask for cannot be cut: {exc.reason}."
     if part is None:
         return None, ""
-    return part, (f" Only {clip.at(part.first):.2f} s to {clip.at(part.last) + 1 / clip.rate:.2f} s (frames "
+    return part, (f" Only {video.said_time(clip.at(part.first))} to "
+                  f"{video.said_time(clip.at(part.last) + 1 / clip.rate)} (frames "
                   f"{part.first + 1} to {part.last + 1}) will be exported, as its settings ask.")
 
 
@@ -70,7 +71,7 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
     sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
                                            else " (left out of the export, as the settings ask)")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
-    st.caption(plain(f"{record.name}: {clip.frames} frames, {clip.duration:.1f} s, sound: "
+    st.caption(plain(f"{record.name}: {clip.frames} frames, {video.said_time(clip.duration)}, sound: "
                      f"{sound}.{left_out}{_part(clip, settings)[1]} Each row of the face table is one person's appearance "
                      "(a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
@@ -104,7 +105,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {clip.at(index):.2f} s, "
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {video.said_time(clip.at(index))}, "
                            + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
                               "not exported: outside the part its settings ask for"))]
         if original is not None:

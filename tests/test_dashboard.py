@@ -225,7 +225,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     ws, session_id = workspace(), at.session_state["session_id"]
     (record,) = ws.images(session_id)
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
-    at.number_input(key=f"image-{record.id}-start").set_value(1.0).run()
+    at.text_input(key=f"image-{record.id}-start").input("1").run()
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     assert (ws.image(record.id).override.start, ws.image(record.id).override.end) == (1.0, None)
     captions = " ".join(c.value for c in at.caption)
@@ -237,8 +237,8 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     at.slider(key=f"frame-{record.id}").set_value(30).run()
     assert "covered as exported (1 cover(s) in this frame)" in frame_caption()
     # A "to" before the "from" is refused on the page, and nothing is written.
-    at.number_input(key=f"image-{record.id}-end").set_value(0.5).run()
-    assert "must end after it starts" in at.error[0].value
+    at.text_input(key=f"image-{record.id}-end").input("0:00.5").run()
+    assert "must start before the clip ends (2.00 s) and end after it starts" in at.error[0].value
     assert not [b for b in at.button if b.label == "Apply to this clip"]
 
     next(b for b in at.button if b.label == "Approve").click().run()
@@ -263,7 +263,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
         assert f"Only a part exported: {said}." in archive.read("report.html").decode()
     # The part decides what leaves: a changed part puts the approval out of date.
     at.switch_page("pages/review.py").run()
-    at.number_input(key=f"image-{record.id}-start").set_value(0.5).run()
+    at.text_input(key=f"image-{record.id}-start").input("0.5").run()
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     fresh = ws.image(record.id)
     assert fresh.status == APPROVED and not fresh.approval_current(fresh.override)

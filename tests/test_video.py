@@ -95,6 +95,14 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     assert not (tmp_path / "none").exists()
 
 
+@given(st.floats(0, 400_000, allow_nan=False))
+def test_a_time_said_is_read_back_as_the_same_time(seconds):
+    """The review says a frame's time as "1:02:03.40" and the part to export is typed the same way."""
+    said = video.said_time(seconds)
+    assert video.read_time(said) == pytest.approx(seconds, abs=0.006)
+    assert said.endswith(" s") == (round(seconds, 2) < 60)
+
+
 def test_variable_frame_rate_kept_frame_for_frame(engine, moving, tmp_path):
     clip = tmp_path / "phone.mp4"
     gaps = [1 / 30, 1 / 30, 1 / 20, 1 / 60, 1 / 24]
