@@ -281,9 +281,13 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
 
 def part_record(scan: video.Scan, part: video.Part) -> dict:
     """The part of a video exported, as its manifest says it: seconds from its first frame
-    (where its tracks' times are counted from too) and frame indices."""
-    return {"from": round(scan.at(part.first), 3), "to": round(scan.at(part.last) + 1 / scan.rate, 3),
+    (where its tracks' times are counted from too), frame indices, and the recording's clock at
+    its first and last frames where the file has one."""
+    said = {"from": round(scan.at(part.first), 3), "to": round(scan.at(part.last) + 1 / scan.rate, 3),
             "first_frame": part.first, "last_frame": part.last}
+    if scan.clock(part.first):  # a CCTV recorder's time of day, as a request names it
+        said["clock"] = [scan.clock(part.first), scan.clock(part.last)]
+    return said
 
 
 def frame_progress(progress, index: int, total: int, path: Path) -> Callable[..., None] | None:

@@ -261,7 +261,8 @@ def _part_said(clip: video.Scan, part: video.Part) -> str:
     frame, frames counted from 1, as the review page says them."""
     said = part_record(clip, part)
     return (f"{video.said_time(said['from'])} to {video.said_time(said['to'])} of {video.said_time(clip.duration)} "
-            f"(frames {part.first + 1} to {part.last + 1} of {clip.frames})")
+            f"(frames {part.first + 1} to {part.last + 1} of {clip.frames}"
+            + (f"; the recording's clock {said['clock'][0]} to {said['clock'][1]}" if "clock" in said else "") + ")")
 
 
 def _held(row: dict, found: list) -> dict | None:

@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
@@ -56,6 +57,11 @@ class VideoInfo:
         return {"width": self.width, "height": self.height, "rotation": self.rotation, "codec": self.codec,
                 "frames": self.frames, "duration": round(self.duration, 3), "audio": self.audio,
                 "left_out": self.left_out}
+
+
+# Times from this on (2000-01-01, in seconds since 1970) are a recording's clock, not its own
+# count from its start (a TV recording's MPEG-TS times are at most 26.5 hours).
+CLOCK_FROM = 946_684_800
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,14 @@ class Scan:
     def duration(self) -> float:
         """Seconds from the first frame to the end of the last."""
         return self.at(-1) + 1 / self.rate if self.frames else 0.0
+
+    def clock(self, index: int) -> str | None:
+        """The recording's clock at frame `index` ("2026-03-14 09:30:00.20") where the file's
+        times are one (a CCTV recorder's DAV is stamped with its time of day: a request names
+        that), else None."""
+        if not self.times or self.times[0] < CLOCK_FROM:
+            return None
+        return datetime.fromtimestamp(self.times[index], timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
 
     def part(self, start: float, end: float | None) -> Part | None:
         """The frames from `start` to `end` seconds from the first frame (`end` None, or past

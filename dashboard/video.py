@@ -105,7 +105,8 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {video.said_time(clip.at(index))}, "
+        clock = f" (the recording's clock: {clip.clock(index)})" if clip.clock(index) else ""
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {video.said_time(clip.at(index))}{clock}, "
                            + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
                               "not exported: outside the part its settings ask for"))]
         if original is not None:

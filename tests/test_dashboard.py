@@ -210,17 +210,19 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
 def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb, astronaut_face_box, tmp_path):
     """A request for a minute of a long recording: the reviewer sets the part on the clip's own
     settings; the page says which frames leave and which do not, the approval binds to the part,
-    and the zip holds only those frames, its record saying which part it is."""
+    and the zip holds only those frames, its record saying which part it is. A CCTV recorder's
+    export is stamped with its clock, which a request names: each frame and the record say it."""
     import csv
+    import html
     import io
     import json
 
     from dashboard.state import workspace
-    from tests.clips import moving_face_frames, read_frames, write_clip
+    from tests.clips import moving_face_frames, read_frames, write_dav
 
-    clip = tmp_path / "corridor.mp4"
-    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 50)])  # 2 s
-    at = add_and_detect(started(), [("corridor.mp4", clip.read_bytes(), "video/mp4")])
+    clip = tmp_path / "corridor.dav"
+    write_dav(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 50)])  # 2 s from 09:30:00
+    at = add_and_detect(started(), [("corridor.dav", clip.read_bytes(), "application/octet-stream")])
     at.switch_page("pages/review.py").run()
     ws, session_id = workspace(), at.session_state["session_id"]
     (record,) = ws.images(session_id)
@@ -235,7 +237,8 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
         return [i.caption for element in at.get("image") for i in element.proto.imgs][0]
     assert frame_caption().endswith("not exported: outside the part its settings ask for")
     at.slider(key=f"frame-{record.id}").set_value(30).run()
-    assert "covered as exported (1 cover(s) in this frame)" in frame_caption()
+    assert frame_caption() == ("frame 30 of 50 at 1.16 s (the recording's clock: 2026-03-14 09:30:01.16), "
+                               "covered as exported (1 cover(s) in this frame)")
     # A "to" before the "from" is refused on the page, and nothing is written.
     at.text_input(key=f"image-{record.id}-end").input("0:00.5").run()
     assert "must start before the clip ends (2.00 s) and end after it starts" in at.error[0].value
@@ -256,11 +259,12 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
         (tmp_path / "out.mp4").write_bytes(archive.read(name))
     frames, times = read_frames(tmp_path / "out.mp4")
     assert len(frames) == 25 and times[0] == 0
-    said = "1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50)"
+    said = ("1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50; the recording's clock 2026-03-14 09:30:01.00 to "
+            "2026-03-14 09:30:01.96)")
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
         assert json.loads(archive.read("manifest.json"))["photos"][0]["part"] == said
         assert next(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))["part"] == said
-        assert f"Only a part exported: {said}." in archive.read("report.html").decode()
+        assert f"Only a part exported: {html.escape(said)}." in archive.read("report.html").decode()
     # The part decides what leaves: a changed part puts the approval out of date.
     at.switch_page("pages/review.py").run()
     at.text_input(key=f"image-{record.id}-start").input("0.5").run()

@@ -61,21 +61,26 @@ def test_every_frame_covered_and_the_clip_plays_like_the_input(engine, moving, t
     assert np.abs(frames[0][:, int(x + 3 * w):].astype(int) - decoded[0][:, int(x + 3 * w):]).mean() < 3
 
 
-@pytest.mark.parametrize("name,fmt", [("corridor.mp4", None), ("recorder.ts", "mpegts")])
+@pytest.mark.parametrize("name,fmt", [("corridor.mp4", None), ("recorder.ts", "mpegts"), ("ch01.dav", "dav")])
 def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astronaut_rgb, astronaut_face_box,
                                                                  tmp_path, name, fmt):
     """A request for two minutes of a day's CCTV recording: `--from`/`--to` export only those
     frames, covered, with the sound beside them, starting at zero (a TS recording's times
-    start 1.4 s in), and the manifest says which part; the residual check judges the part's
-    frames against their own sources. Faces are looked for only around the part."""
+    start 1.4 s in), and the manifest says which part (and the recorder's clock there, for a
+    CCTV recorder's DAV); the residual check judges the part's frames against their own sources.
+    Faces are looked for only around the part."""
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 100)  # 4 s
     clip = tmp_path / name
-    write_clip(clip, [f for f, _ in moving], fmt=fmt)
+    if fmt == "dav":
+        write_dav(clip, [f for f, _ in moving], sound=True)  # from 09:30:00, G.711 at 8 kHz
+    else:
+        write_clip(clip, [f for f, _ in moving], fmt=fmt)
     out = tmp_path / "out"
     assert cli(["anonymize", str(clip), "--out", str(out), "--mode", "solid", "--from", "2", "--to", "0:03",
                 "--check"]) == 0
     entry = json.loads((out / "manifest.json").read_text())["files"][0]
-    assert entry["video"]["part"] == {"from": 2.0, "to": 3.0, "first_frame": 50, "last_frame": 74}
+    clock = {"clock": ["2026-03-14 09:30:02.00", "2026-03-14 09:30:02.96"]} if fmt == "dav" else {}
+    assert entry["video"]["part"] == {"from": 2.0, "to": 3.0, "first_frame": 50, "last_frame": 74} | clock
     looked = [f["time"] for track in entry["tracks"] for f in track["frames"]]
     assert min(looked) >= 2.0 - video.AROUND_PART and max(looked) >= 3.0  # around the part, and through it
     assert entry["video"]["frames_written"] == 25 and entry["residual_frames"] == []
@@ -86,7 +91,7 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     assert max(exposed(moving[50 + i][0], f, moving[50 + i][1]) for i, f in enumerate(frames)) <= 0.10
     with av.open(str(output)) as container:
         sound = list(container.decode(container.streams.audio[0]))
-    assert abs(sum(f.samples for f in sound) / 48000 - 1.0) < 0.05 and abs(sound[0].time) < 0.05
+    assert abs(sum(f.samples for f in sound) / sound[0].sample_rate - 1.0) < 0.05 and abs(sound[0].time) < 0.05
     # a part that holds no frame is that file's error, named; asking for nothing is refused at once
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "late"), "--from", "5"]) == 2  # a file failed
     failed = json.loads((tmp_path / "late" / "manifest.json").read_text())["files"][0]
