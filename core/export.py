@@ -48,7 +48,8 @@ PUBLIC_FIELDS = [
 AUDIT_FIELDS = [
     "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
     "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
-    "strength", "padding", "shape", "sound", "left_out", "part", "reviewer", "decision", "decided_at", "comment", "residual",
+    "strength", "padding", "shape", "sound", "left_out", "part", "reviewer", "decision", "decided_at", "comment",
+    "residual",
     "engine_version",
 ]
 

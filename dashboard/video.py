@@ -72,8 +72,8 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
                                            else " (left out of the export, as the settings ask)")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {video.said_time(clip.duration)}, sound: "
-                     f"{sound}.{left_out}{_part(clip, settings)[1]} Each row of the face table is one person's appearance "
-                     "(a track), switched for the whole clip; a cover is held a few frames past each end."))
+                     f"{sound}.{left_out}{_part(clip, settings)[1]} Each row of the face table is one person's "
+                     "appearance (a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
 
