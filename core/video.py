@@ -221,7 +221,9 @@ def _left_out(container, video) -> str | None:
         if stream is video or stream.type == "audio":
             continue
         kind = "cover picture" if stream.type == "video" and _still(stream) else _KINDS.get(stream.type, "track")
-        detail = stream.metadata.get("filename") or stream.metadata.get("language") or stream.name or ""
+        tags = stream.metadata
+        detail = tags.get("filename") or (tags.get("language") if stream.type == "subtitle" else stream.name) or \
+            ("timecode" if "timecode" in tags else tags.get("language")) or ""
         said.setdefault(kind, []).append("" if detail in ("und", "unknown", "none") else detail)
     if not said:
         return None

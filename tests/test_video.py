@@ -688,7 +688,7 @@ def test_subtitles_and_attached_files_are_left_out_and_the_manifest_says_so(engi
     frames = [f for f, _ in moving[:6]]
     write_clip(tmp_path / "hearing.mkv", frames, fmt="matroska", subtitle="Alice Smith, witness",
                attachment=("cover.jpg", jpeg_bytes(astronaut_rgb)))
-    write_clip(tmp_path / "statement.mp4", frames, subtitle="Alice Smith, witness")
+    write_clip(tmp_path / "statement.mov", frames, subtitle="Alice Smith, witness", fmt="mov", timecode="01:00:00:00")
     # a drone's position beside its pictures (KLV in MPEG-TS, as police and survey drones write it)
     write_clip(tmp_path / "drone.ts", frames, fmt="mpegts", telemetry=b"\x06\x0e\x2b\x34 lat 51.5007 lon -0.1246")
     with av.open(str(tmp_path / "hearing.mkv")) as container:
@@ -696,11 +696,12 @@ def test_subtitles_and_attached_files_are_left_out_and_the_manifest_says_so(engi
         assert sorted(s.type for s in container.streams) == ["audio", "subtitle", "video", "video"]
     with av.open(str(tmp_path / "drone.ts")) as container:
         assert sorted(s.type for s in container.streams) == ["audio", "data", "video"]
-    manifest = anonymize_files(engine, [tmp_path / n for n in ("hearing.mkv", "statement.mp4", "drone.ts")],
+    manifest = anonymize_files(engine, [tmp_path / n for n in ("hearing.mkv", "statement.mov", "drone.ts")],
                                tmp_path / "out", SOLID)
     said = {e["output"]: e["video"]["left_out"] for e in manifest["files"]}
     assert said == {"hearing.mp4": "1 subtitle track (eng), 1 cover picture (cover.jpg)",
-                    "statement.mp4": "1 subtitle track (eng)", "drone.mp4": "1 data track (klv)"}
+                    "statement.mp4": "1 subtitle track (eng), 1 data track (timecode)",
+                    "drone.mp4": "1 data track (klv)"}
     for name in said:
         data = (tmp_path / "out" / name).read_bytes()
         assert b"Alice Smith" not in data and b"51.5007" not in data and jpeg_bytes(astronaut_rgb)[-4096:] not in data
