@@ -7,6 +7,7 @@ that starts one hands it the workspace and the engine."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,18 @@ from dashboard.state import engine, workspace
 from dashboard.text import plain
 
 
+# Seconds of a clip's detection before its time left is estimated.
+ETA_AFTER = 5.0
+
+
+def _said_duration(seconds: float) -> str:
+    """ "less than a minute", "12 min", "3 h 05 min"."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "less than a minute"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 @dataclass
 class DetectionWorker:
     session_id: int | None = None
@@ -28,6 +41,8 @@ class DetectionWorker:
     current: str = ""
     frame: tuple[int, int] | None = None  # frames done and frames of the clip in hand
     error: str | None = None
+    clock: Callable[[], float] = time.monotonic
+    _clip: tuple[str, float, int] | None = None  # the clip in hand, when it was first heard of, its frame then
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,6 +65,8 @@ class DetectionWorker:
     def heard(self, done: int, total: int, name: str, frame: tuple[int, int] | None = None) -> None:
         """How detection goes: `done` of `total` files, the last one `name`, or the clip in hand
         with its `frame` (frames done, frames)."""
+        if frame and (self._clip is None or self._clip[0] != name or frame[0] < self._clip[2]):
+            self._clip = (name, self.clock(), frame[0])
         self.done, self.total, self.current, self.frame = done, total, name, frame
 
     def status(self) -> tuple[float, str]:
@@ -59,10 +76,21 @@ class DetectionWorker:
         within = frame[0] / frame[1] if frame and frame[1] else 0.0
         fraction = min(1.0, (done + within) / total) if total else 0.0
         if frame:
-            now = f" (now {plain(current)}: frame {frame[0]} of {frame[1] or '?'})"
+            now = f" (now {plain(current)}: frame {frame[0]} of {frame[1] or '?'}{self._left(frame)})"
         else:
             now = f" (last: {plain(current)})" if current else ""
         return fraction, f"Detecting faces: {done} of {total} done{now}"
+
+    def _left(self, frame: tuple[int, int]) -> str:
+        """How long the clip in hand has left, at the pace of its frames so far: an hours-long
+        recording's bar moves too slowly to tell."""
+        clip = self._clip
+        if not clip or not frame[1]:
+            return ""
+        elapsed, moved = self.clock() - clip[1], frame[0] - clip[2]
+        if elapsed < ETA_AFTER or moved <= 0:
+            return ""
+        return f", about {_said_duration((frame[1] - frame[0]) * elapsed / moved)} left"
 
     def _run(self, session_id: int, ws: Workspace, detector: Engine) -> None:
         try:

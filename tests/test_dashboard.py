@@ -702,6 +702,22 @@ def test_detection_progress_counts_what_waits_and_moves_with_a_clips_frames(root
                                f"(now {plain('<b>hall</b>.mp4')}: frame 30 of 120)")
     worker.heard(2, 2, "hall.mp4")
     assert worker.status() == (1.0, f"Detecting faces: 2 of 2 done (last: {plain('hall.mp4')})")
+    # An hours-long recording's bar moves too slowly to tell: the time it has left is said, at its
+    # pace so far, once it has run a while (a clock the test moves stands for the minutes).
+    now = [1000.0]
+    worker.clock = lambda: now[0]
+    worker.heard(2, 3, "day.dav", frame=(0, 2_160_000))
+    now[0] += 3
+    worker.heard(2, 3, "day.dav", frame=(75, 2_160_000))
+    assert worker.status()[1].endswith("frame 75 of 2160000)"), "not yet: too soon to tell"
+    now[0] += 57
+    worker.heard(2, 3, "day.dav", frame=(1500, 2_160_000))  # 25 frames a second
+    assert worker.status()[1].endswith("frame 1500 of 2160000, about 23 h 59 min left)")
+    worker.heard(3, 4, "next.mp4", frame=(100, 1000))  # the next clip's pace is its own
+    assert worker.status()[1].endswith("frame 100 of 1000)")
+    now[0] += 10
+    worker.heard(3, 4, "next.mp4", frame=(300, 1000))
+    assert worker.status()[1].endswith("frame 300 of 1000, about 1 min left)")
 
 
 def test_a_folder_that_cannot_be_read_is_said_and_the_path_kept(root):
