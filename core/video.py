@@ -208,7 +208,8 @@ def _still(stream) -> bool:
 
 
 # What each kind of track not written out is called, for the record.
-_KINDS = {"subtitle": "subtitle track", "data": "data track", "attachment": "attached file", "video": "video track"}
+_KINDS = {"subtitle": "subtitle track", "data": "data track", "attachment": "attached file",
+          "video": "other video track"}
 
 
 def _left_out(container, video) -> str | None:
