@@ -691,23 +691,37 @@ def test_subtitles_and_attached_files_are_left_out_and_the_manifest_says_so(engi
     write_clip(tmp_path / "statement.mov", frames, subtitle="Alice Smith, witness", fmt="mov", timecode="01:00:00:00")
     # a drone's position beside its pictures (KLV in MPEG-TS, as police and survey drones write it)
     write_clip(tmp_path / "drone.ts", frames, fmt="mpegts", telemetry=b"\x06\x0e\x2b\x34 lat 51.5007 lon -0.1246")
+    with av.open(str(tmp_path / "dashcam.mkv"), "w") as container:  # front and rear cameras in one file
+        cameras = [container.add_stream("libx264", rate=25) for _ in range(2)]
+        for camera in cameras:
+            camera.width, camera.height, camera.pix_fmt = 640, 360, "yuv420p"
+        for n, pixels in enumerate(frames):
+            for camera, seen in zip(cameras, (pixels, pixels[:, ::-1])):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(seen), format="rgb24")
+                frame.pts = n
+                container.mux(camera.encode(frame))
+        for camera in cameras:
+            container.mux(camera.encode(None))
     with av.open(str(tmp_path / "hearing.mkv")) as container:
         # a JPEG attached to an MKV is read as a second, still video: its cover picture
         assert sorted(s.type for s in container.streams) == ["audio", "subtitle", "video", "video"]
     with av.open(str(tmp_path / "drone.ts")) as container:
         assert sorted(s.type for s in container.streams) == ["audio", "data", "video"]
-    manifest = anonymize_files(engine, [tmp_path / n for n in ("hearing.mkv", "statement.mov", "drone.ts")],
+    manifest = anonymize_files(engine, [tmp_path / n for n in ("hearing.mkv", "statement.mov", "drone.ts",
+                                                                "dashcam.mkv")],
                                tmp_path / "out", SOLID)
     said = {e["output"]: e["video"]["left_out"] for e in manifest["files"]}
     assert said == {"hearing.mp4": "1 subtitle track (eng), 1 cover picture (cover.jpg)",
                     "statement.mp4": "1 subtitle track (eng), 1 data track (timecode)",
-                    "drone.mp4": "1 data track (klv)"}
+                    "drone.mp4": "1 data track (klv)", "dashcam.mp4": "1 other video track (h264)"}
     for name in said:
         data = (tmp_path / "out" / name).read_bytes()
         assert b"Alice Smith" not in data and b"51.5007" not in data and jpeg_bytes(astronaut_rgb)[-4096:] not in data
         with av.open(str(tmp_path / "out" / name)) as output:
-            assert [s.type for s in output.streams] == ["video", "audio"]
+            assert [s.type for s in output.streams] == ["video"] + ["audio"] * (name != "dashcam.mp4")
     assert manifest["files"][0]["video"]["sound"] == "aac, copied" and manifest["files"][0]["video"]["frames"] == 6
+    front, _ = read_frames(tmp_path / "out" / "dashcam.mp4")  # the first camera's pictures, covered
+    assert len(front) == 6 and max(exposed(s, o, box) for (s, box), o in zip(moving, front)) <= 0.10
 
 
 def test_bad_videos_are_named_and_the_batch_goes_on(engine, moving, astronaut_rgb, tmp_path):
