@@ -108,6 +108,45 @@ def test_a_time_said_is_read_back_as_the_same_time(seconds):
     assert said.endswith(" s") == (round(seconds, 2) < 60)
 
 
+@pytest.fixture(scope="module")
+def numbered(tmp_path_factory):
+    """A clip of 40 frames at irregular times (a phone's variable frame rate), each frame a grey
+    level of its own (frame n: 6n), with sound: which frames leave can be read off the output."""
+    clip = tmp_path_factory.mktemp("numbered") / "numbered.mp4"
+    gaps = [1 / 30, 1 / 20, 1 / 45, 1 / 25]
+    times = list(np.cumsum([0.0] + [gaps[i % len(gaps)] for i in range(39)]))
+    write_clip(clip, [np.full((48, 64, 3), 6 * n, np.uint8) for n in range(40)], times=times, rate=30)
+    with av.open(str(clip)) as container:
+        scan = video.Scan(video.probe(clip), "", [], [float(f.time) for f in container.decode(video=0)])
+    return clip, scan
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(start=st.floats(0, 1.4), length=st.floats(0.02, 1.5))
+def test_any_part_leaves_as_its_own_frames_from_zero_with_the_sound_beside_them(numbered, tmp_path_factory,
+                                                                               start, length):
+    """Whatever part of a clip is asked for: exactly its frames leave, in order, at their own
+    distances from the first of them, and the sound lasts as long as they do."""
+    clip, scan = numbered
+    try:
+        part = scan.part(start, start + length)
+    except video.ImageError:  # no frame there: the request is refused, never an empty file
+        assert not [i for i in range(scan.frames) if start <= scan.at(i) < start + length - 1e-6]
+        return
+    out = tmp_path_factory.mktemp("part") / "out.mp4"
+    video.render(clip, out, [], lambda pixels, faces: pixels, part=part)
+    frames, times = read_frames(out)
+    kept = [i for i in range(scan.frames) if start - 1e-6 <= scan.at(i) < start + length - 1e-6] \
+        if part else list(range(scan.frames))
+    assert [round(float(f.mean()) / 6) for f in frames] == kept
+    assert times == pytest.approx([scan.times[i] - scan.times[kept[0]] for i in kept], abs=1e-3)
+    with av.open(str(out)) as container:
+        heard = sum(f.samples for f in container.decode(audio=0)) / 48000
+    last = kept[-1]
+    span = (scan.times[last + 1] if last + 1 < scan.frames else scan.times[last] + 1 / scan.rate) - scan.times[kept[0]]
+    assert abs(heard - span) <= 2 * 1024 / 48000  # to a packet of sound at each end
+
+
 def test_variable_frame_rate_kept_frame_for_frame(engine, moving, tmp_path):
     clip = tmp_path / "phone.mp4"
     gaps = [1 / 30, 1 / 30, 1 / 20, 1 / 60, 1 / 24]
