@@ -141,11 +141,12 @@ class Scan:
         the last frame: to the end); None for the whole clip."""
         if start <= 0 and (end is None or end >= self.duration):
             return None
+        asked = f"from {said_time(start)} to {'its end' if end is None else said_time(end)}"
         end = self.duration if end is None else end
         kept = [i for i in range(self.frames) if start - 1e-6 <= self.at(i) < end - 1e-6]
         if not kept:
-            raise ImageError(self.info.name, f"the part to export, {start:g} s to {end:g} s, holds none of its "
-                                             f"frames (it lasts {self.duration:.2f} s)")
+            raise ImageError(self.info.name, f"the part to export, {asked}, holds none of its frames (it lasts "
+                                             f"{said_time(self.duration)})")
         if not self.ascending:  # a time then names two places of the recording, and its sound cannot be cut
             raise ImageError(self.info.name, "its times start again (recordings joined into one file, or a "
                                              "recorder's clock set back): it can only be exported whole")
