@@ -12,12 +12,14 @@ import os
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .faces import Face
-from .images import DEFAULT_MAX_PIXELS, decode_photo
+from . import video
+from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
@@ -191,13 +193,17 @@ class IntakeReport:
     refused: list[Intake]
     duplicates: list[tuple[str, str]]  # (name offered, the photo already in the session)
     companions: list[str]  # sidecars, thumbnails and index files passed over (`kinds.companion`)
+    cuts: list[tuple[str, str]] = field(default_factory=list)  # (video offered, the name its part is added as)
 
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
-              progress: Callable[[int, str], None] | None = None) -> IntakeReport:
+              progress: Callable[[int, str], None] | None = None,
+              part: tuple[float, float | None] | None = None) -> IntakeReport:
     """Store what can be stored, log what is refused, and name what was there already;
-    `progress(files so far, name)` after each file."""
-    refused, duplicates, companions, added = [], [], [], 0
+    `progress(files so far, name)` after each file. With a `part` (seconds from, and to or
+    None), each video is taken as that part of it only (`video.cut`): minutes of an hours-long
+    recording, detected and reviewed as those minutes; photos are taken whole."""
+    refused, duplicates, companions, added, cuts = [], [], [], 0, []
     for count, item in enumerate(intakes, 1):
         if progress:
             progress(count, item.name)
@@ -206,9 +212,13 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
             continue
         if not item.problem:
             try:
-                same_as = _store(workspace, session_id, item, actor)
-            except SourceError as exc:
-                item = replace(item, problem=str(exc))
+                if part and is_video(item.name):
+                    name, same_as = _store_part(workspace, session_id, item, actor, part)
+                    cuts.append((item.name, name))
+                else:
+                    same_as = _store(workspace, session_id, item, actor)
+            except (SourceError, ImageError) as exc:
+                item = replace(item, problem=exc.reason if isinstance(exc, ImageError) else str(exc))
         if item.problem:
             workspace.add_refused(session_id, item.name, item.problem, actor)
             refused.append(item)
@@ -219,7 +229,7 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     if companions:
         workspace.log(session_id, actor, "companion files passed over", count=len(companions),
                       names=", ".join(companions))
-    return IntakeReport(added, refused, duplicates, companions)
+    return IntakeReport(added, refused, duplicates, companions, cuts)
 
 
 def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> str | None:
@@ -230,6 +240,56 @@ def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> s
         raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
     with source:
         return workspace.add_image(session_id, item.name, source, actor)[1]
+
+
+def asked_part(start: str, end: str) -> tuple[tuple[float, float | None] | None, str | None]:
+    """The part of each video typed at intake ("1:02:00", "1:04:00"; either may be empty: from
+    the start, to the end), or why it cannot be: (part or None for whole videos, problem)."""
+    try:
+        since = video.read_time(start) if start.strip() else 0.0
+        until = video.read_time(end) if end.strip() else None
+    except ValueError as exc:
+        return None, str(exc)
+    if until is not None and until <= since:
+        return None, f"it must end after it starts ({video.said_time(since)})"
+    return ((since, until) if since > 0 or until is not None else None), None
+
+
+def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
+                part: tuple[float, float | None]) -> tuple[str, str | None]:
+    """Add the `part` of a video to the session, cut from it as `video.cut` does, named for the
+    part ("corridor (from 25:00.00 to 27:00.00).mkv"); the log names the video it was cut from
+    (its name, size and SHA-256) and the part asked for and taken. (the name added, None or
+    the name of the same video already in the session)."""
+    start, end = part
+    objects = workspace.files.objects
+    fd, cut_path = tempfile.mkstemp(dir=objects, prefix=".partial-cut-", suffix=".mkv")  # swept after a crash
+    os.close(fd)
+    given = None
+    try:
+        if item.path is None:  # an upload: its bytes on disk for the demuxer to seek in
+            fd, given = tempfile.mkstemp(dir=objects, prefix=".partial-upload-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(item.data)
+        source = Path(given or item.path)
+        try:
+            taken = video.cut(source, Path(cut_path), start, end)
+        except ImageError as exc:
+            raise ImageError(item.name, exc.reason) from None
+        except OSError as exc:
+            raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
+        name = (f"{Path(item.name).stem} (from {video.said_time(start)} to "
+                f"{'its end' if end is None else video.said_time(end)}).mkv")
+        with open(cut_path, "rb") as handle:
+            image_id, same_as = workspace.add_image(session_id, name, handle, actor)
+        workspace.log(session_id, actor, "video part taken", image_id, source=item.name,
+                      source_bytes=source.stat().st_size, source_sha256=video.file_sha256(source),
+                      asked_from=start, asked_to=end, taken_from=round(taken[0], 3), taken_to=round(taken[1], 3))
+        return name, same_as
+    finally:
+        Path(cut_path).unlink(missing_ok=True)
+        if given:
+            Path(given).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

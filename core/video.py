@@ -18,6 +18,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
@@ -453,7 +454,7 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
     source, video = _open(path)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".partial-", suffix=".mp4")
     os.close(fd)
-    try:
+    with _removed_on_failure(Path(tmp), path, "its video could not be re-encoded ({})"):
         with source, av.open(tmp, "w", format="mp4") as out:
             rate = video.average_rate or video.guessed_rate or Fraction(25)
             encoder = out.add_stream("libx264", rate=rate)
@@ -506,12 +507,6 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
         if index == 0:
             raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
         os.replace(tmp, out_path)
-    except av.FFmpegError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ImageError(str(path), f"its video could not be re-encoded ({_plain(exc)})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     if progress and index % PROGRESS_EVERY:  # the last frame, unless the loop just said it
         progress(index, index)
     return {"frames": index, "audio": sound.note, "left_out": info.left_out}
@@ -684,3 +679,155 @@ class _SoundTrack:
 
 def output_name(source_name: str) -> str:
     return f"{Path(source_name).stem}.mp4"
+
+
+def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[float, float]:
+    """Copy the part of a video from `start` to `end` seconds from its first frame (`end` None:
+    to its end) into `out_path` (Matroska), packet for packet, no picture decoded or encoded:
+    from the key frame at or before `start` (a picture sequence can begin nowhere else without
+    being encoded again) to the last picture decoded by `end` (with B-frames, the few shown
+    after it that it needs), and the sound beside them, all at their own times (a CCTV recorder's clock
+    stays). Sound Matroska cannot hold (a camera microphone's G.711) is stored as the 16-bit
+    samples it decodes to, which lose nothing. So an hours-long recording of which minutes are
+    asked for is taken into a session as those minutes, and detected there only. No tag is
+    copied. Returns the part taken, in seconds from the input's first frame."""
+    import av
+
+    info, first, _ = _probe(path)
+    if first.pts is None:
+        raise ImageError(str(path), "its frames have no times (a raw stream): it can only be added whole")
+    origin = first.time
+    since, until = origin + start, float("inf") if end is None else origin + end
+    key, seekable = _key_before(path, since)
+    taken: list[float] = []
+    shown = key
+    source, video = _open(path)
+    with _removed_on_failure(Path(out_path), path, "its part could not be copied ({}): add it whole"):
+        with source, av.open(str(out_path), "w", format="matroska") as out:
+            copy = out.add_stream_from_template(video)
+            copy.metadata.clear()
+            sound = {s.index: _CutSound(out, s) for s in source.streams.audio if s.codec_context is not None}
+            if seekable:  # else from the start, the packets before the key frame passed over
+                _seek(source, video, key)
+            for packet in source.demux([video, *(s.stream for s in sound.values())]):
+                if packet.dts is None or packet.pts is None:
+                    continue
+                at = float(packet.dts * packet.time_base)
+                if packet.stream is video:
+                    time = float(packet.pts * packet.time_base)
+                    # Past the end in decode order, only the pictures shown between those taken
+                    # (B-frames), so that none is missing; then every later one is shown after.
+                    if at > until and time >= shown:
+                        break
+                    if time < key - 1e-6:
+                        continue
+                    if not taken and time > key + 1e-6:
+                        raise ImageError(str(path), "its part could not be found from its key frame: add it whole")
+                    if taken and at < taken[-1] - 1e-6:
+                        raise ImageError(str(path), "its times start again (recordings joined into one file, or "
+                                                    "a recorder's clock set back): it can only be added whole")
+                    taken.append(at)
+                    shown = max(shown, time)
+                    packet.stream = copy
+                    out.mux(packet)
+                elif key - 1e-6 <= at < until:
+                    sound[packet.stream.index].put(packet)
+            for track in sound.values():
+                track.flush()
+    if not taken:
+        Path(out_path).unlink(missing_ok=True)
+        raise ImageError(str(path), f"the part asked for, from {said_time(start)} to "
+                                    f"{'its end' if end is None else said_time(end)}, holds none of its frames")
+    return key - origin, shown - origin + (1 / info.rate if info.rate else 0.0)
+
+
+class _CutSound:
+    """One sound track into a cut (`cut`): its packets as they are, or, where Matroska cannot
+    hold its codec, the 16-bit samples they decode to, at their own times."""
+
+    def __init__(self, out, stream):
+        import av
+
+        self.out, self.stream, self._resampler = out, stream, None
+        try:
+            self.copy = out.add_stream_from_template(stream)
+        except ValueError:  # e.g. "'matroska' format does not support 'pcm_alaw' codec"
+            context = stream.codec_context
+            self.copy = out.add_stream("pcm_s16le", rate=context.sample_rate)
+            self.copy.layout = context.layout
+            self._resampler = av.AudioResampler(format="s16", layout=context.layout, rate=context.sample_rate)
+        self.copy.metadata.clear()
+
+    def put(self, packet) -> None:
+        if self._resampler is None:
+            packet.stream = self.copy
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():
+            self._write(frame.time, self._resampler.resample(frame))
+
+    def _write(self, time: float | None, frames) -> None:
+        rate = self.copy.codec_context.sample_rate
+        for frame in frames:
+            if time is not None:
+                frame.pts, frame.time_base = round(time * rate), Fraction(1, rate)
+                time += frame.samples / rate
+            self.out.mux(self.copy.encode(frame))
+
+    def flush(self) -> None:
+        if self._resampler is not None:
+            self._write(None, self._resampler.resample(None))
+            self.out.mux(self.copy.encode(None))
+
+
+@contextmanager
+def _removed_on_failure(written: Path, source: Path, failed: str):
+    """Whatever stops the writing of `written` removes it; an FFmpeg error is `source`'s error,
+    said as `failed` with FFmpeg's words in its braces."""
+    import av
+
+    try:
+        yield
+    except av.FFmpegError as exc:
+        written.unlink(missing_ok=True)
+        raise ImageError(str(source), failed.format(_plain(exc))) from None
+    except BaseException:
+        written.unlink(missing_ok=True)
+        raise
+
+
+def _key_before(path: Path, at: float) -> tuple[float, bool]:
+    """The time of the last key frame at or before `at` seconds (the file's own times), where
+    a copy of the part from `at` must begin, and whether seeking finds it. Found by seeking
+    (the demuxer's index), checked; where that fails, by reading the packets from the start
+    (no picture is decoded)."""
+    import av
+
+    source, video = _open(path)
+    with source:
+        try:
+            _seek(source, video, at)
+            packet = next((p for p in source.demux(video) if p.pts is not None), None)
+            if packet is not None and packet.is_keyframe and float(packet.pts * packet.time_base) <= at + 1e-6:
+                return float(packet.pts * packet.time_base), True
+        except av.FFmpegError:
+            pass
+    source, video = _open(path)
+    key = None
+    with source:
+        for packet in source.demux(video):
+            if packet.pts is None:
+                continue
+            time = float(packet.pts * packet.time_base)
+            if packet.is_keyframe:
+                if time > at + 1e-6 and key is not None:
+                    break
+                key = time
+    if key is None:
+        raise ImageError(str(path), "has no key frame to begin a part at")
+    return key, False
+
+
+def _seek(container, stream, at: float) -> None:
+    """Move `container` to the key frame at or before `at` seconds of `stream` (its own times)."""
+    container.seek(round(at / stream.time_base), stream=stream, backward=True, any_frame=False)

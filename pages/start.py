@@ -5,7 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.report import local_time
-from core.intake import add_files, allowed_roots, folder_problem, import_run, intake_folder, intake_upload
+from core.intake import (add_files, allowed_roots, asked_part, folder_problem, import_run, intake_folder,
+                         intake_upload)
 from core.kinds import is_video
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
@@ -96,9 +97,19 @@ folder = st.text_input("…or a folder on this machine", placeholder="/home/me/P
                        help="Only folders inside the allowed roots can be read: "
                             + ", ".join(str(r) for r in allowed_roots()))
 
+with st.expander("Only part of each video (minutes of a long recording)", icon=":material/content_cut:"):
+    st.caption("Each video added is taken as this part of it only, and detected and reviewed as that part: "
+               "its pictures from the key frame at or before the start (often a second or two earlier) to the end, "
+               "with their sound, copied as they are. Times from the video's first frame: 90, 1:30 or 1:01:30. "
+               "Photos are taken whole.")
+    part_from, part_to = st.columns(2)
+    part_from = part_from.text_input("From", key=f"part-from-{upload_round}", placeholder="0:00")
+    part_to = part_to.text_input("To", key=f"part-to-{upload_round}", placeholder="its end")
+
 # Never disabled: a folder typed and not yet applied (no Enter) is applied as the button is
 # clicked, and a disabled button would swallow that first click.
 add = st.button("Add and detect faces", type="primary")
+part, part_problem = asked_part(part_from, part_to)
 if add and not uploads and not folder.strip():
     st.warning("Choose photos or videos to upload, or type a folder, first.")
 elif add:
@@ -107,6 +118,8 @@ elif add:
     problem = folder_problem(folder.strip(), allowed_roots()) if folder.strip() else None
     if problem:
         st.error(plain(f"{folder.strip()}: {problem}"))
+    elif part_problem:
+        st.error(plain(f"Only part of each video: {part_problem}. Nothing was added."))
     else:
         bar = st.progress(0.0, text="Adding files…")
         offered = len(uploads or [])
@@ -115,19 +128,24 @@ elif add:
             bar.progress(min(1.0, count / offered) if offered else 0.0,
                          text=plain(f"Adding files: {count} so far (last: {name})"))
 
-        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance)
+        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance, part)
                    for upload in uploads or []]
         if folder.strip():
             reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer,
-                                     advance))
+                                     advance, part))
         # What the last intake met, said until the next one.
         st.session_state["duplicates"] = [d for report in reports for d in report.duplicates]
+        st.session_state["cuts"] = [c for report in reports for c in report.cuts]
         st.session_state["companions"] = [name for report in reports for name in report.companions]
-        for key in (f"uploader-{upload_round}", f"folder-{upload_round}"):
+        for key in (f"uploader-{upload_round}", f"folder-{upload_round}", f"part-from-{upload_round}",
+                    f"part-to-{upload_round}"):
             st.session_state.pop(key, None)
         st.session_state["upload_round"] = upload_round + 1
         st.rerun()
 
+for offered, name in st.session_state.get("cuts", []):
+    st.info(f"{plain(offered)}: only its part was added, as {plain(name)} (the log names the video it was cut from, "
+            "with its SHA-256).")
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
 if companions := st.session_state.get("companions"):

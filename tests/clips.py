@@ -52,7 +52,8 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
                codec: str = "libx264", count: int | None = None, sound_codec: str = "aac",
                colours: tuple[int, int, int] | None = None, fields: str | None = None,
                subtitle: str | None = None, attachment: tuple[str, bytes] | None = None,
-               telemetry: bytes | None = None, timecode: str | None = None) -> list[float]:
+               telemetry: bytes | None = None, timecode: str | None = None, key_every: int | None = None
+               ) -> list[float]:
     """Encode `frames` (upright RGB; a list, or an iterator of `count` frames) at `times`
     seconds (default: 1/rate apart). With a rotation, frames are stored turned the other way
     and a display-rotation flag says how to turn them upright, as phones store portrait video.
@@ -64,7 +65,8 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
     English subtitle track (SubRip in MKV, MP4's timed text); `attachment` (name, bytes): a file
     attached to an MKV, as a cover picture or a font; `telemetry`: a packet of KLV metadata
     with each frame, as a drone writes its position beside its pictures in MPEG-TS; `timecode`
-    ("01:00:00:00"): a camera's timecode, which a MOV keeps in a track of its own. Returns the
+    ("01:00:00:00"): a camera's timecode, which a MOV keeps in a track of its own; `key_every`:
+    a key frame every so many frames (as a CCTV recorder's, every second or two). Returns the
     times written."""
     count = count if count is not None else len(frames)
     times = times if times is not None else [i / rate for i in range(count)]
@@ -80,7 +82,8 @@ def write_clip(path: Path, frames, times: list[float] | None = None, rate: int =
         stream.time_base = stream.codec_context.time_base = TIME_BASE
         if codec == "libx264":
             stream.options = {"crf": "18", "preset": "veryfast",
-                              **({"x264-params": f"interlaced=1:{fields}=1"} if fields else {})}
+                              **({"x264-params": f"interlaced=1:{fields}=1"} if fields else {}),
+                              **({"g": str(key_every), "keyint_min": str(key_every)} if key_every else {})}
         if rotation:
             stream.set_display_rotation(rotation)
         if timecode:

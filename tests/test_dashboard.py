@@ -274,6 +274,33 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     assert not at.exception
 
 
+def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    """Minutes of a long recording: typed on the Start page, each video is added as that part
+    only (and said so); a part that ends before it starts adds nothing and says why."""
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "corridor.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 100)], key_every=12)
+    at = started()
+    at.text_input(key="part-from-0").input("2").run()
+    at.text_input(key="part-to-0").input("0:01").run()
+    at.file_uploader[0].set_value([("corridor.mp4", clip.read_bytes(), "video/mp4")])
+    at.run()
+    next(b for b in at.button if b.label == "Add and detect faces").click().run()
+    assert any(plain("Only part of each video: it must end after it starts (2.00 s). Nothing was added.") in e.value
+               for e in at.error)
+    session_id = at.session_state["session_id"]
+    assert workspace().images(session_id) == []
+    at.text_input(key="part-to-0").input("0:03").run()
+    at = add_and_detect(at, [("corridor.mp4", clip.read_bytes(), "video/mp4")])
+    (record,) = workspace().images(session_id)
+    assert record.name == "corridor (from 2.00 s to 3.00 s).mkv" and record.detected and record.faces
+    said = f"{plain('corridor.mp4')}: only its part was added, as {plain(record.name)}"
+    assert any(said in i.value for i in at.info), [i.value for i in at.info]
+    assert at.text_input(key="part-from-1").value == "", "the next intake takes whole videos unless told again"
+
+
 def test_a_video_added_twice_is_named_as_a_video_and_only_until_the_next_intake(root, astronaut_rgb,
                                                                                  astronaut_face_box, tmp_path):
     from tests.clips import moving_face_frames, write_clip

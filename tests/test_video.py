@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from core import video
+from core import video, video_review
 from core.cli import main as cli
 from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
@@ -929,6 +929,51 @@ def test_photos_are_detected_before_the_clips_added_with_them(engine, moving, as
     assert finished == ["IMG_0002.JPG", "MVI_0001.MOV", "IMG_0004.JPG",
                                                               "MVI_0003.MOV"]
     assert all(r.detected and r.error is None for r in ws.images(session))
+
+
+def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(engine, astronaut_rgb,
+                                                                             astronaut_face_box, tmp_path):
+    """A day's recording of which minutes are asked for: at intake only that part is copied into
+    the session (from the key frame before it, nothing re-encoded, the recorder's clock kept) and
+    detected; the log names the video it was cut from. Photos are taken whole; a raw stream,
+    which has no times to cut by, is refused by name."""
+    from core.intake import add_files, intake_folder
+    from core.review import detect_pending
+    from core.workspace import Workspace
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 100)  # 4 s
+    folder = tmp_path / "request"
+    folder.mkdir()
+    write_clip(folder / "corridor.mp4", [f for f, _ in moving], key_every=12)  # a key frame every 0.48 s
+    write_dav(folder / "ch01.dav", [f for f, _ in moving], sound=True)  # a key frame a second, from 09:30:00
+    write_clip(folder / "camera.h264", [f for f, _ in moving], fmt="h264", sound=False)
+    (folder / "gate.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Request 114", "Officer")
+    report = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "Officer", part=(1.3, 2.6))
+    assert sorted(report.cuts) == [("ch01.dav", "ch01 (from 1.30 s to 2.60 s).mkv"),
+                                   ("corridor.mp4", "corridor (from 1.30 s to 2.60 s).mkv")]
+    assert [(r.name, r.problem) for r in report.refused] == [
+        ("camera.h264", "its frames have no times (a raw stream): it can only be added whole")]
+    detect_pending(ws, engine, session)
+    records = {r.name: r for r in ws.images(session) if r.error is None}
+    assert set(records) == {"gate.jpg", "ch01 (from 1.30 s to 2.60 s).mkv", "corridor (from 1.30 s to 2.60 s).mkv"}
+    assert all(r.detected and r.faces for r in records.values())
+    taken = {e["detail"]["source"]: e["detail"] for e in ws.audit(session) if e["action"] == "video part taken"}
+    assert taken["corridor.mp4"]["source_sha256"] == video.file_sha256(folder / "corridor.mp4")
+    assert (taken["corridor.mp4"]["taken_from"], taken["ch01.dav"]["taken_from"]) == (0.96, 1.0)  # their key frames
+    for name, first in (("corridor", 24), ("ch01", 25)):
+        path = ws.files.object_path(records[f"{name} (from 1.30 s to 2.60 s).mkv"].sha256)
+        frames, times = read_frames(path)
+        # the source's own frames from its key frame on, up to 2.6 s (a B-frame or two after it)
+        assert 2.6 - first / 25 - 1e-3 <= times[-1] - times[0] <= 2.6 - first / 25 + 0.2
+        # each the next of the source's frames, none missing (a frame out of step differs by 7-9 levels)
+        assert max(np.abs(f.astype(int) - moving[first + i][0]).mean() for i, f in enumerate(frames)) < 5.5
+        with av.open(str(path)) as container:
+            heard = sum(f.samples for f in container.decode(audio=0)) / container.streams.audio[0].rate
+        assert abs(heard - (2.6 - first / 25)) < 0.1
+    dav = video_review.load_scan(ws.files, records["ch01 (from 1.30 s to 2.60 s).mkv"].sha256)
+    assert dav.clock(0) == "2026-03-14 09:30:01.00"  # the recorder's clock, kept
 
 
 def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_rgb, astronaut_face_box, tmp_path):
