@@ -278,6 +278,9 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
             raise ImageError(item.name, exc.reason) from None
         except OSError as exc:
             raise SourceError(f"cannot be read ({exc.strerror or exc})") from None
+        except Exception as exc:  # noqa: BLE001 - whatever stops one video's cut is that video's error
+            raise ImageError(item.name, f"its part could not be taken ({type(exc).__name__}: {exc}): add it "
+                                        "whole") from None
         name = (f"{Path(item.name).stem} (from {video.said_time(start)} to "
                 f"{'its end' if end is None else video.said_time(end)}).mkv")
         with open(cut_path, "rb") as handle:

@@ -704,9 +704,13 @@ def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[fl
     source, video = _open(path)
     with _removed_on_failure(Path(out_path), path, "its part could not be copied ({}): add it whole"):
         with source, av.open(str(out_path), "w", format="matroska") as out:
-            copy = out.add_stream_from_template(video)
+            # its frame rate said, or the copy's is read back as its time base's (30,000 a second)
+            rate = video.average_rate or video.guessed_rate
+            copy = out.add_stream_from_template(video, **({"rate": rate} if rate else {}))
             copy.metadata.clear()
-            sound = {s.index: _CutSound(out, s) for s in source.streams.audio if s.codec_context is not None}
+            # a stream with no rate has no sound the demuxer could find (a recording cut short)
+            sound = {s.index: _CutSound(out, s) for s in source.streams.audio
+                     if s.codec_context is not None and s.codec_context.sample_rate}
             if seekable:  # else from the start, the packets before the key frame passed over
                 _seek(source, video, key)
             for packet in source.demux([video, *(s.stream for s in sound.values())]):
@@ -734,10 +738,11 @@ def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[fl
                     sound[packet.stream.index].put(packet)
             for track in sound.values():
                 track.flush()
-    if not taken:
+    if not taken or shown < since - 1e-6:  # (the file ends before the part begins)
         Path(out_path).unlink(missing_ok=True)
         raise ImageError(str(path), f"the part asked for, from {said_time(start)} to "
-                                    f"{'its end' if end is None else said_time(end)}, holds none of its frames")
+                                    f"{'its end' if end is None else said_time(end)}, holds none of its frames "
+                                    f"(it lasts {said_time(info.duration)})")
     return key - origin, shown - origin + (1 / info.rate if info.rate else 0.0)
 
 

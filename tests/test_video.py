@@ -948,13 +948,17 @@ def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(e
     write_dav(folder / "ch01.dav", [f for f, _ in moving], sound=True)  # a key frame a second, from 09:30:00
     write_clip(folder / "camera.h264", [f for f, _ in moving], fmt="h264", sound=False)
     (folder / "gate.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    write_clip(tmp_path / "whole.ts", [f for f, _ in moving], fmt="mpegts", sound_codec="mp2", key_every=12)
+    (folder / "REC_0001.ts").write_bytes((tmp_path / "whole.ts").read_bytes()[:60_000])  # cut short: a quarter second
     ws = Workspace(tmp_path / "ws")
     session = ws.create_session("Request 114", "Officer")
     report = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "Officer", part=(1.3, 2.6))
     assert sorted(report.cuts) == [("ch01.dav", "ch01 (from 1.30 s to 2.60 s).mkv"),
                                    ("corridor.mp4", "corridor (from 1.30 s to 2.60 s).mkv")]
-    assert [(r.name, r.problem) for r in report.refused] == [
-        ("camera.h264", "its frames have no times (a raw stream): it can only be added whole")]
+    refused = {r.name: r.problem for r in report.refused}
+    assert refused.pop("camera.h264") == "its frames have no times (a raw stream): it can only be added whole"
+    assert refused.pop("REC_0001.ts").startswith(  # it was taken as its first quarter second
+        "the part asked for, from 1.30 s to 2.60 s, holds none of its frames (it lasts 0.") and not refused
     detect_pending(ws, engine, session)
     records = {r.name: r for r in ws.images(session) if r.error is None}
     assert set(records) == {"gate.jpg", "ch01 (from 1.30 s to 2.60 s).mkv", "corridor (from 1.30 s to 2.60 s).mkv"}
@@ -972,6 +976,8 @@ def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(e
         with av.open(str(path)) as container:
             heard = sum(f.samples for f in container.decode(audio=0)) / container.streams.audio[0].rate
         assert abs(heard - (2.6 - first / 25)) < 0.1
+        # its frame rate kept (how often faces are looked for follows it): it was read back as 30,000
+        assert video.probe(path).rate == 25
     dav = video_review.load_scan(ws.files, records["ch01 (from 1.30 s to 2.60 s).mkv"].sha256)
     assert dav.clock(0) == "2026-03-14 09:30:01.00"  # the recorder's clock, kept
 
