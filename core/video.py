@@ -411,7 +411,9 @@ LONGEST_UNLOOKED = 0.2
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
          progress: Callable[[int, int], None] | None = None, start: float = 0.0, end: float | None = None) -> Scan:
     """Detect faces in every `every`-th frame, or more often where frames are far apart (at
-    least every LONGEST_UNLOOKED seconds), and link them into tracks. With `start` or `end`
+    least every LONGEST_UNLOOKED seconds of the file's own times, whatever frame rate it
+    names), and link them into tracks. The scan's `every` is the most frames there were
+    between two looks. With `start` or `end`
     (seconds from the first frame: only that part will be exported), only there and
     AROUND_PART seconds either side: the other frames are decoded for their times only (a
     request for two minutes of a day's recording detects faces in about four)."""
@@ -421,16 +423,21 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     rate = info.rate or (info.frames / info.duration if info.frames and info.duration else 25.0)
     every = max(1, min(every, int(rate * LONGEST_UNLOOKED)))
     late = float("inf") if end is None else end + AROUND_PART
+    looked: list[int] = []
     for index, frame in enumerate(frames(path)):
         times.append(_time(frame, index, rate))
-        if index % every == 0 and start - AROUND_PART <= times[-1] - times[0] <= late:
+        due = not looked or index - looked[-1] >= every or \
+            times[-1] - times[looked[-1]] >= LONGEST_UNLOOKED - 1e-6  # a file that names a wrong rate
+        if due and start - AROUND_PART <= times[-1] - times[0] <= late:
             detections.append((index, _square(detect, _upright(frame, info.rotation), info.pixel_shape)))
+            looked.append(index)
         if progress and index % PROGRESS_EVERY == 0:
             progress(index, info.frames)
     if not times:
         raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
     if progress:
         progress(len(times), len(times))
+    every = max((b - a for a, b in zip(looked, looked[1:])), default=every)
     # Detecting every few frames leaves gaps in the tracks: allow for them when linking.
     return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every)), times, every)
 
