@@ -281,8 +281,9 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
         except Exception as exc:  # noqa: BLE001 - whatever stops one video's cut is that video's error
             raise ImageError(item.name, f"its part could not be taken ({type(exc).__name__}: {exc}): add it "
                                         "whole") from None
-        name = (f"{Path(item.name).stem} (from {video.said_time(start)} to "
-                f"{'its end' if end is None else video.said_time(end)}).mkv")
+        offered = Path(item.name)  # in the folder it was found in, if any
+        name = offered.with_name(f"{offered.stem} (from {video.said_time(start)} to "
+                                 f"{'its end' if end is None else video.said_time(end)}).mkv").as_posix()
         with open(cut_path, "rb") as handle:
             image_id, same_as = workspace.add_image(session_id, name, handle, actor)
         workspace.log(session_id, actor, "video part taken", image_id, source=item.name,
