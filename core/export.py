@@ -333,3 +333,21 @@ def _seal(partial: Path, target: Path) -> None:
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, target)
+
+
+def exported_videos(zip_path: Path, audit_path: Path) -> dict[str, str]:
+    """The videos a publication zip holds, each with the name of the original it was made from
+    (from the audit package's manifest, which maps the two): what the Export page plays back."""
+    with zipfile.ZipFile(audit_path) as audit:
+        originals = {p["output_name"]: p["original_name"] for p in json.loads(audit.read("manifest.json"))["photos"]
+                     if p.get("output_name")}
+    with zipfile.ZipFile(zip_path) as archive:
+        return {name: originals.get(name, "") for name in archive.namelist() if is_video(name)}
+
+
+def exported_member(zip_path: Path, name: str, limit: int) -> bytes | None:
+    """One file of a publication zip as it is stored there, or None when it is over `limit` bytes."""
+    with zipfile.ZipFile(zip_path) as archive:
+        if archive.getinfo(name).file_size > limit:
+            return None
+        return archive.read(name)

@@ -259,6 +259,12 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
         (tmp_path / "out.mp4").write_bytes(archive.read(name))
     frames, times = read_frames(tmp_path / "out.mp4")
     assert len(frames) == 25 and times[0] == 0
+    # The Export page plays the video from the zip itself, what a recipient will see.
+    at.run()
+    next(t for t in at.toggle if t.label.startswith("Watch the exported video (1)")).set_value(True).run()
+    assert at.selectbox(key=f"watched-{export['id']}").format_func(name) == f"{name} (from corridor.dav)"
+    (player,) = at.get("video")
+    assert player.proto.url.endswith(".mp4") and not at.exception
     said = ("1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50; the recording's clock 2026-03-14 09:30:01.00 to "
             "2026-03-14 09:30:01.96)")
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:

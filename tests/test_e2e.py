@@ -273,6 +273,13 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         settle(page)
         saved = tmp_path / "export.zip"
         saved.write_bytes(export_zip(page))
+        # The Export page plays the clip from the zip itself: the browser loads it, and it is as long
+        # and as large as the clip.
+        page.get_by_text("Watch the exported video (1), played from the zip itself").click()
+        page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }")
+        duration, width = page.evaluate("() => { const v = document.querySelector('video'); "
+                                        "return [v.duration, v.videoWidth]; }")
+        assert abs(duration - len(moving) / 25) < 0.1 and width == 640
     with zipfile.ZipFile(saved) as archive:
         assert "images/Video_test-0001.mp4" in archive.namelist()
         (tmp_path / "out.mp4").write_bytes(archive.read("images/Video_test-0001.mp4"))
