@@ -335,14 +335,15 @@ def _seal(partial: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-def exported_videos(zip_path: Path, audit_path: Path) -> dict[str, str]:
-    """The videos a publication zip holds, each with the name of the original it was made from
-    (from the audit package's manifest, which maps the two): what the Export page plays back."""
+def exported_files(zip_path: Path, audit_path: Path) -> dict[str, str]:
+    """The photos and videos a publication zip holds, each with the name of the original it was
+    made from (from the audit package's manifest, which maps the two): what the Export page
+    shows from the zip itself."""
     with zipfile.ZipFile(audit_path) as audit:
         originals = {p["output_name"]: p["original_name"] for p in json.loads(audit.read("manifest.json"))["photos"]
                      if p.get("output_name")}
     with zipfile.ZipFile(zip_path) as archive:
-        return {name: originals.get(name, "") for name in archive.namelist() if is_video(name)}
+        return {name: originals[name] for name in archive.namelist() if name in originals}
 
 
 def exported_member(zip_path: Path, name: str, limit: int) -> bytes | None:

@@ -4,7 +4,7 @@ in it, and whether it still matches the session."""
 
 import streamlit as st
 
-from core.export import exported_member, exported_videos
+from core.export import exported_files, exported_member
 from core.kinds import is_video
 from core.report import detail_text, local_time
 from dashboard.sidebar import session_sidebar
@@ -12,7 +12,7 @@ from dashboard.state import require_session, show_flash, workspace
 from dashboard.text import plain
 from dashboard.worker import export_progress, export_worker
 
-# An exported video is played back from the zip up to this size (it is held in memory to be played).
+# A file of the zip is shown from it up to this size (it is held in memory to be shown).
 PLAYABLE_BYTES = 512 * 1024 ** 2
 
 session_id, reviewer = require_session()
@@ -61,18 +61,20 @@ if current:
     right.link_button("Download the audit package (keep it: it maps published names to originals)",
                       f"/download/{current['id']}/audit")
     made = [ws.files.export_path(current[kind]) for kind in ("file", "audit_file")]
-    clips = exported_videos(*made) if all(path.exists() for path in made) else {}
-    if clips and st.toggle(f"Watch the exported video{'s' if len(clips) > 1 else ''} ({len(clips)}), played from the "
-                           "zip itself", key=f"watch-{current['id']}",
-                           help="What a recipient will see and hear: the file in the zip, not a preview."):
-        shown = st.selectbox("Video", list(clips), key=f"watched-{current['id']}",
-                             format_func=lambda name: f"{name} (from {clips[name]})")
+    leaving = exported_files(*made) if all(path.exists() for path in made) else {}
+    if leaving and st.toggle(f"Look at what leaves ({len(leaving)} file(s)), shown from the zip itself",
+                             key=f"watch-{current['id']}",
+                             help="What a recipient will see and hear: each file as the zip holds it, not a preview."):
+        shown = st.selectbox("File", list(leaving), key=f"watched-{current['id']}",
+                             format_func=lambda name: f"{name} (from {leaving[name]})")
         data = exported_member(ws.files.export_path(current["file"]), shown, PLAYABLE_BYTES)
         if data is None:
-            st.info(f"{shown} is over {PLAYABLE_BYTES // 1024 ** 2} MB: too large to play here. Download the zip "
-                    "and play it from there.")
-        else:
+            st.info(f"{shown} is over {PLAYABLE_BYTES // 1024 ** 2} MB: too large to show here. Download the zip "
+                    "and open it from there.")
+        elif is_video(shown):
             st.video(data, format="video/mp4")
+        else:
+            st.image(data, caption=f"{shown}, as the zip holds it")
 elif exports and exports[0]["status"] == "complete":
     st.warning("The last zip is out of date: a decision, edit or setting changed after it was started. "
                "Build the zip again to publish.")

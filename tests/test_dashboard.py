@@ -32,8 +32,8 @@ def root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def pictures(monkeypatch):
-    """Reads back, as pixels, a picture a page showed (an image element of AppTest): every
-    picture the pages show is kept by its media id."""
+    """Reads back, as pixels, a picture a page showed (an image element of AppTest), and with
+    `.raw(url)` the bytes of any media a page served: every one is kept by its media id."""
     import io
 
     from PIL import Image
@@ -47,8 +47,15 @@ def pictures(monkeypatch):
         return media
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", kept)
-    return lambda image: np.asarray(Image.open(io.BytesIO(shown[image.url.rsplit("/", 1)[1].split(".")[0]]))
-                                    .convert("RGB"))
+
+    def raw(url: str) -> bytes:
+        return shown[url.rsplit("/", 1)[1].split(".")[0]]
+
+    def pixels(image) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(raw(image.url))).convert("RGB"))
+
+    pixels.raw = raw
+    return pixels
 
 
 def started(name="Sports day") -> AppTest:
@@ -207,7 +214,8 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     assert not at.exception
 
 
-def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb, astronaut_face_box, tmp_path):
+def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb, astronaut_face_box, tmp_path,
+                                                             pictures):
     """A request for a minute of a long recording: the reviewer sets the part on the clip's own
     settings; the page says which frames leave and which do not, the approval binds to the part,
     and the zip holds only those frames, its record saying which part it is. A CCTV recorder's
@@ -261,10 +269,10 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     assert len(frames) == 25 and times[0] == 0
     # The Export page plays the video from the zip itself, what a recipient will see.
     at.run()
-    next(t for t in at.toggle if t.label.startswith("Watch the exported video (1)")).set_value(True).run()
+    next(t for t in at.toggle if t.label.startswith("Look at what leaves (1 file(s))")).set_value(True).run()
     assert at.selectbox(key=f"watched-{export['id']}").format_func(name) == f"{name} (from corridor.dav)"
     (player,) = at.get("video")
-    assert player.proto.url.endswith(".mp4") and not at.exception
+    assert pictures.raw(player.proto.url) == (tmp_path / "out.mp4").read_bytes()  # the zip's own file
     said = ("1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50; the recording's clock 2026-03-14 09:30:01.00 to "
             "2026-03-14 09:30:01.96)")
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
@@ -461,7 +469,11 @@ def test_a_stale_tab_never_writes_settings_it_did_not_change(reviewed, root):
     assert at.slider(key=f"batch-{session_id}-padding").value == 0.8
 
 
-def test_export_builds_zip_of_approved_only(reviewed):
+def test_export_builds_zip_of_approved_only(reviewed, pictures):
+    import io
+
+    from PIL import Image
+
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first, second = ws.images(session_id)
@@ -483,6 +495,15 @@ def test_export_builds_zip_of_approved_only(reviewed):
     # The zip's SHA-256 as the page says it is the file's: what a reviewer checks a sent copy against.
     digest = hashlib.sha256((ws.files.exports / export["file"]).read_bytes()).hexdigest()
     assert f"SHA-256 of the zip: {digest}" in [c.value for c in at.caption]
+    # What leaves can be looked at from the zip itself, named with its original.
+    next(t for t in at.toggle if t.label.startswith("Look at what leaves (1 file(s))")).set_value(True).run()
+    assert at.selectbox(key=f"watched-{export['id']}").format_func("images/Sports_day-0001.jpg") == \
+        f"images/Sports_day-0001.jpg (from {first.name})"
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
+        written = np.asarray(Image.open(io.BytesIO(archive.read("images/Sports_day-0001.jpg"))).convert("RGB"))
+    (shown,) = [i for element in at.get("image") for i in element.proto.imgs
+                if i.caption == "images/Sports_day-0001.jpg, as the zip holds it"]
+    assert np.array_equal(pictures(shown), written)  # the zip's own file, at its full size: not a preview
 
 
 def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_once(root, monkeypatch):

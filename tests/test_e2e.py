@@ -275,7 +275,7 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         saved.write_bytes(export_zip(page))
         # The Export page plays the clip from the zip itself: the browser loads it, and it is as long
         # and as large as the clip.
-        page.get_by_text("Watch the exported video (1), played from the zip itself").click()
+        page.get_by_text("Look at what leaves (1 file(s)), shown from the zip itself").click()
         page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 1; }")
         duration, width = page.evaluate("() => { const v = document.querySelector('video'); "
                                         "return [v.duration, v.videoWidth]; }")
