@@ -61,10 +61,10 @@ if current:
     right.link_button("Download the audit package (keep it: it maps published names to originals)",
                       f"/download/{current['id']}/audit")
     made = [ws.files.export_path(current[kind]) for kind in ("file", "audit_file")]
-    leaving = exported_files(*made) if all(path.exists() for path in made) else {}
-    if leaving and st.toggle(f"Look at what leaves ({len(leaving)} file(s)), shown from the zip itself",
-                             key=f"watch-{current['id']}",
-                             help="What a recipient will see and hear: each file as the zip holds it, not a preview."):
+    if counts.get("exported") and all(path.exists() for path in made) and st.toggle(
+            f"Look at what leaves ({counts['exported']} file(s)), shown from the zip itself", key=f"watch-{current['id']}",
+            help="What a recipient will see and hear: each file as the zip holds it, not a preview."):
+        leaving = exported_files(*made)  # only when asked: the audit's list of a large batch is long
         shown = st.selectbox("File", list(leaving), key=f"watched-{current['id']}",
                              format_func=lambda name: f"{name} (from {leaving[name]})")
         data = exported_member(ws.files.export_path(current["file"]), shown, PLAYABLE_BYTES)
