@@ -62,7 +62,8 @@ if current:
                       f"/download/{current['id']}/audit")
     made = [ws.files.export_path(current[kind]) for kind in ("file", "audit_file")]
     if counts.get("exported") and all(path.exists() for path in made) and st.toggle(
-            f"Look at what leaves ({counts['exported']} file(s)), shown from the zip itself", key=f"watch-{current['id']}",
+            f"Look at what leaves ({counts['exported']} file(s)), shown from the zip itself",
+            key=f"watch-{current['id']}",
             help="What a recipient will see and hear: each file as the zip holds it, not a preview."):
         leaving = exported_files(*made)  # only when asked: the audit's list of a large batch is long
         shown = st.selectbox("File", list(leaving), key=f"watched-{current['id']}",
