@@ -250,11 +250,19 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         return held
     return row | {"outcome": "exported", "data_path": target, "suffix": ".mp4", "output_sha256": output_sha,
                   "width": clip.info.width, "height": clip.info.height, "decision": APPROVED,
-                  "regions": [{"track": t.id, "first_frame": t.first, "last_frame": t.last} for t in tracks
-                              if part is None or (t.first <= part.last + HOLD and t.last + HOLD >= part.first)],
+                  "regions": _regions(tracks, part, clip.frames),
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
                   "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail,
                   "part": part and _part_said(clip, part)}
+
+
+def _regions(tracks: list, part: video.Part | None, frames: int) -> list[dict]:
+    """Each covered track's frames in the output (its cover held HOLD frames past its ends):
+    of a part, counted from the part's first frame, as the exported file numbers them."""
+    first, last = (part.first, part.last) if part else (0, frames - 1)
+    return [{"track": t.id, "first_frame": max(t.first - HOLD, first) - first,
+             "last_frame": min(t.last + HOLD, last) - first}
+            for t in tracks if t.first - HOLD <= last and t.last + HOLD >= first]
 
 
 def _part_said(clip: video.Scan, part: video.Part) -> str:

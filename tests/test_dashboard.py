@@ -265,6 +265,9 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
         (tmp_path / "out.mp4").write_bytes(archive.read(name))
+        # its record numbers the covered frames as the file it describes does (it gave the source's: 0 to 49)
+        (covered,) = json.loads(archive.read("manifest.json"))["images"][0]["regions"]
+    assert (covered["first_frame"], covered["last_frame"]) == (0, 24)
     frames, times = read_frames(tmp_path / "out.mp4")
     assert len(frames) == 25 and times[0] == 0
     # The Export page plays the video from the zip itself, what a recipient will see.
