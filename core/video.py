@@ -723,28 +723,32 @@ def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[fl
                      if s.codec_context is not None and s.codec_context.sample_rate}
             if seekable:  # else from the start, the packets before the key frame passed over
                 _seek(source, video, key)
+            decoded: list[float] = []  # the decode times of the pictures taken, where the file gives them
             for packet in source.demux([video, *(s.stream for s in sound.values())]):
-                if packet.dts is None or packet.pts is None:
+                if packet.pts is None and packet.dts is None:  # the demuxer's empty packet at the end
                     continue
-                at = float(packet.dts * packet.time_base)
+                # A Matroska file gives no decode time to B-frames, an AVI no showing time to some.
+                time = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+                at = float(packet.dts * packet.time_base) if packet.dts is not None else None
                 if packet.stream is video:
-                    time = float(packet.pts * packet.time_base)
                     # Past the end in decode order, only the pictures shown between those taken
                     # (B-frames), so that none is missing; then every later one is shown after.
-                    if at > until and time >= shown:
+                    # Without decode times, until the pictures shown are REORDERED past the end.
+                    if (at if at is not None else time - REORDERED) > until and time >= shown:
                         break
                     if time < key - 1e-6:
                         continue
                     if not taken and time > key + 1e-6:
                         raise ImageError(str(path), "its part could not be found from its key frame: add it whole")
-                    if taken and at < taken[-1] - 1e-6:
+                    if at is not None and decoded and at < decoded[-1] - 1e-6:
                         raise ImageError(str(path), "its times start again (recordings joined into one file, or "
                                                     "a recorder's clock set back): it can only be added whole")
-                    taken.append(at)
+                    taken.append(time)
+                    decoded += [at] if at is not None else []
                     shown = max(shown, time)
                     packet.stream = copy
                     out.mux(packet)
-                elif key - 1e-6 <= at < until:
+                elif key - 1e-6 <= (at if at is not None else time) < until:
                     sound[packet.stream.index].put(packet)
             for track in sound.values():
                 track.flush()
@@ -809,6 +813,11 @@ def _removed_on_failure(written: Path, source: Path, failed: str):
     except BaseException:
         written.unlink(missing_ok=True)
         raise
+
+
+# How far (seconds) a picture may be shown after pictures decoded later (B-frames): past a
+# part's end, a file that gives no decode times is read until its pictures are this far on.
+REORDERED = 1.0
 
 
 def _key_before(path: Path, at: float) -> tuple[float, bool]:
