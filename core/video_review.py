@@ -152,11 +152,6 @@ THUMB_SIDE = 72
 def track_thumbnails(path: Path, scan: Scan) -> dict[int, str]:
     """Each track's face at its surest frame (a little context around it), as a small JPEG in
     base64, for the review table; one decoding pass that stops after the last frame needed."""
-    import base64
-
-    import cv2
-
-    from .images import encode_photo
     from .video import frames
 
     wanted: dict[int, list[Track]] = {}
@@ -167,17 +162,35 @@ def track_thumbnails(path: Path, scan: Scan) -> dict[int, str]:
         if n in wanted:
             pixels = shown(frame, scan.info.rotation)
             for track in wanted[n]:
-                face = track.best[1]
-                x0, y0 = max(0, int(face.x - 0.3 * face.w)), max(0, int(face.y - 0.3 * face.h))
-                crop = pixels[y0:int(face.y + 1.3 * face.h) + 1, x0:int(face.x + 1.3 * face.w) + 1]
-                if crop.size:
-                    k = THUMB_SIDE / max(crop.shape[:2])
-                    small = cv2.resize(crop, (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k))),
-                                       interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-                    thumbs[track.id] = base64.b64encode(encode_photo(small, "JPEG", 85)).decode()
+                if (thumb := face_thumbnail(pixels, track.best[1])) is not None:
+                    thumbs[track.id] = thumb
         if n >= max(wanted):
             break
     return thumbs
+
+
+def drawn_thumbnail(path: Path, scan: Scan, track: Track) -> str | None:
+    """A drawn track's face at its surest frame, as `track_thumbnails` makes a detected one's."""
+    index, face = track.best
+    return face_thumbnail(frame_at(path, scan, index), face)
+
+
+def face_thumbnail(pixels: np.ndarray, face: Face) -> str | None:
+    """A face with a little context around it, as a small JPEG in base64 (None: nothing there)."""
+    import base64
+
+    import cv2
+
+    from .images import encode_photo
+
+    x0, y0 = max(0, int(face.x - 0.3 * face.w)), max(0, int(face.y - 0.3 * face.h))
+    crop = pixels[y0:int(face.y + 1.3 * face.h) + 1, x0:int(face.x + 1.3 * face.w) + 1]
+    if not crop.size:
+        return None
+    k = THUMB_SIDE / max(crop.shape[:2])
+    small = cv2.resize(crop, (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k))),
+                       interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    return base64.b64encode(encode_photo(small, "JPEG", 85)).decode()
 
 
 def save_scan(files: FileStore, sha256: str, scan: Scan, thumbs: dict[int, str] | None = None) -> None:

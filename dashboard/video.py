@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from core import video, video_review
 from core.images import ImageError
 from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
+from core.tracks import Track
 from core.review import render, table_marks
 from dashboard.faces import drawn_box
 from dashboard.previews import say_too_thin, say_unreadable, too_thin
@@ -61,7 +64,10 @@ def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]
 def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
     """Each person (track) with its time range, thumbnail and confidence."""
     by_id = {t.id: t for t in every}
-    thumbs = thumbnails(record.sha256)
+    detected = {t.id for t in clip.tracks}
+    thumbs = thumbnails(record.sha256) | {  # a drawn face's, from the frame it was drawn on
+        t.id: thumb for t in every if t.id not in detected
+        and (thumb := drawn_thumbnail(record.sha256, json.dumps(t.to_dict()))) is not None}
     rows = [{"face": f"data:image/jpeg;base64,{thumbs[tid]}" if tid in thumbs else None,
              "track": face.detector, "covered": face.covered_at(settings.threshold),
              "from s": round(clip.at(by_id[tid].first), 2), "to s": round(clip.at(by_id[tid].last), 2),
@@ -118,3 +124,12 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
 @st.cache_data(max_entries=8, show_spinner=False)
 def thumbnails(sha256: str) -> dict[int, str]:
     return video_review.load_thumbnails(workspace().files, sha256)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def drawn_thumbnail(sha256: str, track: str) -> str | None:
+    """A drawn track's thumbnail, kept by what the track is (a moved track gets its own)."""
+    files = workspace().files
+    return video_review.drawn_thumbnail(files.object_path(sha256), video_review.load_scan(files, sha256),
+                                        Track.from_dict(json.loads(track)))
+

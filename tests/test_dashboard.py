@@ -318,6 +318,37 @@ def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_fac
     assert at.text_input(key="part-from-1").value == "", "the next intake takes whole videos unless told again"
 
 
+def test_a_face_drawn_on_a_clip_is_shown_in_its_row(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A detected track's row shows its face; a drawn one's showed nothing: it shows the face
+    where it was drawn, so the reviewer can tell the rows apart."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core import video_review
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, write_clip
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 20)
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving])
+    at = add_and_detect(started(), [("hall.mp4", clip.read_bytes(), "video/mp4")])
+    ws = workspace()
+    (record,) = ws.images(at.session_state["session_id"])
+    box = (400.0, 200.0, 80.0, 80.0)  # a patch of the background, as if a face the detectors missed
+    drawn = video_review.add_drawn(ws, record, 5, box, "Officer")
+    at.switch_page("pages/review.py").run()
+    table = next(d.value for d in at.dataframe if "track" in d.value.columns)
+    (thumb,) = table[table["track"] == f"track {drawn.id} drawn"]["face"]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb.split(",", 1)[1]))).convert("RGB"))
+    x, y, w, h = (int(v) for v in box)
+    seen = moving[5][0][int(y - 0.3 * h):y + int(1.3 * h) + 1, int(x - 0.3 * w):x + int(1.3 * w) + 1]
+    expected = np.asarray(Image.fromarray(seen).resize(shown.shape[1::-1]))
+    assert np.abs(shown.astype(int) - expected).mean() < 12  # that patch, where it was drawn
+    assert not at.exception
+
+
 def test_a_video_added_twice_is_named_as_a_video_and_only_until_the_next_intake(root, astronaut_rgb,
                                                                                  astronaut_face_box, tmp_path):
     from tests.clips import moving_face_frames, write_clip
