@@ -171,7 +171,9 @@ def say_what_is_ready() -> None:
             with st.expander(f"All {len(failed)} files that cannot be processed"):
                 st.dataframe([{"file": name, "reason": reason} for name, reason in failed], hide_index=True)
     if done:
-        st.page_link("pages/overview.py", label="Review the photos", icon=":material/grid_view:")
+        kinds = {is_video(name) for name in done}
+        what = "photos and videos" if len(kinds) == 2 else "videos" if True in kinds else "photos"
+        st.page_link("pages/overview.py", label=f"Review the {what}", icon=":material/grid_view:")
 
 
 detection_status(session_id, then=say_what_is_ready)

@@ -313,6 +313,7 @@ def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_fac
     at = add_and_detect(at, [("corridor.mp4", clip.read_bytes(), "video/mp4")])
     (record,) = workspace().images(session_id)
     assert record.name == "corridor (from 2.00 s to 3.00 s).mkv" and record.detected and record.faces
+    assert [link.proto.label for link in at.get("page_link")] == ["Review the videos"]  # not "the photos"
     said = f"{plain('corridor.mp4')}: only its part was added, as {plain(record.name)}"
     assert any(said in i.value for i in at.info), [i.value for i in at.info]
     assert at.text_input(key="part-from-1").value == "", "the next intake takes whole videos unless told again"
