@@ -23,7 +23,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
                reviewer: str, mark: str) -> video.Scan:
     """The clip's frame scrubber and face table; returns the clip, as scanned."""
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
-    part, _ = _part(clip, settings)
+    part, part_said = _part(clip, settings)
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
     # Counted from 1, as the caption counts; a clip of one frame has nothing to move between (and
     # Streamlit refuses a slider whose ends are equal).
@@ -44,7 +44,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
                                              index)
             _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
                         reviewer, mark, frame if show_original else None, part is None or index in part)
-    _track_table(record, settings, clip, every)
+    _track_table(record, settings, clip, every, part_said)
     return clip
 
 
@@ -61,8 +61,9 @@ def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]
                   f"{part.first + 1} to {part.last + 1}) will be exported, as its settings ask.")
 
 
-def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
-    """Each person (track) with its time range, thumbnail and confidence."""
+def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said: str) -> None:
+    """Each person (track) with its time range, thumbnail and confidence, under what the clip
+    is (`part_said`: which part of it is exported)."""
     by_id = {t.id: t for t in every}
     detected = {t.id for t in clip.tracks}
     thumbs = thumbnails(record.sha256) | {  # a drawn face's, from the frame it was drawn on
@@ -78,7 +79,7 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every) -> None:
                                            else " (left out of the export, as the settings ask)")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {video.said_time(clip.duration)}, sound: "
-                     f"{sound}.{left_out}{_part(clip, settings)[1]} Each row of the face table is one person's "
+                     f"{sound}.{left_out}{part_said} Each row of the face table is one person's "
                      "appearance (a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
