@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "frame), as a request for minutes of a long CCTV recording asks")
     anonymize.add_argument("--to", dest="end", type=_seconds, default=None, metavar="TIME",
                            help="export videos only up to this time (default: to the end)")
+    anonymize.add_argument("--by-clock", dest="by_clock", action="store_true",
+                           help="--from and --to are times of day on the recorder's clock (HH:MM:SS, as a request "
+                                "names them), for a CCTV export stamped with it (Dahua's DAV); a video without "
+                                "one is that file's error")
     anonymize.add_argument("--check", action="store_true",
                            help="detect again on every output (residual check): an output where a face "
                                 "still shows goes to OUT/held-back/, and the manifest says why")
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             **({} if args.command == "detect" else {
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
                 "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
-                "video_quality": args.video_quality, "sound": args.sound, "start": args.start, "end": args.end}))
+                "video_quality": args.video_quality, "sound": args.sound, "start": args.start, "end": args.end,
+                "by_clock": args.by_clock}))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -221,7 +221,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         clip, every = video_review.all_tracks(workspace.files, record.sha256, record.id)
         tracks = video_review.covered_tracks(every, fresh.faces, settings.threshold)
         cover = lambda pixels, faces: anonymize(pixels, faces, settings)  # noqa: E731
-        part = clip.part(settings.start, settings.end)
+        part = clip.part(settings.start, settings.end, settings.by_clock)
         rendered = video.render(source, target, tracks, cover, settings.video_quality,
                                 progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"),
                                 sound=settings.sound, part=part)

@@ -198,11 +198,12 @@ class IntakeReport:
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
               progress: Callable[[int, str], None] | None = None,
-              part: tuple[float, float | None] | None = None) -> IntakeReport:
+              part: tuple[float, float | None] | None = None, clock: bool = False) -> IntakeReport:
     """Store what can be stored, log what is refused, and name what was there already;
     `progress(files so far, name)` after each file. With a `part` (seconds from, and to or
-    None), each video is taken as that part of it only (`video.cut`): minutes of an hours-long
-    recording, detected and reviewed as those minutes; photos are taken whole."""
+    None; with `clock`, times of day on the recorder's clock), each video is taken as that part
+    of it only (`video.cut`): minutes of an hours-long recording, detected and reviewed as those
+    minutes; photos are taken whole."""
     refused, duplicates, companions, added, cuts = [], [], [], 0, []
     for count, item in enumerate(intakes, 1):
         if progress:
@@ -213,7 +214,7 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
         if not item.problem:
             try:
                 if part and is_video(item.name):
-                    name, same_as = _store_part(workspace, session_id, item, actor, part)
+                    name, same_as = _store_part(workspace, session_id, item, actor, part, clock)
                     cuts.append((item.name, name))
                 else:
                     same_as = _store(workspace, session_id, item, actor)
@@ -242,26 +243,35 @@ def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> s
         return workspace.add_image(session_id, item.name, source, actor)[1]
 
 
-def asked_part(start: str, end: str) -> tuple[tuple[float, float | None] | None, str | None]:
+def asked_part(start: str, end: str, clock: bool = False) -> tuple[tuple[float, float | None] | None, str | None]:
     """The part of each video typed at intake ("1:02:00", "1:04:00"; either may be empty: from
-    the start, to the end), or why it cannot be: (part or None for whole videos, problem)."""
+    the start, to the end), or with `clock`, times of day on the recorder's clock ("09:31:00";
+    the start is needed, and the end may be past midnight), or why it cannot be: (part or None
+    for whole videos, problem)."""
+    if clock and not start.strip():
+        return None, "give the time of day it starts at, on the recorder's clock"
     try:
         since = video.read_time(start) if start.strip() else 0.0
         until = video.read_time(end) if end.strip() else None
     except ValueError as exc:
         return None, str(exc)
-    if until is not None and until <= since:
+    if clock and (since >= 86400 or (until or 0) >= 86400):
+        return None, "times of day on the recorder's clock go from 00:00:00 to 23:59:59"
+    if not clock and until is not None and until <= since:
         return None, f"it must end after it starts ({video.said_time(since)})"
-    return ((since, until) if since > 0 or until is not None else None), None
+    return ((since, until) if clock or since > 0 or until is not None else None), None
 
 
 def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
-                part: tuple[float, float | None]) -> tuple[str, str | None]:
-    """Add the `part` of a video to the session, cut from it as `video.cut` does, named for the
-    part ("corridor (from 25:00.00 to 27:00.00).mkv"); the log names the video it was cut from
-    (its name, size and SHA-256) and the part asked for and taken. (the name added, None or
-    the name of the same video already in the session)."""
+                part: tuple[float, float | None], clock: bool = False) -> tuple[str, str | None]:
+    """Add the `part` of a video to the session (with `clock`, by the recorder's clock), cut
+    from it as `video.cut` does, named for the part ("corridor (from 25:00.00 to
+    27:00.00).mkv"); the log names the video it was cut from (its name, size and SHA-256) and
+    the part asked for and taken. (the name added, None or the name of the same video already
+    in the session)."""
     start, end = part
+    asked = (f"from {video.said_time(start)} to {'its end' if end is None else video.said_time(end)}"
+             + (" by its clock" if clock else ""))
     objects = workspace.files.objects
     fd, cut_path = tempfile.mkstemp(dir=objects, prefix=".partial-cut-", suffix=".mkv")  # swept after a crash
     os.close(fd)
@@ -273,7 +283,13 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
                 handle.write(item.data)
         source = Path(given or item.path)
         try:
-            taken = video.cut(source, Path(cut_path), start, end)
+            offsets = video.by_clock(source, start, end) if clock else part
+            taken = video.cut(source, Path(cut_path), *offsets)
+        except video.NotThere as exc:
+            if not clock:
+                raise ImageError(item.name, exc.reason) from None
+            raise ImageError(item.name, f"the part asked for, {asked}, is not in it (its clock starts at "
+                                        f"{video.clock_said(exc.first)})") from None
         except ImageError as exc:
             raise ImageError(item.name, exc.reason) from None
         except OSError as exc:
@@ -282,13 +298,13 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
             raise ImageError(item.name, f"its part could not be taken ({type(exc).__name__}: {exc}): add it "
                                         "whole") from None
         offered = Path(item.name)  # in the folder it was found in, if any
-        name = offered.with_name(f"{offered.stem} (from {video.said_time(start)} to "
-                                 f"{'its end' if end is None else video.said_time(end)}).mkv").as_posix()
+        name = offered.with_name(f"{offered.stem} ({asked}).mkv").as_posix()
         with open(cut_path, "rb") as handle:
             image_id, same_as = workspace.add_image(session_id, name, handle, actor)
         workspace.log(session_id, actor, "video part taken", image_id, source=item.name,
                       source_bytes=source.stat().st_size, source_sha256=video.file_sha256(source),
-                      asked_from=start, asked_to=end, taken_from=round(taken[0], 3), taken_to=round(taken[1], 3))
+                      asked_from=start, asked_to=end, by_clock=clock, taken_from=round(taken[0], 3),
+                      taken_to=round(taken[1], 3))
         return name, same_as
     finally:
         Path(cut_path).unlink(missing_ok=True)

@@ -48,6 +48,8 @@ class Settings:
     # from `start` to `end`, seconds from its first frame (`end` None: to its end).
     start: float = 0.0
     end: float | None = None
+    # `start` and `end` are times of day on the recorder's clock (a CCTV export stamped with it).
+    by_clock: bool = False
 
     def __post_init__(self):
         problems = []
@@ -65,7 +67,10 @@ class Settings:
             problems.append(f"feather {self.feather} must be between 0 and 0.5")
         if not 1 <= self.jpeg_quality <= 100:
             problems.append(f"JPEG quality {self.jpeg_quality} must be between 1 and 100")
-        if self.start < 0 or (self.end is not None and self.end <= self.start):
+        if self.by_clock and not (0 <= self.start < 86400 and (self.end is None or 0 <= self.end < 86400)):
+            problems.append("the part of a video to export, by the recorder's clock, must be times of day "
+                            "(00:00:00 to 23:59:59)")
+        if self.start < 0 or (not self.by_clock and self.end is not None and self.end <= self.start):
             problems.append(f"the part of a video to export (from {self.start:g} s to "
                             f"{'its end' if self.end is None else f'{self.end:g} s'}) must start at 0 s or "
                             "later and end after it starts")
@@ -91,7 +96,7 @@ class Settings:
 
 
 # Settings that change a video's output only: a photo's approval does not depend on them.
-VIDEO_ONLY = ("video_quality", "sound", "start", "end")
+VIDEO_ONLY = ("video_quality", "sound", "start", "end", "by_clock")
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:

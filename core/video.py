@@ -61,6 +61,19 @@ class VideoInfo:
                 "left_out": self.left_out}
 
 
+class NotThere(ImageError):
+    """A video holds none of the part asked for; `first`: its first frame's own time."""
+
+    def __init__(self, name: str, reason: str, first: float | None = None):
+        super().__init__(name, reason)
+        self.first = first
+
+
+def clock_said(time: float) -> str:
+    """A recorder's clock as a person reads it: "2026-03-14 09:30:00.20" (see `Scan.clock`)."""
+    return datetime.fromtimestamp(time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
+
+
 # Times from this on (2000-01-01, in seconds since 1970) are a recording's clock, not its own
 # count from its start (a TV recording's MPEG-TS times are at most 26.5 hours).
 CLOCK_FROM = 946_684_800
@@ -136,11 +149,14 @@ class Scan:
         that), else None."""
         if not self.times or self.times[0] < CLOCK_FROM:
             return None
-        return datetime.fromtimestamp(self.times[index], timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
+        return clock_said(self.times[index])
 
-    def part(self, start: float, end: float | None) -> Part | None:
+    def part(self, start: float, end: float | None, clock: bool = False) -> Part | None:
         """The frames from `start` to `end` seconds from the first frame (`end` None, or past
-        the last frame: to the end); None for the whole clip."""
+        the last frame: to the end), or with `clock`, of the day on the recorder's clock (see
+        `clock_offsets`); None for the whole clip."""
+        if clock:
+            start, end = clock_offsets(self.info.name, self.times[0] if self.times else None, start, end)
         if start <= 0 and (end is None or end >= self.duration):
             return None
         asked = f"from {said_time(start)} to {'its end' if end is None else said_time(end)}"
@@ -149,8 +165,8 @@ class Scan:
         # has two million, and the review page asks on every view)
         kept = range(bisect_left(self._played, start - 1e-6), bisect_left(self._played, end - 1e-6))
         if not kept:
-            raise ImageError(self.info.name, f"the part to export, {asked}, holds none of its frames (it lasts "
-                                             f"{said_time(self.duration)})")
+            raise NotThere(self.info.name, f"the part to export, {asked}, holds none of its frames (it lasts "
+                                           f"{said_time(self.duration)})")
         if not self.ascending:  # a time then names two places of the recording, and its sound cannot be cut
             raise ImageError(self.info.name, "its times start again (recordings joined into one file, or a "
                                              "recorder's clock set back): it can only be exported whole")
@@ -691,6 +707,31 @@ def output_name(source_name: str) -> str:
     return f"{Path(source_name).stem}.mp4"
 
 
+def by_clock(path: Path, start: float, end: float | None) -> tuple[float, float | None]:
+    """A part named by the recorder's clock as seconds from the video's first frame (see
+    `clock_offsets`)."""
+    first = _probe(path)[1]
+    return clock_offsets(str(path), first.time if first.pts is not None else None, start, end)
+
+
+def clock_offsets(name: str, first: float | None, start: float, end: float | None) -> tuple[float, float | None]:
+    """A part named by the recorder's clock (`start` and `end`: seconds of its day, as a request
+    names them: 09:31:00 to 09:33:00) as seconds from the first frame (its file time `first`),
+    on the first day the recording reaches them (23:59 to 00:01 spans midnight). Refused for a
+    video whose times are no clock (they count from its start)."""
+    if first is None or first < CLOCK_FROM:
+        raise ImageError(name, "its times are no recorder's clock (they count from its start): give the part as "
+                               "times from its start")
+    day = first - first % 86400  # the recorder's clock is stored as that day's time, as UTC
+    since = day + start + (86400 if day + start < first - 1e-6 else 0)
+    if end is None:
+        return since - first, None
+    until = day + end
+    while until <= since:
+        until += 86400
+    return since - first, until - first
+
+
 def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[float, float]:
     """Copy the part of a video from `start` to `end` seconds from its first frame (`end` None:
     to its end) into `out_path` (Matroska), packet for packet, no picture decoded or encoded:
@@ -754,9 +795,9 @@ def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[fl
                 track.flush()
     if not taken or shown < since - 1e-6:  # (the file ends before the part begins)
         Path(out_path).unlink(missing_ok=True)
-        raise ImageError(str(path), f"the part asked for, from {said_time(start)} to "
-                                    f"{'its end' if end is None else said_time(end)}, holds none of its frames "
-                                    f"(it lasts {said_time(info.duration)})")
+        raise NotThere(str(path), f"the part asked for, from {said_time(start)} to "
+                                  f"{'its end' if end is None else said_time(end)}, holds none of its frames "
+                                  f"(it lasts {said_time(info.duration)})", origin)
     return key - origin, shown - origin + (1 / info.rate if info.rate else 0.0)
 
 

@@ -51,7 +51,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
 def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]:
     """The part of the clip its settings export (None: all of it), and what to say of it."""
     try:
-        part = clip.part(settings.start, settings.end)
+        part = clip.part(settings.start, settings.end, settings.by_clock)
     except ImageError as exc:
         return None, f" The part to export that its settings ask for cannot be cut: {exc.reason}."
     if part is None:

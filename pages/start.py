@@ -105,11 +105,15 @@ with st.expander("Only part of each video (minutes of a long recording)", icon="
     part_from, part_to = st.columns(2)
     part_from = part_from.text_input("From", key=f"part-from-{upload_round}", placeholder="0:00")
     part_to = part_to.text_input("To", key=f"part-to-{upload_round}", placeholder="its end")
+    by_clock = st.checkbox("These are times of day on the recorder's clock (09:31:00), as a request names them",
+                           key=f"part-clock-{upload_round}",
+                           help="For a CCTV recorder's export stamped with its clock (Dahua's DAV): each video is "
+                                "cut where its own clock reads these times. A video without a clock is refused.")
 
 # Never disabled: a folder typed and not yet applied (no Enter) is applied as the button is
 # clicked, and a disabled button would swallow that first click.
 add = st.button("Add and detect faces", type="primary")
-part, part_problem = asked_part(part_from, part_to)
+part, part_problem = asked_part(part_from, part_to, by_clock)
 if add and not uploads and not folder.strip():
     st.warning("Choose photos or videos to upload, or type a folder, first.")
 elif add:
@@ -128,17 +132,17 @@ elif add:
             bar.progress(min(1.0, count / offered) if offered else 0.0,
                          text=plain(f"Adding files: {count} so far (last: {name})"))
 
-        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance, part)
-                   for upload in uploads or []]
+        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance, part,
+                             by_clock) for upload in uploads or []]
         if folder.strip():
             reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer,
-                                     advance, part))
+                                     advance, part, by_clock))
         # What the last intake met, said until the next one.
         st.session_state["duplicates"] = [d for report in reports for d in report.duplicates]
         st.session_state["cuts"] = [c for report in reports for c in report.cuts]
         st.session_state["companions"] = [name for report in reports for name in report.companions]
         for key in (f"uploader-{upload_round}", f"folder-{upload_round}", f"part-from-{upload_round}",
-                    f"part-to-{upload_round}"):
+                    f"part-to-{upload_round}", f"part-clock-{upload_round}"):
             st.session_state.pop(key, None)
         st.session_state["upload_round"] = upload_round + 1
         st.rerun()

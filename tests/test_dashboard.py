@@ -295,18 +295,21 @@ def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_fac
     """Minutes of a long recording: typed on the Start page, each video is added as that part
     only (and said so); a part that ends before it starts adds nothing and says why."""
     from dashboard.state import workspace
-    from tests.clips import moving_face_frames, write_clip
+    from tests.clips import moving_face_frames, write_clip, write_dav
 
     clip = tmp_path / "corridor.mp4"
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 100)], key_every=12)
+    def refused(at: AppTest, name: str, data: bytes, said: str) -> None:
+        """Offered with the part typed, and refused: nothing added, and why said."""
+        at.file_uploader[0].set_value([(name, data, "application/octet-stream")])
+        at.run()
+        next(b for b in at.button if b.label == "Add and detect faces").click().run()
+        assert any(plain(f"Only part of each video: {said}. Nothing was added.") in e.value for e in at.error)
+
     at = started()
     at.text_input(key="part-from-0").input("2").run()
     at.text_input(key="part-to-0").input("0:01").run()
-    at.file_uploader[0].set_value([("corridor.mp4", clip.read_bytes(), "video/mp4")])
-    at.run()
-    next(b for b in at.button if b.label == "Add and detect faces").click().run()
-    assert any(plain("Only part of each video: it must end after it starts (2.00 s). Nothing was added.") in e.value
-               for e in at.error)
+    refused(at, "corridor.mp4", clip.read_bytes(), "it must end after it starts (2.00 s)")
     session_id = at.session_state["session_id"]
     assert workspace().images(session_id) == []
     at.text_input(key="part-to-0").input("0:03").run()
@@ -317,6 +320,16 @@ def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_fac
     said = f"{plain('corridor.mp4')}: only its part was added, as {plain(record.name)}"
     assert any(said in i.value for i in at.info), [i.value for i in at.info]
     assert at.text_input(key="part-from-1").value == "", "the next intake takes whole videos unless told again"
+    # By the recorder's clock, as a request names it: a DAV is cut where its own clock reads the times.
+    dav = tmp_path / "ch01.dav"
+    write_dav(dav, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 100)])  # from 09:30:00
+    at.checkbox(key="part-clock-1").check().run()
+    at.text_input(key="part-to-1").input("9:30:03").run()
+    refused(at, "ch01.dav", dav.read_bytes(), "give the time of day it starts at, on the recorder's clock")
+    at.text_input(key="part-from-1").input("9:30:02").run()
+    at = add_and_detect(at, [("ch01.dav", dav.read_bytes(), "application/octet-stream")])
+    names = {r.name for r in workspace().images(session_id)}
+    assert "ch01 (from 9:30:02.00 to 9:30:03.00 by its clock).mkv" in names, names
 
 
 def test_a_face_drawn_on_a_clip_is_shown_in_its_row(root, astronaut_rgb, astronaut_face_box, tmp_path):

@@ -92,6 +92,19 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     with av.open(str(output)) as container:
         sound = list(container.decode(container.streams.audio[0]))
     assert abs(sum(f.samples for f in sound) / sound[0].sample_rate - 1.0) < 0.05 and abs(sound[0].time) < 0.05
+    # by the recorder's clock, as a request names it: the same part of a DAV; a file without a clock is refused
+    by_clock = tmp_path / "by-clock"
+    code = cli(["anonymize", str(clip), "--out", str(by_clock), "--from", "9:30:02", "--to", "9:30:03", "--by-clock"])
+    entry = json.loads((by_clock / "manifest.json").read_text())["files"][0]
+    if fmt == "dav":
+        assert code == 0 and entry["video"]["part"] == {"from": 2.0, "to": 3.0, "first_frame": 50, "last_frame": 74} \
+            | clock
+        # and so does a clip's part kept by the clock in a session's settings (a batch run opened for review)
+        scan = video.scan(lambda pixels: [], clip)
+        assert (scan.part(34202, 34203, clock=True).first, scan.part(34202, 34203, clock=True).last) == (50, 74)
+    else:
+        assert code == 2 and entry["error"].endswith("its times are no recorder's clock (they count from its start): "
+                                                     "give the part as times from its start")
     # a part that holds no frame is that file's error, named; asking for nothing is refused at once
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "late"), "--from", "5"]) == 2  # a file failed
     failed = json.loads((tmp_path / "late" / "manifest.json").read_text())["files"][0]
@@ -996,6 +1009,23 @@ def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(e
         assert video.probe(path).rate == 25
     dav = video_review.load_scan(ws.files, records["nvr/ch01 (from 1.30 s to 2.60 s).mkv"].sha256)
     assert dav.clock(0) == "2026-03-14 09:30:01.00"  # the recorder's clock, kept
+
+    # A request names the recorder's clock ("09:30:01.3 to 09:30:02.6"): each video is cut where its
+    # own clock reads that; one without a clock, or whose clock never reads it, is refused, named.
+    by_clock = ws.create_session("Request 115", "Officer")
+    report = add_files(ws, by_clock, intake_folder(str(folder / "nvr"), [tmp_path]), "Officer",
+                       part=(9 * 3600 + 30 * 60 + 1.3, 9 * 3600 + 30 * 60 + 2.6), clock=True)
+    assert report.cuts == [("ch01.dav", "ch01 (from 9:30:01.30 to 9:30:02.60 by its clock).mkv")]
+    (record,) = ws.images(by_clock)
+    same, times = read_frames(ws.files.object_path(record.sha256))  # the same frames as by times from its start
+    assert times == read_frames(ws.files.object_path(records["nvr/ch01 (from 1.30 s to 2.60 s).mkv"].sha256))[1]
+    report = add_files(ws, by_clock, intake_folder(str(folder), [tmp_path]), "Officer",
+                       part=(9 * 3600 + 29 * 60, 9 * 3600 + 29 * 60 + 30), clock=True)
+    refused = {r.name: r.problem for r in report.refused}
+    assert refused["nvr/ch01.dav"] == ("the part asked for, from 9:29:00.00 to 9:29:30.00 by its clock, is not in it "
+                                       "(its clock starts at 2026-03-14 09:30:00.00)")
+    assert refused["corridor.mp4"] == ("its times are no recorder's clock (they count from its start): give the "
+                                       "part as times from its start")
 
 
 def test_a_video_is_reviewed_per_person_and_exported_covered(engine, astronaut_rgb, astronaut_face_box, tmp_path):
