@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--no-sound", dest="sound", action="store_false",
                            help="leave videos' sound out (voices and names spoken are not anonymised); "
                                 "by default it is kept")
-    anonymize.add_argument("--from", dest="start", type=_seconds, default=0.0, metavar="TIME",
+    anonymize.add_argument("--from", dest="start", type=_seconds, default=None, metavar="TIME",
                            help="export videos only from this time on (seconds, MM:SS or HH:MM:SS from the first "
                                 "frame), as a request for minutes of a long CCTV recording asks")
     anonymize.add_argument("--to", dest="end", type=_seconds, default=None, metavar="TIME",
@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             **({} if args.command == "detect" else {
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
                 "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
-                "video_quality": args.video_quality, "sound": args.sound, "start": args.start, "end": args.end,
+                "video_quality": args.video_quality, "sound": args.sound, "start": args.start or 0.0, "end": args.end,
                 "by_clock": args.by_clock}))
+        if args.command == "anonymize" and args.by_clock and args.start is None:
+            raise ValueError("--by-clock needs --from: the time of day the part starts at, on the recorder's clock")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

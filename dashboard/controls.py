@@ -13,6 +13,7 @@ import streamlit as st
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
 from core.video import read_time, said_time
+from dashboard.text import plain
 
 _FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end")
 
@@ -47,6 +48,11 @@ def settings_controls(current: Settings, key: str, videos: bool = True, duration
 def _part_controls(current: Settings, key: str, duration: float) -> tuple[float, float | None]:
     """From and to (from the clip's first frame, as its frames are captioned): only that part of
     a long recording leaves. A "to" at the clip's end is None: to the end, whatever it is."""
+    if current.by_clock:  # a batch run's part, named by the recorder's clock: kept as it was asked
+        st.caption(plain(f"Exported: from {said_time(current.start)} to "
+                         f"{'its end' if current.end is None else said_time(current.end)} by the recorder's clock, "
+                         "as the batch run asked."))
+        return current.start, current.end
     duration = round(duration, 2)
     left, right = st.columns(2)
     start = left.text_input("Export from", said_time(current.start), key=f"{key}-start",

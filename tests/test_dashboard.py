@@ -288,6 +288,14 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     fresh = ws.image(record.id)
     assert fresh.status == APPROVED and not fresh.approval_current(fresh.override)
+    # A batch run's part named by the recorder's clock (opened for review) is read by that clock, and
+    # kept as it was asked: its fields are not offered as times from the start.
+    ws.set_override(record.id, Settings(start=9 * 3600 + 30 * 60 + 1, by_clock=True), "A. Officer")
+    at.run()
+    captions = " ".join(c.value for c in at.caption)
+    assert plain("Only 1.00 s to 2.00 s (frames 26 to 50) will be exported") in captions
+    assert plain("Exported: from 9:30:01.00 to its end by the recorder's clock, as the batch run asked.") in captions
+    assert not [t for t in at.text_input if t.key == f"image-{record.id}-start"]
     assert not at.exception
 
 

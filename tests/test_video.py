@@ -111,6 +111,7 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     assert failed["error"].endswith("the part to export, from 5.00 s to its end, holds none of its frames (it lasts "
                                     "4.00 s)")
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "none"), "--from", "2", "--to", "1"]) == 1
+    assert cli(["anonymize", str(clip), "--out", str(tmp_path / "none"), "--to", "9:30:03", "--by-clock"]) == 1
     assert not (tmp_path / "none").exists()
 
 
