@@ -156,7 +156,8 @@ class Scan:
         the last frame: to the end), or with `clock`, of the day on the recorder's clock (see
         `clock_offsets`); None for the whole clip."""
         if clock:
-            start, end = clock_offsets(self.info.name, self.times[0] if self.times else None, start, end)
+            start, end = clock_offsets(self.info.name, self.times[0] if self.times else None, self.duration, start,
+                                       end)
         if start <= 0 and (end is None or end >= self.duration):
             return None
         asked = f"from {said_time(start)} to {'its end' if end is None else said_time(end)}"
@@ -710,26 +711,28 @@ def output_name(source_name: str) -> str:
 def by_clock(path: Path, start: float, end: float | None) -> tuple[float, float | None]:
     """A part named by the recorder's clock as seconds from the video's first frame (see
     `clock_offsets`)."""
-    first = _probe(path)[1]
-    return clock_offsets(str(path), first.time if first.pts is not None else None, start, end)
+    info, first, _ = _probe(path)
+    return clock_offsets(str(path), first.time if first.pts is not None else None, info.duration, start, end)
 
 
-def clock_offsets(name: str, first: float | None, start: float, end: float | None) -> tuple[float, float | None]:
+def clock_offsets(name: str, first: float | None, duration: float, start: float,
+                  end: float | None) -> tuple[float, float | None]:
     """A part named by the recorder's clock (`start` and `end`: seconds of its day, as a request
-    names them: 09:31:00 to 09:33:00) as seconds from the first frame (its file time `first`),
-    on the first day the recording reaches them (23:59 to 00:01 spans midnight). Refused for a
-    video whose times are no clock (they count from its start)."""
+    names them: 09:31:00 to 09:33:00; 23:59 to 00:01 spans midnight) as seconds from the first
+    frame (its file time `first`; the recording lasts `duration`): where the recording's clock
+    reads its start, on the day the recording starts or the next (it ran past midnight); else a
+    part that begins before the recording and reaches into it, from the recording's start.
+    Refused for a video whose times are no clock."""
     if first is None or first < CLOCK_FROM:
         raise ImageError(name, "its times are no recorder's clock (they count from its start): give the part as "
                                "times from its start")
     day = first - first % 86400  # the recorder's clock is stored as that day's time, as UTC
-    since = day + start + (86400 if day + start < first - 1e-6 else 0)
-    if end is None:
-        return since - first, None
-    until = day + end
-    while until <= since:
-        until += 86400
-    return since - first, until - first
+    length = float("inf") if end is None else (end - start) % 86400 or 86400
+    days = (day + start, day + 86400 + start)
+    inside = [since for since in days if first <= since < first + duration]
+    reaches = [since for since in days if since < first + duration and since + length > first]
+    since = (inside or reaches or days)[0]
+    return max(since - first, 0.0), None if end is None else since + length - first
 
 
 def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[float, float]:

@@ -115,6 +115,27 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     assert not (tmp_path / "none").exists()
 
 
+def _of_day(clock: str) -> float:
+    return video.read_time(clock)
+
+
+@pytest.mark.parametrize("starts, lasts, asked, offsets", [
+    ("09:30:00", 4, ("09:30:01.3", "09:30:02.6"), (1.3, 2.6)),
+    ("09:30:00", 4, ("09:29:50", "09:30:02"), (0.0, 2.0)),  # begins before the recording: from its start
+    ("09:30:00", 4, ("09:29:50", None), (0.0, None)),
+    ("23:50:00", 3600, ("00:10:00", "00:12:00"), (1200.0, 1320.0)),  # the next day: it ran past midnight
+    ("23:50:00", 3600, ("23:59:00", "00:01:00"), (540.0, 660.0)),  # across midnight
+    ("23:50:00", 3600, ("00:10:00", None), (1200.0, None)),  # not the recording's start: 00:10 is in it
+])
+def test_a_part_named_by_the_recorders_clock_is_found_where_its_clock_reads_it(starts, lasts, asked, offsets):
+    first = 1773446400 + _of_day(starts)  # 2026-03-14, as a DAV stores its clock
+    got = video.clock_offsets("ch01.dav", first, lasts, _of_day(asked[0]), asked[1] and _of_day(asked[1]))
+    assert got == pytest.approx(offsets, abs=1e-3) if offsets[1] is not None else \
+        (got[0] == pytest.approx(offsets[0], abs=1e-3) and got[1] is None)
+    with pytest.raises(video.ImageError, match="no recorder's clock"):  # a clip counting from its own start
+        video.clock_offsets("phone.mp4", 0.0, lasts, _of_day(asked[0]), None)
+
+
 @given(st.floats(0, 400_000, allow_nan=False))
 def test_a_time_said_is_read_back_as_the_same_time(seconds):
     """The review says a frame's time as "1:02:03.40" and the part to export is typed the same way."""
