@@ -172,7 +172,10 @@ class FileStore:
             write_atomically(self.previews / f"{sha256}-{side}", data)
 
     def preview(self, sha256: str, side: int) -> bytes:
-        return (self.previews / f"{sha256}-{side}").read_bytes()
+        return self.preview_path(sha256, side).read_bytes()
+
+    def preview_path(self, sha256: str, side: int | str) -> Path:
+        return self.previews / f"{sha256}-{side}"
 
     def save_derived(self, name: str, data: bytes) -> None:
         """Values derived from the database, kept to spare deriving them again (never a source)."""

@@ -13,6 +13,7 @@ import bisect
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +206,17 @@ def load_thumbnails(files: FileStore, sha256: str) -> dict[int, str]:
 
 
 def load_scan(files: FileStore, sha256: str) -> Scan:
-    data = json.loads(files.preview(sha256, "tracks"))
+    """A video's scan as saved. The same file is read once (a day's recording holds two million
+    frame times, and the review page asks on every view); saving it again is read anew."""
+    path = files.preview_path(sha256, "tracks")
+    saved = path.stat()
+    return _scan_at(path, saved.st_mtime_ns, saved.st_size, sha256)
+
+
+@lru_cache(maxsize=8)
+def _scan_at(path: Path, _mtime_ns: int, _size: int, sha256: str) -> Scan:
+    """The scan saved at `path` (when it had that time and size). Never changed by its callers."""
+    data = json.loads(path.read_bytes())
     info = VideoInfo(**{k: data["info"][k] for k in ("name", "width", "height", "rotation", "codec", "frames",
                                                      "duration", "audio")},
                      pixel_shape=data["info"].get("pixel_shape", 1.0),  # a scan saved before it: square

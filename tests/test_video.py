@@ -183,6 +183,25 @@ def test_any_part_leaves_as_its_own_frames_from_zero_with_the_sound_beside_them(
     assert abs(heard - span) <= 2 * 1024 / 48000  # to a packet of sound at each end
 
 
+def test_a_clips_scan_is_read_again_when_it_is_saved_again(tmp_path):
+    """The review reads a clip's saved scan once (a day's recording holds two million frame
+    times); a scan saved again (detected again, or by another session) is what is read next."""
+    import time
+
+    from core.store import FileStore
+
+    files = FileStore(tmp_path / "store")
+    info = video.VideoInfo("hall.mp4", 640, 360, 0, "h264", 3, 0.12, None)
+    first = video.Scan(info, "a" * 64, [], [0.0, 0.04, 0.08])
+    video_review.save_scan(files, "a" * 64, first)
+    assert video_review.load_scan(files, "a" * 64).times == [0.0, 0.04, 0.08]
+    assert video_review.load_scan(files, "a" * 64) is video_review.load_scan(files, "a" * 64)  # read once
+    time.sleep(0.01)
+    again = video.Scan(info, "a" * 64, link([(0, [Face(10, 10, 40, 40, 0.9, "centerface")])]), [0.0, 0.04, 0.08])
+    video_review.save_scan(files, "a" * 64, again)
+    assert [t.id for t in video_review.load_scan(files, "a" * 64).tracks] == [1]
+
+
 def test_variable_frame_rate_kept_frame_for_frame(engine, moving, tmp_path):
     clip = tmp_path / "phone.mp4"
     gaps = [1 / 30, 1 / 30, 1 / 20, 1 / 60, 1 / 24]
