@@ -303,8 +303,7 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
             image_id, same_as = workspace.add_image(session_id, name, handle, actor)
         workspace.log(session_id, actor, "video part taken", image_id, source=item.name,
                       source_bytes=source.stat().st_size, source_sha256=video.file_sha256(source),
-                      asked_from=start, asked_to=end, by_clock=clock, taken_from=round(taken[0], 3),
-                      taken_to=round(taken[1], 3))
+                      asked=asked, taken_from=round(taken[0], 3), taken_to=round(taken[1], 3))
         return name, same_as
     finally:
         Path(cut_path).unlink(missing_ok=True)

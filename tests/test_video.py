@@ -1036,6 +1036,7 @@ def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(e
     taken = {e["detail"]["source"]: e["detail"] for e in ws.audit(session) if e["action"] == "video part taken"}
     assert taken["corridor.mp4"]["source_sha256"] == video.file_sha256(folder / "corridor.mp4")
     assert (taken["corridor.mp4"]["taken_from"], taken["nvr/ch01.dav"]["taken_from"]) == (0.96, 1.0)  # key frames
+    assert taken["corridor.mp4"]["asked"] == "from 1.30 s to 2.60 s"  # as the audit report shows it
     for name, first in (("corridor", 24), ("hall", 24), ("nvr/ch01", 25)):
         path = ws.files.object_path(records[f"{name} (from 1.30 s to 2.60 s).mkv"].sha256)
         frames, times = read_frames(path)
@@ -1057,6 +1058,8 @@ def test_minutes_of_a_long_recording_are_taken_into_a_session_as_those_minutes(e
     report = add_files(ws, by_clock, intake_folder(str(folder / "nvr"), [tmp_path]), "Officer",
                        part=(9 * 3600 + 30 * 60 + 1.3, 9 * 3600 + 30 * 60 + 2.6), clock=True)
     assert report.cuts == [("ch01.dav", "ch01 (from 9:30:01.30 to 9:30:02.60 by its clock).mkv")]
+    (asked,) = [e["detail"]["asked"] for e in ws.audit(by_clock) if e["action"] == "video part taken"]
+    assert asked == "from 9:30:01.30 to 9:30:02.60 by its clock"  # it read 34201.3 and "by_clock: True"
     (record,) = ws.images(by_clock)
     same, times = read_frames(ws.files.object_path(record.sha256))  # the same frames as by times from its start
     assert times == read_frames(ws.files.object_path(records["nvr/ch01 (from 1.30 s to 2.60 s).mkv"].sha256))[1]
