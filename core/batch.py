@@ -247,10 +247,9 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
     def stage(name: str) -> Callable[[int, int], None] | None:
         return progress and (lambda done, frames: progress(done, frames, name))
 
-    start, end = video.by_clock(path, settings.start, settings.end) if settings.by_clock else \
-        (settings.start, settings.end)  # a part named by the recorder's clock: from the first frame
-    scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"), start, end)
-    part = scan.part(start, end)
+    scan = video.scan(engine.detect_frame, path, detect_every, stage("detecting faces"), settings.start, settings.end,
+                      settings.by_clock)
+    part = scan.part(settings.start, settings.end, settings.by_clock)
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
                             settings.video_quality, progress=stage("covering"), sound=settings.sound, part=part)
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}

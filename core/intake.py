@@ -283,8 +283,7 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
                 handle.write(item.data)
         source = Path(given or item.path)
         try:
-            offsets = video.by_clock(source, start, end) if clock else part
-            taken = video.cut(source, Path(cut_path), *offsets)
+            taken = video.cut(source, Path(cut_path), start, end, clock)
         except video.NotThere as exc:
             if not clock:
                 raise ImageError(item.name, exc.reason) from None

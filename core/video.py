@@ -429,14 +429,16 @@ LONGEST_UNLOOKED = 0.2
 
 
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
-         progress: Callable[[int, int], None] | None = None, start: float = 0.0, end: float | None = None) -> Scan:
+         progress: Callable[[int, int], None] | None = None, start: float = 0.0, end: float | None = None,
+         clock: bool = False) -> Scan:
     """Detect faces in every `every`-th frame, or more often where frames are far apart (at
     least every LONGEST_UNLOOKED seconds of the file's own times, whatever frame rate it
     names), and link them into tracks. The scan's `every` is the most frames there were
     between two looks. With `start` or `end`
     (seconds from the first frame: only that part will be exported), only there and
     AROUND_PART seconds either side: the other frames are decoded for their times only (a
-    request for two minutes of a day's recording detects faces in about four)."""
+    request for two minutes of a day's recording detects faces in about four). With `clock`,
+    `start` and `end` are times of day on the recorder's clock (`clock_offsets`)."""
     info = probe(path)
     times: list[float] = []
     detections: list[tuple[int, list[Face]]] = []
@@ -446,6 +448,10 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     looked: list[int] = []
     for index, frame in enumerate(frames(path)):
         times.append(_time(frame, index, rate))
+        if index == 0 and clock:  # from the first frame's time on the recorder's clock
+            start, end = clock_offsets(str(path), times[0] if frame.pts is not None else None, info.duration,
+                                       start, end)
+            late = float("inf") if end is None else end + AROUND_PART
         due = not looked or index - looked[-1] >= every or \
             times[-1] - times[looked[-1]] >= LONGEST_UNLOOKED - 1e-6  # a file that names a wrong rate
         if due and start - AROUND_PART <= times[-1] - times[0] <= late:
@@ -708,13 +714,6 @@ def output_name(source_name: str) -> str:
     return f"{Path(source_name).stem}.mp4"
 
 
-def by_clock(path: Path, start: float, end: float | None) -> tuple[float, float | None]:
-    """A part named by the recorder's clock as seconds from the video's first frame (see
-    `clock_offsets`)."""
-    info, first, _ = _probe(path)
-    return clock_offsets(str(path), first.time if first.pts is not None else None, info.duration, start, end)
-
-
 def clock_offsets(name: str, first: float | None, duration: float, start: float,
                   end: float | None) -> tuple[float, float | None]:
     """A part named by the recorder's clock (`start` and `end`: seconds of its day, as a request
@@ -735,7 +734,7 @@ def clock_offsets(name: str, first: float | None, duration: float, start: float,
     return max(since - first, 0.0), None if end is None else since + length - first
 
 
-def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[float, float]:
+def cut(path: Path, out_path: Path, start: float, end: float | None, clock: bool = False) -> tuple[float, float]:
     """Copy the part of a video from `start` to `end` seconds from its first frame (`end` None:
     to its end) into `out_path` (Matroska), packet for packet, no picture decoded or encoded:
     from the key frame at or before `start` (a picture sequence can begin nowhere else without
@@ -744,10 +743,13 @@ def cut(path: Path, out_path: Path, start: float, end: float | None) -> tuple[fl
     stays). Sound Matroska cannot hold (a camera microphone's G.711) is stored as the 16-bit
     samples it decodes to, which lose nothing. So an hours-long recording of which minutes are
     asked for is taken into a session as those minutes, and detected there only. No tag is
-    copied. Returns the part taken, in seconds from the input's first frame."""
+    copied. With `clock`, `start` and `end` are times of day on the recorder's clock
+    (`clock_offsets`). Returns the part taken, in seconds from the input's first frame."""
     import av
 
     info, first, _ = _probe(path)
+    if clock:
+        start, end = clock_offsets(str(path), first.time if first.pts is not None else None, info.duration, start, end)
     if first.pts is None:
         raise ImageError(str(path), "its frames have no times (a raw stream): it can only be added whole")
     origin = first.time
