@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
-from . import video
+from . import times, video
 from .batch import HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .kinds import is_video
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _seconds(text: str) -> float:
     try:
-        return video.read_time(text)
+        return times.read_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -29,7 +29,7 @@ import cv2
 
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
-from . import video, video_review
+from . import times, video, video_review
 from .batch import part_record, safe_name
 from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
@@ -269,7 +269,7 @@ def _part_said(clip: video.Scan, part: video.Part) -> str:
     """ "1:00.00 to 1:30.00 of 2:00:00.00 (frames 1501 to 2250 of 180000)": times from the first
     frame, frames counted from 1, as the review page says them."""
     said = part_record(clip, part)
-    return (f"{video.said_time(said['from'])} to {video.said_time(said['to'])} of {video.said_time(clip.duration)} "
+    return (f"{times.said_time(said['from'])} to {times.said_time(said['to'])} of {times.said_time(clip.duration)} "
             f"(frames {part.first + 1} to {part.last + 1} of {clip.frames}"
             + (f"; the recording's clock {said['clock'][0]} to {said['clock'][1]}" if "clock" in said else "") + ")")
 

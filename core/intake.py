@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .faces import Face
-from . import video
+from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
@@ -202,7 +202,7 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     """Store what can be stored, log what is refused, and name what was there already;
     `progress(files so far, name)` after each file. With a `part` (seconds from, and to or
     None; with `clock`, times of day on the recorder's clock), each video is taken as that part
-    of it only (`video.cut`): minutes of an hours-long recording, detected and reviewed as those
+    of it only (`cut.cut`): minutes of an hours-long recording, detected and reviewed as those
     minutes; photos are taken whole."""
     refused, duplicates, companions, added, cuts = [], [], [], 0, []
     for count, item in enumerate(intakes, 1):
@@ -251,26 +251,26 @@ def asked_part(start: str, end: str, clock: bool = False) -> tuple[tuple[float, 
     if clock and not start.strip():
         return None, "give the time of day it starts at, on the recorder's clock"
     try:
-        since = video.read_time(start) if start.strip() else 0.0
-        until = video.read_time(end) if end.strip() else None
+        since = times.read_time(start) if start.strip() else 0.0
+        until = times.read_time(end) if end.strip() else None
     except ValueError as exc:
         return None, str(exc)
     if clock and (since >= 86400 or (until or 0) >= 86400):
         return None, "times of day on the recorder's clock go from 00:00:00 to 23:59:59"
     if not clock and until is not None and until <= since:
-        return None, f"it must end after it starts ({video.said_time(since)})"
+        return None, f"it must end after it starts ({times.said_time(since)})"
     return ((since, until) if clock or since > 0 or until is not None else None), None
 
 
 def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
                 part: tuple[float, float | None], clock: bool = False) -> tuple[str, str | None]:
     """Add the `part` of a video to the session (with `clock`, by the recorder's clock), cut
-    from it as `video.cut` does, named for the part ("corridor (from 25:00.00 to
+    from it as `cut.cut` does, named for the part ("corridor (from 25:00.00 to
     27:00.00).mkv"); the log names the video it was cut from (its name, size and SHA-256) and
     the part asked for and taken. (the name added, None or the name of the same video already
     in the session)."""
     start, end = part
-    asked = (f"from {video.said_time(start)} to {'its end' if end is None else video.said_time(end)}"
+    asked = (f"from {times.said_time(start)} to {'its end' if end is None else times.said_time(end)}"
              + (" by its clock" if clock else ""))
     objects = workspace.files.objects
     fd, cut_path = tempfile.mkstemp(dir=objects, prefix=".partial-cut-", suffix=".mkv")  # swept after a crash
@@ -283,12 +283,12 @@ def _store_part(workspace: Workspace, session_id: int, item: Intake, actor: str,
                 handle.write(item.data)
         source = Path(given or item.path)
         try:
-            taken = video.cut(source, Path(cut_path), start, end, clock)
+            taken = cut.cut(source, Path(cut_path), start, end, clock)
         except video.NotThere as exc:
             if not clock:
                 raise ImageError(item.name, exc.reason) from None
             raise ImageError(item.name, f"the part asked for, {asked}, is not in it (its clock starts at "
-                                        f"{video.clock_said(exc.first)})") from None
+                                        f"{times.clock_said(exc.first)})") from None
         except ImageError as exc:
             raise ImageError(item.name, exc.reason) from None
         except OSError as exc:

@@ -50,9 +50,17 @@ class Settings:
     end: float | None = None
     # `start` and `end` are times of day on the recorder's clock (a CCTV export stamped with it).
     by_clock: bool = False
+    # Parts of a video's sound silenced (a name said, a voice that would identify someone): each
+    # (from, to) in seconds from its first frame, as its frames are captioned (whatever the part).
+    silence: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         problems = []
+        # (read back from JSON as lists) in order, overlapping parts joined
+        object.__setattr__(self, "silence", _joined(self.silence))
+        if any(a < 0 or b <= a for a, b in self.silence):
+            problems.append("each part of a video's sound to silence must start at 0 s or later and end after it "
+                            "starts")
         if not 0.0 <= self.threshold <= 1.0:
             problems.append(f"threshold {self.threshold} must be between 0 and 1")
         if self.mode not in MODES:
@@ -96,7 +104,18 @@ class Settings:
 
 
 # Settings that change a video's output only: a photo's approval does not depend on them.
-VIDEO_ONLY = ("video_quality", "sound", "start", "end", "by_clock")
+VIDEO_ONLY = ("video_quality", "sound", "start", "end", "by_clock", "silence")
+
+
+def _joined(parts) -> tuple[tuple[float, float], ...]:
+    """Parts of a time line (from, to) in order, those that overlap or touch made one."""
+    joined: list[list[float]] = []
+    for a, b in sorted((float(a), float(b)) for a, b in parts):
+        if joined and a <= joined[-1][1] and b > a:
+            joined[-1][1] = max(joined[-1][1], b)
+        else:
+            joined.append([a, b])
+    return tuple((a, b) for a, b in joined)
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:

@@ -8,7 +8,8 @@ gets, and encodes H.264 in MP4 (the pictures and the sound only: subtitles, data
 attached files are left out, and said). Every frame keeps its own timestamp (variable frame rate
 stays variable, nothing dropped or repeated), a rotation flag is applied to the pixels (the
 output is upright everywhere, with no flag), the sound is copied packet for packet, and no
-tag of the input (place, creation time, device) is written.
+tag of the input (place, creation time, device) is written. The sound is `sound`'s, times as
+people write them `times`', and a part taken in at intake `cut`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
@@ -31,10 +31,10 @@ import numpy as np
 from . import hdr
 from .faces import Face
 from .images import ImageError
+from .sound import INTERLEAVED, Sound, codec_name
+from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, said_time
 from .tracks import HOLD, Track, faces_by_frame, link
 
-# Sound codecs MP4 stores as they are; other sound is re-encoded to AAC (and the manifest says so).
-MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
 # Progress is reported every this many frames.
 PROGRESS_EVERY = 25
 
@@ -67,16 +67,6 @@ class NotThere(ImageError):
     def __init__(self, name: str, reason: str, first: float | None = None):
         super().__init__(name, reason)
         self.first = first
-
-
-def clock_said(time: float) -> str:
-    """A recorder's clock as a person reads it: "2026-03-14 09:30:00.20" (see `Scan.clock`)."""
-    return datetime.fromtimestamp(time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
-
-
-# Times from this on (2000-01-01, in seconds since 1970) are a recording's clock, not its own
-# count from its start (a TV recording's MPEG-TS times are at most 26.5 hours).
-CLOCK_FROM = 946_684_800
 
 
 @dataclass(frozen=True)
@@ -123,7 +113,7 @@ class Scan:
     def _played(self) -> list[float]:
         """Each frame's time as the output plays it, from zero: where the file's times jump
         back, the frames after go on one frame after the last."""
-        forward = _Forward(step=round(1_000_000 / self.rate))
+        forward = Forward(step=round(1_000_000 / self.rate))
         return [forward(round((t - self.times[0]) * 1_000_000)) / 1_000_000 for t in self.times]
 
     @cached_property
@@ -182,24 +172,6 @@ class Scan:
         return [track.to_dict(times) for track in self.tracks if track.score >= threshold]
 
 
-class _Forward:
-    """Timestamps (in a stream's ticks) that only go forward: where they jump back (two
-    recordings joined, a CCTV recorder's clock set back), they go on `step` after the last one
-    and keep that shift from there. A file's timestamps must go forward, or it cannot be
-    written at all."""
-
-    def __init__(self, step: int):
-        self.step, self.shift, self.last = max(1, step), 0, None
-
-    def __call__(self, ticks: int) -> int:
-        ticks += self.shift
-        if self.last is not None and ticks <= self.last:
-            self.shift += self.last + self.step - ticks
-            ticks = self.last + self.step
-        self.last = ticks
-        return ticks
-
-
 def _open(path: Path):
     import av
 
@@ -255,32 +227,6 @@ def _left_out(container, video) -> str | None:
                      for kind, details in said.items())
 
 
-def read_time(text: str) -> float:
-    """A time as a person writes it, in seconds: 90, 1:30 or 1:01:30 (and 1:30.5, 90 s)."""
-    try:
-        parts = [float(p) for p in str(text).strip().removesuffix("s").strip().split(":")]
-        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None
-    return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
-
-
-def said_time(seconds: float) -> str:
-    """A time as a person reads it: "3.40 s", "2:03.40", "1:02:03.40" (as `read_time` reads it)."""
-    seconds = round(seconds, 2)
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return (f"{hours}:{minutes:02d}:" if hours else f"{minutes}:") + f"{rest:05.2f}"
-
-
-def _codec(stream) -> str:
-    """The codec a stream is in ("mp3"), not the decoder that reads it ("mp3float")."""
-    return stream.codec_context.codec.canonical_name
-
-
 def _plain(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
@@ -306,7 +252,7 @@ def _probe(path: Path) -> tuple[VideoInfo, object, int]:
             width, height = height, width
         duration = float(container.duration / 1e6) if container.duration else \
             float(stream.duration * stream.time_base) if stream.duration else 0.0
-        audio = next((_codec(s) if s.codec_context else "a codec this program cannot read"
+        audio = next((codec_name(s) if s.codec_context else "a codec this program cannot read"
                       for s in container.streams.audio), None)
         return (VideoInfo(Path(path).name, width, height, rotation, stream.codec_context.name,
                           stream.frames or 0, duration, audio, float(_pixel_shape(stream, rotation) or 1),
@@ -503,8 +449,8 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             _keep_fields(first, field_order, encoder)
             # seconds: the input's start, or the part's
             origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
-            forward = _Forward(step=round(1 / rate / video.time_base))
-            sound = _Sound(out, source, origin, keep=sound, until=part and part.until)
+            forward = Forward(step=round(1 / rate / video.time_base))
+            sound = Sound(out, source, origin, keep=sound, until=part and part.until)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             read = index = 0  # frames decoded, frames written
             for packet in source.demux([video] + sound.streams):
@@ -605,244 +551,8 @@ def check(path: Path, out_path: Path, scan: Scan, judge: Callable[[np.ndarray, n
     return found
 
 
-SOUND_LEFT_OUT = "left out, as the settings ask"
-# How far (seconds) a file may keep sound behind its pictures: past a part's end, the sound
-# beside it is read until the pictures are this far on.
-INTERLEAVED = 5
-
-
-class _Sound:
-    """The input's sound into the output: every sound track (a second language, a second
-    microphone, a recording's commentary), each copied packet for packet when MP4 can store its
-    codec, else re-encoded to AAC; `note` says which, for the manifest. A track in a codec with
-    no decoder here (a phone's spatial audio) is left out and said: the pictures are anonymised
-    all the same. Without `keep`, none is written."""
-
-    def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True,
-                 until: Fraction | None = None):
-        """`origin`: the input's start, in seconds, which is the output's zero. With `until`,
-        only the sound from `origin` to `until` is written (a part of the video)."""
-        self.tracks: dict[int, _SoundTrack] = {}
-        self.note: str | None = None
-        if not source.streams.audio:
-            return
-        if not keep:
-            self.note = SOUND_LEFT_OUT
-            return
-        # A stream with no rate has no sound data the demuxer could find (a recording cut short).
-        readable = [s for s in source.streams.audio if s.codec_context is not None and s.codec_context.sample_rate]
-        unreadable = len(source.streams.audio) - len(readable)
-        why = ("its sound is in a codec this program cannot read"
-               if any(s.codec_context is None for s in source.streams.audio)
-               else "no sound could be read from it (cut short?)")
-        if not readable:
-            self.note = f"left out: {why}"
-            return
-        self.tracks = {s.index: _SoundTrack(out, s, origin, until) for s in readable}
-        notes = [track.note for track in self.tracks.values()]
-        self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
-        if unreadable:
-            self.note += f"; {unreadable} more track{'s' if unreadable > 1 else ''} left out: {why}"
-
-    @property
-    def streams(self) -> list:
-        return [track.stream for track in self.tracks.values()]
-
-    def put(self, packet) -> None:
-        self.tracks[packet.stream.index].put(packet)
-
-    def flush(self) -> None:
-        for track in self.tracks.values():
-            track.flush()
-
-
-class _SoundTrack:
-    """One sound track of the input into the output: copied, or re-encoded to AAC at its time."""
-
-    def __init__(self, out, stream, origin: Fraction, until: Fraction | None = None):
-        import av
-
-        self.out, self.stream, self.origin, self._encoder, self._resampler = out, stream, origin, None, None
-        self.until = until
-        self._forward: _Forward | None = None
-        self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
-        name = _codec(stream)
-        if name in MP4_AUDIO:
-            self._copy = out.add_stream_from_template(stream)
-            self._copy.metadata.clear()
-            self.note = f"{name}, copied"
-            return
-        rate = stream.codec_context.sample_rate or 48000
-        self._encoder = out.add_stream("aac", rate=rate)
-        self._encoder.layout = "stereo" if (stream.codec_context.channels or 1) > 1 else "mono"
-        self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
-        self.note = f"{name} re-encoded to AAC (MP4 cannot store {name})"
-
-    def put(self, packet) -> None:
-        if packet.dts is None:  # the demuxer's empty packet at the end
-            return
-        if self.until is not None and not self.origin <= packet.dts * packet.time_base < self.until:
-            return  # outside the part exported
-        if self._encoder is None:
-            self._forward = self._forward or _Forward(step=packet.duration or 1)
-            start = packet.dts - round(self.origin / packet.time_base)
-            dts = self._forward(start)  # where the times jump back, on from the last packet
-            if packet.pts is not None:
-                packet.pts += dts - packet.dts
-            packet.dts = dts
-            packet.stream = self._copy
-            self.out.mux(packet)
-            return
-        for frame in packet.decode():
-            if self._next is None:  # the sound may start later than the pictures
-                self._next = round((frame.time - self.origin) * self._encoder.rate) if frame.pts is not None else 0
-            self._encode(self._resampler.resample(frame))
-
-    def _encode(self, frames) -> None:
-        for frame in frames:
-            frame.pts, frame.time_base = self._next or 0, Fraction(1, self._encoder.rate)
-            self._next = (self._next or 0) + frame.samples
-            self.out.mux(self._encoder.encode(frame))
-
-    def flush(self) -> None:
-        if self._encoder is not None:
-            self._encode(self._resampler.resample(None))
-            self.out.mux(self._encoder.encode(None))
-
-
 def output_name(source_name: str) -> str:
     return f"{Path(source_name).stem}.mp4"
-
-
-def clock_offsets(name: str, first: float | None, duration: float, start: float,
-                  end: float | None) -> tuple[float, float | None]:
-    """A part named by the recorder's clock (`start` and `end`: seconds of its day, as a request
-    names them: 09:31:00 to 09:33:00; 23:59 to 00:01 spans midnight) as seconds from the first
-    frame (its file time `first`; the recording lasts `duration`): where the recording's clock
-    reads its start, on the day the recording starts or the next (it ran past midnight); else a
-    part that begins before the recording and reaches into it, from the recording's start.
-    Refused for a video whose times are no clock."""
-    if first is None or first < CLOCK_FROM:
-        raise ImageError(name, "its times are no recorder's clock (they count from its start): give the part as "
-                               "times from its start")
-    day = first - first % 86400  # the recorder's clock is stored as that day's time, as UTC
-    length = float("inf") if end is None else (end - start) % 86400 or 86400
-    days = (day + start, day + 86400 + start)
-    inside = [since for since in days if first <= since < first + duration]
-    reaches = [since for since in days if since < first + duration and since + length > first]
-    since = (inside or reaches or days)[0]
-    return max(since - first, 0.0), None if end is None else since + length - first
-
-
-def cut(path: Path, out_path: Path, start: float, end: float | None, clock: bool = False) -> tuple[float, float]:
-    """Copy the part of a video from `start` to `end` seconds from its first frame (`end` None:
-    to its end) into `out_path` (Matroska), packet for packet, no picture decoded or encoded:
-    from the key frame at or before `start` (a picture sequence can begin nowhere else without
-    being encoded again) to the last picture decoded by `end` (with B-frames, the few shown
-    after it that it needs), and the sound beside them, all at their own times (a CCTV recorder's clock
-    stays). Sound Matroska cannot hold (a camera microphone's G.711) is stored as the 16-bit
-    samples it decodes to, which lose nothing. So an hours-long recording of which minutes are
-    asked for is taken into a session as those minutes, and detected there only. No tag is
-    copied. With `clock`, `start` and `end` are times of day on the recorder's clock
-    (`clock_offsets`). Returns the part taken, in seconds from the input's first frame."""
-    import av
-
-    info, first, _ = _probe(path)
-    if clock:
-        start, end = clock_offsets(str(path), first.time if first.pts is not None else None, info.duration, start, end)
-    if first.pts is None:
-        raise ImageError(str(path), "its frames have no times (a raw stream): it can only be added whole")
-    origin = first.time
-    since, until = origin + start, float("inf") if end is None else origin + end
-    key, seekable = _key_before(path, since)
-    taken: list[float] = []
-    shown = key
-    source, video = _open(path)
-    with _removed_on_failure(Path(out_path), path, "its part could not be copied ({}): add it whole"):
-        with source, av.open(str(out_path), "w", format="matroska") as out:
-            # its frame rate said, or the copy's is read back as its time base's (30,000 a second)
-            rate = video.average_rate or video.guessed_rate
-            copy = out.add_stream_from_template(video, **({"rate": rate} if rate else {}))
-            copy.metadata.clear()
-            # a stream with no rate has no sound the demuxer could find (a recording cut short)
-            sound = {s.index: _CutSound(out, s) for s in source.streams.audio
-                     if s.codec_context is not None and s.codec_context.sample_rate}
-            if seekable:  # else from the start, the packets before the key frame passed over
-                _seek(source, video, key)
-            decoded: list[float] = []  # the decode times of the pictures taken, where the file gives them
-            for packet in source.demux([video, *(s.stream for s in sound.values())]):
-                if packet.pts is None and packet.dts is None:  # the demuxer's empty packet at the end
-                    continue
-                # A Matroska file gives no decode time to B-frames, an AVI no showing time to some.
-                time = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
-                at = float(packet.dts * packet.time_base) if packet.dts is not None else None
-                if packet.stream is video:
-                    # Past the end in decode order, only the pictures shown between those taken
-                    # (B-frames), so that none is missing; then every later one is shown after.
-                    # Without decode times, until the pictures shown are REORDERED past the end.
-                    if (at if at is not None else time - REORDERED) > until and time >= shown:
-                        break
-                    if time < key - 1e-6:
-                        continue
-                    if not taken and time > key + 1e-6:
-                        raise ImageError(str(path), "its part could not be found from its key frame: add it whole")
-                    if at is not None and decoded and at < decoded[-1] - 1e-6:
-                        raise ImageError(str(path), "its times start again (recordings joined into one file, or "
-                                                    "a recorder's clock set back): it can only be added whole")
-                    taken.append(time)
-                    decoded += [at] if at is not None else []
-                    shown = max(shown, time)
-                    packet.stream = copy
-                    out.mux(packet)
-                elif key - 1e-6 <= (at if at is not None else time) < until:
-                    sound[packet.stream.index].put(packet)
-            for track in sound.values():
-                track.flush()
-    if not taken or shown < since - 1e-6:  # (the file ends before the part begins)
-        Path(out_path).unlink(missing_ok=True)
-        raise NotThere(str(path), f"the part asked for, from {said_time(start)} to "
-                                  f"{'its end' if end is None else said_time(end)}, holds none of its frames "
-                                  f"(it lasts {said_time(info.duration)})", origin)
-    return key - origin, shown - origin + (1 / info.rate if info.rate else 0.0)
-
-
-class _CutSound:
-    """One sound track into a cut (`cut`): its packets as they are, or, where Matroska cannot
-    hold its codec, the 16-bit samples they decode to, at their own times."""
-
-    def __init__(self, out, stream):
-        import av
-
-        self.out, self.stream, self._resampler = out, stream, None
-        try:
-            self.copy = out.add_stream_from_template(stream)
-        except ValueError:  # e.g. "'matroska' format does not support 'pcm_alaw' codec"
-            context = stream.codec_context
-            self.copy = out.add_stream("pcm_s16le", rate=context.sample_rate)
-            self.copy.layout = context.layout
-            self._resampler = av.AudioResampler(format="s16", layout=context.layout, rate=context.sample_rate)
-        self.copy.metadata.clear()
-
-    def put(self, packet) -> None:
-        if self._resampler is None:
-            packet.stream = self.copy
-            self.out.mux(packet)
-            return
-        for frame in packet.decode():
-            self._write(frame.time, self._resampler.resample(frame))
-
-    def _write(self, time: float | None, frames) -> None:
-        rate = self.copy.codec_context.sample_rate
-        for frame in frames:
-            if time is not None:
-                frame.pts, frame.time_base = round(time * rate), Fraction(1, rate)
-                time += frame.samples / rate
-            self.out.mux(self.copy.encode(frame))
-
-    def flush(self) -> None:
-        if self._resampler is not None:
-            self._write(None, self._resampler.resample(None))
-            self.out.mux(self.copy.encode(None))
 
 
 @contextmanager
@@ -861,43 +571,3 @@ def _removed_on_failure(written: Path, source: Path, failed: str):
         raise
 
 
-# How far (seconds) a picture may be shown after pictures decoded later (B-frames): past a
-# part's end, a file that gives no decode times is read until its pictures are this far on.
-REORDERED = 1.0
-
-
-def _key_before(path: Path, at: float) -> tuple[float, bool]:
-    """The time of the last key frame at or before `at` seconds (the file's own times), where
-    a copy of the part from `at` must begin, and whether seeking finds it. Found by seeking
-    (the demuxer's index), checked; where that fails, by reading the packets from the start
-    (no picture is decoded)."""
-    import av
-
-    source, video = _open(path)
-    with source:
-        try:
-            _seek(source, video, at)
-            packet = next((p for p in source.demux(video) if p.pts is not None), None)
-            if packet is not None and packet.is_keyframe and float(packet.pts * packet.time_base) <= at + 1e-6:
-                return float(packet.pts * packet.time_base), True
-        except av.FFmpegError:
-            pass
-    source, video = _open(path)
-    key = None
-    with source:
-        for packet in source.demux(video):
-            if packet.pts is None:
-                continue
-            time = float(packet.pts * packet.time_base)
-            if packet.is_keyframe:
-                if time > at + 1e-6 and key is not None:
-                    break
-                key = time
-    if key is None:
-        raise ImageError(str(path), "has no key frame to begin a part at")
-    return key, False
-
-
-def _seek(container, stream, at: float) -> None:
-    """Move `container` to the key frame at or before `at` seconds of `stream` (its own times)."""
-    container.seek(round(at / stream.time_base), stream=stream, backward=True, any_frame=False)

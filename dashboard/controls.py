@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
-from core.video import read_time, said_time
+from core.times import read_time, said_time
 from dashboard.text import plain
 
 _FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end")

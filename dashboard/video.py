@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from core import video, video_review
+from core import times, video, video_review
 from core.images import ImageError
 from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
@@ -56,8 +56,8 @@ def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]
         return None, f" The part to export that its settings ask for cannot be cut: {exc.reason}."
     if part is None:
         return None, ""
-    return part, (f" Only {video.said_time(clip.at(part.first))} to "
-                  f"{video.said_time(clip.at(part.last) + 1 / clip.rate)} (frames "
+    return part, (f" Only {times.said_time(clip.at(part.first))} to "
+                  f"{times.said_time(clip.at(part.last) + 1 / clip.rate)} (frames "
                   f"{part.first + 1} to {part.last + 1}) will be exported, as its settings ask.")
 
 
@@ -78,7 +78,7 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said
     sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
                                            else " (left out of the export, as the settings ask)")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
-    st.caption(plain(f"{record.name}: {clip.frames} frames, {video.said_time(clip.duration)}, sound: "
+    st.caption(plain(f"{record.name}: {clip.frames} frames, {times.said_time(clip.duration)}, sound: "
                      f"{sound}.{left_out}{part_said} Each row of the face table is one person's "
                      "appearance (a track), switched for the whole clip; a cover is held a few frames past each end."))
     st.dataframe(rows, hide_index=True, row_height=60,
@@ -113,7 +113,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
         clock = f" (the recording's clock: {clip.clock(index)})" if clip.clock(index) else ""
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {video.said_time(clip.at(index))}{clock}, "
+        shown = [(covered, f"frame {index + 1} of {clip.frames} at {times.said_time(clip.at(index))}{clock}, "
                            + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
                               "not exported: outside the part its settings ask for"))]
         if original is not None:

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from core import video, video_review
+from core import times, video, video_review
 from core.cli import main as cli
 from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
+from core.sound import SOUND_LEFT_OUT
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import (audio_payloads, exposed, joined, moving_face_frames, read_frames, write_clip,
                          write_dav)
@@ -116,7 +117,7 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
 
 
 def _of_day(clock: str) -> float:
-    return video.read_time(clock)
+    return times.read_time(clock)
 
 
 @pytest.mark.parametrize("starts, lasts, asked, offsets", [
@@ -129,18 +130,18 @@ def _of_day(clock: str) -> float:
 ])
 def test_a_part_named_by_the_recorders_clock_is_found_where_its_clock_reads_it(starts, lasts, asked, offsets):
     first = 1773446400 + _of_day(starts)  # 2026-03-14, as a DAV stores its clock
-    got = video.clock_offsets("ch01.dav", first, lasts, _of_day(asked[0]), asked[1] and _of_day(asked[1]))
+    got = times.clock_offsets("ch01.dav", first, lasts, _of_day(asked[0]), asked[1] and _of_day(asked[1]))
     assert got == pytest.approx(offsets, abs=1e-3) if offsets[1] is not None else \
         (got[0] == pytest.approx(offsets[0], abs=1e-3) and got[1] is None)
     with pytest.raises(video.ImageError, match="no recorder's clock"):  # a clip counting from its own start
-        video.clock_offsets("phone.mp4", 0.0, lasts, _of_day(asked[0]), None)
+        times.clock_offsets("phone.mp4", 0.0, lasts, _of_day(asked[0]), None)
 
 
 @given(st.floats(0, 400_000, allow_nan=False))
 def test_a_time_said_is_read_back_as_the_same_time(seconds):
     """The review says a frame's time as "1:02:03.40" and the part to export is typed the same way."""
-    said = video.said_time(seconds)
-    assert video.read_time(said) == pytest.approx(seconds, abs=0.006)
+    said = times.said_time(seconds)
+    assert times.read_time(said) == pytest.approx(seconds, abs=0.006)
     assert said.endswith(" s") == (round(seconds, 2) < 60)
 
 
@@ -733,7 +734,7 @@ def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(eng
     assert audio_payloads(clip)
     assert cli(["anonymize", str(clip), "--out", str(tmp_path / "out"), "--mode", "solid", "--no-sound"]) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["files"][0]["video"]["sound"] == video.SOUND_LEFT_OUT and manifest["settings"]["sound"] is False
+    assert manifest["files"][0]["video"]["sound"] == SOUND_LEFT_OUT and manifest["settings"]["sound"] is False
     frames, _ = read_frames(tmp_path / "out" / "assembly.mp4")
     assert len(frames) == 12 and not audio_payloads(tmp_path / "out" / "assembly.mp4")
 
@@ -754,12 +755,12 @@ def test_the_sound_can_be_left_out_and_only_the_clips_approvals_depend_on_it(eng
     with zipfile.ZipFile(result.audit_path) as archive:
         rows = {r["original_name"]: r for r in json.loads(archive.read("manifest.json"))["photos"]}
     assert {n: r["outcome"] for n, r in rows.items()} == {"assembly.mp4": "exported", "class.jpg": "exported"}
-    assert rows["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT
+    assert rows["assembly.mp4"]["sound"] == SOUND_LEFT_OUT
     with zipfile.ZipFile(result.audit_path) as archive:  # the spreadsheet and report an officer opens say it too
         table = {r["original_name"]: r for r in csv.DictReader(io.StringIO(archive.read("manifest.csv").decode()))}
         report = archive.read("report.html").decode()
-    assert table["assembly.mp4"]["sound"] == video.SOUND_LEFT_OUT and table["class.jpg"]["sound"] == ""
-    assert f"Sound: {video.SOUND_LEFT_OUT}." in report
+    assert table["assembly.mp4"]["sound"] == SOUND_LEFT_OUT and table["class.jpg"]["sound"] == ""
+    assert f"Sound: {SOUND_LEFT_OUT}." in report
     # and so do they what else did not leave (its subtitles)
     assert rows["assembly.mp4"]["left_out"] == table["assembly.mp4"]["left_out"] == "1 subtitle track (eng)"
     assert "Not written: 1 subtitle track (eng)." in report and table["class.jpg"]["left_out"] == ""

@@ -1,0 +1,77 @@
+"""Times in a video as people say and read them ("1:02:03.40"), a CCTV recorder's clock (a
+request names the time of day), and timestamps that only go forward (a file's must)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .images import ImageError
+
+
+def clock_said(time: float) -> str:
+    """A recorder's clock as a person reads it: "2026-03-14 09:30:00.20" (see `Scan.clock`)."""
+    return datetime.fromtimestamp(time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
+
+
+# Times from this on (2000-01-01, in seconds since 1970) are a recording's clock, not its own
+# count from its start (a TV recording's MPEG-TS times are at most 26.5 hours).
+CLOCK_FROM = 946_684_800
+
+
+class Forward:
+    """Timestamps (in a stream's ticks) that only go forward: where they jump back (two
+    recordings joined, a CCTV recorder's clock set back), they go on `step` after the last one
+    and keep that shift from there. A file's timestamps must go forward, or it cannot be
+    written at all."""
+
+    def __init__(self, step: int):
+        self.step, self.shift, self.last = max(1, step), 0, None
+
+    def __call__(self, ticks: int) -> int:
+        ticks += self.shift
+        if self.last is not None and ticks <= self.last:
+            self.shift += self.last + self.step - ticks
+            ticks = self.last + self.step
+        self.last = ticks
+        return ticks
+
+
+def read_time(text: str) -> float:
+    """A time as a person writes it, in seconds: 90, 1:30 or 1:01:30 (and 1:30.5, 90 s)."""
+    try:
+        parts = [float(p) for p in str(text).strip().removesuffix("s").strip().split(":")]
+        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None
+    return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
+
+
+def said_time(seconds: float) -> str:
+    """A time as a person reads it: "3.40 s", "2:03.40", "1:02:03.40" (as `read_time` reads it)."""
+    seconds = round(seconds, 2)
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return (f"{hours}:{minutes:02d}:" if hours else f"{minutes}:") + f"{rest:05.2f}"
+
+
+def clock_offsets(name: str, first: float | None, duration: float, start: float,
+                  end: float | None) -> tuple[float, float | None]:
+    """A part named by the recorder's clock (`start` and `end`: seconds of its day, as a request
+    names them: 09:31:00 to 09:33:00; 23:59 to 00:01 spans midnight) as seconds from the first
+    frame (its file time `first`; the recording lasts `duration`): where the recording's clock
+    reads its start, on the day the recording starts or the next (it ran past midnight); else a
+    part that begins before the recording and reaches into it, from the recording's start.
+    Refused for a video whose times are no clock."""
+    if first is None or first < CLOCK_FROM:
+        raise ImageError(name, "its times are no recorder's clock (they count from its start): give the part as "
+                               "times from its start")
+    day = first - first % 86400  # the recorder's clock is stored as that day's time, as UTC
+    length = float("inf") if end is None else (end - start) % 86400 or 86400
+    days = (day + start, day + 86400 + start)
+    inside = [since for since in days if first <= since < first + duration]
+    reaches = [since for since in days if since < first + duration and since + length > first]
+    since = (inside or reaches or days)[0]
+    return max(since - first, 0.0), None if end is None else since + length - first
