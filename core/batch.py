@@ -251,7 +251,8 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
                       settings.by_clock)
     part = scan.part(settings.start, settings.end, settings.by_clock)
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
-                            settings.video_quality, progress=stage("covering"), sound=settings.sound, part=part)
+                            settings.video_quality, progress=stage("covering"), sound=settings.sound, part=part,
+                            silence=settings.silence)
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
     folder = out_dir
     if check:
@@ -277,6 +278,8 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
     })
     if part:
         entry["video"]["part"] = part_record(scan, part)
+    if rendered["silenced"]:  # seconds of the file written, checked silent there
+        entry["video"]["silenced"] = [{"from": round(a, 3), "to": round(b, 3)} for a, b in rendered["silenced"]]
     return entry
 
 

@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="--from and --to are times of day on the recorder's clock (HH:MM:SS, as a request "
                                 "names them), for a CCTV export stamped with it (Dahua's DAV); a video without "
                                 "one is that file's error")
+    anonymize.add_argument("--silence", dest="silence", type=_span, action="append", default=[], metavar="FROM-TO",
+                           help="silence videos' sound from one time to another (seconds, MM:SS or HH:MM:SS from "
+                                "the first frame: 1:02-1:05), where a name said or a voice would identify "
+                                "someone; give it again for more parts. The silence is checked in the file written")
     anonymize.add_argument("--check", action="store_true",
                            help="detect again on every output (residual check): an output where a face "
                                 "still shows goes to OUT/held-back/, and the manifest says why")
@@ -89,6 +93,13 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _span(text: str) -> tuple[float, float]:
+    try:
+        return times.read_span(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mode": args.mode, "strength": args.strength, "shape": args.shape,
                 "feather": args.feather, "outline": args.outline, "jpeg_quality": args.jpeg_quality,
                 "video_quality": args.video_quality, "sound": args.sound, "start": args.start or 0.0, "end": args.end,
-                "by_clock": args.by_clock}))
+                "by_clock": args.by_clock, "silence": tuple(args.silence)}))
         if args.command == "anonymize" and args.by_clock and args.start is None:
             raise ValueError("--by-clock needs --from: the time of day the part starts at, on the recorder's clock")
     except ValueError as exc:

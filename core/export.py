@@ -48,7 +48,7 @@ PUBLIC_FIELDS = [
 AUDIT_FIELDS = [
     "original_name", "outcome", "reason", "output_name", "original_sha256", "output_sha256",
     "width", "height", "faces_found", "faces_disabled", "faces_added_by_hand", "threshold", "mode",
-    "strength", "padding", "shape", "sound", "left_out", "part", "reviewer", "decision", "decided_at", "comment",
+    "strength", "padding", "shape", "sound", "left_out", "part", "silenced", "reviewer", "decision", "decided_at", "comment",
     "residual",
     "engine_version",
 ]
@@ -224,7 +224,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         part = clip.part(settings.start, settings.end, settings.by_clock)
         rendered = video.render(source, target, tracks, cover, settings.video_quality,
                                 progress=lambda n, total: step(f"{record.name}: frame {n} of {total or '?'} covered"),
-                                sound=settings.sound, part=part)
+                                sound=settings.sound, part=part, silence=settings.silence)
         with open(target, "rb") as handle:
             output_sha = hashlib.file_digest(handle, "sha256").hexdigest()
         found = fresh.residual_result(batch, output_sha)
@@ -253,7 +253,7 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
                   "regions": _regions(tracks, part, clip.frames),
                   "residual": "clean" if fresh.residual_confirmed != mark else "confirmed safe by the reviewer",
                   "sound": rendered["audio"] or "none", "left_out": rendered["left_out"], "thumbnail": thumbnail,
-                  "part": part and _part_said(clip, part)}
+                  "part": part and _part_said(clip, part), "silenced": _silenced_said(rendered["silenced"])}
 
 
 def _regions(tracks: list, part: video.Part | None, frames: int) -> list[dict]:
@@ -272,6 +272,13 @@ def _part_said(clip: video.Scan, part: video.Part) -> str:
     return (f"{times.said_time(said['from'])} to {times.said_time(said['to'])} of {times.said_time(clip.duration)} "
             f"(frames {part.first + 1} to {part.last + 1} of {clip.frames}"
             + (f"; the recording's clock {said['clock'][0]} to {said['clock'][1]}" if "clock" in said else "") + ")")
+
+
+def _silenced_said(silenced: list) -> str:
+    """ "0:12.00 to 0:15.00; 1:02.00 to 1:05.00 of the exported file, checked silent there" """
+    if not silenced:
+        return ""
+    return "; ".join(times.said_span(a, b) for a, b in silenced) + " of the exported file, checked silent there"
 
 
 def _held(row: dict, found: list) -> dict | None:

@@ -16,6 +16,7 @@ from .detectors import FaceDetector
 from .faces import Face, selected
 from .images import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_photo, read_photo
 from .residual import RESIDUAL_INSIDE, residual_faces
+from .times import joined
 from .weights import model_versions
 
 # Faces are detected in every DETECT_EVERY-th frame of a video; tracks cover the frames between
@@ -57,7 +58,7 @@ class Settings:
     def __post_init__(self):
         problems = []
         # (read back from JSON as lists) in order, overlapping parts joined
-        object.__setattr__(self, "silence", _joined(self.silence))
+        object.__setattr__(self, "silence", joined(self.silence))
         if any(a < 0 or b <= a for a, b in self.silence):
             problems.append("each part of a video's sound to silence must start at 0 s or later and end after it "
                             "starts")
@@ -106,16 +107,6 @@ class Settings:
 # Settings that change a video's output only: a photo's approval does not depend on them.
 VIDEO_ONLY = ("video_quality", "sound", "start", "end", "by_clock", "silence")
 
-
-def _joined(parts) -> tuple[tuple[float, float], ...]:
-    """Parts of a time line (from, to) in order, those that overlap or touch made one."""
-    joined: list[list[float]] = []
-    for a, b in sorted((float(a), float(b)) for a, b in parts):
-        if joined and a <= joined[-1][1] and b > a:
-            joined[-1][1] = max(joined[-1][1], b)
-        else:
-            joined.append([a, b])
-    return tuple((a, b) for a, b in joined)
 
 
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:

@@ -86,7 +86,8 @@ def audit_report(title: str, summary: list[tuple[str, str]], photos: list[dict],
                    f"{photo['faces_added_by_hand']}). Residual check: {e(photo['residual'])}."
                    + (f" Sound: {e(photo['sound'])}." if photo.get("sound") else "")
                    + (f" Not written: {e(photo['left_out'])}." if photo.get("left_out") else "")
-                   + (f" Only a part exported: {e(photo['part'])}." if photo.get("part") else "") + "</p>"
+                   + (f" Only a part exported: {e(photo['part'])}." if photo.get("part") else "")
+                   + (f" Sound silenced: {e(photo['silenced'])}." if photo.get("silenced") else "") + "</p>"
                    "<table><tr><th>when</th><th>who</th><th>what</th><th>detail</th></tr>")
         for step in history.get(photo["image_id"], []):
             out.append(f"<tr><td>{e(step['at'])}</td><td>{e(step['actor'])}</td><td>{e(step['action'])}</td>"

@@ -5,8 +5,12 @@ cut at intake (`CutSound`)."""
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
-from .times import Forward
+import numpy as np
+
+from .images import ImageError
+from .times import Forward, said_time
 
 
 # Sound codecs MP4 stores as they are; other sound is re-encoded to AAC (and the manifest says so).
@@ -19,6 +23,12 @@ def codec_name(stream) -> str:
 
 
 SOUND_LEFT_OUT = "left out, as the settings ask"
+# Sound is silenced this far (seconds) beyond each part asked: AAC codes sound in overlapping
+# blocks of 1024 samples, so a word just outside a part would ring a few milliseconds into it.
+SILENCE_MARGIN = 0.1
+# A part is silent in the file written when no sample there is louder than this (-60 dB of full
+# scale: a voice, however quiet, is far louder; AAC's coding of digital silence is below it).
+SILENT = 0.001
 # How far (seconds) a file may keep sound behind its pictures: past a part's end, the sound
 # beside it is read until the pictures are this far on.
 INTERLEAVED = 5
@@ -32,9 +42,11 @@ class Sound:
     all the same. Without `keep`, none is written."""
 
     def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True,
-                 until: Fraction | None = None):
+                 until: Fraction | None = None, silence: tuple[tuple[float, float], ...] = ()):
         """`origin`: the input's start, in seconds, which is the output's zero. With `until`,
-        only the sound from `origin` to `until` is written (a part of the video)."""
+        only the sound from `origin` to `until` is written (a part of the video). `silence`:
+        parts of the output (seconds from its zero) where every track is silent; such a track
+        is re-encoded, never copied."""
         self.tracks: dict[int, SoundTrack] = {}
         self.note: str | None = None
         if not source.streams.audio:
@@ -51,7 +63,7 @@ class Sound:
         if not readable:
             self.note = f"left out: {why}"
             return
-        self.tracks = {s.index: SoundTrack(out, s, origin, until) for s in readable}
+        self.tracks = {s.index: SoundTrack(out, s, origin, until, silence) for s in readable}
         notes = [track.note for track in self.tracks.values()]
         self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
         if unreadable:
@@ -72,15 +84,16 @@ class Sound:
 class SoundTrack:
     """One sound track of the input into the output: copied, or re-encoded to AAC at its time."""
 
-    def __init__(self, out, stream, origin: Fraction, until: Fraction | None = None):
+    def __init__(self, out, stream, origin: Fraction, until: Fraction | None = None,
+                 silence: tuple[tuple[float, float], ...] = ()):
         import av
 
         self.out, self.stream, self.origin, self._encoder, self._resampler = out, stream, origin, None, None
-        self.until = until
+        self.until, self.silence = until, silence
         self._forward: Forward | None = None
         self._next: int | None = None  # the next sample's time, in samples: the input's start is kept
         name = codec_name(stream)
-        if name in MP4_AUDIO:
+        if name in MP4_AUDIO and not silence:
             self._copy = out.add_stream_from_template(stream)
             self._copy.metadata.clear()
             self.note = f"{name}, copied"
@@ -89,7 +102,8 @@ class SoundTrack:
         self._encoder = out.add_stream("aac", rate=rate)
         self._encoder.layout = "stereo" if (stream.codec_context.channels or 1) > 1 else "mono"
         self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
-        self.note = f"{name} re-encoded to AAC (MP4 cannot store {name})"
+        self.note = (f"{name} re-encoded to AAC, {_parts(len(silence))} silenced" if silence
+                     else f"{name} re-encoded to AAC (MP4 cannot store {name})")
 
     def put(self, packet) -> None:
         if packet.dts is None:  # the demuxer's empty packet at the end
@@ -113,9 +127,30 @@ class SoundTrack:
 
     def _encode(self, frames) -> None:
         for frame in frames:
-            frame.pts, frame.time_base = self._next or 0, Fraction(1, self._encoder.rate)
-            self._next = (self._next or 0) + frame.samples
+            at = self._next or 0
+            frame = self._silenced(frame, at) if self.silence else frame
+            frame.pts, frame.time_base = at, Fraction(1, self._encoder.rate)
+            self._next = at + frame.samples
             self.out.mux(self._encoder.encode(frame))
+
+    def _silenced(self, frame, at: int):
+        """`frame` (planar float samples, the first at sample `at` of the output) with the
+        samples in the parts to silence, and SILENCE_MARGIN either side, set to zero."""
+        import av
+
+        rate = self._encoder.rate
+        spans = [(max(round((a - SILENCE_MARGIN) * rate) - at, 0), min(round((b + SILENCE_MARGIN) * rate) - at,
+                                                                        frame.samples))
+                 for a, b in self.silence]
+        spans = [(lo, hi) for lo, hi in spans if lo < hi]
+        if not spans:
+            return frame
+        samples = frame.to_ndarray().copy()
+        for lo, hi in spans:
+            samples[:, lo:hi] = 0
+        quiet = av.AudioFrame.from_ndarray(samples, format=frame.format.name, layout=frame.layout.name)
+        quiet.sample_rate = frame.sample_rate
+        return quiet
 
     def flush(self) -> None:
         if self._encoder is not None:
@@ -160,3 +195,40 @@ class CutSound:
         if self._resampler is not None:
             self._write(None, self._resampler.resample(None))
             self.out.mux(self.copy.encode(None))
+
+
+def _parts(count: int) -> str:
+    return f"{count} part{'s' if count > 1 else ''}"
+
+
+def loudest(path: Path, parts: tuple[tuple[float, float], ...]) -> list[float]:
+    """The loudest sample (1 is full scale) of any sound track of the file at `path` in each of
+    `parts` (seconds of its own time line), as decoded from the file: what a listener hears."""
+    import av
+
+    peaks = [0.0] * len(parts)
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return peaks
+        for frame in container.decode(*container.streams.audio):
+            if frame.pts is None:
+                continue
+            samples = np.abs(frame.to_ndarray().astype(np.float64, copy=False))
+            if frame.format.name.startswith(("s16", "s32")):  # integer samples: as a share of full scale
+                samples /= 2.0 ** (15 if frame.format.name.startswith("s16") else 31)
+            samples = samples.reshape(-1, frame.samples) if frame.format.is_planar else samples.reshape(frame.samples, -1).T
+            for n, (a, b) in enumerate(parts):
+                lo, hi = max(round((a - frame.time) * frame.sample_rate), 0), \
+                    min(round((b - frame.time) * frame.sample_rate), frame.samples)
+                if lo < hi:
+                    peaks[n] = max(peaks[n], float(samples[:, lo:hi].max()))
+    return peaks
+
+
+def check_silent(path: Path, name: str, parts: tuple[tuple[float, float], ...]) -> None:
+    """The parts to silence are silent in the file written at `path`, as decoded from it, or
+    `name`'s error: the sound that leaves is what is checked."""
+    for (a, b), peak in zip(parts, loudest(path, parts)):
+        if peak > SILENT:
+            raise ImageError(name, f"its sound is not silent from {said_time(a)} to {said_time(b)} in the file "
+                                   f"written (loudest {20 * np.log10(peak):.0f} dB of full scale): not written")

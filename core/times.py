@@ -47,6 +47,39 @@ def read_time(text: str) -> float:
     return sum(p * 60 ** n for n, p in enumerate(reversed(parts)))
 
 
+def read_span(text: str) -> tuple[float, float]:
+    """A part of a time line as a person writes it, in seconds: "1:02 to 1:05" or "62-65"."""
+    text = str(text).strip()
+    sides = text.split(" to ") if " to " in text else text.split("-")
+    if len(sides) != 2:
+        raise ValueError(f"{text!r} is not a part (from and to: 1:02 to 1:05)")
+    start, end = (read_time(side) for side in sides)
+    if end <= start:
+        raise ValueError(f"{text!r} must end after it starts")
+    return start, end
+
+
+def read_spans(text: str) -> tuple[tuple[float, float], ...]:
+    """Parts written one a line (or separated by commas): "0:12 to 0:15, 1:02 to 1:05"."""
+    return tuple(read_span(line) for line in str(text).replace(",", "\n").splitlines() if line.strip())
+
+
+def joined(parts) -> tuple[tuple[float, float], ...]:
+    """Parts of a time line (from, to) in order, those that overlap or touch made one."""
+    kept: list[list[float]] = []
+    for a, b in sorted((float(a), float(b)) for a, b in parts):
+        if kept and a <= kept[-1][1] and b > a:
+            kept[-1][1] = max(kept[-1][1], b)
+        else:
+            kept.append([a, b])
+    return tuple((a, b) for a, b in kept)
+
+
+def said_span(start: float, end: float) -> str:
+    """A part as `read_span` reads it: "1:02.00 to 1:05.00"."""
+    return f"{said_time(start)} to {said_time(end)}"
+
+
 def said_time(seconds: float) -> str:
     """A time as a person reads it: "3.40 s", "2:03.40", "1:02:03.40" (as `read_time` reads it)."""
     seconds = round(seconds, 2)

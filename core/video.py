@@ -31,8 +31,8 @@ import numpy as np
 from . import hdr
 from .faces import Face
 from .images import ImageError
-from .sound import INTERLEAVED, Sound, codec_name
-from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, said_time
+from .sound import INTERLEAVED, Sound, check_silent, codec_name
+from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, joined, said_time
 from .tracks import HOLD, Track, faces_by_frame, link
 
 # Progress is reported every this many frames.
@@ -417,7 +417,7 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
 def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],
            quality: int = 20, hold: int = HOLD, progress: Callable[[int, int], None] | None = None,
            inspect: Callable[[int, np.ndarray, np.ndarray, list[Face]], None] | None = None,
-           sound: bool = True, part: Part | None = None) -> dict:
+           sound: bool = True, part: Part | None = None, silence: tuple[tuple[float, float], ...] = ()) -> dict:
     """Write `out_path` (MP4, H.264): every frame of `path` covered by `cover(pixels, faces)`
     with the faces the tracks cover there, at the same times from the input's start (the
     output starts at zero, as a file does: a recorder's MPEG-TS starts hours in, a CCTV
@@ -425,8 +425,9 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
     stream's frames, which have no times, are 1/rate apart), the sound kept at its time beside
     them (unless `sound` is False: then it is left out, and the note says so). `inspect(index,
     source, output, faces)` sees each frame as covered (before encoding). With a `part`, only
-    its frames and the sound beside them are written, from zero. Written to a temporary name
-    and renamed, so a failure leaves no half-written file."""
+    its frames and the sound beside them are written, from zero. `silence`: parts of the sound
+    (seconds from the first frame) made silent, checked silent in the file written. Written to
+    a temporary name and renamed, so a failure leaves no half-written file."""
     import av
 
     info, first, field_order = _probe(path)
@@ -450,7 +451,10 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             # seconds: the input's start, or the part's
             origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
             forward = Forward(step=round(1 / rate / video.time_base))
-            sound = Sound(out, source, origin, keep=sound, until=part and part.until)
+            # from the first frame to the output's time line (where the first frame may come after its zero)
+            shift = Fraction(first.time) - origin if first.pts is not None else Fraction(0)
+            sound = Sound(out, source, origin, keep=sound, until=part and part.until,
+                          silence=tuple((float(a + shift), float(b + shift)) for a, b in joined(silence)))
             covers = faces_by_frame(tracks, 1 << 62, hold)
             read = index = 0  # frames decoded, frames written
             for packet in source.demux([video] + sound.streams):
@@ -485,10 +489,22 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             sound.flush()
         if index == 0:
             raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
+        # what the output holds of them: from its zero to the end of its last frame
+        silenced = _within([(a + shift, b + shift) for a, b in joined(silence)],
+                           part.until - part.begin if part else forward.last * video.time_base + 1 / rate)
+        if sound.tracks:
+            check_silent(Path(tmp), str(path), silenced)
         os.replace(tmp, out_path)
     if progress and index % PROGRESS_EVERY:  # the last frame, unless the loop just said it
         progress(index, index)
-    return {"frames": index, "audio": sound.note, "left_out": info.left_out}
+    return {"frames": index, "audio": sound.note, "left_out": info.left_out,
+            "silenced": [[float(a), float(b)] for a, b in silenced] if sound.tracks else []}
+
+
+def _within(parts: list[tuple[Fraction, Fraction]], length: Fraction) -> tuple[tuple[float, float], ...]:
+    """`parts` of a time line cut to its first `length` seconds; a part wholly outside dropped."""
+    cut = ((max(a, 0), min(b, length)) for a, b in parts)
+    return tuple((float(a), float(b)) for a, b in cut if a < b)
 
 
 def _sized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

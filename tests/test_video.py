@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from core import times, video, video_review
+from core import sound, times, video, video_review
 from core.cli import main as cli
 from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
@@ -91,8 +91,8 @@ def test_only_the_part_asked_for_leaves_with_its_sound_from_zero(engine, astrona
     # each is the source's frame 50 on, covered where that frame's face is (not frame 0's)
     assert max(exposed(moving[50 + i][0], f, moving[50 + i][1]) for i, f in enumerate(frames)) <= 0.10
     with av.open(str(output)) as container:
-        sound = list(container.decode(container.streams.audio[0]))
-    assert abs(sum(f.samples for f in sound) / sound[0].sample_rate - 1.0) < 0.05 and abs(sound[0].time) < 0.05
+        heard = list(container.decode(container.streams.audio[0]))
+    assert abs(sum(f.samples for f in heard) / heard[0].sample_rate - 1.0) < 0.05 and abs(heard[0].time) < 0.05
     # by the recorder's clock, as a request names it: the same part of a DAV; a file without a clock is refused
     by_clock = tmp_path / "by-clock"
     code = cli(["anonymize", str(clip), "--out", str(by_clock), "--from", "9:30:02", "--to", "9:30:03", "--by-clock"])
@@ -184,6 +184,67 @@ def test_any_part_leaves_as_its_own_frames_from_zero_with_the_sound_beside_them(
     assert abs(heard - span) <= 2 * 1024 / 48000  # to a packet of sound at each end
 
 
+def _quiet_and_loud(out: Path, silenced, length: float) -> tuple[list[float], list[float]]:
+    """The loudest sample of `out` in each silenced part, and in each stretch of at least 0.1 s
+    between them (and the ends) that lies clear of SILENCE_MARGIN and a packet either side."""
+    clear = sound.SILENCE_MARGIN + 2 * 1024 / 48000
+    edges = [0.0 - clear + 0.03] + [x for a, b in silenced for x in (a, b)] + [length + clear - 0.03]
+    gaps = [(a + clear, b - clear) for a, b in zip(edges[::2], edges[1::2]) if b - a - 2 * clear >= 0.1]
+    return sound.loudest(out, tuple(silenced)), sound.loudest(out, tuple(gaps))
+
+
+@hsettings(max_examples=15, deadline=None)
+@given(parts=st.lists(st.tuples(st.floats(0, 1.5), st.floats(0.01, 0.6)), min_size=1, max_size=3),
+       start=st.one_of(st.none(), st.floats(0, 0.8)))
+def test_any_parts_of_the_sound_asked_to_be_silenced_are_silent_in_the_file_written(numbered, tmp_path_factory,
+                                                                                    parts, start):
+    """Whatever parts of a clip's sound are silenced (a name said; its tone is 0.2 of full
+    scale), with or without only a part of the clip exported: as decoded from the file written,
+    each is silent where it lies in the output, and the sound between them is not."""
+    clip, scan = numbered
+    silence = tuple((a, a + length) for a, length in parts)
+    part = scan.part(start, start + 0.7) if start is not None else None
+    out = tmp_path_factory.mktemp("silenced") / "out.mp4"
+    rendered = video.render(clip, out, [], lambda pixels, faces: pixels, part=part, silence=silence)
+    begin = scan.at(part.first) if part else 0.0
+    length = float(part.until - part.begin) if part else scan.duration
+    wanted = Settings(silence=silence).silence  # in order, overlaps joined
+    expected = [(max(a - begin, 0.0), min(b - begin, length)) for a, b in wanted if a - begin < length and b > begin]
+    # (the clip's length, from its frame rate, is known here to a hundredth of a second)
+    clear = [span for span in rendered["silenced"] if span[0] < length - 0.02]
+    assert [x for span in clear for x in span] == pytest.approx(
+        [x for span in expected if span[0] < length - 0.02 for x in span], abs=0.02)
+    assert all(0 <= a < b <= length + 0.02 for a, b in rendered["silenced"])
+    quiet, loud = _quiet_and_loud(out, rendered["silenced"], length)
+    assert all(peak <= sound.SILENT for peak in quiet), quiet
+    assert all(peak >= 0.1 for peak in loud), loud
+    assert "silenced" in rendered["audio"]
+
+
+def test_silenced_sound_is_said_and_checked_in_what_leaves(engine, moving, tmp_path):
+    """`--silence 1-2` (a name said in the second second): the manifest says the parts silenced
+    on the file's own time line and the settings asked; the check that holds the file back
+    hears the clip's own sound there; a part that ends before it starts is refused at once."""
+    clip = tmp_path / "interview.mp4"
+    write_clip(clip, [f for f, _ in moving] * 3)  # 3.6 s
+    out = tmp_path / "out"
+    assert cli(["anonymize", str(clip), "--out", str(out), "--silence", "1-2", "--silence", "0:02.5 to 0:03"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["files"][0]
+    assert manifest["settings"]["silence"] == [[1.0, 2.0], [2.5, 3.0]]
+    assert entry["video"]["silenced"] == [{"from": 1.0, "to": 2.0}, {"from": 2.5, "to": 3.0}]
+    assert entry["video"]["sound"] == "aac re-encoded to AAC, 2 parts silenced"
+    quiet, loud = _quiet_and_loud(out / "interview.mp4", [(1.0, 2.0), (2.5, 3.0)], 3.6)
+    assert max(quiet) <= sound.SILENT and min(loud) >= 0.1 and len(loud) == 3  # before, between, after
+    # the check has teeth: the clip as it came in is loud there, and would not be written
+    with pytest.raises(video.ImageError, match=r"its sound is not silent from 1.00 s to 2.00 s in the file written "
+                                               r"\(loudest -1[0-9] dB of full scale\): not written"):
+        sound.check_silent(clip, "interview.mp4", ((1.0, 2.0),))
+    with pytest.raises(SystemExit):  # argparse says "argument --silence: '2-1' must end after it starts"
+        cli(["anonymize", str(clip), "--out", str(tmp_path / "none"), "--silence", "2-1"])
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_clips_scan_is_read_again_when_it_is_saved_again(tmp_path):
     """The review reads a clip's saved scan once (a day's recording holds two million frame
     times); a scan saved again (detected again, or by another session) is what is read next."""
@@ -264,14 +325,14 @@ def test_recordings_that_start_hours_in_come_out_starting_at_zero(engine, moving
     for entry in manifest["files"]:  # the record gives the clip's length and times as the output plays
         assert entry["video"]["duration"] == pytest.approx(count / 25, abs=0.01), entry["input"]
         assert min(f["time"] for t in entry["tracks"] for f in t["frames"]) < 0.2, entry["input"]
-    for name, sound in (("recording", True), ("ch01", True), ("camera", False)):
+    for name, has_sound in (("recording", True), ("ch01", True), ("camera", False)):
         output = tmp_path / "out" / f"{name}.mp4"
         covered, times = read_frames(output)
         assert len(covered) == count and start_of(output) < 0.05, name
         assert times == pytest.approx([i / 25 for i in range(count)], abs=0.03), name
         with av.open(str(output)) as container:
             assert container.duration / 1e6 == pytest.approx(count / 25, abs=0.05), name
-        assert bool(audio_payloads(output)) == sound, name
+        assert bool(audio_payloads(output)) == has_sound, name
         assert max(exposed(source, out, box) for (source, box), out in zip(moving, covered)) <= 0.10, name
     scan = video.scan(lambda pixels: [], folder / "ch01.dav")  # the review says times from its first frame
     assert scan.at(0) == 0 and scan.at(25) == pytest.approx(1.0) and scan.duration == pytest.approx(count / 25, abs=0.01)
@@ -428,8 +489,8 @@ def test_older_and_broadcast_kinds_of_video_in_a_folder_are_anonymised_with_thei
     sound, which MP4 holds, is copied: it was re-encoded as "mp3float" (the decoder's name), said
     to be a codec MP4 cannot store."""
     (tmp_path / "in").mkdir()
-    for name, (fmt, codec, sound, _) in OLD_KINDS.items():
-        write_clip(tmp_path / "in" / name, [f for f, _ in moving[:12]], fmt=fmt, codec=codec, sound_codec=sound)
+    for name, (fmt, codec, sound_codec, _) in OLD_KINDS.items():
+        write_clip(tmp_path / "in" / name, [f for f, _ in moving[:12]], fmt=fmt, codec=codec, sound_codec=sound_codec)
     assert cli(["anonymize", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--mode", "solid"]) == 0
     entries = {Path(e["input"]).name: e for e in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]}
     assert set(entries) == set(OLD_KINDS)
