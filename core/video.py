@@ -501,6 +501,31 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             "silenced": [[float(a), float(b)] for a, b in silenced] if sound.tracks else []}
 
 
+def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], ...] = ()) -> bool:
+    """The clip's sound alone as the export writes it (M4A), `silence` silenced and checked, from
+    its first frame: a time here is the time each frame's caption gives. To listen to before
+    approving. False for a clip with no sound that can be read (nothing written)."""
+    import av
+
+    _, first, _ = _probe(path)
+    origin = Fraction(first.time) if first.pts is not None else Fraction(0)
+    source = av.open(str(path))
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".partial-", suffix=".m4a")
+    os.close(fd)
+    with _removed_on_failure(Path(tmp), path, "its sound could not be read ({})"):
+        with source, av.open(tmp, "w", format="mp4") as out:
+            sound = Sound(out, source, origin, until=Fraction(1 << 40), silence=joined(silence))
+            for packet in source.demux(sound.streams) if sound.tracks else ():
+                sound.put(packet)
+            sound.flush()
+        if not sound.tracks:
+            Path(tmp).unlink()
+            return False
+        check_silent(Path(tmp), str(path), joined(silence))
+        os.replace(tmp, out_path)
+    return True
+
+
 def _within(parts: list[tuple[Fraction, Fraction]], length: Fraction) -> tuple[tuple[float, float], ...]:
     """`parts` of a time line cut to its first `length` seconds; a part wholly outside dropped."""
     cut = ((max(a, 0), min(b, length)) for a, b in parts)

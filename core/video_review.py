@@ -10,6 +10,7 @@ switches and checks the written file at sampled frames.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +23,7 @@ from .faces import MANUAL, Face
 from .records import StaleState
 from .store import FileStore
 from .tracks import HOLD, Track
-from .video import Part, Scan, VideoInfo, _open, _upright, shown
+from .video import Part, Scan, VideoInfo, _open, _upright, shown, sound_only
 
 TRACK = "track "
 
@@ -222,6 +223,16 @@ def _scan_at(path: Path, _mtime_ns: int, _size: int, sha256: str) -> Scan:
                      pixel_shape=data["info"].get("pixel_shape", 1.0),  # a scan saved before it: square
                      left_out=data["info"].get("left_out"))
     return Scan(info, sha256, [Track.from_dict(t) for t in data["tracks"]], data["times"])
+
+
+def sound_preview(files: FileStore, sha256: str, silence: tuple[tuple[float, float], ...]) -> Path | None:
+    """The clip's sound as it will leave, `silence` silenced (see `video.sound_only`), kept
+    beside its previews (removed with them); None for a clip with no sound that can be read."""
+    asked = hashlib.sha256(json.dumps(silence).encode()).hexdigest()[:16]
+    path = files.preview_path(sha256, f"sound-{asked}.m4a")
+    if not path.exists() and not sound_only(files.object_path(sha256), path, silence):
+        return None
+    return path
 
 
 def frame_at(path: Path, scan: Scan, index: int) -> np.ndarray:

@@ -12,10 +12,10 @@ import streamlit as st
 
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
-from core.times import read_time, said_time
+from core.times import joined, read_spans, read_time, said_span, said_time
 from dashboard.text import plain
 
-_FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end")
+_FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end", "silence")
 
 
 def settings_controls(current: Settings, key: str, videos: bool = True, duration: float | None = None) -> Settings:
@@ -41,8 +41,30 @@ def settings_controls(current: Settings, key: str, videos: bool = True, duration
                         help="Faces are covered, voices are not: leave the sound out where what is said "
                              "(a name, a voice) would identify someone.") if videos else current.sound
     start, end = _part_controls(current, key, duration) if duration else (current.start, current.end)
+    silence = _silence_controls(current, key, duration) if duration and sound else current.silence
     return replace(current, threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
-                   sound=sound, start=start, end=end)
+                   sound=sound, start=start, end=end, silence=silence)
+
+
+def _silence_controls(current: Settings, key: str, duration: float) -> tuple[tuple[float, float], ...]:
+    """Parts of a clip's sound to silence, one a line ("1:02 to 1:05"), from its first frame as
+    its frames are captioned."""
+    text = st.text_area("Silence the sound", "\n".join(said_span(a, b) for a, b in current.silence),
+                        key=f"{key}-silence", placeholder="1:02 to 1:05", height=90,
+                        help="Faces are covered, voices are not. Where a name is said or a voice would identify "
+                             "someone, give the part, one a line: from and to, as each frame's caption gives the "
+                             "time (1:02 to 1:05). Those parts leave silent, and the exported file is checked "
+                             "for it.")
+    try:
+        parts = joined(read_spans(text))
+        late = [said_span(a, b) for a, b in parts if a >= duration]
+        if late:
+            raise ValueError(f"{'; '.join(late)} starts after the clip ends ({said_time(duration)})")
+    except ValueError as exc:
+        st.error(plain(f"The sound to silence: {exc}. It is left as it was. Write each part on a line of its own, "
+                       "from and to, as each frame's caption gives the time: 1:02 to 1:05."))
+        return current.silence
+    return parts
 
 
 def _part_controls(current: Settings, key: str, duration: float) -> tuple[float, float | None]:

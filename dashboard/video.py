@@ -43,9 +43,40 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
             marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near),
                                              index)
             _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
-                        reviewer, mark, frame if show_original else None, part is None or index in part)
+                        reviewer, mark, frame if show_original else None, part is None or index in part,
+                        settings.sound and any(a <= clip.at(index) < b for a, b in settings.silence))
+    if clip.info.audio and settings.sound:
+        _listen(record, settings)
     _track_table(record, settings, clip, every, part_said)
     return clip
+
+
+# A clip's sound is offered to listen to up to this size (a day's CCTV sound at 64 kbit/s is 700 MB).
+LISTEN_LIMIT = 256 << 20
+
+
+def _listen(record: ImageRecord, settings: Settings) -> None:
+    """The clip's sound as it will leave, to find where a name is said and hear the parts
+    silenced: its times are the frames' captions' times."""
+    if not st.toggle("Listen to its sound, as it will leave", key=f"listen-{record.id}",
+                     help="To find where a name is said or a voice would identify someone (then give those "
+                          "parts in its own settings: \"Silence the sound\"), and to hear them silent."):
+        return
+    try:
+        with st.spinner("Reading its sound..."):
+            path = video_review.sound_preview(workspace().files, record.sha256, settings.silence)
+    except Exception as exc:  # noqa: BLE001 - this clip's problem, said here; the rest of the page stands
+        st.error(plain(f"Its sound cannot be played here: {failure_reason(exc)}."))
+        return
+    if path is None:
+        st.caption("It has no sound that can be read.")
+    elif path.stat().st_size > LISTEN_LIMIT:
+        st.caption(plain(f"Its sound is too long to play here ({path.stat().st_size >> 20} MB)."))
+    else:
+        st.audio(path.read_bytes(), format="audio/mp4")
+        st.caption(plain("Times are from its first frame, as each frame's caption gives them"
+                         + (f"; silent from {'; from '.join(map(_span, settings.silence))}."
+                            if settings.silence else ".")))
 
 
 def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]:
@@ -75,8 +106,10 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said
              "frames seen": len(by_id[tid].frames), "confidence": round(face.score, 2)}
             for face in record.faces if (tid := video_review.track_id(face)) in by_id and
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
-    sound = (clip.info.audio or "none") + ("" if settings.sound or not clip.info.audio
-                                           else " (left out of the export, as the settings ask)")
+    sound = (clip.info.audio or "none") + ("" if not clip.info.audio else
+                                           " (left out of the export, as the settings ask)" if not settings.sound else
+                                           f" (silenced from {'; from '.join(map(_span, settings.silence))}, as the "
+                                           "settings ask)" if settings.silence else "")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {times.said_time(clip.duration)}, sound: "
                      f"{sound}.{left_out}{part_said} Each row of the face table is one person's "
@@ -85,11 +118,15 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
 
 
+def _span(part: tuple[float, float]) -> str:
+    return times.said_span(*part)
+
+
 def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str,
-                original=None, exported: bool = True) -> None:
+                original=None, exported: bool = True, silenced: bool = False) -> None:
     """One frame, covered as exported (and the `original` frame beside it, if given), or a box
     drawn on it for a missed face or a drifted track. `exported`: whether the frame is in the
-    part of the clip that is exported."""
+    part of the clip that is exported; `silenced`: whether its sound is silenced."""
     shape = clip.info.pixel_shape  # a 16:9 DVD's frame is shown stretched, as a player shows it
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         stretched = video.square_pixels(covered, shape)
@@ -115,7 +152,8 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
         clock = f" (the recording's clock: {clip.clock(index)})" if clip.clock(index) else ""
         shown = [(covered, f"frame {index + 1} of {clip.frames} at {times.said_time(clip.at(index))}{clock}, "
                            + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
-                              "not exported: outside the part its settings ask for"))]
+                              "not exported: outside the part its settings ask for")
+                           + ("; its sound is silenced" if silenced and exported else ""))]
         if original is not None:
             shown.append((original, "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):

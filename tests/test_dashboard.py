@@ -7,6 +7,7 @@ import threading
 import time
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,6 +297,75 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     assert plain("Only 1.00 s to 2.00 s (frames 26 to 50) will be exported") in captions
     assert plain("Exported: from 9:30:01.00 to its end by the recorder's clock, as the batch run asked.") in captions
     assert not [t for t in at.text_input if t.key == f"image-{record.id}-start"]
+    assert not at.exception
+
+
+def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, astronaut_rgb, astronaut_face_box,
+                                                                         tmp_path, pictures):
+    """A name said in an interview: the reviewer listens to the clip's sound on its page, gives
+    the part in its own settings ("Silence the sound"), hears it silent there, and the zip's
+    video is silent there, its record saying so; the approval binds to the parts silenced, and
+    a part written wrongly is refused on the page."""
+    import csv
+    import io
+
+    from core import sound
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "interview.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 75)])  # 3 s, a tone
+    at = add_and_detect(started(), [("interview.mp4", clip.read_bytes(), "video/mp4")])
+    at.switch_page("pages/review.py").run()
+    ws, session_id = workspace(), at.session_state["session_id"]
+    (record,) = ws.images(session_id)
+
+    def heard() -> Path:
+        (player,) = at.get("audio")
+        (tmp_path / "heard.m4a").write_bytes(pictures.raw(player.proto.url))
+        return tmp_path / "heard.m4a"
+    next(t for t in at.toggle if t.label == "Listen to its sound, as it will leave").set_value(True).run()
+    assert min(sound.loudest(heard(), ((0.2, 1.0), (1.2, 2.8)))) >= 0.1  # the tone, all through
+    next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
+    at.text_area(key=f"image-{record.id}-silence").input("0:02.5-3\n2 to 1").run()
+    assert plain("'2 to 1' must end after it starts") in at.error[0].value
+    at.text_area(key=f"image-{record.id}-silence").input("1 to 2\n0:05 to 0:06").run()
+    assert plain("5.00 s to 6.00 s starts after the clip ends (3.00 s)") in at.error[0].value
+    at.text_area(key=f"image-{record.id}-silence").input("1 to 2\n0:01.5 to 0:01.8").run()
+    next(b for b in at.button if b.label == "Apply to this clip").click().run()
+    assert ws.image(record.id).override.silence == ((1.0, 2.0),)  # the two joined
+    captions = " ".join(c.value for c in at.caption)
+    assert plain("sound: aac (silenced from 1.00 s to 2.00 s, as the settings ask)") in captions
+    quiet, loud = sound.loudest(heard(), ((1.0, 2.0),)), sound.loudest(heard(), ((0.2, 0.85), (2.15, 2.8)))
+    assert quiet[0] <= sound.SILENT and min(loud) >= 0.1
+    at.slider(key=f"frame-{record.id}").set_value(40).run()
+    assert [i.caption for element in at.get("image") for i in element.proto.imgs][0].endswith(
+        "; its sound is silenced")
+
+    next(b for b in at.button if b.label == "Approve").click().run()
+    at.switch_page("pages/export.py").run()
+    next(b for b in at.button if b.label == "Build the zip").click().run()
+    for _ in range(480):
+        if ws.exports.of_session(session_id)[0]["status"] != "building":
+            break
+        time.sleep(0.25)
+    export = ws.exports.of_session(session_id)[0]
+    assert export["counts"]["exported"] == 1, export
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
+        (tmp_path / "out.mp4").write_bytes(archive.read(name))
+    assert sound.loudest(tmp_path / "out.mp4", ((1.0, 2.0),))[0] <= sound.SILENT
+    assert min(sound.loudest(tmp_path / "out.mp4", ((0.2, 0.85), (2.15, 2.8)))) >= 0.1
+    with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
+        row = next(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert row["silenced"] == "1.00 s to 2.00 s of the exported file, checked silent there"
+    assert row["sound"] == "aac re-encoded to AAC, 1 part silenced"
+    # the parts silenced decide what leaves: another puts the approval out of date
+    at.switch_page("pages/review.py").run()
+    at.text_area(key=f"image-{record.id}-silence").input("1 to 2.5").run()
+    next(b for b in at.button if b.label == "Apply to this clip").click().run()
+    fresh = ws.image(record.id)
+    assert fresh.status == APPROVED and not fresh.approval_current(fresh.override)
     assert not at.exception
 
 
