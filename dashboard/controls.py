@@ -88,8 +88,8 @@ def _part_controls(current: Settings, key: str, duration: float) -> tuple[float,
         if end <= start or start >= duration:
             raise ValueError(f"it must start before the clip ends ({said_time(duration)}) and end after it starts")
     except ValueError as exc:
-        st.error(f"The part to export: {exc}. It is left as it was. Times count from the clip's first frame "
-                 "(0:00), as each frame's caption gives them, not by a recorder's clock.")
+        st.error(plain(f"The part to export: {exc}. It is left as it was. Times count from the clip's first frame "
+                       "(0:00), as each frame's caption gives them, not by a recorder's clock."))
         return current.start, current.end
     return start, None if end >= duration else end
 

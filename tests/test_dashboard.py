@@ -250,7 +250,9 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
                                "covered as exported (1 cover(s) in this frame)")
     # A "to" before the "from" is refused on the page, and nothing is written.
     at.text_input(key=f"image-{record.id}-end").input("0:00.5").run()
-    assert "must start before the clip ends (2.00 s) and end after it starts" in at.error[0].value
+    assert plain("must start before the clip ends (2.00 s) and end after it starts") in at.error[0].value
+    at.text_input(key=f"image-{record.id}-end").input("**2**").run()  # what was typed is shown as typed
+    assert plain("'**2**' is not a time (seconds, MM:SS or HH:MM:SS)") in at.error[0].value
     assert not [b for b in at.button if b.label == "Apply to this clip"]
 
     next(b for b in at.button if b.label == "Approve").click().run()
