@@ -51,8 +51,9 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
     return clip
 
 
-# A clip's sound is offered to listen to up to this size (a day's CCTV sound at 64 kbit/s is 700 MB).
-LISTEN_LIMIT = 256 << 20
+# Sound or video is played on a page up to this size: it is held in memory to be served (a day's
+# CCTV sound at 64 kbit/s is 700 MB).
+PLAYABLE_BYTES = 512 << 20
 
 
 def _listen(record: ImageRecord, settings: Settings) -> None:
@@ -70,7 +71,7 @@ def _listen(record: ImageRecord, settings: Settings) -> None:
         return
     if path is None:
         st.caption("It has no sound that can be read.")
-    elif path.stat().st_size > LISTEN_LIMIT:
+    elif path.stat().st_size > PLAYABLE_BYTES:
         st.caption(plain(f"Its sound is too long to play here ({path.stat().st_size >> 20} MB)."))
     else:
         st.audio(path.read_bytes(), format="audio/mp4")

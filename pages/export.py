@@ -7,13 +7,11 @@ import streamlit as st
 from core.export import exported_files, exported_member
 from core.kinds import is_video
 from core.report import detail_text, local_time
+from dashboard import video as clip_view
 from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, show_flash, workspace
 from dashboard.text import plain
 from dashboard.worker import export_progress, export_worker
-
-# A file of the zip is shown from it up to this size (it is held in memory to be shown).
-PLAYABLE_BYTES = 512 * 1024 ** 2
 
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
@@ -68,10 +66,10 @@ if current:
         leaving = exported_files(*made)  # only when asked: the audit's list of a large batch is long
         shown = st.selectbox("File", list(leaving), key=f"watched-{current['id']}",
                              format_func=lambda name: f"{name} (from {leaving[name]})")
-        data = exported_member(ws.files.export_path(current["file"]), shown, PLAYABLE_BYTES)
+        data = exported_member(ws.files.export_path(current["file"]), shown, clip_view.PLAYABLE_BYTES)
         if data is None:
-            st.info(f"{shown} is over {PLAYABLE_BYTES // 1024 ** 2} MB: too large to show here. Download the zip "
-                    "and open it from there.")
+            st.info(plain(f"{shown} is over {clip_view.PLAYABLE_BYTES >> 20} MB: too large to show here. Download "
+                          "the zip and open it from there."))
         elif is_video(shown):
             st.video(data, format="video/mp4")
         else:

@@ -216,7 +216,7 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
 
 
 def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb, astronaut_face_box, tmp_path,
-                                                             pictures):
+                                                             pictures, monkeypatch):
     """A request for a minute of a long recording: the reviewer sets the part on the clip's own
     settings; the page says which frames leave and which do not, the approval binds to the part,
     and the zip holds only those frames, its record saying which part it is. A CCTV recorder's
@@ -279,6 +279,9 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     assert at.selectbox(key=f"watched-{export['id']}").format_func(name) == f"{name} (from corridor.dav)"
     (player,) = at.get("video")
     assert pictures.raw(player.proto.url) == (tmp_path / "out.mp4").read_bytes()  # the zip's own file
+    monkeypatch.setattr("dashboard.video.PLAYABLE_BYTES", 1000)  # a file too large to hold: said, by its name
+    at.run()
+    assert at.info[0].value.startswith(plain(f"{name} is over 0 MB: too large to show here."))
     said = ("1.00 s to 2.00 s of 2.00 s (frames 26 to 50 of 50; the recording's clock 2026-03-14 09:30:01.00 to "
             "2026-03-14 09:30:01.96)")
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
