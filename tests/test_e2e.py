@@ -217,7 +217,8 @@ def test_photos_are_said_ready_while_a_clip_is_still_detected(server, tmp_path, 
 
 
 def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronaut_rgb, astronaut_face_box):
-    """Add a clip from a folder, scrub its frames covered, approve it, and download the zip with the MP4."""
+    """Add a clip from a folder, scrub its frames covered, listen to its sound, approve it, and download the zip
+    with the MP4."""
     import av
 
     from tests.clips import exposed, read_frames
@@ -244,6 +245,12 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
             slider.press("ArrowRight")
         expect(page.get_by_text("frame 6 of 20 at 0.20 s", exact=False)).to_be_visible()
         expect(page.get_by_text("track ", exact=False).first).to_be_visible()
+        settle(page)
+        # Its sound plays on the page, as long as the clip, to find where a name is said.
+        page.get_by_text("Listen to its sound, as it will leave").click()
+        page.wait_for_function("() => { const a = document.querySelector('audio'); return a && a.readyState >= 1; }")
+        assert abs(page.evaluate("() => document.querySelector('audio').duration") - len(moving) / 25) < 0.1
+        page.get_by_text("Listen to its sound, as it will leave").click()
         settle(page)
 
         # Draw a face on frame 6, then move it on frame 12 where it "drifted".
