@@ -453,8 +453,10 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             forward = Forward(step=round(1 / rate / video.time_base))
             # from the first frame to the output's time line (where the first frame may come after its zero)
             shift = Fraction(first.time) - origin if first.pts is not None else Fraction(0)
-            sound = Sound(out, source, origin, keep=sound, until=part and part.until,
-                          silence=tuple((float(a + shift), float(b + shift)) for a, b in joined(silence)))
+            # those the output holds: from its zero to its end (a part's, or the file's as it names it)
+            silenced = _within([(a + shift, b + shift) for a, b in joined(silence)],
+                               part.until - part.begin if part else Fraction(info.duration or 1 << 40))
+            sound = Sound(out, source, origin, keep=sound, until=part and part.until, silence=silenced)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             read = index = 0  # frames decoded, frames written
             for packet in source.demux([video] + sound.streams):
@@ -489,9 +491,6 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             sound.flush()
         if index == 0:
             raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
-        # what the output holds of them: from its zero to the end of its last frame
-        silenced = _within([(a + shift, b + shift) for a, b in joined(silence)],
-                           part.until - part.begin if part else forward.last * video.time_base + 1 / rate)
         if sound.tracks:
             check_silent(Path(tmp), str(path), silenced)
         os.replace(tmp, out_path)
