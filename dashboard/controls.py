@@ -39,7 +39,8 @@ def settings_controls(current: Settings, key: str, videos: bool = True, duration
     shape = st.selectbox("Shape", SHAPES, SHAPES.index(current.shape), key=f"{key}-shape")
     sound = st.checkbox("Keep the sound of videos", current.sound, key=f"{key}-sound",
                         help="Faces are covered, voices are not: leave the sound out where what is said "
-                             "(a name, a voice) would identify someone.") if videos else current.sound
+                             "(a name, a voice) would identify someone, or keep it and silence only those parts "
+                             "in a clip's own settings on its review page.") if videos else current.sound
     start, end = _part_controls(current, key, duration) if duration else (current.start, current.end)
     silence = _silence_controls(current, key, duration) if duration and sound else current.silence
     return replace(current, threshold=threshold, strength=strength, mode=mode, padding=padding, shape=shape,
