@@ -48,12 +48,17 @@ def read_time(text: str) -> float:
 
 
 def read_span(text: str) -> tuple[float, float]:
-    """A part of a time line as a person writes it, in seconds: "1:02 to 1:05" or "62-65"."""
+    """A part of a time line as a person writes it, in seconds: "1:02 to 1:05", "from 1:02 to
+    1:05", "62-65" or "1:02 – 1:05" (a dash pasted from a document)."""
     text = str(text).strip()
-    sides = text.split(" to ") if " to " in text else text.split("-")
+    plain = text.lower().removeprefix("from ").replace("\u2013", "-").replace("\u2014", "-")
+    sides = plain.split(" to ") if " to " in plain else plain.split("-")
     if len(sides) != 2:
         raise ValueError(f"{text!r} is not a part (from and to: 1:02 to 1:05)")
-    start, end = (read_time(side) for side in sides)
+    try:
+        start, end = (read_time(side) for side in sides)
+    except ValueError as exc:
+        raise ValueError(f"in {text!r}, {exc}") from None
     if end <= start:
         raise ValueError(f"{text!r} must end after it starts")
     return start, end

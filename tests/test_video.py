@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from dataclasses import replace
 from fractions import Fraction
@@ -143,6 +144,18 @@ def test_a_time_said_is_read_back_as_the_same_time(seconds):
     said = times.said_time(seconds)
     assert times.read_time(said) == pytest.approx(seconds, abs=0.006)
     assert said.endswith(" s") == (round(seconds, 2) < 60)
+
+
+@pytest.mark.parametrize("text,span", [("1:02 to 1:05", (62, 65)), ("62-65", (62, 65)), ("1:02 \u2013 1:05", (62, 65)),
+                                       ("From 0:01.5 to 2 s", (1.5, 2)), ("1:00:00-1:00:02.5", (3600, 3602.5))])
+def test_a_part_of_the_sound_is_read_as_people_write_it(text, span):
+    assert times.read_span(text) == span
+
+
+@pytest.mark.parametrize("text", ["1:05 to 1:02", "1:02", "1:02 to", "a-b", "1-2-3"])
+def test_a_part_written_wrongly_is_refused_with_what_was_written(text):
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        times.read_span(text)
 
 
 @pytest.fixture(scope="module")
