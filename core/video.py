@@ -448,14 +448,8 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             # decoder still holds the first frames) opens the encoder as it is then.
             matrix = _keep_colours(first, encoder)
             _keep_fields(first, field_order, encoder)
-            # seconds: the input's start, or the part's
-            origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
+            origin, silenced = _timeline(source, first, info, part, silence)
             forward = Forward(step=round(1 / rate / video.time_base))
-            # from the first frame to the output's time line (where the first frame may come after its zero)
-            shift = Fraction(first.time) - origin if first.pts is not None else Fraction(0)
-            # those the output holds: from its zero to its end (a part's, or the file's as it names it)
-            silenced = _within([(a + shift, b + shift) for a, b in joined(silence)],
-                               part.until - part.begin if part else Fraction(info.duration or 1 << 40))
             sound = Sound(out, source, origin, keep=sound, until=part and part.until, silence=silenced)
             covers = faces_by_frame(tracks, 1 << 62, hold)
             read = index = 0  # frames decoded, frames written
@@ -501,28 +495,40 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
 
 
 def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], ...] = ()) -> bool:
-    """The clip's sound alone as the export writes it (M4A), `silence` silenced and checked, from
-    its first frame: a time here is the time each frame's caption gives. To listen to before
-    approving. False for a clip with no sound that can be read (nothing written)."""
+    """The clip's sound alone as the export of the whole clip writes it (M4A), `silence` silenced
+    and checked: its times are the frames' captions' times (to the few milliseconds by which the
+    first frame may follow the sound's start). To listen to before approving. False for a clip
+    with no sound that can be read (nothing written)."""
     import av
 
-    _, first, _ = _probe(path)
-    origin = Fraction(first.time) if first.pts is not None else Fraction(0)
+    info, first, _ = _probe(path)
     source = av.open(str(path))
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".partial-", suffix=".m4a")
     os.close(fd)
     with _removed_on_failure(Path(tmp), path, "its sound could not be read ({})"):
         with source, av.open(tmp, "w", format="mp4") as out:
-            sound = Sound(out, source, origin, until=Fraction(1 << 40), silence=joined(silence))
+            origin, silenced = _timeline(source, first, info, None, silence)
+            sound = Sound(out, source, origin, silence=silenced)
             for packet in source.demux(sound.streams) if sound.tracks else ():
                 sound.put(packet)
             sound.flush()
         if not sound.tracks:
             Path(tmp).unlink()
             return False
-        check_silent(Path(tmp), str(path), joined(silence))
+        check_silent(Path(tmp), str(path), silenced)
         os.replace(tmp, out_path)
     return True
+
+
+def _timeline(source, first, info: VideoInfo, part: Part | None,
+              silence: tuple[tuple[float, float], ...]) -> tuple[Fraction, tuple[tuple[float, float], ...]]:
+    """Where an output of `source` starts (seconds of its own times: its start, or the `part`'s),
+    and the parts of its sound to silence (given from the first frame, `first`) on the output's
+    time line, those it holds only: from its zero to its end (the part's, or the file's)."""
+    origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
+    shift = Fraction(first.time) - origin if first.pts is not None else Fraction(0)  # the first frame's place
+    return origin, _within([(a + shift, b + shift) for a, b in joined(silence)],
+                           part.until - part.begin if part else Fraction(info.duration or 1 << 40))
 
 
 def _within(parts: list[tuple[Fraction, Fraction]], length: Fraction) -> tuple[tuple[float, float], ...]:

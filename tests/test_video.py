@@ -401,6 +401,10 @@ def test_two_recordings_joined_whose_times_start_again_are_anonymised_and_review
     assert heard == pytest.approx(30 / 25, abs=0.1), "both parts' sound"
     for (source, box), out in zip(written, covered):
         assert exposed(source, out, box) <= 0.10
+    # and its sound, to listen to on the review page, is both parts' too
+    assert video.sound_only(clip, tmp_path / "heard.m4a")
+    with av.open(str(tmp_path / "heard.m4a")) as container:
+        assert sum(f.samples for f in container.decode(audio=0)) / 48000 == pytest.approx(30 / 25, abs=0.1)
 
 
 def test_a_dvds_wide_picture_plays_wide(engine, moving, tmp_path):
