@@ -83,6 +83,18 @@ def add_and_detect(at: AppTest, files) -> AppTest:
     return at
 
 
+def built(at: AppTest, ws, session_id: int) -> dict:
+    """Press "Build the zip" on the Export page and wait for the background export: its record."""
+    at.switch_page("pages/export.py").run()
+    next(b for b in at.button if b.label == "Build the zip").click().run()
+    assert not at.exception
+    for _ in range(480):
+        if ws.exports.of_session(session_id)[0]["status"] != "building":
+            break
+        time.sleep(0.25)
+    return ws.exports.of_session(session_id)[0]
+
+
 def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_rgb):
     at = started()
     assert at.session_state["reviewer"] == "A. Officer"
@@ -257,13 +269,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
 
     next(b for b in at.button if b.label == "Approve").click().run()
     assert ws.image(record.id).status == APPROVED
-    at.switch_page("pages/export.py").run()
-    next(b for b in at.button if b.label == "Build the zip").click().run()
-    for _ in range(480):
-        if ws.exports.of_session(session_id)[0]["status"] != "building":
-            break
-        time.sleep(0.25)
-    export = ws.exports.of_session(session_id)[0]
+    export = built(at, ws, session_id)
     assert export["counts"]["exported"] == 1, export
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
@@ -348,13 +354,7 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
         "; its sound is silenced")
 
     next(b for b in at.button if b.label == "Approve").click().run()
-    at.switch_page("pages/export.py").run()
-    next(b for b in at.button if b.label == "Build the zip").click().run()
-    for _ in range(480):
-        if ws.exports.of_session(session_id)[0]["status"] != "building":
-            break
-        time.sleep(0.25)
-    export = ws.exports.of_session(session_id)[0]
+    export = built(at, ws, session_id)
     assert export["counts"]["exported"] == 1, export
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".mp4")]
@@ -611,14 +611,8 @@ def test_export_builds_zip_of_approved_only(reviewed, pictures):
     ws.decide(first.id, APPROVED, "A. Officer")
     at.switch_page("pages/export.py").run()
     assert "**1** approved" in at.markdown[0].value
-    next(b for b in at.button if b.label == "Build the zip").click().run()
-    assert not at.exception
-    for _ in range(240):
-        if ws.exports.of_session(session_id)[0]["status"] != "building":
-            break
-        time.sleep(0.25)
+    export = built(at, ws, session_id)
     at.run()
-    export = ws.exports.of_session(session_id)[0]
     assert export["current"] and export["counts"]["exported"] == 1 and export["counts"]["pending"] == 1
     assert "Current export" in at.success[0].value
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
