@@ -108,7 +108,6 @@ class Settings:
 VIDEO_ONLY = ("video_quality", "sound", "start", "end", "by_clock", "silence")
 
 
-
 def anonymize(pixels: np.ndarray, faces: list[Face], settings: Settings) -> np.ndarray:
     """Cover the selected faces of an upright image; the one place where settings meet pixels.
     Where an image with transparency is fully transparent, its colours are cleared: no viewer

@@ -76,8 +76,7 @@ def _listen(record: ImageRecord, settings: Settings) -> None:
     else:
         st.audio(path.read_bytes(), format="audio/mp4")
         st.caption(plain("Times are from its first frame, as each frame's caption gives them"
-                         + (f"; silent from {'; from '.join(map(_span, settings.silence))}."
-                            if settings.silence else ".")))
+                         + (f"; silent {_silenced(settings.silence)}." if settings.silence else ".")))
 
 
 def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]:
@@ -109,8 +108,8 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said
             (face.covered_at(settings.threshold) or face.score >= settings.threshold - 0.1)]
     sound = (clip.info.audio or "none") + ("" if not clip.info.audio else
                                            " (left out of the export, as the settings ask)" if not settings.sound else
-                                           f" (silenced from {'; from '.join(map(_span, settings.silence))}, as the "
-                                           "settings ask)" if settings.silence else "")
+                                           f" (silenced {_silenced(settings.silence)}, as the settings ask)"
+                                           if settings.silence else "")
     left_out = f" Not written to the export: {clip.info.left_out}." if clip.info.left_out else ""
     st.caption(plain(f"{record.name}: {clip.frames} frames, {times.said_time(clip.duration)}, sound: "
                      f"{sound}.{left_out}{part_said} Each row of the face table is one person's "
@@ -119,8 +118,9 @@ def _track_table(record: ImageRecord, settings: Settings, clip, every, part_said
                  column_config={"face": st.column_config.ImageColumn("face", help="the surest frame of the track")})
 
 
-def _span(part: tuple[float, float]) -> str:
-    return times.said_span(*part)
+def _silenced(silence: tuple[tuple[float, float], ...]) -> str:
+    """ "from 1.00 s to 2.00 s; from 3.00 s to 3.50 s" """
+    return "; ".join(f"from {times.said_span(a, b)}" for a, b in silence)
 
 
 def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str,
