@@ -40,7 +40,8 @@ def read_time(text: str) -> float:
     """A time as a person writes it, in seconds: 90, 1:30 or 1:01:30 (and 1:30.5, 90 s)."""
     try:
         parts = [float(p) for p in str(text).strip().removesuffix("s").strip().split(":")]
-        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+        if not 1 <= len(parts) <= 3 or not all(0 <= p < float("inf") for p in parts) or \
+                any(p >= 60 for p in parts[1:]):  # (nan and inf are floats too)
             raise ValueError
     except ValueError:
         raise ValueError(f"{text!r} is not a time (seconds, MM:SS or HH:MM:SS)") from None

@@ -152,7 +152,7 @@ def test_a_part_of_the_sound_is_read_as_people_write_it(text, span):
     assert times.read_span(text) == span
 
 
-@pytest.mark.parametrize("text", ["1:05 to 1:02", "1:02", "1:02 to", "a-b", "1-2-3"])
+@pytest.mark.parametrize("text", ["1:05 to 1:02", "1:02", "1:02 to", "a-b", "1-2-3", "nan-1", "1 to inf"])
 def test_a_part_written_wrongly_is_refused_with_what_was_written(text):
     with pytest.raises(ValueError, match=re.escape(repr(text))):
         times.read_span(text)
