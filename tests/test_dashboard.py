@@ -363,7 +363,9 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
     assert min(sound.loudest(tmp_path / "out.mp4", ((0.2, 0.85), (2.15, 2.8)))) >= 0.1
     with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
         row = next(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+        report = archive.read("report.html").decode()
     assert row["silenced"] == "1.00 s to 2.00 s of the exported file, checked silent there"
+    assert "Sound silenced: 1.00 s to 2.00 s of the exported file, checked silent there." in report
     assert row["sound"] == "aac re-encoded to AAC, 1 part silenced"
     # the parts silenced decide what leaves: another puts the approval out of date
     at.switch_page("pages/review.py").run()
