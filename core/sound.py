@@ -101,6 +101,7 @@ class SoundTrack:
         rate = stream.codec_context.sample_rate or 48000
         self._encoder = out.add_stream("aac", rate=rate)
         self._encoder.layout = "stereo" if (stream.codec_context.channels or 1) > 1 else "mono"
+        self._encoder.bit_rate = 128000 if self._encoder.layout.name == "mono" else 192000
         self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
         self.note = (f"{name} re-encoded to AAC, {_parts(len(silence))} silenced" if silence
                      else f"{name} re-encoded to AAC (MP4 cannot store {name})")

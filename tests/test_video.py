@@ -250,6 +250,8 @@ def test_silenced_sound_is_said_and_checked_in_what_leaves(engine, moving, tmp_p
     assert entry["video"]["sound"] == "aac re-encoded to AAC, 2 parts silenced"
     quiet, loud = _quiet_and_loud(out / "interview.mp4", [(1.0, 2.0), (2.5, 3.0)], 3.6)
     assert max(quiet) <= sound.SILENT and min(loud) >= 0.1 and len(loud) == 3  # before, between, after
+    with av.open(str(out / "interview.mp4")) as container:  # re-encoded at 128 kbit/s: the tone and its
+        assert container.streams.audio[0].bit_rate >= 50_000  # silences average 61, at the default 38
     # the check has teeth: the clip as it came in is loud there, and would not be written
     with pytest.raises(video.ImageError, match=r"its sound is not silent from 1.00 s to 2.00 s in the file written "
                                                r"\(loudest -1[0-9] dB of full scale\): not written"):
