@@ -45,7 +45,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
             _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
                         reviewer, mark, frame if show_original else None, part is None or index in part,
                         settings.sound and any(a <= clip.at(index) < b for a, b in settings.silence))
-    if clip.info.audio and settings.sound:
+    if clip.info.audio:
         _listen(record, settings)
     _track_table(record, settings, clip, every, part_said)
     return clip
@@ -58,8 +58,11 @@ PLAYABLE_BYTES = 512 << 20
 
 def _listen(record: ImageRecord, settings: Settings) -> None:
     """The clip's sound as it will leave, to find where a name is said and hear the parts
-    silenced: its times are the frames' captions' times."""
-    if not st.toggle("Listen to its sound, as it will leave", key=f"listen-{record.id}",
+    silenced: its times are the frames' captions' times. Where its settings leave the sound out,
+    as it would leave if kept: to decide whether it may be."""
+    label = ("Listen to its sound, as it will leave" if settings.sound else
+             "Listen to its sound (its settings leave it out of the export)")
+    if not st.toggle(label, key=f"listen-{record.id}",
                      help="To find where a name is said or a voice would identify someone (then give those "
                           "parts in its own settings: \"Silence the sound\"), and to hear them silent."):
         return
@@ -76,7 +79,10 @@ def _listen(record: ImageRecord, settings: Settings) -> None:
     else:
         st.audio(path.read_bytes(), format="audio/mp4")
         st.caption(plain("Times are from its first frame, as each frame's caption gives them"
-                         + (f"; silent {_silenced(settings.silence)}." if settings.silence else ".")))
+                         + (f"; silent {_silenced(settings.silence)}." if settings.silence else ".")
+                         + ("" if settings.sound else " It leaves without its sound, as its settings ask: to keep "
+                            "it, with the parts where a name is said silenced, tick \"Keep the sound of "
+                            "videos\" in its own settings.")))
 
 
 def _part(clip: video.Scan, settings: Settings) -> tuple[video.Part | None, str]:

@@ -335,9 +335,15 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
         (player,) = at.get("audio")
         (tmp_path / "heard.m4a").write_bytes(pictures.raw(player.proto.url))
         return tmp_path / "heard.m4a"
-    next(t for t in at.toggle if t.label == "Listen to its sound, as it will leave").set_value(True).run()
+    # a session that leaves sound out by default: the reviewer listens, to decide whether this clip's may leave
+    ws.set_batch_settings(session_id, Settings(sound=False), "A. Officer")
+    at.run()
+    next(t for t in at.toggle if t.label == "Listen to its sound (its settings leave it out of the export)").set_value(
+        True).run()
     assert min(sound.loudest(heard(), ((0.2, 1.0), (1.2, 2.8)))) >= 0.1  # the tone, all through
+    assert plain("It leaves without its sound, as its settings ask") in at.caption[0].value
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
+    at.checkbox(key=f"image-{record.id}-sound").check().run()
     at.text_area(key=f"image-{record.id}-silence").input("0:02.5-3\n2 to 1").run()
     assert plain("'2 to 1' must end after it starts") in at.error[0].value
     at.text_area(key=f"image-{record.id}-silence").input("1 to 2\n0:05 to 0:06").run()
@@ -345,6 +351,7 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
     at.text_area(key=f"image-{record.id}-silence").input("1 to 2\n0:01.5 to 0:01.8").run()
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     assert ws.image(record.id).override.silence == ((1.0, 2.0),)  # the two joined
+    assert ws.image(record.id).override.sound
     captions = " ".join(c.value for c in at.caption)
     assert plain("sound: aac (silenced from 1.00 s to 2.00 s, as the settings ask)") in captions
     quiet, loud = sound.loudest(heard(), ((1.0, 2.0),)), sound.loudest(heard(), ((0.2, 0.85), (2.15, 2.8)))
