@@ -73,6 +73,11 @@ class Sound:
     def streams(self) -> list:
         return [track.stream for track in self.tracks.values()]
 
+    @property
+    def end(self) -> float:
+        """Where the sound re-encoded so far ends, in seconds of the output (0 where copied)."""
+        return max((track.end for track in self.tracks.values()), default=0.0)
+
     def put(self, packet) -> None:
         self.tracks[packet.stream.index].put(packet)
 
@@ -103,7 +108,7 @@ class SoundTrack:
         self._encoder.layout = "stereo" if (stream.codec_context.channels or 1) > 1 else "mono"
         self._encoder.bit_rate = 128000 if self._encoder.layout.name == "mono" else 192000
         self._resampler = av.AudioResampler(format="fltp", layout=self._encoder.layout, rate=rate)
-        self.note = (f"{name} re-encoded to AAC, {_parts(len(silence))} silenced" if silence
+        self.note = (f"{name} re-encoded to AAC, with parts silenced" if silence
                      else f"{name} re-encoded to AAC (MP4 cannot store {name})")
 
     def put(self, packet) -> None:
@@ -125,6 +130,10 @@ class SoundTrack:
             if self._next is None:  # the sound may start later than the pictures
                 self._next = round((frame.time - self.origin) * self._encoder.rate) if frame.pts is not None else 0
             self._encode(self._resampler.resample(frame))
+
+    @property
+    def end(self) -> float:
+        return (self._next or 0) / self._encoder.rate if self._encoder is not None else 0.0
 
     def _encode(self, frames) -> None:
         for frame in frames:
@@ -196,10 +205,6 @@ class CutSound:
         if self._resampler is not None:
             self._write(None, self._resampler.resample(None))
             self.out.mux(self.copy.encode(None))
-
-
-def _parts(count: int) -> str:
-    return f"{count} part{'s' if count > 1 else ''}"
 
 
 def loudest(path: Path, parts: tuple[tuple[float, float], ...]) -> list[float]:

@@ -483,15 +483,19 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
                         progress(index, part.frames if part else info.frames)
             out.mux(encoder.encode(None))
             sound.flush()
+            # the output's length, to the end of its last frame or its sound
+            length = part.until - part.begin if part else max(
+                (forward.last or 0) * video.time_base + 1 / rate, Fraction(sound.end))
         if index == 0:
             raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
         if sound.tracks:
             check_silent(Path(tmp), str(path), silenced)
+        held = _within(silenced, length)  # those the output holds, said
         os.replace(tmp, out_path)
     if progress and index % PROGRESS_EVERY:  # the last frame, unless the loop just said it
         progress(index, index)
     return {"frames": index, "audio": sound.note, "left_out": info.left_out,
-            "silenced": [[float(a), float(b)] for a, b in silenced] if sound.tracks else []}
+            "silenced": [[a, b] for a, b in held] if sound.tracks else []}
 
 
 def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], ...] = ()) -> bool:
@@ -524,16 +528,18 @@ def _timeline(source, first, info: VideoInfo, part: Part | None,
               silence: tuple[tuple[float, float], ...]) -> tuple[Fraction, tuple[tuple[float, float], ...]]:
     """Where an output of `source` starts (seconds of its own times: its start, or the `part`'s),
     and the parts of its sound to silence (given from the first frame, `first`) on the output's
-    time line, those it holds only: from its zero to its end (the part's, or the file's)."""
+    time line, from its zero on; of a part, to its end (a file's own length is not trusted: a
+    part past a length it names too short would be left loud)."""
     origin = part.begin if part else Fraction(source.start_time or 0, 1_000_000)
     shift = Fraction(first.time) - origin if first.pts is not None else Fraction(0)  # the first frame's place
     return origin, _within([(a + shift, b + shift) for a, b in joined(silence)],
-                           part.until - part.begin if part else Fraction(info.duration or 1 << 40))
+                           part.until - part.begin if part else None)
 
 
-def _within(parts: list[tuple[Fraction, Fraction]], length: Fraction) -> tuple[tuple[float, float], ...]:
-    """`parts` of a time line cut to its first `length` seconds; a part wholly outside dropped."""
-    cut = ((max(a, 0), min(b, length)) for a, b in parts)
+def _within(parts, length: Fraction | float | None) -> tuple[tuple[float, float], ...]:
+    """`parts` of a time line cut to its first `length` seconds (None: no end); a part wholly
+    outside dropped."""
+    cut = ((max(a, 0), b if length is None else min(b, length)) for a, b in parts)
     return tuple((float(a), float(b)) for a, b in cut if a < b)
 
 

@@ -373,7 +373,7 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
         report = archive.read("report.html").decode()
     assert row["silenced"] == "1.00 s to 2.00 s of the exported file, checked silent there"
     assert "Sound silenced: 1.00 s to 2.00 s of the exported file, checked silent there." in report
-    assert row["sound"] == "aac re-encoded to AAC, 1 part silenced"
+    assert row["sound"] == "aac re-encoded to AAC, with parts silenced"
     # the parts silenced decide what leaves: another puts the approval out of date
     at.switch_page("pages/review.py").run()
     at.text_area(key=f"image-{record.id}-silence").input("1 to 2.5").run()
