@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import ImageError
-from .sound import CutSound
+from .sound import CutSound, readable
 from .times import clock_offsets, said_time
 from .video import NotThere, _open, _probe, _removed_on_failure
 
@@ -41,9 +41,7 @@ def cut(path: Path, out_path: Path, start: float, end: float | None, clock: bool
             rate = video.average_rate or video.guessed_rate
             copy = out.add_stream_from_template(video, **({"rate": rate} if rate else {}))
             copy.metadata.clear()
-            # a stream with no rate has no sound the demuxer could find (a recording cut short)
-            sound = {s.index: CutSound(out, s) for s in source.streams.audio
-                     if s.codec_context is not None and s.codec_context.sample_rate}
+            sound = {s.index: CutSound(out, s) for s in readable(source)}
             if seekable:  # else from the start, the packets before the key frame passed over
                 _seek(source, video, key)
             decoded: list[float] = []  # the decode times of the pictures taken, where the file gives them

@@ -34,6 +34,18 @@ SILENT = 0.001
 INTERLEAVED = 5
 
 
+def readable(source) -> list:
+    """The sound tracks of an open file that can be read, in their order. A stream with no rate
+    has no sound data the demuxer could find (a recording cut short)."""
+    return [s for s in source.streams.audio if s.codec_context is not None and s.codec_context.sample_rate]
+
+
+def said_track(stream) -> str:
+    """ "aac, eng" """
+    language = stream.metadata.get("language", "")
+    return codec_name(stream) + (f", {language}" if language and language != "und" else "")
+
+
 class Sound:
     """The input's sound into the output: every sound track (a second language, a second
     microphone, a recording's commentary), each copied packet for packet when MP4 can store its
@@ -42,11 +54,12 @@ class Sound:
     all the same. Without `keep`, none is written."""
 
     def __init__(self, out, source, origin: Fraction = Fraction(0), keep: bool = True,
-                 until: Fraction | None = None, silence: tuple[tuple[float, float], ...] = ()):
+                 until: Fraction | None = None, silence: tuple[tuple[float, float], ...] = (),
+                 track: int | None = None):
         """`origin`: the input's start, in seconds, which is the output's zero. With `until`,
         only the sound from `origin` to `until` is written (a part of the video). `silence`:
         parts of the output (seconds from its zero) where every track is silent; such a track
-        is re-encoded, never copied."""
+        is re-encoded, never copied. `track`: only that one of the `readable` tracks."""
         self.tracks: dict[int, SoundTrack] = {}
         self.note: str | None = None
         if not source.streams.audio:
@@ -54,17 +67,17 @@ class Sound:
         if not keep:
             self.note = SOUND_LEFT_OUT
             return
-        # A stream with no rate has no sound data the demuxer could find (a recording cut short).
-        readable = [s for s in source.streams.audio if s.codec_context is not None and s.codec_context.sample_rate]
-        unreadable = len(source.streams.audio) - len(readable)
+        tracks = readable(source)
+        unreadable = len(source.streams.audio) - len(tracks)
         why = ("its sound is in a codec this program cannot read"
                if any(s.codec_context is None for s in source.streams.audio)
                else "no sound could be read from it (cut short?)")
-        if not readable:
+        if not tracks:
             self.note = f"left out: {why}"
             return
-        self.tracks = {s.index: SoundTrack(out, s, origin, until, silence) for s in readable}
-        notes = [track.note for track in self.tracks.values()]
+        self.tracks = {s.index: SoundTrack(out, s, origin, until, silence)
+                       for n, s in enumerate(tracks) if track is None or n == track}
+        notes = [kept.note for kept in self.tracks.values()]
         self.note = "; ".join(notes) if len(notes) == 1 else f"{len(notes)} tracks: " + "; ".join(notes)
         if unreadable:
             self.note += f"; {unreadable} more track{'s' if unreadable > 1 else ''} left out: {why}"

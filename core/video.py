@@ -31,7 +31,7 @@ import numpy as np
 from . import hdr
 from .faces import Face
 from .images import ImageError
-from .sound import INTERLEAVED, Sound, check_silent, codec_name
+from .sound import INTERLEAVED, Sound, check_silent, codec_name, readable, said_track
 from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, joined, said_time
 from .tracks import HOLD, Track, faces_by_frame, link
 
@@ -498,11 +498,19 @@ def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.
             "silenced": [[a, b] for a, b in held] if sound.tracks else []}
 
 
-def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], ...] = ()) -> bool:
-    """The clip's sound alone as the export of the whole clip writes it (M4A), `silence` silenced
-    and checked: its times are the frames' captions' times (to the few milliseconds by which the
-    first frame may follow the sound's start). To listen to before approving. False for a clip
-    with no sound that can be read (nothing written)."""
+def sound_tracks(path: Path) -> list[str]:
+    """The clip's sound tracks that can be read, each said ("aac, eng"), in their order."""
+    source, _ = _open(path)
+    with source:
+        return [said_track(stream) for stream in readable(source)]
+
+
+def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], ...] = (), track: int = 0) -> bool:
+    """One of the clip's sound tracks (`track`, of `sound_tracks`) alone as the export of the
+    whole clip writes it (M4A), `silence` silenced and checked: its times are the frames'
+    captions' times (to the few milliseconds by which the first frame may follow the sound's
+    start). To listen to before approving: a browser plays one track of a file. False for a
+    clip with no sound that can be read (nothing written)."""
     import av
 
     info, first, _ = _probe(path)
@@ -512,7 +520,7 @@ def sound_only(path: Path, out_path: Path, silence: tuple[tuple[float, float], .
     with _removed_on_failure(Path(tmp), path, "its sound could not be read ({})"):
         with source, av.open(tmp, "w", format="mp4") as out:
             origin, silenced = _timeline(source, first, info, None, silence)
-            sound = Sound(out, source, origin, silence=silenced)
+            sound = Sound(out, source, origin, silence=silenced, track=track)
             for packet in source.demux(sound.streams) if sound.tracks else ():
                 sound.put(packet)
             sound.flush()

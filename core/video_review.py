@@ -225,12 +225,13 @@ def _scan_at(path: Path, _mtime_ns: int, _size: int, sha256: str) -> Scan:
     return Scan(info, sha256, [Track.from_dict(t) for t in data["tracks"]], data["times"])
 
 
-def sound_preview(files: FileStore, sha256: str, silence: tuple[tuple[float, float], ...]) -> Path | None:
-    """The clip's sound as it will leave, `silence` silenced (see `video.sound_only`), kept
-    beside its previews (removed with them); None for a clip with no sound that can be read."""
+def sound_preview(files: FileStore, sha256: str, silence: tuple[tuple[float, float], ...],
+                  track: int = 0) -> Path | None:
+    """A sound track of the clip as it will leave, `silence` silenced (see `video.sound_only`),
+    kept beside its previews (removed with them); None for a clip with no sound that can be read."""
     asked = hashlib.sha256(json.dumps(silence).encode()).hexdigest()[:16]
-    path = files.preview_path(sha256, f"sound-{asked}.m4a")
-    if not path.exists() and not sound_only(files.object_path(sha256), path, silence):
+    path = files.preview_path(sha256, f"sound-{track}-{asked}.m4a")
+    if not path.exists() and not sound_only(files.object_path(sha256), path, silence, track):
         return None
     return path
 

@@ -67,8 +67,14 @@ def _listen(record: ImageRecord, settings: Settings) -> None:
                           "parts in its own settings: \"Silence the sound\"), and to hear them silent."):
         return
     try:
+        tracks = sound_tracks(record.sha256)
+        # a browser plays one track of a file: each is heard on its own (a second microphone may say a name)
+        track = st.selectbox("Sound track", range(len(tracks)), key=f"listen-track-{record.id}",
+                             format_func=lambda n: f"track {n + 1} of {len(tracks)}: {tracks[n]}",
+                             help="Every track leaves, each silenced alike: listen to each.") \
+            if len(tracks) > 1 else 0
         with st.spinner("Reading its sound..."):
-            path = video_review.sound_preview(workspace().files, record.sha256, settings.silence)
+            path = video_review.sound_preview(workspace().files, record.sha256, settings.silence, track)
     except Exception as exc:  # noqa: BLE001 - this clip's problem, said here; the rest of the page stands
         st.error(plain(f"Its sound cannot be played here: {failure_reason(exc)}."))
         return
@@ -165,6 +171,11 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
             shown.append((original, "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):
             column.image(video.square_pixels(pixels, shape), output_format="JPEG", width="stretch", caption=caption)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def sound_tracks(sha256: str) -> list[str]:
+    return video.sound_tracks(workspace().files.object_path(sha256))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -147,6 +147,30 @@ def _subtitle(container, text: str) -> None:
     container.mux(packet)
 
 
+def write_tracks(path: Path, frames: list[np.ndarray], tracks: dict[str, int]) -> None:
+    """A MOV clip of `frames` at 25 a second with a sound track for each codec of `tracks`, in
+    that order: the codec's tone (Hz; 0 for silence), as long as the pictures, mono at 48 kHz."""
+    with av.open(str(path), "w", format="mov") as container:
+        picture = container.add_stream("libx264", rate=25)
+        picture.width, picture.height, picture.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sounds = [container.add_stream(codec, rate=48000) for codec in tracks]
+        for n, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            container.mux(picture.encode(frame))
+        container.mux(picture.encode(None))
+        samples = len(frames) * 48000 // 25
+        for stream, tone in zip(sounds, tracks.values()):
+            kind = stream.codec_context.format.name  # the encoder's own samples: float or 16 bits
+            wave = 0.3 * np.sin(2 * np.pi * tone * np.arange(samples) / 48000)
+            wave = (wave * 32767).astype(np.int16) if kind.startswith("s16") else wave.astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=kind, layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                container.mux(stream.encode(chunk))
+            container.mux(stream.encode(None))
+
+
 def write_dav(path: Path, frames, rate: int = 25, start: int = 1773480600, sound: bool = False) -> None:
     """A Dahua CCTV recorder's export (DHAV), chunk by chunk as FFmpeg's demuxer
     (libavformat/dhav.c) reads it: H.264 without B-frames, each frame stamped with the time of

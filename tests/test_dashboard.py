@@ -383,6 +383,39 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
     assert not at.exception
 
 
+def test_each_sound_track_of_a_clip_can_be_heard(root, astronaut_rgb, astronaut_face_box, tmp_path, pictures):
+    """An interview with a second microphone: every track leaves, but a browser plays one track of
+    a file, so only the first could be heard on the review page and a name said on the second
+    went unheard. Each is offered on its own."""
+    import av
+
+    from tests.clips import moving_face_frames, write_tracks
+
+    clip = tmp_path / "interview.mov"
+    write_tracks(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 25)],
+                 {"aac": 440, "pcm_s16le": 880})
+    at = add_and_detect(started(), [("interview.mov", clip.read_bytes(), "video/quicktime")])
+    at.switch_page("pages/review.py").run()
+    from dashboard.state import workspace
+
+    (record,) = workspace().images(at.session_state["session_id"])
+    next(t for t in at.toggle if t.label == "Listen to its sound, as it will leave").set_value(True).run()
+
+    def pitch() -> float:
+        (player,) = at.get("audio")
+        (tmp_path / "heard.m4a").write_bytes(pictures.raw(player.proto.url))
+        with av.open(str(tmp_path / "heard.m4a")) as container:
+            assert len(container.streams.audio) == 1
+            heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])[4800:43200]
+        return float(np.argmax(np.abs(np.fft.rfft(heard))) * 48000 / len(heard))
+    track = at.selectbox(key=f"listen-track-{record.id}")
+    assert track.options == ["track 1 of 2: aac", "track 2 of 2: pcm_s16le"]  # as shown
+    assert abs(pitch() - 440) < 5
+    track.set_value(1).run()
+    assert abs(pitch() - 880) < 5
+    assert not at.exception
+
+
 def test_only_part_of_each_video_can_be_added(root, astronaut_rgb, astronaut_face_box, tmp_path):
     """Minutes of a long recording: typed on the Start page, each video is added as that part
     only (and said so); a part that ends before it starts adds nothing and says why."""

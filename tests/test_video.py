@@ -25,7 +25,7 @@ from core.pipeline import DETECT_EVERY, Settings
 from core.sound import SOUND_LEFT_OUT
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import (audio_payloads, exposed, joined, moving_face_frames, read_frames, write_clip,
-                         write_dav)
+                         write_dav, write_tracks)
 from tests.conftest import jpeg_bytes
 
 SOLID = Settings(mode="solid")
@@ -732,30 +732,6 @@ def test_a_phones_hdr_clip_is_shown_for_review_as_a_screen_shows_it(moving, tran
     assert np.abs(as_decoded.astype(int) - scene[0]).mean() > 15
 
 
-def _with_tracks(path: Path, frames: list[np.ndarray], tracks: dict[str, int]) -> None:
-    """A MOV clip of `frames` at 25 a second with a sound track for each codec of `tracks`, in
-    that order: the codec's tone (Hz; 0 for silence), as long as the pictures, mono at 48 kHz."""
-    with av.open(str(path), "w", format="mov") as container:
-        picture = container.add_stream("libx264", rate=25)
-        picture.width, picture.height, picture.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        sounds = [container.add_stream(codec, rate=48000) for codec in tracks]
-        for n, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = n
-            container.mux(picture.encode(frame))
-        container.mux(picture.encode(None))
-        samples = len(frames) * 48000 // 25
-        for stream, tone in zip(sounds, tracks.values()):
-            kind = stream.codec_context.format.name  # the encoder's own samples: float or 16 bits
-            wave = 0.3 * np.sin(2 * np.pi * tone * np.arange(samples) / 48000)
-            wave = (wave * 32767).astype(np.int16) if kind.startswith("s16") else wave.astype(np.float32)
-            for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=kind, layout="mono")
-                chunk.sample_rate, chunk.pts = 48000, start
-                container.mux(stream.encode(chunk))
-            container.mux(stream.encode(None))
-
-
 def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(engine, moving, tmp_path):
     """Sound in a codec with no decoder here (a phone's spatial audio): the clip failed whole,
     "could not be processed (AttributeError ...)". Its pictures are anonymised; the sound is left
@@ -791,7 +767,7 @@ def test_a_clip_whose_sound_cannot_be_read_is_anonymised_without_it_and_says_so(
 
     # The same sound beside a second, readable stream (AAC): that one is kept, and the other said.
     both = tmp_path / "both.mov"
-    _with_tracks(both, [f for f, _ in moving[:12]], {"pcm_s16le": 0, "aac": 0})
+    write_tracks(both, [f for f, _ in moving[:12]], {"pcm_s16le": 0, "aac": 0})
     (tmp_path / "IMG_0017.MOV").write_bytes(both.read_bytes().replace(b"sowt", b"apac"))
     entry = anonymize_files(engine, [tmp_path / "IMG_0017.MOV"], tmp_path / "out", SOLID)["files"][0]
     assert entry["video"]["sound"] == ("aac, copied; 1 more track left out: its sound is in a codec this program "
@@ -805,7 +781,7 @@ def test_every_sound_track_is_kept(engine, moving, tmp_path):
     Each is kept, in its order: one MP4 stores as it is copied, the other re-encoded to AAC."""
     clip = tmp_path / "interview.mov"
     tones = (440, 880)
-    _with_tracks(clip, [f for f, _ in moving[:25]], dict(zip(("aac", "pcm_s16le"), tones)))
+    write_tracks(clip, [f for f, _ in moving[:25]], dict(zip(("aac", "pcm_s16le"), tones)))
     entry = anonymize_files(engine, [clip], tmp_path / "out", SOLID)["files"][0]
     assert entry["video"]["sound"] == ("2 tracks: aac, copied; pcm_s16le re-encoded to AAC (MP4 cannot store "
                                        "pcm_s16le)")
