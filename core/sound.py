@@ -226,6 +226,8 @@ def loudest(path: Path, parts: tuple[tuple[float, float], ...]) -> list[float]:
     import av
 
     peaks = [0.0] * len(parts)
+    if not parts:  # nothing to hear: the file's sound is not decoded
+        return peaks
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return peaks
