@@ -12,7 +12,7 @@ import streamlit as st
 
 from core.anonymizers import MODES, SHAPES
 from core.pipeline import Settings
-from core.times import joined, read_spans, read_time, said_span, said_time
+from core.times import read_spans, read_time, said_span, said_time
 from dashboard.text import plain
 
 _FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end", "silence")
@@ -57,7 +57,7 @@ def _silence_controls(current: Settings, key: str, duration: float) -> tuple[tup
                              "time (1:02 to 1:05). Those parts leave silent, and the exported file is checked "
                              "for it.")
     try:
-        parts = joined(read_spans(text))
+        parts = read_spans(text)  # (in order and joined by the settings)
         late = [said_span(a, b) for a, b in parts if a >= duration]
         if late:
             raise ValueError(f"{'; '.join(late)} starts after the clip ends ({said_time(duration)})")
