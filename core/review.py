@@ -139,13 +139,6 @@ def outline_marks(out: np.ndarray, marks: list[Mark], settings: Settings,
     return out
 
 
-def outline_table(out: np.ndarray, faces: list[Face], settings: Settings,
-                  covered: OutlineAnnotator = OutlineAnnotator()) -> np.ndarray:
-    """Box every face of the review table (in `out`'s pixels) with its number: covered ones by
-    `covered` (red), switched-off ones in yellow."""
-    return outline_marks(out, table_marks(faces, settings.threshold), settings, covered)
-
-
 def face_crop(anonymised: np.ndarray, face: Face, settings: Settings, context: float = 1.0,
               least: int = 160) -> np.ndarray:
     """The full-resolution output around one face: its covered region and `context` x the face's

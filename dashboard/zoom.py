@@ -39,8 +39,10 @@ def select_face(image_id: int, position: int | None, face: Face | None = None) -
         st.session_state[view_key(image_id)] = zoom.on_face(face)
 
 
-def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], reviewer: str, mark: str) -> None:
-    """`positions`: the faces of the table, in its order (row n is faces[positions[n]])."""
+def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], reviewer: str, mark: str,
+              outline: bool = True, near: bool = False) -> None:
+    """`positions`: the faces of the table, in its order (row n is faces[positions[n]]);
+    `outline` and `near`: the review page's toggles."""
     image_id = record.id
     view: zoom.View = st.session_state.get(view_key(image_id)) or zoom.fit(record.width, record.height)
     chosen = st.session_state.get(selected_key(image_id))
@@ -69,7 +71,8 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
     drawing = mouse.radio("The mouse", ["selects a face (click its box)", "draws a face (drag a box)"],
                           key=f"zoom-mouse-{image_id}", label_visibility="collapsed") != \
         "selects a face (click its box)"
-    pixels, window = zoom.render_window(full_original(record), record.faces, settings, view, chosen)
+    pixels, window = zoom.render_window(full_original(record), record.faces, settings, view, chosen,
+                                          outline, near)
     chart_key = f"zoom-chart-{image_id}-{mark}-{view}-{drawing}"
     st.plotly_chart(_figure(pixels, record.faces, positions, window, view, drawing), key=chart_key,
                     on_select=lambda: _clicked(record, view, chart_key), selection_mode=("points", "box"),

@@ -112,7 +112,8 @@ with left:
         say_unreadable(record, unreadable)
     elif zooming:
         with zoom_area:
-            zoom_view(record, settings, face_rows(record.faces, settings.threshold)[1], reviewer, mark)
+            zoom_view(record, settings, face_rows(record.faces, settings.threshold)[1], reviewer, mark,
+                      outline, near)
     elif walking:
         walk_rows, walk_positions = face_rows(record.faces, settings.threshold)
         if not walk_positions:

@@ -92,3 +92,18 @@ def test_face_edits_are_undone_one_by_one_and_logged(tmp_path):
     undone = [a["detail"]["change"] for a in ws.audit(session) if a["detail"].get("undoes")]
     assert len(undone) == 3 and all(c.startswith("undone: ") for c in undone)
     assert record.faces == [found]
+
+
+@pytest.mark.parametrize("outline,near", [(True, False), (True, True), (False, True), (False, False)])
+def test_the_window_outlines_what_the_toggles_ask(outline, near):
+    """The review page's "Outline covered regions" and "Outline near misses (grey)" hold in the
+    zoom view too: a crowd's near misses are what a reviewer zooms in to judge."""
+    settings = Settings(mode="solid")
+    found = Face(200, 200, 40, 40, 0.9, "centerface")
+    missed = Face(600, 300, 40, 40, settings.threshold - 0.02, "centerface")
+    plain, _ = render_window(PHOTO, [found, missed], settings, View(550, 350, 1.0), outline=False)
+    shown, _ = render_window(PHOTO, [found, missed], settings, View(550, 350, 1.0), outline=outline, near=near)
+    changed = np.any(shown != plain, axis=2)  # the window shows photo x 100-1000, y 50-650
+    assert changed[250:290, 498:503].any() == near  # the near miss's own box, its left edge
+    x, y, w, h = found.region(settings.padding, *PHOTO.shape[1::-1])
+    assert changed[round(y) - 50:round(y + h) - 50, round(x) - 102:round(x) - 97].any() == outline
