@@ -136,7 +136,7 @@ with left:
                          on_click=act, args=(ws.switch_faces, image_id, [(face, not covered)], reviewer),
                          kwargs={"seen": mark})
     elif st.toggle("Draw a face the detectors missed", key=f"drawing-{image_id}"):
-        box = drawn_box(preview(record, settings, True, residual), record.width, key=f"draw-{image_id}")
+        box = drawn_box(preview(record, settings, True, residual, near), record.width, key=f"draw-{image_id}")
         if box:
             st.button("Add this face", key=f"add-{image_id}", type="primary",
                       on_click=act, args=(ws.add_face, image_id, drawn_face(box, settings.padding), reviewer),

@@ -1019,3 +1019,35 @@ def test_overview_rows_follow_each_change_and_equal_a_fresh_derivation(root, ast
     assert overview_rows(session) == fresh()
     ws.purge_session(session, "Ann")
     assert not saved.exists()
+
+
+def test_drawing_a_face_shows_the_near_misses_when_asked(reviewed):
+    """With "Outline near misses (grey)" on, the photo to draw on shows them too: the reviewer
+    can tick the near miss instead of drawing over it."""
+    import base64
+    import json
+
+    from core.faces import Face
+    from core.images import decode_photo
+
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    first = ws.images(session_id)[0]
+    batch = ws.batch_settings(session_id)
+    ws.save_detection(first.id, first.width, first.height,
+                      first.faces + [Face(60.0, 380.0, 60.0, 60.0, batch.threshold - 0.05, "centerface")])
+    at.session_state["image_id"] = first.id
+    at.switch_page("pages/review.py").run()
+    at.toggle(key=f"drawing-{first.id}").set_value(True).run()
+
+    def shown():
+        assert not at.exception
+        figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+        source = figure["data"][0]["source"]
+        return decode_photo(base64.b64decode(source.split(",", 1)[1]), "shown.jpg").pixels.astype(int)
+
+    without = shown()
+    at.toggle(key=f"near-{first.id}").set_value(True).run()
+    changed = np.abs(shown() - without).max(axis=2) > 40
+    assert changed[370:450, 50:130].any(), "the near miss is outlined where it is"
+    assert not changed[:300].any(), "and nothing else changed"
