@@ -191,6 +191,8 @@ def test_export_holds_only_current_approvals(workspace, session, astronaut_rgb, 
             datetime.now().astimezone().strftime("%z")[:3] + ":" + datetime.now().astimezone().strftime("%z")[3:])
         report = archive.read("report.html").decode()
         assert "data:image/jpeg;base64," in report and "child in frame" in report
+        models = json.loads(archive.read("manifest.json"))["versions"]["models_sha256"]
+        assert f"centerface.onnx: {models['centerface.onnx']}" in report, "each model named with its hash, as text"
         # The record names the publication zip by its bytes, not only by its name.
         published = hashlib.sha256(result.path.read_bytes()).hexdigest()
         assert json.loads(archive.read("manifest.json"))["publication_zip_sha256"] == published
