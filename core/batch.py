@@ -25,6 +25,7 @@ from .store import write_atomically
 from .kinds import companion, is_video, not_media, unreadable_kind
 
 HELD_BACK = "held-back"
+STOPPED = "not done: the run was stopped (Ctrl-C) before it; run again for it"
 COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
 
 
@@ -178,13 +179,40 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     its reason and the batch goes on. With `check`, each output is run through the residual
     check as written; an output it flags goes to `out_dir/held-back/`, never beside the clean
     ones, and the manifest says why. Reading the next file and encoding the last one run
-    beside detection, so a batch keeps the machine's cores busy."""
+    beside detection, so a batch keeps the machine's cores busy. Stopped (Ctrl-C), it finishes
+    the outputs being written, removes the one being made, and writes the manifest all the same:
+    every input is in it, those not done said so, and `stopped` is true."""
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    namer = OutputNamer(out_dir)
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []
+
+    stopped = False
+    try:
+        _run(engine, jobs, entries, out_dir, settings, progress, check, detect_every)
+    except KeyboardInterrupt:  # the outputs being written were finished as the pool closed
+        stopped = True
+        for entry in entries:
+            if not {"output", "error"} & set(entry):
+                entry["error"] = STOPPED
+        entries += [{"input": str(path), "error": STOPPED} for path, _ in jobs[len(entries):]]
+    record = {
+        "created": utc_now(),
+        "settings": settings.to_dict(),
+        "versions": engine_versions(),
+        "files": entries,
+        "passed_over": [str(path) for path in passed_over],
+    } | ({"stopped": True} if stopped else {})
+    write_atomically(manifest, json.dumps(record, indent=2).encode())
+    return record
+
+
+def _run(engine: Engine, jobs: list, entries: list[dict], out_dir: Path, settings: Settings,
+         progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int) -> None:
+    """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
+    in when its output is written or it fails."""
+    namer = OutputNamer(out_dir)
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
         return entry.update(write_output(engine, photo, found, pixels, out_dir, name, settings, check))
@@ -228,15 +256,6 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
                 continue
             settle(1)
         settle(0)
-    record = {
-        "created": utc_now(),
-        "settings": settings.to_dict(),
-        "versions": engine_versions(),
-        "files": entries,
-        "passed_over": [str(path) for path in passed_over],
-    }
-    write_atomically(manifest, json.dumps(record, indent=2).encode())
-    return record
 
 
 def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
@@ -253,8 +272,19 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
     rendered = video.render(path, out_dir / name, scan.tracks, lambda pixels, faces: anonymize(pixels, faces, settings),
                             settings.video_quality, progress=stage("covering"), sound=settings.sound, part=part,
                             silence=settings.silence)
+    try:
+        return _video_entry(engine, path, out_dir, name, settings, check, stage, scan, part, rendered)
+    except BaseException:  # checking failed or was stopped: the output it was judging does not stay
+        (out_dir / name).unlink(missing_ok=True)
+        raise
+
+
+def _video_entry(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool, stage,
+                 scan: video.Scan, part: video.Part | None, rendered: dict) -> dict:
+    """A rendered video's manifest fields, checked first when asked; a flagged output moves to
+    `out_dir/held-back/`, the last thing done."""
     entry: dict = {"kind": "video", "input_sha256": scan.sha256, "output": name}
-    folder = out_dir
+    residual = []
     if check:
         residual = video.check(path, out_dir / name, scan, lambda before, after, faces: residual_faces(
             engine.detector, before, after, selected(faces, settings.threshold),
@@ -262,15 +292,8 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
             progress=stage("checking"), part=part)
         entry["residual_frames"] = [{"index": n, "faces": [face_record(f, settings, scan.info.width, scan.info.height)
                                                            for f in faces]} for n, faces in residual]
-        if residual:
-            folder = out_dir / HELD_BACK
-            folder.mkdir(exist_ok=True)
-            os.replace(out_dir / name, folder / name)
-            entry["output"] = str(Path(HELD_BACK) / name)
-            entry["held_back"] = f"in {len(residual)} checked frame(s): " + \
-                _held_back_reason([f for _, faces in residual for f in faces])
     entry.update({
-        "output_sha256": video.file_sha256(folder / name), "width": scan.info.width, "height": scan.info.height,
+        "output_sha256": video.file_sha256(out_dir / name), "width": scan.info.width, "height": scan.info.height,
         "video": scan.info.to_dict() | {"frames": scan.frames, "duration": round(scan.duration, 3),
                                         "frames_written": rendered["frames"], "sound": rendered["audio"],
                                         "detect_every": scan.every},
@@ -280,6 +303,12 @@ def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settin
         entry["video"]["part"] = part_record(scan, part)
     if rendered["silenced"]:  # seconds of the file written, checked silent there
         entry["video"]["silenced"] = [{"from": round(a, 3), "to": round(b, 3)} for a, b in rendered["silenced"]]
+    if residual:
+        (out_dir / HELD_BACK).mkdir(exist_ok=True)
+        os.replace(out_dir / name, out_dir / HELD_BACK / name)
+        entry["output"] = str(Path(HELD_BACK) / name)
+        entry["held_back"] = f"in {len(residual)} checked frame(s): " + \
+            _held_back_reason([f for _, faces in residual for f in faces])
     return entry
 
 

@@ -100,7 +100,19 @@ def _span(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# The exit code of a run stopped with Ctrl-C, as a shell gives a command it interrupts.
+STOPPED_EXIT = 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # `anonymize` records what it did first (see `anonymize_files`)
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return STOPPED_EXIT
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings(
@@ -138,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         failed = [f for f in manifest["files"] if "error" in f]
         flagged = [f for f in manifest["files"] if f.get("held_back")]
         done = len(manifest["files"]) - len(failed) - len(flagged)
+        if manifest.get("stopped"):
+            print(f"stopped: {done + len(flagged)} of {len(manifest['files'])} file(s) done; manifest: {record} "
+                  "(the files not done are listed in it)", file=sys.stderr)
+            return STOPPED_EXIT
         print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
               f"manifest: {record}", file=sys.stderr)
         _say_passed_over(manifest)

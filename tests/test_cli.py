@@ -381,3 +381,42 @@ def test_output_names_keep_accented_letters_without_their_accents():
     assert namer.name_for("Ecole Fete.png", "JPEG") == "Ecole_Fete-2.jpg", "still one name per input"
     assert safe_name("Zoë's ../party", "session") == "Zoe_s_.._party"
     assert safe_name("北京", "session") == "session"
+
+
+@pytest.mark.parametrize("stage,options", [("detecting faces", ()), ("checking", ("--check",))])
+def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, astronaut_face_box, stage, options):
+    """Ctrl-C in the middle of a batch printed a traceback and left the photos already written
+    with no manifest: files with no record of how they were made. The run stops at once, leaves
+    no half-written file, and writes the manifest of what it did; every input is in it, those
+    not done said so, and the message says how far it got. Stopped while a clip written whole
+    was being checked, the clip does not stay beside the checked outputs."""
+    import signal
+
+    from tests.clips import moving_face_frames, write_clip
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    write_clip(folder / "b.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 250)])
+    (folder / "c.jpg").write_bytes(jpeg_bytes(astronaut_rgb[:, ::-1].copy()))
+    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(tmp_path / "out"),
+                            *options],
+                           cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal starts it
+    said = []
+    for line in run.stderr:
+        said.append(line)
+        if f"b.mp4: {stage}, frame 50/" in line:
+            run.send_signal(signal.SIGINT)
+            break
+    said += run.stderr.readlines()
+    assert run.wait(timeout=60) == 130, said
+    said = "".join(said)
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stopped"]
+    outcome = {Path(f["input"]).name: f.get("output") or f["error"] for f in manifest["files"]}
+    assert outcome["a.jpg"] == "a.jpg" and (tmp_path / "out" / "a.jpg").is_file()
+    assert outcome["b.mp4"].startswith("not done: the run was stopped") and outcome["c.jpg"] == outcome["b.mp4"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "manifest.json"]
+    assert f"stopped: 1 of 3 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
