@@ -18,6 +18,10 @@ from dashboard.text import plain
 _FIELDS = ("threshold", "strength", "mode", "padding", "shape", "sound", "start", "end", "silence")
 
 
+# What the strength slider changes, by mode (a solid cover has none).
+STRENGTH_SAID = {"blur": "Blur strength", "pixelate": "Mosaic block size"}
+
+
 def settings_controls(current: Settings, key: str, videos: bool = True, duration: float | None = None) -> Settings:
     """Sliders and choices for the settings, showing `current`; returns what the reviewer set.
     Returns `current` itself (nothing to write) whenever `current` is not what this tab showed
@@ -31,9 +35,12 @@ def settings_controls(current: Settings, key: str, videos: bool = True, duration
         st.session_state[seen_key] = current.to_dict()
     threshold = st.slider("Confidence threshold", 0.05, 0.95, current.threshold, 0.01, key=f"{key}-threshold",
                           help="Lower finds more faces (and more false ones). A missed face is a leak.")
-    strength = st.slider("Blur strength (kernel scale)", 0.5, 3.0, current.strength, 0.1, key=f"{key}-strength",
-                         help="Kernel or mosaic block size relative to the face. Below 1 detail survives.")
-    mode = st.selectbox("Mode", MODES, MODES.index(current.mode), key=f"{key}-mode")
+    mode = st.selectbox("Mode", MODES, MODES.index(current.mode), key=f"{key}-mode",
+                        help="blur: a strong blur; pixelate: a coarse mosaic; solid: a black box, nothing of the "
+                             "face remains.")
+    strength = current.strength if mode == "solid" else st.slider(
+        STRENGTH_SAID[mode], 0.5, 3.0, current.strength, 0.1, key=f"{key}-strength",
+        help="How coarse the cover is, relative to the face: larger hides more. Below 1 some detail survives.")
     padding = st.slider("Padding", 0.0, 1.0, current.padding, 0.05, key=f"{key}-padding",
                         help="How far the covered region reaches beyond the face box, on each side.")
     shape = st.selectbox("Shape", SHAPES, SHAPES.index(current.shape), key=f"{key}-shape")

@@ -1051,3 +1051,23 @@ def test_drawing_a_face_shows_the_near_misses_when_asked(reviewed):
     changed = np.abs(shown() - without).max(axis=2) > 40
     assert changed[370:450, 50:130].any(), "the near miss is outlined where it is"
     assert not changed[:300].any(), "and nothing else changed"
+
+
+def test_the_strength_slider_says_what_it_changes_for_the_mode_chosen(reviewed):
+    """It was "Blur strength (kernel scale)" whatever the mode: for a mosaic it sets the block
+    size, and a solid cover has no strength at all (the slider moved nothing)."""
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    at.switch_page("pages/settings.py").run()
+
+    def strength():
+        return [s.label for s in at.slider if s.key == f"batch-{session_id}-strength"]
+
+    assert strength() == ["Blur strength"]
+    for mode, said in (("pixelate", ["Mosaic block size"]), ("solid", []), ("blur", ["Blur strength"])):
+        at.selectbox(key=f"batch-{session_id}-mode").set_value(mode).run()
+        assert not at.exception and strength() == said, mode
+    at.selectbox(key=f"batch-{session_id}-mode").set_value("solid").run()
+    next(b for b in at.button if b.label == "Apply to the batch").click().run()
+    assert ws.batch_settings(session_id).mode == "solid"
+    assert ws.batch_settings(session_id).strength == Settings().strength, "kept as it was"
