@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .batch import STOPPED
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -318,6 +319,7 @@ class ImportReport:
     added: int
     refused: list[str]
     videos: list[str]  # detected again here: a run's manifest keeps only the tracks it covered
+    not_done: list[str] = field(default_factory=list)  # the run was stopped before them: detected here
 
 
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
@@ -350,20 +352,22 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     session_id = workspace.create_session(session_name, reviewer, settings)
     workspace.log(session_id, reviewer, "batch run opened for review", manifest=str(manifest_path),
                   created=manifest.get("created"), files=len(files))
-    added, refused, videos = 0, [], []
+    added, refused, videos, not_done = 0, [], [], []
     sources = [_located(source, manifest_path.parent) for source in sources]
     # Named by their path in the batch, as a folder added here names them (two sub-folders' IMG_0001.JPG).
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
         name = readable_name(str(source.relative_to(common)))
         try:
-            if "error" in entry:
+            if "error" in entry and entry["error"] != STOPPED:
                 raise ValueError(entry["error"])
             if roots is not None and not _inside(source, roots):
                 raise ValueError("outside the folders this dashboard may read")
-            if entry.get("kind") == "video":
+            if entry.get("kind") == "video" or "error" in entry:
+                if problem := unreadable_kind(source.name):
+                    raise ValueError(problem)
                 if _store(workspace, session_id, Intake(name, path=source), reviewer) is None:
-                    videos.append(name)
+                    (not_done if "error" in entry else videos).append(name)
                 continue
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:
@@ -381,7 +385,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
-    return session_id, ImportReport(session_id, added, refused, videos)
+    return session_id, ImportReport(session_id, added, refused, videos, not_done)
 
 
 def _located(source: Path, folder: Path) -> Path:

@@ -53,7 +53,8 @@ if opened is None:
         st.caption("A run of `python -m core anonymize ... --ray` (or without) leaves a manifest.json beside its "
                    "outputs. Opening it (or the folder it is in) makes a review session of its photos with the "
                    "faces it found: they are not detected again. Its videos are detected again here (the manifest "
-                   "keeps only the faces it covered). The originals must still be where the run read them.")
+                   "keeps only the faces it covered), and so are the files a run stopped before. The originals "
+                   "must still be where the run read them.")
         with st.form("open-run"):
             manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
                                      help="Only files inside the allowed roots can be read: "
@@ -70,6 +71,8 @@ if opened is None:
                     flash("success", f"Opened {report.added} photo(s) from the run"
                           + (f"; {len(report.refused)} refused (listed below)" if report.refused else "")
                           + (f"; {len(report.videos)} video(s) to be detected again" if report.videos else "")
+                          + (f"; {len(report.not_done)} file(s) the run was stopped before, to be detected here"
+                             if report.not_done else "")
                           + ".")
                     st.rerun()
                 except ValueError as exc:

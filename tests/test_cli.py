@@ -420,3 +420,11 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     assert outcome["b.mp4"].startswith("not done: the run was stopped") and outcome["c.jpg"] == outcome["b.mp4"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "manifest.json"]
     assert f"stopped: 1 of 3 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
+    # Opened for review, the run's photo comes with its faces, and what it did not reach is detected there.
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Stopped run", "Officer")
+    assert (report.added, report.refused, report.not_done) == (1, [], ["b.mp4", "c.jpg"])
+    assert [r.name for r in ws.awaiting_detection(session)] == ["b.mp4", "c.jpg"]
