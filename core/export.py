@@ -329,7 +329,8 @@ def _write_audit(workspace: Workspace, session: dict, actor: str, exported_at: s
     summary = [("session", session["name"]), ("exported by", actor), ("exported at", exported_at),
                ("publication zip", target.name), ("its SHA-256", digest)] + [
                (k, str(v)) for k, v in counts.items()] + [
-               ("engine", versions["engine"]), ("models (SHA-256)", "; ".join(f"{name}: {sha}" for name, sha in versions["models_sha256"].items()))]
+               ("engine", versions["engine"]),
+               ("models (SHA-256)", "; ".join(f"{name}: {sha}" for name, sha in versions["models_sha256"].items()))]
     partial = audit_target.with_name(f"{audit_target.name}.partial")
     try:
         with private_file(partial) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
