@@ -189,10 +189,13 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     entries: list[dict] = []
 
     stopped = False
-    try:
-        _run(engine, jobs, entries, out_dir, settings, progress, check, detect_every)
-    except KeyboardInterrupt:  # the outputs being written were finished as the pool closed
-        stopped = True
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        try:
+            _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every)
+        except KeyboardInterrupt:
+            stopped = True
+            pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
+    if stopped:
         for entry in entries:
             if not {"output", "error"} & set(entry):
                 entry["error"] = STOPPED
@@ -208,54 +211,53 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     return record
 
 
-def _run(engine: Engine, jobs: list, entries: list[dict], out_dir: Path, settings: Settings,
-         progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int) -> None:
+def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dict], out_dir: Path,
+         settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int) -> None:
     """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
-    in when its output is written or it fails."""
+    in when its output is written (by `pool`, beside the next detection) or it fails."""
     namer = OutputNamer(out_dir)
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
         return entry.update(write_output(engine, photo, found, pixels, out_dir, name, settings, check))
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reads = _prefetch(pool, jobs, engine.read, ahead=2)
-        pending: list[tuple[int, dict, Future]] = []
+    reads = _prefetch(pool, jobs, engine.read, ahead=2)
+    pending: list[tuple[int, dict, Future]] = []
 
-        def settle(upto: int) -> None:
-            while pending and len(pending) > upto:
-                index, entry, future = pending.pop(0)
-                try:
-                    future.result()
-                except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
-                    entry.clear()
-                    entry.update({"input": str(jobs[index - 1][0]), "error": failure_reason(exc, out_dir)})
-                _report(progress, index, len(jobs), entry)
-
-        for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
-            entry: dict = {"input": str(path)}
-            entries.append(entry)
+    def settle(upto: int) -> None:
+        while pending and len(pending) > upto:
+            index, entry, future = pending.pop(0)
             try:
-                if problem:
-                    raise ImageError(str(path), problem)
-                if is_video(path):
-                    settle(0)
-                    name = namer.name_for(path.name, "MP4")
-                    entry.update(anonymize_video(engine, path, out_dir, name, settings, check,
-                                                 frame_progress(progress, index, len(jobs), path), detect_every))
-                    _report(progress, index, len(jobs), entry)
-                    continue
-                photo = read.result()
-                found = engine.detect(photo)
-                pixels = anonymize(photo.pixels, found, settings)
-                name = namer.name_for(path.name, output_format(photo))
-                pending.append((index, entry, pool.submit(finish, entry, photo, found, pixels, name)))
+                future.result()
             except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
-                entry["error"] = failure_reason(exc, out_dir)
+                entry.clear()
+                entry.update({"input": str(jobs[index - 1][0]), "error": failure_reason(exc, out_dir)})
+            _report(progress, index, len(jobs), entry)
+
+    for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
+        entry: dict = {"input": str(path)}
+        entries.append(entry)
+        try:
+            if problem:
+                raise ImageError(str(path), problem)
+            if is_video(path):
                 settle(0)
+                name = namer.name_for(path.name, "MP4")
+                entry.update(anonymize_video(engine, path, out_dir, name, settings, check,
+                                             frame_progress(progress, index, len(jobs), path), detect_every))
                 _report(progress, index, len(jobs), entry)
                 continue
-            settle(1)
-        settle(0)
+            photo = read.result()
+            found = engine.detect(photo)
+            pixels = anonymize(photo.pixels, found, settings)
+            name = namer.name_for(path.name, output_format(photo))
+            pending.append((index, entry, pool.submit(finish, entry, photo, found, pixels, name)))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
+            entry["error"] = failure_reason(exc, out_dir)
+            settle(0)
+            _report(progress, index, len(jobs), entry)
+            continue
+        settle(1)
+    settle(0)
 
 
 def anonymize_video(engine: Engine, path: Path, out_dir: Path, name: str, settings: Settings, check: bool,
