@@ -12,7 +12,7 @@ import numpy as np
 from .anonymizers import OutlineAnnotator
 from .faces import Face
 from .pipeline import Settings, anonymize
-from .review import outline_marks, table_marks
+from .review import Mark, outline_marks, table_marks
 
 # The window's size on screen, in screen pixels.
 SCREEN = (900, 600)
@@ -63,14 +63,15 @@ def on_face(face: Face) -> View:
 
 
 def render_window(original: np.ndarray, faces: list[Face], settings: Settings, view: View,
-                  selected: int | None = None, outline: bool = True,
-                  near: bool = False) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+                  selected: int | None = None, outline: bool = True, near: bool = False,
+                  marks: list[Mark] | None = None) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The window's pixels, scaled to the screen, and the photo pixels it shows. Only the window
     (grown to take in every region that reaches into it) is anonymised: each cover depends only
     on its own region, so these are the pixels the export writes there. Every face of the review
     table is outlined with its number above its box (red covered, yellow switched off) unless
     `outline` is off, and with `near` the near misses too (grey), as the review page's toggles
-    ask; the `selected` face (a position in `faces`) is outlined in blue."""
+    ask; `marks` replaces those boxes with the given ones (a video frame's, numbered as its
+    tracks' rows). The `selected` face (a position in `faces`) is outlined in blue."""
     height, width = original.shape[:2]
     x, y, w, h = view.window(width, height)
     # Covers are composed in order, each onto the output so far: grow the area until every
@@ -90,9 +91,14 @@ def render_window(original: np.ndarray, faces: list[Face], settings: Settings, v
     size = (max(1, round(w * view.zoom)), max(1, round(h * view.zoom)))
     out = cv2.resize(out, size, interpolation=cv2.INTER_NEAREST if view.zoom >= 1 else cv2.INTER_AREA)
     k = view.zoom
-    on_screen = [replace(f, x=(f.x - x) * k, y=(f.y - y) * k, w=f.w * k, h=f.h * k) for f in faces]
-    out = outline_marks(out, table_marks(on_screen, settings.threshold, outline, near), settings,
-                        OutlineAnnotator(thickness_ratio=0.003))
+
+    def to_screen(f: Face) -> Face:
+        return replace(f, x=(f.x - x) * k, y=(f.y - y) * k, w=f.w * k, h=f.h * k)
+
+    on_screen = [to_screen(f) for f in faces]
+    marks = table_marks(on_screen, settings.threshold, outline, near) if marks is None else \
+        [(n, to_screen(f), kind) for n, f, kind in marks]
+    out = outline_marks(out, marks, settings, OutlineAnnotator(thickness_ratio=0.003))
     if selected is not None:
         out = SELECTED.annotate(out, [on_screen[selected].region(settings.padding, size[0], size[1])])
     return out, (x, y, w, h)

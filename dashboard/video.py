@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from core import times, video, video_review
+from core import times, video, video_review, zoom
 from core.images import ImageError
 from core.pipeline import Settings, failure_reason
 from core.records import ImageRecord
@@ -16,6 +16,7 @@ from core.review import render, table_marks
 from dashboard.faces import drawn_box
 from dashboard.previews import say_too_thin, say_unreadable, too_thin
 from dashboard.state import act, workspace
+from dashboard.zoom import moves
 from dashboard.text import plain
 
 
@@ -42,9 +43,18 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
         else:  # boxes numbered as the face table's rows (each row is a track), not by their place in the frame
             marks = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, outline, near),
                                              index)
-            _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks), len(faces),
-                        reviewer, mark, frame if show_original else None, part is None or index in part,
-                        settings.sound and any(a <= clip.at(index) < b for a, b in settings.silence))
+            caption = _caption(clip, index, len(faces), part is None or index in part,
+                               settings.sound and any(a <= clip.at(index) < b for a, b in settings.silence))
+            if st.toggle("Zoom: inspect this frame at full resolution", key=f"frame-zoom-{record.id}",
+                         help="A crowd's small faces, a few pixels tall in the whole frame, at their own size "
+                              "or closer; the view stays where it is while you scrub."):
+                rows = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, True, near),
+                                                index)  # outlined or not, each can be zoomed to
+                _frame_zoom(record, clip, index, frame, faces, marks, [face for _, face, _ in rows],
+                            [number for number, _, _ in rows], settings, caption)
+            else:
+                _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks),
+                            caption, reviewer, mark, frame if show_original else None)
     if clip.info.audio:
         _listen(record, settings)
     _track_table(record, settings, clip, every, part_said)
@@ -135,11 +145,43 @@ def _silenced(silence: tuple[tuple[float, float], ...]) -> str:
     return "; ".join(f"from {times.said_span(a, b)}" for a, b in silence)
 
 
-def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, reviewer: str, mark: str,
-                original=None, exported: bool = True, silenced: bool = False) -> None:
+def _caption(clip, index: int, covers: int, exported: bool, silenced: bool) -> str:
+    """What frame `index` is: its place and time, and how it leaves (`exported`: whether it is in
+    the part of the clip exported; `silenced`: whether its sound is silenced)."""
+    clock = f" (the recording's clock: {clip.clock(index)})" if clip.clock(index) else ""
+    return (f"frame {index + 1} of {clip.frames} at {times.said_time(clip.at(index))}{clock}, "
+            + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
+               "not exported: outside the part its settings ask for")
+            + ("; its sound is silenced" if silenced and exported else ""))
+
+
+def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, targets: list, numbers: list[int],
+                settings: Settings, caption: str) -> None:
+    """Frame `index` as exported, at full resolution or closer, panned and zoomed with buttons,
+    `marks` outlined (see `zoom.render_window`); each of `targets` can be zoomed to by its row's
+    number in `numbers`. The view stays while the frame is scrubbed."""
+    key = f"frame-view-{record.id}"
+    height, width = frame.shape[:2]
+    view: zoom.View = st.session_state.get(key) or zoom.fit(width, height)
+    tools = st.columns([2.2, 1, 1, 1, 1, 1, 1, 1.6])
+    pick = f"frame-pick-{record.id}-{index}"
+
+    def picked() -> None:
+        if st.session_state[pick]:
+            st.session_state[key] = zoom.on_face(targets[st.session_state[pick] - 1])
+
+    tools[0].selectbox("Zoom to", range(len(targets) + 1), key=pick, label_visibility="collapsed", on_change=picked,
+                       format_func=lambda n: f"face {numbers[n - 1]}" if n else "zoom to a face")
+    moves(tools[1:], key, view, width, height, "Whole frame")
+    pixels, (x, y, w, h) = zoom.render_window(frame, faces, settings, view, marks=marks)
+    st.image(video.square_pixels(pixels, clip.info.pixel_shape), output_format="JPEG",
+             caption=f"{caption}; showing x {x}-{x + w}, y {y}-{y + h} of {width} x {height} px at {view.zoom:g}x")
+
+
+def _frame_view(record: ImageRecord, clip, index: int, covered, caption: str, reviewer: str, mark: str,
+                original=None) -> None:
     """One frame, covered as exported (and the `original` frame beside it, if given), or a box
-    drawn on it for a missed face or a drifted track. `exported`: whether the frame is in the
-    part of the clip that is exported; `silenced`: whether its sound is silenced."""
+    drawn on it for a missed face or a drifted track."""
     shape = clip.info.pixel_shape  # a 16:9 DVD's frame is shown stretched, as a player shows it
     if st.toggle("Draw a face the detectors missed, on this frame", key=f"drawing-{record.id}"):
         stretched = video.square_pixels(covered, shape)
@@ -162,11 +204,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, covers: int, rev
                       kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
                                                     "scrub to check; where it drifts, draw it again and move it."})
     else:
-        clock = f" (the recording's clock: {clip.clock(index)})" if clip.clock(index) else ""
-        shown = [(covered, f"frame {index + 1} of {clip.frames} at {times.said_time(clip.at(index))}{clock}, "
-                           + (f"covered as exported ({covers} cover(s) in this frame)" if exported else
-                              "not exported: outside the part its settings ask for")
-                           + ("; its sound is silenced" if silenced and exported else ""))]
+        shown = [(covered, caption)]
         if original is not None:
             shown.append((original, "original (never exported)"))
         for column, (pixels, caption) in zip(st.columns(len(shown)), shown):

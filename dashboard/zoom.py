@@ -39,6 +39,21 @@ def select_face(image_id: int, position: int | None, face: Face | None = None) -
         st.session_state[view_key(image_id)] = zoom.on_face(face)
 
 
+def moves(columns, key: str, view: zoom.View, width: int, height: int, whole: str) -> None:
+    """Buttons in `columns` (seven) that zoom out and in, pan, and show the `whole` picture: each
+    puts its view in `st.session_state[key]`."""
+    def move(new: zoom.View) -> None:
+        st.session_state[key] = new
+
+    w, h = width, height
+    for column, (label, new, tip) in zip(columns, [
+            ("−", view.zoomed(-1), "zoom out"), ("+", view.zoomed(1), "zoom in"),
+            ("◀", view.panned(-0.5, 0, w, h), "pan left"), ("▲", view.panned(0, -0.5, w, h), "pan up"),
+            ("▼", view.panned(0, 0.5, w, h), "pan down"), ("▶", view.panned(0.5, 0, w, h), "pan right")]):
+        column.button(label, key=f"{key}-{tip}", help=tip, on_click=move, args=(new,), width="stretch")
+    columns[6].button(whole, key=f"{key}-fit", on_click=move, args=(zoom.fit(w, h),), width="stretch")
+
+
 def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], reviewer: str, mark: str,
               outline: bool = True, near: bool = False) -> None:
     """`positions`: the faces of the table, in its order (row n is faces[positions[n]]);
@@ -48,9 +63,6 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
     chosen = st.session_state.get(selected_key(image_id))
     chosen = chosen if chosen is not None and chosen < len(record.faces) else None
 
-    def move(new: zoom.View) -> None:
-        st.session_state[view_key(image_id)] = new
-
     labels = ["none"] + [f"face {n + 1}" for n in range(len(positions))]
     picked = positions.index(chosen) + 1 if chosen in positions else 0
     tools = st.columns([2.2, 1, 1, 1, 1, 1, 1, 1.6])
@@ -58,14 +70,7 @@ def zoom_view(record: ImageRecord, settings: Settings, positions: list[int], rev
                        key=f"zoom-pick-{image_id}-{picked}", label_visibility="collapsed",
                        on_change=lambda: _picked(record, positions, f"zoom-pick-{image_id}-{picked}"))
     w, h = record.width, record.height
-    for column, (label, new, tip) in zip(tools[1:], [
-            ("−", view.zoomed(-1), "zoom out"), ("+", view.zoomed(1), "zoom in"),
-            ("◀", view.panned(-0.5, 0, w, h), "pan left"), ("▲", view.panned(0, -0.5, w, h), "pan up"),
-            ("▼", view.panned(0, 0.5, w, h), "pan down"), ("▶", view.panned(0.5, 0, w, h), "pan right")]):
-        column.button(label, key=f"zoom-{tip}-{image_id}", help=tip, on_click=move, args=(new,),
-                      width="stretch")
-    tools[7].button("Whole photo", key=f"zoom-fit-{image_id}", on_click=move, args=(zoom.fit(w, h),),
-                    width="stretch")
+    moves(tools[1:], view_key(image_id), view, w, h, "Whole photo")
 
     mouse, actions = st.columns([1, 1.4])
     drawing = mouse.radio("The mouse", ["selects a face (click its box)", "draws a face (drag a box)"],

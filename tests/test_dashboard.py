@@ -1071,3 +1071,52 @@ def test_the_strength_slider_says_what_it_changes_for_the_mode_chosen(reviewed):
     next(b for b in at.button if b.label == "Apply to the batch").click().run()
     assert ws.batch_settings(session_id).mode == "solid"
     assert ws.batch_settings(session_id).strength == Settings().strength, "kept as it was"
+
+
+def test_a_clips_frame_is_inspected_at_full_resolution(root, astronaut_rgb, astronaut_face_box, tmp_path, pictures):
+    """A clip's frame was shown only whole, scaled to the page: a 4K crowd's faces a few pixels
+    tall. Zoomed, the frame is shown at its own pixels or closer, covered as exported, and a face
+    of the frame is zoomed to by its row's number; the view stays while the frame is scrubbed."""
+    import re
+
+    from core import video_review
+    from core.pipeline import anonymize
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, write_clip
+
+    moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 12, width=1920, height=1080)
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving])
+    at = add_and_detect(started(), [("hall.mp4", clip.read_bytes(), "video/mp4")])
+    ws = workspace()
+    (record,) = ws.images(at.session_state["session_id"])
+    at.switch_page("pages/review.py").run()
+    at.toggle(key=f"outline-{record.id}").set_value(False).run()
+    at.slider(key=f"frame-{record.id}").set_value(6).run()
+    at.toggle(key=f"frame-zoom-{record.id}").set_value(True).run()
+    assert not at.exception
+
+    def shown():
+        (image,) = [i for element in at.get("image") for i in element.proto.imgs if "showing x" in i.caption]
+        return image.caption.split("; showing ")[1], pictures(image)
+
+    said, whole = shown()
+    assert said == "x 0-1920, y 0-1080 of 1920 x 1080 px at 0.25x" and whole.shape == (270, 480, 3)
+    for _ in range(2):
+        next(b for b in at.button if b.key == f"frame-view-{record.id}-zoom in").click().run()
+    said, closer = shown()
+    assert said == "x 510-1410, y 240-840 of 1920 x 1080 px at 1x" and closer.shape == (600, 900, 3)
+    # The export's own pixels there: the frame as decoded, covered by what its tracks cover in it.
+    scan, every = video_review.all_tracks(ws.files, record.sha256, record.id)
+    settings = ws.batch_settings(record.session_id)
+    frame = video_review.frame_at(ws.files.object_path(record.sha256), scan, 5)
+    faces = video_review.frame_faces(video_review.covered_tracks(every, record.faces, settings.threshold), 5)
+    assert faces and np.abs(closer.astype(int) - anonymize(frame, faces, settings)[240:840, 510:1410]).mean() < 4
+    # Face 1 picked: the view goes to it; scrubbed, the view stays there.
+    at.selectbox(key=f"frame-pick-{record.id}-5").set_value(1).run()
+    at_face = shown()[0]
+    x, y = (int(v) for v in re.search(r"x (\d+)-\d+, y (\d+)-\d+", at_face).groups())
+    cx, cy = faces[0].x + faces[0].w / 2, faces[0].y + faces[0].h / 2
+    assert x <= cx <= x + 900 and y <= cy <= y + 600 and at_face != said
+    at.slider(key=f"frame-{record.id}").set_value(7).run()
+    assert shown()[0] == at_face and not at.exception
