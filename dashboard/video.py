@@ -21,8 +21,9 @@ from dashboard.text import plain
 
 
 def video_view(record: ImageRecord, settings: Settings, outline: bool, near: bool, show_original: bool,
-               reviewer: str, mark: str) -> video.Scan:
-    """The clip's frame scrubber and face table; returns the clip, as scanned."""
+               reviewer: str, mark: str, wide=None) -> video.Scan:
+    """The clip's frame scrubber and face table; returns the clip, as scanned. `wide`: where the
+    zoomed frame goes (a container across the page)."""
     clip, every = video_review.all_tracks(workspace().files, record.sha256, record.id)
     part, part_said = _part(clip, settings)
     tracks = video_review.covered_tracks(every, record.faces, settings.threshold)
@@ -50,8 +51,9 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
                               "or closer; the view stays where it is while you scrub."):
                 rows = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, True, near),
                                                 index)  # outlined or not, each can be zoomed to
-                _frame_zoom(record, clip, index, frame, faces, marks, [face for _, face, _ in rows],
-                            [number for number, _, _ in rows], settings, caption)
+                with wide or st.container():
+                    _frame_zoom(record, clip, index, frame, faces, marks, [face for _, face, _ in rows],
+                                [number for number, _, _ in rows], settings, caption)
             else:
                 _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks),
                             caption, reviewer, mark, frame if show_original else None)
@@ -176,6 +178,13 @@ def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, targ
     pixels, (x, y, w, h) = zoom.render_window(frame, faces, settings, view, marks=marks)
     st.image(video.square_pixels(pixels, clip.info.pixel_shape), output_format="JPEG",
              caption=f"{caption}; showing x {x}-{x + w}, y {y}-{y + h} of {width} x {height} px at {view.zoom:g}x")
+    if clip.frames > 1:  # step through the frames here, the view kept (the scrubber is further down)
+        scrubber = f"frame-{record.id}"
+        back, on, _ = st.columns([1, 1, 4])
+        back.button("◀ Previous frame", key=f"{key}-back", disabled=index == 0, width="stretch",
+                    on_click=lambda: st.session_state.update({scrubber: index}))
+        on.button("Next frame ▶", key=f"{key}-on", disabled=index == clip.frames - 1, width="stretch",
+                  on_click=lambda: st.session_state.update({scrubber: index + 2}))
 
 
 def _frame_view(record: ImageRecord, clip, index: int, covered, caption: str, reviewer: str, mark: str,

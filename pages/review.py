@@ -105,7 +105,7 @@ with left:
     unreadable = (zooming or walking) and original_problem(record)
     clip = None
     if is_clip:
-        clip = video_view(record, settings, outline, near, show_original, reviewer, mark)
+        clip = video_view(record, settings, outline, near, show_original, reviewer, mark, zoom_area)
     elif too_thin(record):
         say_too_thin(record)
     elif unreadable:

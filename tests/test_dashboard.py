@@ -1120,3 +1120,7 @@ def test_a_clips_frame_is_inspected_at_full_resolution(root, astronaut_rgb, astr
     assert x <= cx <= x + 900 and y <= cy <= y + 600 and at_face != said
     at.slider(key=f"frame-{record.id}").set_value(7).run()
     assert shown()[0] == at_face and not at.exception
+    next(b for b in at.button if b.key == f"frame-view-{record.id}-on").click().run()
+    assert at.slider(key=f"frame-{record.id}").value == 8 and shown()[0] == at_face  # stepped beside the view
+    next(b for b in at.button if b.key == f"frame-view-{record.id}-back").click().run()
+    assert at.slider(key=f"frame-{record.id}").value == 7 and not at.exception
