@@ -513,11 +513,14 @@ def test_odd_sized_photos_and_clips_are_reviewed_in_every_view(root, astronaut_r
     sizes = [(20000, 9), (4100, 2), (9, 20000), (1, 1), (2, 2)]
     files = [(f"{w}x{h}.png", png_bytes(np.full((h, w, 3), 128, np.uint8)), "image/png") for w, h in sizes]
     write_clip(tmp_path / "strip.mp4", [np.full((2, 4098, 3), 100, np.uint8)] * 3, sound=False)
-    files.append(("strip.mp4", (tmp_path / "strip.mp4").read_bytes(), "video/mp4"))  # and a clip of the kind
+    files.append(("strip.mp4", (tmp_path / "strip.mp4").read_bytes(), "video/mp4"))  # and clips of the kinds
+    write_clip(tmp_path / "tiny.mp4", [np.full((2, 2, 3), 100, np.uint8)] * 3, sound=False)
+    files.append(("tiny.mp4", (tmp_path / "tiny.mp4").read_bytes(), "video/mp4"))
     at = add_and_detect(started(), [("real.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"), *files])
     records = Workspace(root / "ws").images(at.session_state["session_id"])
-    assert [r.error for r in records] == [None] * 7
+    assert [r.error for r in records] == [None] * 8
     views = ["Show the original beside it", "Zoom: inspect, select and draw at full resolution",
+             "Zoom: inspect this frame at full resolution",
              "Walk the faces at full resolution", "Draw a face the detectors missed"]
     for record in records:
         at.session_state["image_id"] = record.id
