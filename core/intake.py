@@ -358,16 +358,17 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
         name = readable_name(str(source.relative_to(common)))
+        not_reached = entry.get("error") == STOPPED  # the run was stopped before it: detected here
         try:
-            if "error" in entry and entry["error"] != STOPPED:
+            if "error" in entry and not not_reached:
                 raise ValueError(entry["error"])
             if roots is not None and not _inside(source, roots):
                 raise ValueError("outside the folders this dashboard may read")
-            if entry.get("kind") == "video" or "error" in entry:
+            if entry.get("kind") == "video" or not_reached:
                 if problem := unreadable_kind(source.name):
                     raise ValueError(problem)
                 if _store(workspace, session_id, Intake(name, path=source), reviewer) is None:
-                    (not_done if "error" in entry else videos).append(name)
+                    (not_done if not_reached else videos).append(name)
                 continue
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:

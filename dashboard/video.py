@@ -52,8 +52,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
                 rows = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, True, near),
                                                 index)  # outlined or not, each can be zoomed to
                 with wide or st.container():
-                    _frame_zoom(record, clip, index, frame, faces, marks, [face for _, face, _ in rows],
-                                [number for number, _, _ in rows], settings, caption)
+                    _frame_zoom(record, clip, index, frame, faces, marks, rows, settings, caption)
             else:
                 _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks),
                             caption, reviewer, mark, frame if show_original else None)
@@ -157,11 +156,11 @@ def _caption(clip, index: int, covers: int, exported: bool, silenced: bool) -> s
             + ("; its sound is silenced" if silenced and exported else ""))
 
 
-def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, targets: list, numbers: list[int],
-                settings: Settings, caption: str) -> None:
+def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, rows, settings: Settings,
+                caption: str) -> None:
     """Frame `index` as exported, at full resolution or closer, panned and zoomed with buttons,
-    `marks` outlined (see `zoom.render_window`); each of `targets` can be zoomed to by its row's
-    number in `numbers`. The view stays while the frame is scrubbed."""
+    `marks` outlined (see `zoom.render_window`); each face of `rows` (marks too) can be zoomed to
+    by its row's number. The view stays while the frame is scrubbed."""
     key = f"frame-view-{record.id}"
     height, width = frame.shape[:2]
     view: zoom.View = st.session_state.get(key) or zoom.fit(width, height)
@@ -170,10 +169,10 @@ def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, targ
 
     def picked() -> None:
         if st.session_state[pick]:
-            st.session_state[key] = zoom.on_face(targets[st.session_state[pick] - 1])
+            st.session_state[key] = zoom.on_face(rows[st.session_state[pick] - 1][1])
 
-    tools[0].selectbox("Zoom to", range(len(targets) + 1), key=pick, label_visibility="collapsed", on_change=picked,
-                       format_func=lambda n: f"face {numbers[n - 1]}" if n else "zoom to a face")
+    tools[0].selectbox("Zoom to", range(len(rows) + 1), key=pick, label_visibility="collapsed", on_change=picked,
+                       format_func=lambda n: f"face {rows[n - 1][0]}" if n else "zoom to a face")
     moves(tools[1:], key, view, width, height, "Whole frame")
     pixels, (x, y, w, h) = zoom.render_window(frame, faces, settings, view, marks=marks)
     st.image(video.square_pixels(pixels, clip.info.pixel_shape), output_format="JPEG",
