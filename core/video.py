@@ -369,9 +369,11 @@ def file_sha256(path: Path) -> str:
 # Around the part of a video exported, faces are looked for this far (seconds) either side, so
 # that its first and last frames are covered as they are in the whole clip's export.
 AROUND_PART = 1.0
-# Faces are looked for at least this often (seconds): a CCTV recorder's 2 frames a second, looked
-# at every third frame, left a face that passed in two frames (a second on screen) uncovered.
-LONGEST_UNLOOKED = 0.2
+# Faces are looked for at least this often (seconds; or at the first frame after): as every third
+# frame is at 25 frames a second, at any rate. A CCTV recorder's 2 frames a second, looked at every
+# third frame, left a face that passed in two frames (a second on screen) uncovered; at 15 a second
+# (0.2 s apart) one on screen for two frames, and a phone's clip with dropped frames had gaps too.
+LONGEST_UNLOOKED = 0.12
 
 
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
@@ -389,7 +391,7 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     times: list[float] = []
     detections: list[tuple[int, list[Face]]] = []
     rate = info.rate or (info.frames / info.duration if info.frames and info.duration else 25.0)
-    every = max(1, min(every, int(rate * LONGEST_UNLOOKED)))
+    every = max(1, min(every, round(rate * LONGEST_UNLOOKED)))
     late = float("inf") if end is None else end + AROUND_PART
     looked: list[int] = []
     for index, frame in enumerate(frames(path)):
