@@ -164,6 +164,21 @@ def _similarity(box: tuple[float, float, float, float], face: Face, unseen: int 
     return 0.0
 
 
+# A face at least this sure, seen in one look and not the next (or the other way round), makes the
+# frames between them looked at too (see `video.scan`).
+SURE = 0.4
+
+
+def changed(before: list[Face], after: list[Face], frames: int) -> bool:
+    """Whether a sure face of one look has no counterpart in the other, `frames` later (by the
+    linker's own measure): a face came or went between them, or the picture jumped (a
+    time-lapse, a cut)."""
+    def alone(faces: list[Face], others: list[Face]) -> bool:
+        return any(f.score >= SURE and not any(_similarity(o.box, f, frames) > 0 for o in others) for f in faces)
+
+    return alone(after, before) or alone(before, after)
+
+
 def link(detections: Iterable[tuple[int, list[Face]]], max_gap: int = MAX_GAP) -> list[Track]:
     """Tracks from (frame index, faces) in frame order."""
     linker = Linker(max_gap)

@@ -33,7 +33,7 @@ from .faces import Face
 from .images import ImageError
 from .sound import INTERLEAVED, Sound, check_silent, codec_name, readable, said_track
 from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, joined, said_time
-from .tracks import HOLD, Track, faces_by_frame, link
+from .tracks import HOLD, Track, changed, faces_by_frame, link
 
 # Progress is reported every this many frames.
 PROGRESS_EVERY = 25
@@ -381,8 +381,10 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
          clock: bool = False) -> Scan:
     """Detect faces in every `every`-th frame, or more often where frames are far apart (at
     least every LONGEST_UNLOOKED seconds of the file's own times, whatever frame rate it
-    names), and link them into tracks. The scan's `every` is the most frames there were
-    between two looks. With `start` or `end`
+    names), and link them into tracks. A look that finds a sure face come, gone or moved
+    further than the linker follows (`tracks.changed`: a time-lapse, a cut, a fast pan) looks
+    at the frames since the last look too, and the last frame is looked at. The scan's `every`
+    is the most frames there were between two looks. With `start` or `end`
     (seconds from the first frame: only that part will be exported), only there and
     AROUND_PART seconds either side: the other frames are decoded for their times only (a
     request for two minutes of a day's recording detects faces in about four). With `clock`,
@@ -394,6 +396,23 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     every = max(1, min(every, round(rate * LONGEST_UNLOOKED)))
     late = float("inf") if end is None else end + AROUND_PART
     looked: list[int] = []
+    between: list[tuple[int, object]] = []  # the frames since the last look, in case the next finds a change
+
+    def look(frame) -> list[Face]:
+        return _square(detect, _upright(frame, info.rotation), info.pixel_shape)
+
+    def looked_at(index: int, frame) -> None:
+        """Look at frame `index`; if it shows a change since the last look, at those between too."""
+        nonlocal between
+        found = look(frame)
+        if between and changed(detections[-1][1], found, index - looked[-1]):
+            for n, skipped in between:  # a face came, went or jumped: find where, frame by frame
+                detections.append((n, look(skipped)))
+                looked.append(n)
+        detections.append((index, found))
+        looked.append(index)
+        between = []
+
     for index, frame in enumerate(frames(path)):
         times.append(_time(frame, index, rate))
         if index == 0 and clock:  # from the first frame's time on the recorder's clock
@@ -402,11 +421,17 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
             late = float("inf") if end is None else end + AROUND_PART
         due = not looked or index - looked[-1] >= every or \
             times[-1] - times[looked[-1]] >= LONGEST_UNLOOKED - 1e-6  # a file that names a wrong rate
-        if due and start - AROUND_PART <= times[-1] - times[0] <= late:
-            detections.append((index, _square(detect, _upright(frame, info.rotation), info.pixel_shape)))
-            looked.append(index)
+        if not start - AROUND_PART <= times[-1] - times[0] <= late:
+            between = []
+        elif due:
+            looked_at(index, frame)
+        elif looked:
+            between.append((index, frame))
         if progress and index % PROGRESS_EVERY == 0:
             progress(index, info.frames)
+    if between:  # the frames after the last look: the last one is looked at (and those before if it changed)
+        index, frame = between.pop()
+        looked_at(index, frame)
     if not times:
         raise ImageError(str(path), "has no video frames that can be decoded (empty or truncated)")
     if progress:

@@ -466,6 +466,36 @@ def test_a_dvds_wide_picture_plays_wide(engine, moving, tmp_path):
         assert exposed(source, out, (box[0] * 720 / 640, box[1] * 1.6, box[2] * 720 / 640, box[3] * 1.6)) <= 0.10
 
 
+def test_a_time_lapse_whose_faces_jump_every_frame_is_covered_in_every_frame(engine, astronaut_rgb,
+                                                                             astronaut_face_box, tmp_path):
+    """In a time-lapse (or a stop-motion film, or quick cuts) each frame is another moment: a face
+    is somewhere else in every frame. Looking at every third frame, the two between were covered
+    by nothing (15 of 30 frames exposed). A look that finds a sure face come, gone or moved
+    further than a face moves looks at the frames since the last look too, and the clip's last
+    frame is looked at; a clip whose faces move on as faces do is still looked at every third
+    frame."""
+    from tests.clips import background, face_patch
+
+    patch, (fx, fy, fw, fh) = face_patch(astronaut_rgb, astronaut_face_box, 70)
+    rng = np.random.default_rng(1)
+    frames, boxes = [], []
+    for _ in range(30):
+        frame = background(640, 360)
+        x, y = int(rng.integers(0, 640 - patch.shape[1])), int(rng.integers(0, 360 - patch.shape[0]))
+        frame[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
+        frames.append(frame)
+        boxes.append((x + fx, y + fy, fw, fh))
+    write_clip(tmp_path / "lapse.mp4", frames, rate=30, sound=False)
+    entry = anonymize_files(engine, [tmp_path / "lapse.mp4"], tmp_path / "out", SOLID)["files"][0]
+    covered, _ = read_frames(tmp_path / "out" / "lapse.mp4")
+    assert [n for n, box in enumerate(boxes) if exposed(frames[n], covered[n], box) > 0.10] == []
+    assert entry["video"]["detect_every"] == 1
+    write_clip(tmp_path / "walk.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 30)],
+               sound=False)
+    walk = video.scan(engine.detect_frame, tmp_path / "walk.mp4", DETECT_EVERY)
+    assert walk.every == DETECT_EVERY and [t.frames for t in walk.tracks] == [list(range(0, 30, 3)) + [29]]
+
+
 def test_a_face_passing_a_slow_cctv_camera_in_two_frames_is_covered(engine, moving, tmp_path):
     """A CCTV recorder often keeps 2 frames a second (or 15). Faces were looked for in every third
     frame, 1.5 s apart there: a face on screen for two frames (a second, and sharp in each) was
