@@ -49,8 +49,8 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
             if st.toggle("Zoom: inspect this frame at full resolution", key=f"frame-zoom-{record.id}",
                          help="A crowd's small faces, a few pixels tall in the whole frame, at their own size "
                               "or closer; the view stays where it is while you scrub."):
-                rows = video_review.frame_marks(every, table_marks(record.faces, settings.threshold, True, near),
-                                                index)  # outlined or not, each can be zoomed to
+                rows = marks if outline else video_review.frame_marks(  # outlined or not, each can be zoomed to
+                    every, table_marks(record.faces, settings.threshold, True, near), index)
                 with wide or st.container():
                     _frame_zoom(record, clip, index, frame, faces, marks, rows, settings, caption)
             else:
