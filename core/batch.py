@@ -360,6 +360,11 @@ def _done(value) -> Future:
 
 def _report(progress, index: int, total: int, entry: dict) -> None:
     if progress:
-        progress(index, total, f"{entry['input']}: " + (entry.get("error") or entry.get("held_back")
-                                                         or (f"{len(entry['tracks'])} tracks" if "tracks" in entry
-                                                             else f"{len(entry['faces'])} faces")))
+        progress(index, total, f"{entry['input']}: {outcome(entry)}")
+
+
+def outcome(entry: dict) -> str:
+    """What became of one file, as a progress line says it: its error, why it was held back, or
+    how many faces (a photo) or tracks (a video) it had covered."""
+    return (entry.get("error") or entry.get("held_back")
+            or (f"{len(entry['tracks'])} tracks" if "tracks" in entry else f"{len(entry['faces'])} faces"))

@@ -154,19 +154,23 @@ def _main(argv: list[str] | None) -> int:
             print(f"stopped: {done + len(flagged)} of {len(manifest['files'])} file(s) done; manifest: {record} "
                   "(the files not done are listed in it)", file=sys.stderr)
             return STOPPED_EXIT
-        print(f"{done} anonymised, {len(flagged)} held back, {len(failed)} failed; "
-              f"manifest: {record}", file=sys.stderr)
-        _say_passed_over(manifest)
-        for entry in flagged:
-            print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
-                  f"{args.out / HELD_BACK}: look at it before publishing", file=sys.stderr)
+        _summarise(manifest, record, "")
     return _outcome(failed, flagged)
 
 
-def _say_passed_over(manifest: dict) -> None:
+def _summarise(manifest: dict, record: Path, resumed: str) -> None:
+    """The closing lines of a finished `anonymize` run, local or on a cluster: the counts, the
+    files passed over, and every output held back by the check with why and where it is."""
+    failed = [f for f in manifest["files"] if "error" in f]
+    flagged = [f for f in manifest["files"] if f.get("held_back")]
+    print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
+          f"{len(failed)} failed{resumed}; manifest: {record}", file=sys.stderr)
     if manifest["passed_over"]:
         print(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
               "(sidecars, thumbnails, index files; listed in the manifest)", file=sys.stderr)
+    for entry in flagged:
+        print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
+              f"{record.parent / HELD_BACK}: look at it before publishing", file=sys.stderr)
 
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:
@@ -205,13 +209,8 @@ def _on_cluster(args, settings: Settings) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress)
-    failed = [f for f in manifest["files"] if "error" in f]
-    flagged = [f for f in manifest["files"] if f.get("held_back")]
-    print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
-          f"{len(failed)} failed ({manifest['cluster']['resumed']} from an earlier run); "
-          f"manifest: {args.out / 'manifest.json'}", file=sys.stderr)
-    _say_passed_over(manifest)
-    return _outcome(failed, flagged)
+    _summarise(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")
+    return _outcome([f for f in manifest["files"] if "error" in f], [f for f in manifest["files"] if f.get("held_back")])
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import OutputNamer, anonymize_one, expand_paths, output_name
+from .batch import OutputNamer, anonymize_one, expand_paths, outcome, output_name
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import write_atomically
@@ -173,6 +173,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
             continue
         if problem:
             entries[index] = {"input": str(path), "error": problem}
+            if progress:
+                progress(len(entries), len(jobs), f"{path}: {problem}")
             continue
         try:
             name = journal.names.get(str(path)) or output_name(namer, path)
@@ -189,13 +191,15 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
                                  lambda w, job: w.anonymize.remote(job[1], job[2], job[3])):
-            if entry.pop("resumed", False):
+            earlier = entry.pop("resumed", False)
+            if earlier:
                 resumed += 1
             else:
                 journal.append({"done": entry["input"], "settings_key": key, "entry": entry})
             entries[index] = entry
             if progress:
-                progress(len(entries), len(jobs), f"{entry['input']}: " + entry.get("error", "done"))
+                progress(len(entries), len(jobs),
+                         f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
     finally:
         ray.shutdown()
     manifest = {

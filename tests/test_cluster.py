@@ -54,6 +54,28 @@ def run_cli(*args, env: dict, timeout: int = 600) -> subprocess.CompletedProcess
                           text=True, timeout=timeout, cwd=ROOT)
 
 
+def said(stderr: str) -> set[str]:
+    """What a run's progress lines say of each file, without their numbers or the frames of a clip."""
+    return {line.split("] ", 1)[1] for line in stderr.splitlines() if line.startswith("[") and ", frame " not in line}
+
+
+def test_held_back_outputs_are_named_on_a_cluster_as_on_one_machine(cluster, tmp_path, astronaut_rgb):
+    """A compliance officer reads the run's lines: a photo the check holds back is named with why
+    and where it went, and a file refused before the run starts is named as it is refused."""
+    address, env, _ = cluster
+    inputs = tmp_path / "shared"
+    photos(inputs, astronaut_rgb, 1)
+    (inputs / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    run = run_cli("anonymize", inputs, "--out", out, "--ray", address, "--check", "--threshold", "0.99", env=env)
+    assert run.returncode == 2, run.stderr  # notes.txt failed; the photo is held back
+    assert f"] {inputs / 'notes.txt'}: not an image or video file" in run.stderr
+    assert f"] {inputs / 'photo-00.jpg'}: 1 face(s) found again by the detector" in run.stderr
+    assert (f"check: {inputs / 'photo-00.jpg'} -> held-back/photo-00.jpg: 1 face(s) found again by the detector; "
+            f"held back in {out / 'held-back'}: look at it before publishing") in run.stderr
+    assert (out / "held-back" / "photo-00.jpg").exists() and not (out / "photo-00.jpg").exists()
+
+
 def comparable(manifest: dict) -> list[dict]:
     return [{k: v for k, v in entry.items() if k != "input"} | {"input": Path(entry["input"]).name}
             for entry in manifest["files"]]
@@ -80,6 +102,9 @@ def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, engi
             continue
         assert (tmp_path / "remote" / entry["output"]).read_bytes() == (tmp_path / "local" / entry["output"]).read_bytes()
     assert sum(1 for e in remote_manifest["files"] if "error" in e) == 1
+    # It says what became of each file as the local command does: faces, tracks, errors.
+    assert said(remote.stderr) == said(local.stderr)
+    assert f"{inputs / 'photo-00.jpg'}: 1 faces" in said(remote.stderr) and len(said(remote.stderr)) == 6
     # detect on the cluster prints what the local command prints.
     local_detect = run_cli("detect", inputs / "photo-00.jpg", inputs / "alpha.png", env=env)
     remote_detect = run_cli("detect", inputs / "photo-00.jpg", inputs / "alpha.png", "--ray", address, env=env)
