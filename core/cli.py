@@ -147,15 +147,20 @@ def _main(argv: list[str] | None) -> int:
         except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
             print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
             return 2
+        if manifest.get("stopped"):
+            return _stopped(manifest, record, "")
+        _summarise(manifest, record, "")
         failed = [f for f in manifest["files"] if "error" in f]
         flagged = [f for f in manifest["files"] if f.get("held_back")]
-        done = len(manifest["files"]) - len(failed) - len(flagged)
-        if manifest.get("stopped"):
-            print(f"stopped: {done + len(flagged)} of {len(manifest['files'])} file(s) done; manifest: {record} "
-                  "(the files not done are listed in it)", file=sys.stderr)
-            return STOPPED_EXIT
-        _summarise(manifest, record, "")
     return _outcome(failed, flagged)
+
+
+def _stopped(manifest: dict, record: Path, then: str) -> int:
+    """What a run stopped with Ctrl-C says: how far it got and where its record is."""
+    done = sum(1 for f in manifest["files"] if "output" in f)
+    print(f"stopped: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
+          f"(the files not done are listed in it){then}", file=sys.stderr)
+    return STOPPED_EXIT
 
 
 def _summarise(manifest: dict, record: Path, resumed: str) -> None:
@@ -209,6 +214,8 @@ def _on_cluster(args, settings: Settings) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress)
+    if manifest.get("stopped"):
+        return _stopped(manifest, args.out / "manifest.json", "; run the same command again to finish them")
     _summarise(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")
     return _outcome([f for f in manifest["files"] if "error" in f], [f for f in manifest["files"] if f.get("held_back")])
 

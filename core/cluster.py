@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import OutputNamer, anonymize_one, expand_paths, outcome, output_name
+from .batch import HELD_BACK, STOPPED, OutputNamer, anonymize_one, expand_paths, outcome, output_name
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import write_atomically
@@ -186,7 +186,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
             journal.names[str(path)] = name
         todo.append((index, str(path), name, None))
     ray = connect(address)
-    resumed = 0
+    resumed, stopped = 0, False
     try:
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
@@ -200,8 +200,14 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
             if progress:
                 progress(len(entries), len(jobs),
                          f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
+    except KeyboardInterrupt:  # Ctrl-C: what is done is recorded, and the same command goes on from there
+        stopped = True
     finally:
         ray.shutdown()
+    for index, (path, _) in enumerate(jobs):
+        if index not in entries:
+            entries[index] = {"input": str(path), "error": STOPPED}
+            _remove_unrecorded(out_dir, journal.names.get(str(path)))
     manifest = {
         "created": utc_now(),
         "settings": settings.to_dict(),
@@ -209,9 +215,17 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "cluster": {"address": address, "resumed": resumed},
         "files": [entries[i] for i in range(len(jobs))],
         "passed_over": [str(path) for path in passed_over],
-    }
+    } | ({"stopped": True} if stopped else {})
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _remove_unrecorded(out_dir: Path, name: str | None) -> None:
+    """A file not done when a run stopped may have been written by its worker as the run was
+    stopping, after its entry was lost: an output no manifest records does not stay."""
+    if name:
+        for folder in (out_dir, out_dir / HELD_BACK):
+            (folder / name).unlink(missing_ok=True)
 
 
 def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int) -> list[dict]:

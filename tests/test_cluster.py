@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.batch import STOPPED
 from core.cluster import LoopbackCluster
 from core.intake import import_run
 from core.review import detect_pending
@@ -162,6 +163,34 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     entry = json.loads((out / "manifest.json").read_text())["files"][3]
     assert entry["input_sha256"] == hashlib.sha256(inputs[3].read_bytes()).hexdigest()
     assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+
+
+def test_ctrl_c_on_a_cluster_run_leaves_a_record_and_the_same_command_finishes_it(cluster, tmp_path, astronaut_rgb):
+    address, env, _ = cluster
+    inputs = photos(tmp_path / "shared", astronaut_rgb, 10, size=1400)
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(tmp_path / "shared"), "--out", str(out),
+                            "--ray", address], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal starts it
+    for line in job.stderr:
+        if line.startswith("[1/"):
+            job.send_signal(signal.SIGINT)  # as Ctrl-C in the terminal does
+            break
+    said_then = job.stderr.read()
+    assert job.wait(timeout=120) == 130 and "Traceback" not in said_then, said_then
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stopped"] and [Path(e["input"]).name for e in manifest["files"]] == [p.name for p in inputs]
+    done = [e for e in manifest["files"] if "output" in e]
+    assert 1 <= len(done) < len(inputs)
+    assert f"stopped: {len(done)} of {len(inputs)} file(s) done; manifest: {out / 'manifest.json'}" in said_then
+    assert all(e["error"] == STOPPED for e in manifest["files"] if "output" not in e)
+    # What is in the folder is what the record says was done, each output as its hash says.
+    assert sorted(p.name for p in out.glob("*.jpg")) == sorted(e["output"] for e in done)
+    for entry in done:
+        assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+    rerun = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+    assert rerun.returncode == 0 and f"({len(done)} from an earlier run)" in rerun.stderr, rerun.stderr
+    assert sorted(p.name for p in out.glob("*.jpg")) == [p.name for p in inputs]
 
 
 @pytest.mark.skipif(not STRACE, reason="needs strace to watch Ray's system calls")
