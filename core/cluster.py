@@ -61,6 +61,9 @@ def connect(address: str):
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Token authentication, as Ray now starts a local cluster by default (its token in the
+    # private HOME), asked for by name so that Ray does not print how to turn it off.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     real_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:
