@@ -204,16 +204,23 @@ def _on_cluster(args, settings: Settings) -> int:
     from . import cluster
 
     max_pixels = int(args.max_megapixels * 1e6)
-    if args.command == "detect":
-        results = cluster.detect_files(args.ray, args.paths, settings, max_pixels)
-        json.dump(results, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return _outcome([r for r in results if "error" in r], [])
-    problem = _out_problem(args)
+    problem = None if args.command == "detect" else _out_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress)
+    try:
+        if args.command == "detect":
+            results = cluster.detect_files(args.ray, args.paths, settings, max_pixels)
+        else:
+            manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels,
+                                               _progress)
+    except cluster.Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "detect":
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return _outcome([r for r in results if "error" in r], [])
     if manifest.get("stopped"):
         return _stopped(manifest, args.out / "manifest.json", "; run the same command again to finish them")
     _summarise(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -41,6 +42,31 @@ QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
          "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
 
 
+class Unreachable(Exception):
+    """No Ray cluster answers at the address given: said before any work starts."""
+
+
+def reach(address: str) -> None:
+    """Raise `Unreachable`, with a plain reason, unless a head answers at `address` (HOST:PORT,
+    or ray://HOST:PORT): Ray itself retries a wrong address for minutes, printing its logs."""
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise Unreachable(f"--ray {address}: name the cluster's head as HOST:PORT (the port its `ray start --head` "
+                          "gave, 6379 unless changed), or use auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS):
+            pass
+    except OSError as exc:
+        raise Unreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}): is its head started "
+                          "(`ray start --head`) and the address right?") from None
+
+
+# How long a cluster's head may take to answer before `reach` gives up.
+REACH_SECONDS = 5
+
+
 def connect(address: str):
     """Join the cluster at `address` (`auto`, `HOST:PORT`) or start one on this machine,
     on the loopback address only (`local`)."""
@@ -49,7 +75,15 @@ def connect(address: str):
     if address != "local":
         import ray
 
-        ray.init(address=address, **options)
+        reach(address)
+        try:
+            ray.init(address=address, **options)
+        except ConnectionError as exc:
+            if address == "auto":
+                raise Unreachable("--ray auto: no Ray cluster is running on this machine: start one (`ray start "
+                                  "--head`) or name its head as HOST:PORT, or use --ray local") from None
+            raise Unreachable(f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one "
+                              "its `ray start --head` gave?") from None
         return ray
     # A cluster of one machine. Ray would bind its services to the machine's network address,
     # found by a UDP connect to 8.8.8.8, unless told that clusters are off (its Windows/macOS
@@ -166,31 +200,11 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     key = settings_key(settings, check, max_pixels)
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
-    namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     entries: dict[int, dict] = {}
-    todo: list[tuple[int, str, str, dict | None]] = []
-    for index, (path, problem) in enumerate(jobs):
-        earlier = journal.finished(str(path), key, out_dir)
-        if earlier is not None:
-            todo.append((index, str(path), journal.names.get(str(path), ""), earlier))
-            continue
-        if problem:
-            entries[index] = {"input": str(path), "error": problem}
-            if progress:
-                progress(len(entries), len(jobs), f"{path}: {problem}")
-            continue
-        try:
-            name = journal.names.get(str(path)) or output_name(namer, path)
-        except Exception:  # noqa: BLE001 - an unreadable header: a worker reads it and reports why
-            todo.append((index, str(path), "", None))
-            continue
-        if str(path) not in journal.names:
-            journal.append({"assign": str(path), "name": name})
-            journal.names[str(path)] = name
-        todo.append((index, str(path), name, None))
-    ray = connect(address)
+    ray = connect(address)  # first: a cluster that cannot be reached is said before anything is written
     resumed, stopped = 0, False
     try:
+        todo = _plan(journal, key, jobs, out_dir, entries, progress)
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
                                  lambda w, job: w.anonymize.remote(job[1], job[2], job[3])):
@@ -221,6 +235,35 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     } | ({"stopped": True} if stopped else {})
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _plan(journal: Journal, key: str, jobs: list, out_dir: Path, entries: dict[int, dict],
+          progress: Callable[[int, int, str], None] | None) -> list[tuple[int, str, str, dict | None]]:
+    """The files for the workers, each with its output's name (given here from its header, and
+    kept in the journal) and its earlier run's entry if it was done with these settings; the
+    files that cannot be processed go into `entries` with their errors."""
+    namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
+    todo: list[tuple[int, str, str, dict | None]] = []
+    for index, (path, problem) in enumerate(jobs):
+        earlier = journal.finished(str(path), key, out_dir)
+        if earlier is not None:
+            todo.append((index, str(path), journal.names.get(str(path), ""), earlier))
+            continue
+        if problem:
+            entries[index] = {"input": str(path), "error": problem}
+            if progress:
+                progress(len(entries), len(jobs), f"{path}: {problem}")
+            continue
+        try:
+            name = journal.names.get(str(path)) or output_name(namer, path)
+        except Exception:  # noqa: BLE001 - an unreadable header: a worker reads it and reports why
+            todo.append((index, str(path), "", None))
+            continue
+        if str(path) not in journal.names:
+            journal.append({"assign": str(path), "name": name})
+            journal.names[str(path)] = name
+        todo.append((index, str(path), name, None))
+    return todo
 
 
 def _remove_unrecorded(out_dir: Path, name: str | None) -> None:
@@ -307,7 +350,6 @@ class LoopbackCluster:
 
     def __init__(self, nodes: int, temp: Path):
         import secrets
-        import socket
         import subprocess
         import sys
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -428,3 +429,20 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Stopped run", "Officer")
     assert (report.added, report.refused, report.not_done) == (1, [], ["b.mp4", "c.jpg"])
     assert [r.name for r in ws.awaiting_detection(session)] == ["b.mp4", "c.jpg"]
+
+
+def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):
+    """Ray retries a wrong address for minutes, printing its logs (and `auto` with no cluster
+    raised a traceback): the command says what is wrong in one line, before writing anything."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once the probe is closed
+    out = tmp_path / "o"
+    for address, said in [(closed, f"no Ray cluster answers at {closed} (Connection refused)"),
+                          ("headnode", "--ray headnode: name the cluster's head as HOST:PORT"),
+                          ("auto", "--ray auto: no Ray cluster is running on this machine")]:
+        for command in (["anonymize", str(batch / "portrait.jpg"), "--out", str(out)], ["detect", str(batch)]):
+            result = run_cli(*command, "--ray", address)
+            assert result.returncode == 1 and result.stderr.startswith(f"error: {said}"), result.stderr
+            assert len(result.stderr.splitlines()) == 1 and not result.stdout
+        assert not any(out.iterdir())
