@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import HELD_BACK, STOPPED, OutputNamer, anonymize_one, expand_paths, outcome, output_name
+from .batch import (HELD_BACK, STOPPED, OutputNamer, anonymize_one, expand_paths, frame_progress, outcome,
+                    output_name)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import write_atomically
@@ -161,6 +162,15 @@ class FileWorker:
         self.settings = Settings(**settings)
         self.out_dir = Path(out_dir)
         self.check = check
+        self.doing = ""  # the video in hand's progress line, for `where`
+
+    def where(self) -> str:
+        """How far the video in hand has got, as the local command's line says it ("clip.mp4:
+        detecting faces, frame 250/1500"), or "" (asked in the "ask" group, beside the work)."""
+        return self.doing
+
+    def _note(self, index: int, total: int, message: str) -> None:
+        self.doing = message
 
     def anonymize(self, path: str, name: str, earlier: dict | None = None) -> dict:
         """One file; `name` is empty when its header could not be read ahead (reading it here
@@ -175,9 +185,12 @@ class FileWorker:
             if not name:
                 self.engine.read(Path(path))
                 name = output_name(OutputNamer(self.out_dir), Path(path))
-            entry.update(anonymize_one(self.engine, Path(path), self.out_dir, name, self.settings, self.check))
+            entry.update(anonymize_one(self.engine, Path(path), self.out_dir, name, self.settings, self.check,
+                                       frame_progress(self._note, 0, 0, Path(path))))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
             entry = {"input": path, "error": failure_reason(exc, self.out_dir)}
+        finally:
+            self.doing = ""
         return entry
 
     def detect(self, path: str) -> dict:
@@ -206,8 +219,12 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     try:
         todo = _plan(journal, key, jobs, out_dir, entries, progress)
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
+        def waiting(lines: list[str]) -> None:
+            for line in lines if progress else ():
+                progress(len(entries), len(jobs), f"{line} (on the cluster)")
+
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
-                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3])):
+                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3]), waiting):
             earlier = entry.pop("resumed", False)
             if earlier:
                 resumed += 1
@@ -289,8 +306,9 @@ def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels
 
 
 def _workers(ray, *args) -> Callable[[], object]:
-    """A maker of FileWorker actors, one CPU each, spread over the nodes."""
-    actor = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(FileWorker)
+    """A maker of FileWorker actors, one CPU each, spread over the nodes; a file at a time, and
+    `where` answered beside it."""
+    actor = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", concurrency_groups={"ask": 1})(FileWorker)
     return lambda: actor.remote(*args)
 
 
@@ -303,10 +321,16 @@ def _worker_count(ray, files: int) -> int:
 LOST_WORKER_RETRIES = 3
 
 
-def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call) -> Iterator[tuple[int, dict]]:
+# While no file finishes, the workers are asked this often how far their videos have got.
+HEARTBEAT_SECONDS = 5
+
+
+def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call,
+         waiting: Callable[[list[str]], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Yield (index, result) as the workers finish, keeping two files queued per worker (so
     memory and the object store stay small however long the list). A worker that dies is
-    dropped and its files go to the others (a new worker is made when none is left)."""
+    dropped and its files go to the others (a new worker is made when none is left). While
+    none finishes, `waiting` is given the workers' `where` every HEARTBEAT_SECONDS."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
     workers = [make_worker() for _ in range(count)]
@@ -322,7 +346,10 @@ def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call) -
             worker = free.pop()
             job = queue.pop(0)
             pending[call(worker, job)] = (job, worker)
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=HEARTBEAT_SECONDS if waiting else None)
+        if not ready:
+            waiting(_where(ray, {worker for _, worker in pending.values()}))
+            continue
         job, worker = pending.pop(ready[0])
         try:
             result = ray.get(ready[0])
@@ -341,6 +368,16 @@ def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call) -
         else:
             free.append(worker)
         yield job[0], result
+
+
+def _where(ray, workers) -> list[str]:
+    """The busy workers' progress lines (none when one cannot answer: its loss is seen by the
+    wait for its file)."""
+    asked = [worker.where.options(concurrency_group="ask").remote() for worker in workers]
+    try:
+        return [line for line in ray.get(asked, timeout=HEARTBEAT_SECONDS) if line]
+    except Exception:  # noqa: BLE001 - a progress line is not worth a failure
+        return []
 
 
 class LoopbackCluster:

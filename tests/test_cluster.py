@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from core.cluster import LoopbackCluster
 from core.intake import import_run
 from core.review import detect_pending
 from core.workspace import Workspace
-from tests.clips import moving_face_frames, write_clip
+from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
 from tests.conftest import ROOT, jpeg_bytes, png_bytes
 from tests.test_leaks import STRACE, outbound
 
@@ -163,6 +164,23 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     entry = json.loads((out / "manifest.json").read_text())["files"][3]
     assert entry["input_sha256"] == hashlib.sha256(inputs[3].read_bytes()).hexdigest()
     assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+
+
+def test_a_long_video_on_a_cluster_says_how_far_it_has_got(cluster, tmp_path, astronaut_rgb, astronaut_face_box):
+    """The local command says a video's frame as it goes; on a cluster the driver waits for the
+    whole file, and a long video showed nothing for minutes: the workers are asked."""
+    address, env, _ = cluster
+    (tmp_path / "shared").mkdir()
+    clip = tmp_path / "shared" / "hall.mp4"
+    write_clip(clip, (f for f, _ in iter_moving_face_frames(astronaut_rgb, astronaut_face_box, 160, 1280, 720, 90)),
+               count=160)
+    run = run_cli("anonymize", tmp_path / "shared", "--out", tmp_path / "out", "--ray", address, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    said = [line for line in lines if line.endswith(" (on the cluster)")]
+    assert said and all(re.fullmatch(rf"\[0/1\] {re.escape(str(clip))}: (detecting faces|covering), frame \d+/160 "
+                                     r"\(on the cluster\)", line) for line in said), lines
+    assert lines.index(said[-1]) < lines.index(next(line for line in lines if line.startswith("[1/1]")))
 
 
 def test_ctrl_c_on_a_cluster_run_leaves_a_record_and_the_same_command_finishes_it(cluster, tmp_path, astronaut_rgb):
