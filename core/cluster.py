@@ -219,12 +219,14 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     try:
         todo = _plan(journal, key, jobs, out_dir, entries, progress)
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
+
         def waiting(lines: list[str]) -> None:
-            for line in lines if progress else ():
+            for line in lines:
                 progress(len(entries), len(jobs), f"{line} (on the cluster)")
 
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
-                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3]), waiting):
+                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3]),
+                                 waiting if progress else None):
             earlier = entry.pop("resumed", False)
             if earlier:
                 resumed += 1
