@@ -398,6 +398,7 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    (folder / "a_broken.jpg").write_bytes(jpeg_bytes(astronaut_rgb)[:300])
     write_clip(folder / "b.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 250)])
     (folder / "c.jpg").write_bytes(jpeg_bytes(astronaut_rgb[:, ::-1].copy()))
     run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(tmp_path / "out"),
@@ -420,14 +421,16 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     assert outcome["a.jpg"] == "a.jpg" and (tmp_path / "out" / "a.jpg").is_file()
     assert outcome["b.mp4"].startswith("not done: the run was stopped") and outcome["c.jpg"] == outcome["b.mp4"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "manifest.json"]
-    assert f"stopped: 1 of 3 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
+    assert f"stopped: 1 of 4 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
+    # What failed before the stop is said, as at the end of a whole run.
+    assert said.splitlines()[-1] == f"error: {folder / 'a_broken.jpg'}: {outcome['a_broken.jpg']}", said
     # Opened for review, the run's photo comes with its faces, and what it did not reach is detected there.
     from core.intake import import_run
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
     session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Stopped run", "Officer")
-    assert (report.added, report.refused, report.not_done) == (1, [], ["b.mp4", "c.jpg"])
+    assert (report.added, report.refused, report.not_done) == (1, ["a_broken.jpg"], ["b.mp4", "c.jpg"])
     assert [r.name for r in ws.awaiting_detection(session)] == ["b.mp4", "c.jpg"]
 
 
