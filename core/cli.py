@@ -211,7 +211,7 @@ def _on_cluster(args, settings: Settings) -> int:
         return 1
     try:
         if args.command == "detect":
-            results = cluster.detect_files(args.ray, args.paths, settings, max_pixels)
+            results = cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress)
         else:
             manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels,
                                                _progress)
@@ -229,15 +229,15 @@ def _on_cluster(args, settings: Settings) -> int:
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:
-    return [detect_one(engine, path, settings) if not problem else {"path": str(path), "error": problem}
-            for path, problem in expand_paths(paths)]
+    return [detect_one(engine, path, settings, frame_progress(_progress, 1, 1, path))
+            if not problem else {"path": str(path), "error": problem} for path, problem in expand_paths(paths)]
 
 
-def detect_one(engine: Engine, path: Path, settings: Settings) -> dict:
-    """One file's faces (a photo) or tracks (a video), or its error."""
+def detect_one(engine: Engine, path: Path, settings: Settings, progress=None) -> dict:
+    """One file's faces (a photo) or tracks (a video, its frames said to `progress`), or its error."""
     try:
         if is_video(path):
-            return detect_video(engine, path, settings)
+            return detect_video(engine, path, settings, progress)
         photo = engine.read(path)
         faces = selected(engine.detect(photo), settings.threshold)
         return {"path": str(path), "width": photo.width, "height": photo.height,
@@ -246,9 +246,9 @@ def detect_one(engine: Engine, path: Path, settings: Settings) -> dict:
         return {"path": str(path), "error": failure_reason(exc)}
 
 
-def detect_video(engine: Engine, path: Path, settings: Settings) -> dict:
+def detect_video(engine: Engine, path: Path, settings: Settings, progress=None) -> dict:
     """A video's tracks as `detect` prints them: per track its frames (index, time, box, score)."""
-    scan = video.scan(engine.detect_frame, path, DETECT_EVERY, frame_progress(_progress, 1, 1, path))
+    scan = video.scan(engine.detect_frame, path, DETECT_EVERY, progress)
     return {"path": str(path), "kind": "video", "width": scan.info.width, "height": scan.info.height,
             "frames": scan.frames, "duration": round(scan.duration, 3), "detect_every": scan.every,
             "tracks": scan.covered_tracks(settings.threshold)}

@@ -196,7 +196,10 @@ class FileWorker:
     def detect(self, path: str) -> dict:
         from .cli import detect_one
 
-        return detect_one(self.engine, Path(path), self.settings)
+        try:
+            return detect_one(self.engine, Path(path), self.settings, frame_progress(self._note, 0, 0, Path(path)))
+        finally:
+            self.doing = ""
 
 
 def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Settings, check: bool = False,
@@ -219,14 +222,9 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     try:
         todo = _plan(journal, key, jobs, out_dir, entries, progress)
         make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
-
-        def waiting(lines: list[str]) -> None:
-            for line in lines:
-                progress(len(entries), len(jobs), f"{line} (on the cluster)")
-
         for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
                                  lambda w, job: w.anonymize.remote(job[1], job[2], job[3]),
-                                 waiting if progress else None):
+                                 _heard(progress, lambda: len(entries), len(jobs))):
             earlier = entry.pop("resumed", False)
             if earlier:
                 resumed += 1
@@ -293,15 +291,18 @@ def _remove_unrecorded(out_dir: Path, name: str | None) -> None:
             (folder / name).unlink(missing_ok=True)
 
 
-def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int) -> list[dict]:
-    """`detect` on a cluster: the same JSON as the local command, in input order."""
+def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int,
+                 progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
+    """`detect` on a cluster: the same JSON as the local command, in input order; how far the
+    workers' videos have got said to `progress` while none finishes."""
     jobs = list(expand_paths(paths))
     results: dict[int, dict] = {i: {"path": str(p), "error": problem} for i, (p, problem) in enumerate(jobs) if problem}
     todo = [(i, str(p), "", None) for i, (p, problem) in enumerate(jobs) if not problem]
     ray = connect(address)
     try:
         make = _workers(ray, asdict(settings), "", False, max_pixels)
-        results.update(_run(ray, make, _worker_count(ray, len(todo)), todo, lambda w, job: w.detect.remote(job[1])))
+        results.update(_run(ray, make, _worker_count(ray, len(todo)), todo, lambda w, job: w.detect.remote(job[1]),
+                            _heard(progress, lambda: len(results), len(jobs))))
     finally:
         ray.shutdown()
     return [results[i] for i in range(len(jobs))]
@@ -370,6 +371,19 @@ def _run(ray, make_worker: Callable[[], object], count: int, todo: list, call,
         else:
             free.append(worker)
         yield job[0], result
+
+
+def _heard(progress: Callable[[int, int, str], None] | None, done: Callable[[], int],
+           total: int) -> Callable[[list[str]], None] | None:
+    """What `_run` is to call while no file finishes: each busy worker's video line said to
+    `progress`, numbered by the files `done` so far."""
+    if not progress:
+        return None
+
+    def waiting(lines: list[str]) -> None:
+        for line in lines:
+            progress(done(), total, f"{line} (on the cluster)")
+    return waiting
 
 
 def _where(ray, workers) -> list[str]:

@@ -181,6 +181,10 @@ def test_a_long_video_on_a_cluster_says_how_far_it_has_got(cluster, tmp_path, as
     assert said and all(re.fullmatch(rf"\[0/1\] {re.escape(str(clip))}: (detecting faces|covering), frame \d+/160 "
                                      r"\(on the cluster\)", line) for line in said), lines
     assert lines.index(said[-1]) < lines.index(next(line for line in lines if line.startswith("[1/1]")))
+    # `detect` says it too, as the local command does.
+    found = run_cli("detect", clip, "--ray", address, env=env)
+    assert found.returncode == 0 and json.loads(found.stdout)[0]["tracks"], found.stderr
+    assert re.search(rf"\[0/1\] {re.escape(str(clip))}: frame \d+/160 \(on the cluster\)", found.stderr), found.stderr
 
 
 def test_ctrl_c_on_a_cluster_run_leaves_a_record_and_the_same_command_finishes_it(cluster, tmp_path, astronaut_rgb):
