@@ -10,7 +10,7 @@ from core.report import detail_text, local_time
 from dashboard import video as clip_view
 from dashboard.sidebar import session_sidebar
 from dashboard.state import require_session, show_flash, workspace
-from dashboard.text import plain
+from dashboard.text import counted, plain
 from dashboard.worker import export_progress, export_worker
 
 session_id, reviewer = require_session()
@@ -26,13 +26,13 @@ ready = [r for r in records if r.approval_current(batch)]
 held = [r for r in ready if r.residual_result(batch)]
 outdated = [r for r in records if r.approval_outdated(batch)]
 st.markdown(
-    f"**{len(ready) - len(held)}** approved photo(s) will be exported"
-    + (f" (of {len(ready)} approved: {len(held)} held back by the residual check until you confirm them on the "
-       "review page)" if held else "")
-    + ". Approved photos not yet checked are checked as the zip is built, and held back if a face still shows. "
+    f"**{counted(r.name for r in ready if r not in held)}**, approved, will be exported"
+    + (f" (of {counted(r.name for r in ready)} approved: {len(held)} held back by the residual check until you "
+       "confirm them on the review page)" if held else "")
+    + ". Approved files not yet checked are checked as the zip is built, and held back if a face still shows. "
     + f"Never included: {sum(r.status == 'pending' for r in records)} pending, {len(outdated)} with an approval "
       f"out of date, {sum(r.status == 'rejected' for r in records)} rejected, {sum(bool(r.error) for r in records)} "
-      "that could not be read. The audit package lists every photo with what became of it.")
+      "that could not be read. The audit package lists every file with what became of it.")
 
 if any(is_video(r.name) for r in records):
     st.caption("Videos leave with their sound " + ("kept" if batch.sound else "left out")
@@ -51,7 +51,7 @@ current = next((e for e in exports if e["current"]), None)
 if current:
     counts = current["counts"]
     st.success(f"Current export, made {local_time(current['finished_at'])} by {plain(current['started_by'])}: "
-               f"{counts.get('exported', 0)} photo(s) exported, {counts.get('held back', 0)} held back. It matches "
+               f"{counts.get('exported', 0)} file(s) exported, {counts.get('held back', 0)} held back. It matches "
                "the session as it is now.")
     st.caption(f"SHA-256 of the zip: {current['sha256']}")  # what a copy sent on can be checked against
     left, right = st.columns(2)
@@ -82,7 +82,7 @@ if exports and exports[0]["status"] == "failed":
 
 held_back = current["counts"].get("held back") if current else 0
 if held_back:
-    st.warning(f"{held_back} photo(s) were held back by the residual check: open each on the review page (they "
+    st.warning(f"{held_back} file(s) were held back by the residual check: open each on the review page (they "
                "are flagged in the overview), look, and confirm or fix it; then build again.")
 
 if exports:

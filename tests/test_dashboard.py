@@ -269,6 +269,8 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
 
     next(b for b in at.button if b.label == "Approve").click().run()
     assert ws.image(record.id).status == APPROVED
+    at.switch_page("pages/export.py").run()
+    assert at.markdown[0].value.startswith("**1 video**, approved, will be exported"), at.markdown[0].value
     export = built(at, ws, session_id)
     assert export["counts"]["exported"] == 1, export
     with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
@@ -655,7 +657,7 @@ def test_export_builds_zip_of_approved_only(reviewed, pictures):
     first, second = ws.images(session_id)
     ws.decide(first.id, APPROVED, "A. Officer")
     at.switch_page("pages/export.py").run()
-    assert "**1** approved" in at.markdown[0].value
+    assert at.markdown[0].value.startswith("**1 photo**, approved, will be exported")
     export = built(at, ws, session_id)
     at.run()
     assert export["current"] and export["counts"]["exported"] == 1 and export["counts"]["pending"] == 1

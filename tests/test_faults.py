@@ -88,7 +88,7 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
             assert not list(ws.files.exports.glob("*.partial")), "the cut-short zip is removed on restart"
             page.get_by_role("link", name="Export").click()
             # The export cut short by the kill is built again, without the reviewer asking.
-            expect(page.get_by_text("approved photo(s) will be exported")).to_contain_text(str(len(large_photos)))
+            expect(page.get_by_text(", approved, will be exported")).to_contain_text(f"{len(large_photos)} photos")
             expect(page.get_by_text("Building the zip")).to_be_visible()
             expect(page.get_by_role("link", name="Download the zip")).to_be_visible(timeout=300_000)
         assert any(a["action"] == "export resumed after a restart" for a in ws.audit(session_id))

@@ -165,7 +165,7 @@ def test_zips_are_per_session_and_go_out_of_date_after_a_decision(one_approved):
         page.get_by_role("button", name="Add and detect faces").wait_for()
         settle(page)
         page.get_by_role("link", name="Export").click()
-        expect(page.get_by_text("approved photo(s) will be exported")).to_be_visible()
+        expect(page.get_by_text(", approved, will be exported")).to_be_visible()
         expect(page.get_by_role("link", name=re.compile("Download"))).to_have_count(0)
         expect(page.get_by_text("The last zip is out of date")).to_have_count(0)
 
