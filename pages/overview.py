@@ -3,6 +3,7 @@ needs attention; filters, sorting by risk, paging."""
 
 import streamlit as st
 
+from core.kinds import is_video
 from dashboard.previews import overview_rows, thumbnail
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, require_session, review, show_flash, workspace
@@ -27,12 +28,15 @@ st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
 show_flash()
 
 # Bulk approval: the photos nothing flags, each approved in the state shown here, logged one by one.
-unflagged = [(r["id"], r["fingerprint"]) for r in rows if r["detected"] and not r["flags"] and r["status"] == "pending"]
+# Never a video: one frame of it is all this page shows.
+unflagged = [(r["id"], r["fingerprint"]) for r in rows
+             if r["detected"] and not r["flags"] and r["status"] == "pending" and not is_video(r["name"])]
 if unflagged:
     with st.expander(f"Approve the {len(unflagged)} pending photo(s) that need no attention"):
         st.caption("Each has at least one face found and covered, nothing switched off, drawn, near the threshold, "
                    "very small or flagged by the residual check. Each approval is logged photo by photo, with the "
-                   "state shown here; a photo changed meanwhile is left pending.")
+                   "state shown here; a photo changed meanwhile is left pending. Videos are approved one by one, "
+                   "on their own page, where their frames are seen.")
 
         def approve_all(chosen: list) -> None:
             done = sum(act(ws.decide, image_id, "approved", reviewer, "bulk approval: no attention flag", seen=mark)

@@ -1129,3 +1129,22 @@ def test_a_clips_frame_is_inspected_at_full_resolution(root, astronaut_rgb, astr
     assert at.slider(key=f"frame-{record.id}").value == 8 and shown()[0] == at_face  # stepped beside the view
     next(b for b in at.button if b.key == f"frame-view-{record.id}-back").click().run()
     assert at.slider(key=f"frame-{record.id}").value == 7 and not at.exception
+
+
+def test_bulk_approval_never_approves_a_video(root, astronaut_rgb, astronaut_face_box, tmp_path):
+    """The overview's bulk approval took a clip nothing flagged with the photos: approved from
+    the one frame the overview shows, its other frames never seen by anyone."""
+    from dashboard.state import workspace
+    from tests.clips import moving_face_frames, write_clip
+
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 12)])
+    at = add_and_detect(started(), [("hall.mp4", clip.read_bytes(), "video/mp4"),
+                                    ("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg")])
+    at.switch_page("pages/overview.py").run()
+    assert [e.label for e in at.expander] == ["Approve the 1 pending photo(s) that need no attention"]
+    next(c for c in at.checkbox if c.label == "Yes, approve these 1 photo(s)").check().run()
+    next(b for b in at.button if b.label == "Approve 1 photo(s)").click().run()
+    status = {r.name: r.status for r in workspace().images(at.session_state["session_id"])}
+    assert status == {"portrait.jpg": APPROVED, "hall.mp4": "pending"}
+    assert not at.exception
