@@ -126,7 +126,8 @@ class Journal:
         self.names: dict[str, str] = {}
         self.done: dict[str, dict] = {}
         if path.exists():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            for line in text.splitlines():
                 try:
                     event = json.loads(line)
                 except ValueError:
@@ -135,6 +136,9 @@ class Journal:
                     self.names[event["assign"]] = event["name"]
                 elif "done" in event:
                     self.done[event["done"]] = event
+            if text and not text.endswith("\n"):  # the next event on a line of its own, not after the cut one
+                with open(path, "a") as handle:
+                    handle.write("\n")
 
     def append(self, event: dict) -> None:
         with open(self.path, "a") as handle:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from core.batch import STOPPED
-from core.cluster import LoopbackCluster
+from core.cluster import Journal, LoopbackCluster
 from core.intake import import_run
 from core.review import detect_pending
 from core.workspace import Workspace
@@ -231,3 +231,12 @@ def test_a_local_ray_run_connects_to_nothing_beyond_loopback(tmp_path, astronaut
     log = trace.read_text()
     assert "connect(" in log  # Ray's processes did talk, to each other
     assert outbound(log) == []
+
+
+def test_an_event_written_after_a_line_cut_short_by_a_crash_is_read_back(tmp_path):
+    """A crash in the middle of a journal line left it without its end: the next run's first
+    event went on the same line, unreadable, and that file's name or result was lost."""
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text('{"assign": "/in/a.jpg", "name": "a.jpg"}\n{"assign": "/in/b.jp')  # cut by the crash
+    Journal(journal).append({"assign": "/in/c.jpg", "name": "c.jpg"})
+    assert Journal(journal).names == {"/in/a.jpg": "a.jpg", "/in/c.jpg": "c.jpg"}
