@@ -188,7 +188,9 @@ def _outcome(failed: list[dict], flagged: list[dict]) -> int:
 def _out_problem(args) -> str | None:
     """Why --out cannot take the outputs, or None once it is a folder."""
     if any(p.resolve() == args.out.resolve() for p in args.paths):
-        return "--out must not be one of the input folders"
+        return f"--out {args.out} is one of the inputs: name a folder for the outputs"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file: name a folder for the outputs"
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -165,12 +165,18 @@ def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its
     assert sorted(p.name for p in out.iterdir()) == ["a-2.jpg", "a.jpg", "manifest-2.json", "manifest.json"]
 
 
-def test_an_unusable_out_folder_is_said_plainly(batch, tmp_path):
-    not_a_folder = tmp_path / "notes.txt"
-    not_a_folder.write_text("x")
-    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(not_a_folder))
-    assert result.returncode == 1
-    assert f"--out {not_a_folder} cannot be made a folder" in result.stderr and "Traceback" not in result.stderr
+def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut_rgb))
+    (tmp_path / "notes.txt").write_text("x")
+    for inputs, out, why in [(photo, photo, "is one of the inputs"), (tmp_path, tmp_path, "is one of the inputs"),
+                             (photo, tmp_path / "notes.txt", "is a file")]:
+        result = run_cli("anonymize", str(inputs), "--out", str(out))
+        assert result.returncode == 1 and result.stderr == f"error: --out {out} {why}: name a folder for the outputs\n"
+    result = run_cli("anonymize", str(photo), "--out", str(tmp_path / "notes.txt" / "out"))
+    assert result.returncode == 1 and result.stderr.startswith(f"error: --out {tmp_path / 'notes.txt' / 'out'} "
+                                                               "cannot be made a folder (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "notes.txt"]  # nothing written
 
 
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
@@ -449,3 +455,4 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
             assert result.returncode == 1 and result.stderr.startswith(f"error: {said}"), result.stderr
             assert len(result.stderr.splitlines()) == 1 and not result.stdout
         assert not any(out.iterdir())
+
