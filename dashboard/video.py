@@ -52,7 +52,7 @@ def video_view(record: ImageRecord, settings: Settings, outline: bool, near: boo
                 rows = marks if outline else video_review.frame_marks(  # outlined or not, each can be zoomed to
                     every, table_marks(record.faces, settings.threshold, True, near), index)
                 with wide or st.container():
-                    _frame_zoom(record, clip, index, frame, faces, marks, rows, settings, caption)
+                    _frame_zoom(record, clip, index, frame, faces, marks, rows, settings, caption, reviewer, mark)
             else:
                 _frame_view(record, clip, index, render(frame, frame.shape[1], faces, settings, marks=marks),
                             caption, reviewer, mark, frame if show_original else None)
@@ -157,10 +157,11 @@ def _caption(clip, index: int, covers: int, exported: bool, silenced: bool) -> s
 
 
 def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, rows, settings: Settings,
-                caption: str) -> None:
+                caption: str, reviewer: str, mark: str) -> None:
     """Frame `index` as exported, at full resolution or closer, panned and zoomed with buttons,
     `marks` outlined (see `zoom.render_window`); each face of `rows` (marks too) can be zoomed to
-    by its row's number. The view stays while the frame is scrubbed."""
+    by its row's number, and a face the detectors missed drawn where it is seen. The view stays
+    while the frame is scrubbed."""
     key = f"frame-view-{record.id}"
     height, width = frame.shape[:2]
     view: zoom.View = st.session_state.get(key) or zoom.fit(width, height)
@@ -174,9 +175,23 @@ def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, rows
     tools[0].selectbox("Zoom to", range(len(rows) + 1), key=pick, label_visibility="collapsed", on_change=picked,
                        format_func=lambda n: f"face {rows[n - 1][0]}" if n else "zoom to a face")
     moves(tools[1:], key, view, width, height, "Whole frame")
-    pixels, (x, y, w, h) = zoom.render_window(frame, faces, settings, view, marks=marks)
-    st.image(video.square_pixels(pixels, clip.info.pixel_shape), output_format="JPEG",
-             caption=f"{caption}; showing x {x}-{x + w}, y {y}-{y + h} of {width} x {height} px at {view.zoom:g}x")
+    pixels, window = zoom.render_window(frame, faces, settings, view, marks=marks)
+    x, y, w, h = window
+    said = f"{caption}; showing x {x}-{x + w}, y {y}-{y + h} of {width} x {height} px at {view.zoom:g}x"
+    shown = video.square_pixels(pixels, clip.info.pixel_shape)
+    if st.toggle("Draw a face the detectors missed, in this window", key=f"frame-zoom-draw-{record.id}",
+                 help="A small face is drawn best where it is seen at its own size or closer."):
+        st.caption(said)
+        box = drawn_box(shown, shown.shape[1], key=f"zoom-draw-{record.id}-{index}-{view}")
+        if box:  # in the window's pixels as shown: as the frame's own pixels
+            shape = clip.info.pixel_shape
+            box = zoom.to_photo((box[0] / shape, box[1], box[2] / shape, box[3]), window, view.zoom)
+            st.button("Add this face and follow it", key=f"zoom-add-{record.id}", type="primary",
+                      on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
+                      kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
+                                                    "scrub to check."})
+    else:
+        st.image(shown, output_format="JPEG", caption=said)
     if clip.frames > 1:  # step through the frames here, the view kept (the scrubber is further down)
         scrubber = f"frame-{record.id}"
         back, on, _ = st.columns([1, 1, 4])

@@ -296,3 +296,46 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         assert container.streams.audio  # the sound went with it
     # The default cover (blur) on every frame: the face no longer looks like itself.
     assert all(exposed(src, out, box) <= 0.5 for (src, box), out in zip(moving, frames))
+
+
+def test_a_face_missed_in_a_crowd_clip_is_drawn_in_the_zoomed_frame(server, tmp_path, astronaut_rgb,
+                                                                     astronaut_face_box):
+    """A crowd clip's small face is seen in the zoomed frame, and was drawn only on the whole
+    frame, where it is a few pixels: it is drawn in the window where it is seen, and stored
+    where it is in the frame."""
+    import re
+
+    url, ws_root = server
+    card = tmp_path / "card"
+    card.mkdir()
+    write_clip(card / "crowd.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 6, 1920, 1080)])
+    with chromium_page() as page:
+        start_session(page, url, "Crowd clip", "E2E Reviewer")
+        page.get_by_placeholder("/home/me/Pictures/sports-day").fill(str(card))
+        page.get_by_role("button", name="Add and detect faces").click(timeout=10_000)
+        expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+        settle(page)
+        page.get_by_role("link", name="Review one image").click()
+        page.get_by_text("Zoom: inspect this frame at full resolution").click()
+        settle(page)
+        for _ in range(3):  # closer than the whole frame: a part of it, enlarged
+            page.get_by_role("button", name="+").click()
+            settle(page)
+        page.get_by_text("Draw a face the detectors missed, in this window").click()
+        settle(page)
+        said = page.get_by_text("showing x ", exact=False).inner_text()
+        x0, x1, y0, y1, zoomed = re.search(r"showing x (\d+)-(\d+), y (\d+)-(\d+) of 1920 x 1080 px at ([\d.]+)x",
+                                           said).groups()
+        x0, x1, y0, y1 = map(int, (x0, x1, y0, y1))
+        assert x1 - x0 <= 960 and float(zoomed) >= 2, said
+        drag_box(page, 0.4, 0.4, 0.5, 0.5)
+        page.get_by_role("button", name="Add this face and follow it").click()
+        ws = Workspace(ws_root)
+        image = ws.images(ws.sessions()[0]["id"])[0]
+        wait_for(lambda: any(f.by_hand for f in ws.image(image.id).faces))
+        drawn = next(f for f in ws.image(image.id).faces if f.by_hand)
+    # Where it was dragged in the window, in the frame's own pixels (a tenth of the window's sides).
+    width, height = x1 - x0, y1 - y0
+    assert abs(drawn.x - (x0 + 0.4 * width)) < 0.03 * width and abs(drawn.y - (y0 + 0.4 * height)) < 0.03 * height, \
+        (drawn, said)
+    assert abs(drawn.w - 0.1 * width) < 0.03 * width and abs(drawn.h - 0.1 * height) < 0.03 * height, (drawn, said)
