@@ -216,6 +216,22 @@ def test_photos_are_said_ready_while_a_clip_is_still_detected(server, tmp_path, 
         expect(page.get_by_text("1 photo and 1 video ready for review")).to_be_visible(timeout=180_000)
 
 
+def clip_on_its_page(page, url: str, tmp_path, name: str, frames: list) -> None:
+    """A session of one clip, added from a camera's card (inside the folders the dashboard may
+    read), detected, and open on the review page."""
+    card = tmp_path / "card"
+    card.mkdir()
+    write_clip(card / name, frames)
+    start_session(page, url, "Video test", "E2E Reviewer")
+    # The folder typed and not applied with Enter: one click on the button adds it (a
+    # disabled button waited for the field to be applied, and the first click was lost).
+    page.get_by_placeholder("/home/me/Pictures/sports-day").fill(str(card))
+    page.get_by_role("button", name="Add and detect faces").click(timeout=10_000)
+    expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+    settle(page)
+    page.get_by_role("link", name="Review one image").click()
+
+
 def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronaut_rgb, astronaut_face_box):
     """Add a clip from a folder, scrub its frames covered, listen to its sound, approve it, and download the zip
     with the MP4."""
@@ -225,18 +241,8 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
 
     url, ws_root = server
     moving = moving_face_frames(astronaut_rgb, astronaut_face_box, 20)
-    card = tmp_path / "card"  # a camera's card, inside the folders the dashboard may read
-    card.mkdir()
-    write_clip(card / "assembly.mp4", [f for f, _ in moving])
     with chromium_page() as page:
-        start_session(page, url, "Video test", "E2E Reviewer")
-        # The folder typed and not applied with Enter: one click on the button adds it (a
-        # disabled button waited for the field to be applied, and the first click was lost).
-        page.get_by_placeholder("/home/me/Pictures/sports-day").fill(str(card))
-        page.get_by_role("button", name="Add and detect faces").click(timeout=10_000)
-        expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
-        settle(page)
-        page.get_by_role("link", name="Review one image").click()
+        clip_on_its_page(page, url, tmp_path, "assembly.mp4", [f for f, _ in moving])
         expect(page.get_by_role("heading", name="assembly.mp4 — pending")).to_be_visible()
         expect(page.get_by_text("frame 1 of 20 at 0.00 s", exact=False)).to_be_visible()
         slider = page.locator('[data-testid="stMain"] input[type=range]').first
@@ -306,16 +312,9 @@ def test_a_face_missed_in_a_crowd_clip_is_drawn_in_the_zoomed_frame(server, tmp_
     import re
 
     url, ws_root = server
-    card = tmp_path / "card"
-    card.mkdir()
-    write_clip(card / "crowd.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 6, 1920, 1080)])
     with chromium_page() as page:
-        start_session(page, url, "Crowd clip", "E2E Reviewer")
-        page.get_by_placeholder("/home/me/Pictures/sports-day").fill(str(card))
-        page.get_by_role("button", name="Add and detect faces").click(timeout=10_000)
-        expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
-        settle(page)
-        page.get_by_role("link", name="Review one image").click()
+        clip_on_its_page(page, url, tmp_path, "crowd.mp4",
+                         [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 6, 1920, 1080)])
         page.get_by_text("Zoom: inspect this frame at full resolution").click()
         settle(page)
         for _ in range(3):  # closer than the whole frame: a part of it, enlarged
