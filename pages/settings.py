@@ -7,7 +7,7 @@ from core.pipeline import Settings
 from dashboard.controls import forget_controls, settings_controls
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, require_session, show_flash, workspace
-from dashboard.text import plain
+from dashboard.text import counted, plain
 
 session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
@@ -31,7 +31,7 @@ def apply(settings: Settings, seen: Settings, count: int) -> None:
 if chosen != batch:
     affected = ws.approvals_affected(session_id, chosen)
     if affected:
-        st.warning(f"This change would put {len(affected)} approved photo(s) out of date: "
+        st.warning(f"This change would put {counted(affected)}, approved, out of date: "
                    + ", ".join(plain(n) for n in affected[:10]) + (" and more" if len(affected) > 10 else "")
                    + ". They would not be exported until approved again; setting these values back makes "
                      "their approvals current again.")

@@ -607,7 +607,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     at, ws, session_id, first = on_settings_with_one_approved(reviewed)
     at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()
     assert ws.batch_settings(session_id).threshold != 0.95, "nothing is written before the reviewer agrees"
-    assert "1 approved photo(s) out of date" in at.warning[0].value
+    assert "This change would put 1 photo, approved, out of date: " in at.warning[0].value
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert at.slider(key=f"batch-{session_id}-threshold").value == ws.batch_settings(session_id).threshold
     at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()

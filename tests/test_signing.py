@@ -181,7 +181,7 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(one_approved):
         slider.focus()
         for _ in range(80):
             slider.press("ArrowRight")
-        expect(page.get_by_text("This change would put 1 approved photo(s) out of date")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("This change would put 1 photo, approved, out of date")).to_be_visible(timeout=30_000)
         assert ws.batch_settings(session_id).threshold == pytest.approx(Settings().threshold), "asked first, nothing written"
         settle(page)
         page.get_by_role("button", name="Cancel").click()
