@@ -129,30 +129,29 @@ def _main(argv: list[str] | None) -> int:
         return 1
     if args.ray:
         return _on_cluster(args, settings)
-    flagged = []
     engine = Engine(max_pixels=int(args.max_megapixels * 1e6))
     if args.command == "detect":
-        results = detect_files(engine, args.paths, settings)
-        json.dump(results, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        failed = [r for r in results if "error" in r]
-    else:
-        problem = _out_problem(args)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 1
-        record = manifest_path(args.out)
-        try:
-            manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
-        except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
-            print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
-            return 2
-        if manifest.get("stopped"):
-            return _stopped(manifest, record, "")
-        _summarise(manifest, record, "")
-        failed = [f for f in manifest["files"] if "error" in f]
-        flagged = [f for f in manifest["files"] if f.get("held_back")]
-    return _outcome(failed, flagged)
+        return _printed(detect_files(engine, args.paths, settings))
+    problem = _out_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    record = manifest_path(args.out)
+    try:
+        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
+    except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
+        print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    if manifest.get("stopped"):
+        return _stopped(manifest, record, "")
+    return _finished(manifest, record, "")
+
+
+def _printed(results: list[dict]) -> int:
+    """`detect`'s JSON on the standard output, and its exit code."""
+    json.dump(results, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return _outcome([r for r in results if "error" in r], [])
 
 
 def _stopped(manifest: dict, record: Path, then: str) -> int:
@@ -164,9 +163,10 @@ def _stopped(manifest: dict, record: Path, then: str) -> int:
     return STOPPED_EXIT
 
 
-def _summarise(manifest: dict, record: Path, resumed: str) -> None:
-    """The closing lines of a finished `anonymize` run, local or on a cluster: the counts, the
-    files passed over, and every output held back by the check with why and where it is."""
+def _finished(manifest: dict, record: Path, resumed: str) -> int:
+    """The closing lines of a finished `anonymize` run, local or on a cluster, and its exit code:
+    the counts, the files passed over, every output held back by the check with why and where
+    it is, and every file that failed."""
     failed = [f for f in manifest["files"] if "error" in f]
     flagged = [f for f in manifest["files"] if f.get("held_back")]
     print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
@@ -177,6 +177,7 @@ def _summarise(manifest: dict, record: Path, resumed: str) -> None:
     for entry in flagged:
         print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
               f"{record.parent / HELD_BACK}: look at it before publishing", file=sys.stderr)
+    return _outcome(failed, flagged)
 
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:
@@ -221,13 +222,10 @@ def _on_cluster(args, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.command == "detect":
-        json.dump(results, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return _outcome([r for r in results if "error" in r], [])
+        return _printed(results)
     if manifest.get("stopped"):
         return _stopped(manifest, args.out / "manifest.json", "; run the same command again to finish them")
-    _summarise(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")
-    return _outcome([f for f in manifest["files"] if "error" in f], [f for f in manifest["files"] if f.get("held_back")])
+    return _finished(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:

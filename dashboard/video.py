@@ -186,10 +186,7 @@ def _frame_zoom(record: ImageRecord, clip, index: int, frame, faces, marks, rows
         if box:  # in the window's pixels as shown: as the frame's own pixels
             shape = clip.info.pixel_shape
             box = zoom.to_photo((box[0] / shape, box[1], box[2] / shape, box[3]), window, view.zoom)
-            st.button("Add this face and follow it", key=f"zoom-add-{record.id}", type="primary",
-                      on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
-                      kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
-                                                    "scrub to check."})
+            _add_drawn(record, index, box, reviewer, mark, f"zoom-add-{record.id}")
     else:
         st.image(shown, output_format="JPEG", caption=said)
     if clip.frames > 1:  # step through the frames here, the view kept (the scrubber is further down)
@@ -222,10 +219,7 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, caption: str, re
                       on_click=act, args=(video_review.move_drawn, workspace(), record, number, index, box, reviewer),
                       kwargs={"seen": mark, "done": f"Track {number} moved; it is followed again from this frame."})
         elif box:
-            st.button("Add this face and follow it", key=f"add-{record.id}", type="primary",
-                      on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
-                      kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
-                                                    "scrub to check; where it drifts, draw it again and move it."})
+            _add_drawn(record, index, box, reviewer, mark, f"add-{record.id}")
     else:
         shown = [(covered, caption)]
         if original is not None:
@@ -235,6 +229,15 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, caption: str, re
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def _add_drawn(record: ImageRecord, index: int, box, reviewer: str, mark: str, key: str) -> None:
+    """The button that adds a box drawn on frame `index` (in the frame's own pixels) as a face,
+    followed through the frames around it."""
+    st.button("Add this face and follow it", key=key, type="primary",
+              on_click=act, args=(video_review.add_drawn, workspace(), record, index, box, reviewer),
+              kwargs={"seen": mark, "done": "Face added; it is followed through the frames around it: "
+                                            "scrub to check; where it drifts, draw it again and move it."})
+
+
 def sound_tracks(sha256: str) -> list[str]:
     return video.sound_tracks(workspace().files.object_path(sha256))
 
