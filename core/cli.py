@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -102,14 +103,32 @@ def _span(text: str) -> tuple[float, float]:
 
 # The exit code of a run stopped with Ctrl-C, as a shell gives a command it interrupts.
 STOPPED_EXIT = 130
+# Signals that stop a run as Ctrl-C does, with its record: its terminal closed (SIGHUP) or `kill`.
+STOPPING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
+    before = {number: signal.signal(number, _interrupt) for number in STOPPING}
     try:
         return _main(argv)
     except KeyboardInterrupt:  # `anonymize` records what it did first (see `anonymize_files`)
-        print("stopped (Ctrl-C)", file=sys.stderr)
+        _say("stopped")
         return STOPPED_EXIT
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
+def _interrupt(number: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(number).name)
+
+
+def _say(line: str) -> None:
+    """A line on the standard error, which may be gone (its terminal closed): then unsaid."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _main(argv: list[str] | None) -> int:
@@ -155,10 +174,10 @@ def _printed(results: list[dict]) -> int:
 
 
 def _stopped(manifest: dict, record: Path, then: str) -> int:
-    """What a run stopped with Ctrl-C says: how far it got and where its record is."""
+    """What a run stopped (Ctrl-C, its terminal closed, kill) says: how far it got and where its record is."""
     done = sum(1 for f in manifest["files"] if "output" in f)
-    print(f"stopped: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
-          f"(the files not done are listed in it){then}", file=sys.stderr)
+    _say(f"stopped: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
+         f"(the files not done are listed in it){then}")
     _outcome([f for f in manifest["files"] if f.get("error", STOPPED) != STOPPED], [])  # what failed before the stop
     return STOPPED_EXIT
 
@@ -182,7 +201,7 @@ def _finished(manifest: dict, record: Path, resumed: str) -> int:
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:
     for entry in failed:
-        print(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}", file=sys.stderr)
+        _say(f"error: {entry.get('path') or entry.get('input')}: {entry['error']}")
     return 2 if failed else 3 if flagged else 0
 
 
@@ -255,4 +274,4 @@ def detect_video(engine: Engine, path: Path, settings: Settings, progress=None) 
 
 
 def _progress(index: int, total: int, message: str) -> None:
-    print(f"[{index}/{total}] {message}", file=sys.stderr, flush=True)
+    _say(f"[{index}/{total}] {message}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import STOPPED
+from .batch import stopped_before
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -358,7 +358,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
         name = readable_name(str(source.relative_to(common)))
-        not_reached = entry.get("error") == STOPPED  # the run was stopped before it: detected here
+        not_reached = stopped_before(entry)  # the run was stopped before it: detected here
         try:
             if "error" in entry and not not_reached:
                 raise ValueError(entry["error"])

@@ -390,13 +390,16 @@ def test_output_names_keep_accented_letters_without_their_accents():
     assert safe_name("北京", "session") == "session"
 
 
-@pytest.mark.parametrize("stage,options", [("detecting faces", ()), ("checking", ("--check",))])
-def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, astronaut_face_box, stage, options):
+@pytest.mark.parametrize("stage,options,stop", [("detecting faces", (), "SIGINT"), ("checking", ("--check",), "SIGINT"),
+                                               ("detecting faces", (), "SIGTERM"), ("detecting faces", (), "SIGHUP")])
+def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, astronaut_face_box, stage, options,
+                                                     stop):
     """Ctrl-C in the middle of a batch printed a traceback and left the photos already written
     with no manifest: files with no record of how they were made. The run stops at once, leaves
     no half-written file, and writes the manifest of what it did; every input is in it, those
     not done said so, and the message says how far it got. Stopped while a clip written whole
-    was being checked, the clip does not stay beside the checked outputs."""
+    was being checked, the clip does not stay beside the checked outputs. Its terminal closed
+    (SIGHUP) or `kill` (SIGTERM) stop it the same way (they ended it where it was, unrecorded)."""
     import signal
 
     from tests.clips import moving_face_frames, write_clip
@@ -415,9 +418,11 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     for line in run.stderr:
         said.append(line)
         if f"b.mp4: {stage}, frame 50/" in line:
-            run.send_signal(signal.SIGINT)
+            if stop == "SIGHUP":
+                run.stderr.close()  # the terminal is gone: what the run says next has nowhere to go
+            run.send_signal(getattr(signal, stop))
             break
-    said += run.stderr.readlines()
+    said += [] if run.stderr.closed else run.stderr.readlines()
     assert run.wait(timeout=60) == 130, said
     said = "".join(said)
     assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
@@ -427,9 +432,10 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     assert outcome["a.jpg"] == "a.jpg" and (tmp_path / "out" / "a.jpg").is_file()
     assert outcome["b.mp4"].startswith("not done: the run was stopped") and outcome["c.jpg"] == outcome["b.mp4"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "manifest.json"]
-    assert f"stopped: 1 of 4 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
-    # What failed before the stop is said, as at the end of a whole run.
-    assert said.splitlines()[-1] == f"error: {folder / 'a_broken.jpg'}: {outcome['a_broken.jpg']}", said
+    if stop != "SIGHUP":
+        assert f"stopped: 1 of 4 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
+        # What failed before the stop is said, as at the end of a whole run.
+        assert said.splitlines()[-1] == f"error: {folder / 'a_broken.jpg'}: {outcome['a_broken.jpg']}", said
     # Opened for review, the run's photo comes with its faces, and what it did not reach is detected there.
     from core.intake import import_run
     from core.workspace import Workspace
