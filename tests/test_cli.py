@@ -462,3 +462,11 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
             assert len(result.stderr.splitlines()) == 1 and not result.stdout
         assert not any(out.iterdir())
 
+
+
+def test_a_manifest_of_a_stopped_run_is_read_as_stopped_whichever_version_wrote_it():
+    from core.batch import STOPPED, stopped_before
+
+    earlier = "not done: the run was stopped (Ctrl-C) before it; run again for it"  # as the last version wrote it
+    assert stopped_before({"error": STOPPED}) and stopped_before({"error": earlier})
+    assert not stopped_before({"error": "the image data is damaged or truncated"}) and not stopped_before({})
