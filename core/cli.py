@@ -248,8 +248,10 @@ def _on_cluster(args, settings: Settings) -> int:
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:
-    return [detect_one(engine, path, settings, frame_progress(_progress, 1, 1, path))
-            if not problem else {"path": str(path), "error": problem} for path, problem in expand_paths(paths)]
+    jobs = list(expand_paths(paths))
+    return [detect_one(engine, path, settings, frame_progress(_progress, index, len(jobs), path))
+            if not problem else {"path": str(path), "error": problem}
+            for index, (path, problem) in enumerate(jobs, 1)]
 
 
 def detect_one(engine: Engine, path: Path, settings: Settings, progress=None) -> dict:

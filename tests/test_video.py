@@ -989,8 +989,11 @@ def test_cli_detect_prints_tracks_and_check_holds_back_an_uncovered_clip(engine,
     monkeypatch.setattr(video, "PROGRESS_EVERY", 5)  # 10 frames: the passes report at 5 and 10
     clip = tmp_path / "hall.mp4"
     write_clip(clip, [f for f, _ in moving[:10]], sound=False)
-    assert cli(["detect", str(clip)]) == 0
-    result = json.loads(capsys.readouterr().out)[0]
+    (tmp_path / "hall-2.mp4").write_bytes(clip.read_bytes())
+    assert cli(["detect", str(clip), str(tmp_path / "hall-2.mp4")]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)[0]
+    assert f"[2/2] {tmp_path / 'hall-2.mp4'}: frame 10/10" in captured.err, captured.err  # numbered as it comes
     assert result["kind"] == "video" and result["frames"] == 10
     frames = [f for t in result["tracks"] for f in t["frames"]]
     assert frames and all(f["score"] >= SOLID.threshold for t in result["tracks"] for f in [t])
