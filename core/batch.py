@@ -26,13 +26,13 @@ from .kinds import companion, is_video, not_media, unreadable_kind
 
 HELD_BACK = "held-back"
 STOPPED = "not done: the run was stopped before it (Ctrl-C, its terminal closed, or kill); run again for it"
+COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
 
 
 def stopped_before(entry: dict) -> bool:
     """Whether a manifest's entry is a file its run was stopped before (also as earlier versions
     wrote it: "...stopped (Ctrl-C) before it...")."""
     return str(entry.get("error", "")).startswith("not done: the run was stopped")
-COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
 
 
 def expand_paths(paths: list[Path], skip: Path | None = None,

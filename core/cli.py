@@ -17,7 +17,8 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
-from .batch import HELD_BACK, STOPPED, anonymize_files, expand_paths, face_record, frame_progress, manifest_path
+from .batch import (HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
+                    stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .kinds import is_video
 from .faces import selected
@@ -178,7 +179,7 @@ def _stopped(manifest: dict, record: Path, then: str) -> int:
     done = sum(1 for f in manifest["files"] if "output" in f)
     _say(f"stopped: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
          f"(the files not done are listed in it){then}")
-    _outcome([f for f in manifest["files"] if f.get("error", STOPPED) != STOPPED], [])  # what failed before the stop
+    _outcome([f for f in manifest["files"] if "error" in f and not stopped_before(f)], [])  # failed before the stop
     return STOPPED_EXIT
 
 
