@@ -11,7 +11,8 @@ with a solid cover by this engine (and by deface when given, `--keep-audio --rep
 solid`), then judged on the output's pixels: a face-frame is exposed when more than 10 % of
 its box is within 24 levels of the source where the source is not dark. Prints face-frames
 protected, faces (>= 16 px, across the clip) never exposed, flicker (an exposed face-frame
-between two protected ones), frames, duration and sound kept, seconds, and the peak memory.
+between two protected ones), frames, duration and sound kept, the tracks (the reviewer's rows)
+and how many each annotated face is split into, seconds, and the peak memory.
 """
 
 from __future__ import annotations
@@ -99,12 +100,36 @@ def _judge(entry: dict, clips: Path, output: Path) -> dict:
             "frames": [frames_in, count], "duration": [round(d, 3) for d in duration], "sound": sound}
 
 
+def _pieces(entry: dict, tracks: list[dict]) -> dict:
+    """How many tracks each annotated face (>= 16 px) is split into: the tracks whose detection
+    overlaps its box (IoU >= 0.3) in a frame where both are. One is a face followed whole; more
+    is a face the reviewer sees as several rows, each switched and scored on its own."""
+    by_frame: dict[int, list[tuple[int, list[float]]]] = {}
+    for track in tracks:
+        for frame in track["frames"]:
+            by_frame.setdefault(frame["index"], []).append((track["id"], frame["box"]))
+    matched: dict[int, set[int]] = {}
+    for n, faces in enumerate(entry["frames"]):
+        for idx, x, y, w, h in faces:
+            if (w * h) ** 0.5 < 16:
+                continue
+            for track_id, (bx, by, bw, bh) in by_frame.get(n, []):
+                ix = max(0.0, min(x + w, bx + bw) - max(x, bx))
+                iy = max(0.0, min(y + h, by + bh) - max(y, by))
+                if ix * iy / (w * h + bw * bh - ix * iy) >= 0.3:
+                    matched.setdefault(idx, set()).add(track_id)
+    return {"tracks": len(tracks), "pieces": sum(len(s) for s in matched.values()), "followed": len(matched)}
+
+
 def _total(rows: list[dict]) -> dict:
     ff = sum(r["face_frames"] for r in rows)
     faces = sum(r["faces"] for r in rows)
     return {"face_frames_protected": round(sum(r["protected"] for r in rows) / max(ff, 1), 4),
             "faces_never_exposed": round(sum(r["never_exposed"] for r in rows) / max(faces, 1), 3),
             "faces": faces, "flicker": sum(r["flicker"] for r in rows),
+            **({"tracks": sum(r["tracks"] for r in rows),
+                "tracks_per_face": round(sum(r["pieces"] for r in rows) / max(sum(r["followed"] for r in rows), 1), 2)}
+               if all("tracks" in r for r in rows) else {}),
             "frames_kept": all(r["frames"][0] == r["frames"][1] for r in rows),
             "duration_off_s": max(round(abs(r["duration"][0] - r["duration"][1]), 3) for r in rows),
             "sound_kept": all(r["sound"] for r in rows)}
@@ -166,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             if "error" in result:
                 print(f"{source.name}: {result['error']}", file=sys.stderr)
                 continue
-            ours.append({"clip": source.stem, **_judge(entry, args.clips, out / result["output"])})
+            ours.append({"clip": source.stem, **_judge(entry, args.clips, out / result["output"]),
+                         **_pieces(entry, result["tracks"])})
             if args.deface:
                 target = work / "deface" / f"{source.stem}.mp4"
                 target.parent.mkdir(exist_ok=True)
