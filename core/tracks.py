@@ -120,12 +120,21 @@ class Linker:
         self.max_gap = max_gap
         self.tracks: list[Track] = []
         self._alive: list[Track] = []
+        self._views: dict[int, np.ndarray] = {}
 
-    def add(self, frame: int, faces: Iterable[Face]) -> None:
+    def _panned(self, track: Track, frame: int) -> tuple[float, float, float, float]:
+        """The track's last box moved as the picture moved since it was seen."""
+        return carried(track.faces[-1].box, self._views[frame] @ np.linalg.inv(self._views[track.last]))
+
+    def add(self, frame: int, faces: Iterable[Face], view: np.ndarray | None = None) -> None:
+        """`view`: where the camera's picture has moved to since the first frame (`video.Motion`),
+        so that a face the camera pans past is met where the pan took it."""
         faces = [f for f in faces if f.score >= TRACK_FLOOR]
         self._alive = [t for t in self._alive if frame - t.last - 1 <= self.max_gap]
+        self._views[frame] = np.eye(3) if view is None else view
         pairs = sorted(((max(_similarity(t.predict(frame), f, frame - t.last),
-                             _similarity(t.faces[-1].box, f, frame - t.last)), ti, fi)
+                             _similarity(t.faces[-1].box, f, frame - t.last),
+                             _similarity(self._panned(t, frame), f, frame - t.last)), ti, fi)
                         for ti, t in enumerate(self._alive) for fi, f in enumerate(faces)), reverse=True)
         used_tracks, used_faces = set(), set()
         for similarity, ti, fi in pairs:
@@ -142,6 +151,15 @@ class Linker:
                 track = Track(len(self.tracks) + 1, [frame], [face])
                 self.tracks.append(track)
                 self._alive.append(track)
+
+
+def carried(box: tuple[float, float, float, float], carry: np.ndarray) -> tuple[float, float, float, float]:
+    """`box` moved by `carry` (3 x 3: the picture's shift, turn and scale), its centre carried and
+    its size scaled."""
+    x, y, w, h = box
+    cx, cy, _ = carry @ (x + w / 2, y + h / 2, 1.0)
+    zoom = float(np.sqrt(abs(np.linalg.det(carry[:2, :2]))))
+    return cx - zoom * w / 2, cy - zoom * h / 2, zoom * w, zoom * h
 
 
 def _similarity(box: tuple[float, float, float, float], face: Face, unseen: int = 1) -> float:
@@ -179,11 +197,12 @@ def changed(before: list[Face], after: list[Face], frames: int) -> bool:
     return alone(after, before) or alone(before, after)
 
 
-def link(detections: Iterable[tuple[int, list[Face]]], max_gap: int = MAX_GAP) -> list[Track]:
-    """Tracks from (frame index, faces) in frame order."""
+def link(detections: Iterable[tuple[int, list[Face]]], max_gap: int = MAX_GAP,
+         views: dict[int, np.ndarray] | None = None) -> list[Track]:
+    """Tracks from (frame index, faces) in frame order; `views`, by frame, as `Linker.add`'s."""
     linker = Linker(max_gap)
     for frame, faces in detections:
-        linker.add(frame, faces)
+        linker.add(frame, faces, (views or {}).get(frame))
     join_same_faces(linker.tracks)
     return linker.tracks
 

@@ -26,6 +26,7 @@ from functools import cached_property
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import hdr
@@ -376,6 +377,62 @@ AROUND_PART = 1.0
 LONGEST_UNLOOKED = 0.12
 
 
+class Motion:
+    """How the picture has moved since the first frame looked at (a camera's pan and zoom), from
+    each look to the next: corners of the small grey frame followed by optical flow into the next,
+    and the shift, turn and scale that carry most of them there. A face the camera pans past or
+    zooms towards moves as the picture does, often further between looks than its own size."""
+
+    WIDTH = 320
+    # The most a camera's move shifts (of the picture's width) and scales the picture a frame:
+    # a quick pan crosses the picture in 8 frames. More is a cut or a time-lapse's jump.
+    PAN, ZOOM = 0.12, 0.03
+
+    def __init__(self):
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def see(self, index: int, pixels: np.ndarray) -> np.ndarray:
+        """Frame `index`'s view: the 3 x 3 move from the first frame's pixels to its own."""
+        height, width = pixels.shape[:2]
+        size = (min(width, self.WIDTH), max(1, round(height * min(width, self.WIDTH) / width)))
+        small = cv2.resize(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+        view = np.eye(3)
+        if self._last is not None:
+            last, before, view = self._last
+            moved = self._moved(before, small, abs(index - last)) if before.shape == small.shape else None
+            if moved is not None:
+                to_full = np.diag([width / size[0], height / size[1], 1.0])
+                view = to_full @ np.vstack([moved, [0, 0, 1]]) @ np.linalg.inv(to_full) @ view
+        self._last = (index, small, view)
+        return view
+
+    @classmethod
+    def _moved(cls, before: np.ndarray, after: np.ndarray, frames: int) -> np.ndarray | None:
+        """The 2 x 3 move from `before` to `after`, `frames` apart; None where no steady move of
+        the picture carries most of its corners (a cut, a time-lapse's jump, a blank frame)."""
+        corners = cv2.goodFeaturesToTrack(before, 200, 0.01, 8)
+        if corners is None or len(corners) < 8:
+            return None
+        # The whole picture's shift first (phase correlation), as where each corner starts from:
+        # flow alone lost most corners of a pan of a tenth of the picture a frame.
+        (dx, dy), _ = cv2.phaseCorrelate(before.astype(np.float32), after.astype(np.float32))
+        followed, ok, _ = cv2.calcOpticalFlowPyrLK(before, after, corners, corners + np.float32([dx, dy]),
+                                                   winSize=(21, 21), maxLevel=3, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        ok = ok.ravel() == 1
+        if ok.sum() < 8:
+            return None
+        moved, inliers = cv2.estimateAffinePartial2D(corners[ok], followed[ok], ransacReprojThreshold=2.0)
+        if moved is None or inliers.sum() < max(8, 0.3 * ok.sum()):
+            return None
+        zoom = np.sqrt(abs(np.linalg.det(moved[:, :2])))
+        width = before.shape[1]
+        # A zoom about the middle shifts the corner the move is measured from by half its change.
+        shift = np.hypot(*moved[:, 2]) - 0.5 * abs(zoom - 1) * width
+        if shift > min(cls.PAN * frames, 0.5) * width or abs(np.log(zoom)) > cls.ZOOM * frames:
+            return None
+        return moved
+
+
 def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
          progress: Callable[[int, int], None] | None = None, start: float = 0.0, end: float | None = None,
          clock: bool = False) -> Scan:
@@ -396,18 +453,23 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
     every = max(1, min(every, round(rate * LONGEST_UNLOOKED)))
     late = float("inf") if end is None else end + AROUND_PART
     looked: list[int] = []
+    motion, views = Motion(), {}  # views of the frames where faces were found, for the linker
     between: list[tuple[int, object]] = []  # the frames since the last look, in case the next finds a change
 
-    def look(frame) -> list[Face]:
-        return _square(detect, _upright(frame, info.rotation), info.pixel_shape)
+    def look(index: int, frame) -> list[Face]:
+        pixels = _upright(frame, info.rotation)
+        view = motion.see(index, pixels)
+        if found := _square(detect, pixels, info.pixel_shape):
+            views[index] = view
+        return found
 
     def looked_at(index: int, frame) -> None:
         """Look at frame `index`; if it shows a change since the last look, at those between too."""
         nonlocal between
-        found = look(frame)
+        found = look(index, frame)
         if between and changed(detections[-1][1], found, index - looked[-1]):
             for n, skipped in between:  # a face came, went or jumped: find where, frame by frame
-                detections.append((n, look(skipped)))
+                detections.append((n, look(n, skipped)))
                 looked.append(n)
         detections.append((index, found))
         looked.append(index)
@@ -438,7 +500,7 @@ def scan(detect: Callable[[np.ndarray], list[Face]], path: Path, every: int = 1,
         progress(len(times), len(times))
     every = max((b - a for a, b in zip(looked, looked[1:])), default=every)
     # Detecting every few frames leaves gaps in the tracks: allow for them when linking.
-    return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every)), times, every)
+    return Scan(info, file_sha256(path), link(detections, max_gap=max(12, 3 * every), views=views), times, every)
 
 
 def render(path: Path, out_path: Path, tracks: list[Track], cover: Callable[[np.ndarray, list[Face]], np.ndarray],

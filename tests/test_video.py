@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import assume, given, settings as hsettings, strategies as st
 
 from core import sound, times, video, video_review
 from core.cli import main as cli
@@ -23,6 +23,7 @@ from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
 from core.sound import SOUND_LEFT_OUT
+from core.video import Motion
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import (audio_payloads, exposed, joined, moving_face_frames, read_frames, write_clip,
                          write_dav, write_tracks)
@@ -494,6 +495,58 @@ def test_a_time_lapse_whose_faces_jump_every_frame_is_covered_in_every_frame(eng
                sound=False)
     walk = video.scan(engine.detect_frame, tmp_path / "walk.mp4", DETECT_EVERY)
     assert walk.every == DETECT_EVERY and [t.frames for t in walk.tracks] == [list(range(0, 30, 3)) + [29]]
+
+
+def test_a_face_the_camera_pans_past_is_one_row_for_the_reviewer(engine, astronaut_rgb, astronaut_face_box, tmp_path):
+    """A phone panning across a room moves every face with the picture, often further from one
+    look to the next than a small face's own size: each look's face started a track of its own
+    (a row the reviewer switches and checks on its own; the one person shown as four). The
+    picture's move from look to look (`video.Motion`) carries each face to where the pan took it,
+    and the face is one track, covered in every frame it shows."""
+    from tests.clips import background, face_patch
+
+    patch, (fx, fy, fw, fh) = face_patch(astronaut_rgb, astronaut_face_box, 44)
+    scene = background(2200, 360, seed=3)
+    scene[150:150 + patch.shape[0], 700:700 + patch.shape[1]] = patch
+    frames, boxes = [], []
+    for n in range(24):
+        left = 45 * n  # 45 px a frame: about the face's width
+        frames.append(np.ascontiguousarray(scene[:, left:left + 640]))
+        boxes.append((700 - left + fx, 150 + fy, fw, fh))
+    write_clip(tmp_path / "pan.mp4", frames, sound=False)
+    entry = anonymize_files(engine, [tmp_path / "pan.mp4"], tmp_path / "out", SOLID)["files"][0]
+    shown = [n for n, (x, _, w, _) in enumerate(boxes) if x >= 0 and x + w <= 640]
+    on_face = {track["id"] for track in entry["tracks"] for frame in track["frames"]
+               if frame["index"] in shown and _overlap(frame["box"], boxes[frame["index"]]) >= 0.3}
+    assert len(on_face) == 1, entry["tracks"]
+    covered, _ = read_frames(tmp_path / "out" / "pan.mp4")
+    assert [n for n in shown if exposed(frames[n], covered[n], boxes[n]) > 0.10] == []
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(st.integers(-70, 70), st.integers(-40, 40), st.integers(0, 5))
+def test_a_pan_carries_a_face_where_the_picture_went_and_a_cut_carries_nothing(dx, dy, seed):
+    """`video.Motion` measures the camera's move from one look to the next on the frames
+    themselves: any pan up to a tenth of the picture a frame carries a box to where the picture
+    took it (within 2 px); a cut to another picture carries it nowhere."""
+    from core.tracks import carried
+    from tests.clips import background
+
+    assume(np.hypot(dx, dy) <= 64)
+    scene = background(1400, 800, seed=seed)
+    motion = Motion()
+    first = motion.see(0, np.ascontiguousarray(scene[200:560, 300:940]))
+    panned = motion.see(1, np.ascontiguousarray(scene[200 + dy:560 + dy, 300 + dx:940 + dx]))
+    x, y, w, h = carried((300.0, 150.0, 40.0, 50.0), panned @ np.linalg.inv(first))
+    assert abs(x - (300 - dx)) <= 2 and abs(y - (150 - dy)) <= 2 and abs(w - 40) <= 1 and abs(h - 50) <= 1
+    cut = motion.see(2, np.ascontiguousarray(background(1400, 800, seed=seed + 10)[200:560, 300:940]))
+    assert np.allclose(cut, panned)
+
+
+def _overlap(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 
 
 def test_a_face_passing_a_slow_cctv_camera_in_two_frames_is_covered(engine, moving, tmp_path):
