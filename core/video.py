@@ -392,10 +392,11 @@ class Motion:
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def see(self, index: int, pixels: np.ndarray) -> np.ndarray:
-        """Frame `index`'s view: the 3 x 3 move from the first frame's pixels to its own."""
+        """Frame `index`'s view: the 3 x 3 move from the first frame's pixels to its own (RGB or grey)."""
         height, width = pixels.shape[:2]
         size = (min(width, self.WIDTH), max(1, round(height * min(width, self.WIDTH) / width)))
-        small = cv2.resize(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if pixels.ndim == 3 else pixels
+        small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         view = np.eye(3)
         if self._last is not None:
             last, before, view = self._last

@@ -22,8 +22,8 @@ import numpy as np
 from .faces import MANUAL, Face
 from .records import StaleState
 from .store import FileStore
-from .tracks import HOLD, Track
-from .video import Part, Scan, VideoInfo, _open, _upright, shown, sound_only
+from .tracks import HOLD, Track, carried
+from .video import Motion, Part, Scan, VideoInfo, _open, _upright, shown, sound_only
 
 TRACK = "track "
 
@@ -75,8 +75,14 @@ def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, f
     for step in (1, -1):
         px, py = x, y
         template = _patch(grey[index], px, py, w, h)
+        motion = Motion()
+        view = motion.see(index, grey[index])
         n = index + step
         while n in grey and template is not None:
+            # Looked for where the picture's move took it: a pan moves a small face further a
+            # frame than the search reaches around its last place.
+            view, before = motion.see(n, grey[n]), view
+            px, py, _, _ = carried((px, py, w, h), view @ np.linalg.inv(before))
             found = _match(grey[n], template, px, py, w, h)
             if found is None:
                 break

@@ -1364,6 +1364,35 @@ def test_a_drawn_face_is_followed_through_the_frames_around_it(engine, astronaut
         assert exposed(moving[n][0], frames[n], moving[n][1]) <= 0.10, n
 
 
+def test_a_face_drawn_in_a_panning_clip_is_followed_with_the_pan(engine, astronaut_rgb, astronaut_face_box,
+                                                                tmp_path):
+    """A phone panning across a crowd moves a small face further from one frame to the next than
+    the follower looked (one box size around its last place): a face drawn there was followed for
+    no frame beside the one it was drawn on. Each next frame is looked for where the picture's move
+    (`video.Motion`) took the box."""
+    from core import video_review
+    from tests.clips import background, face_patch
+
+    patch, (fx, fy, fw, fh) = face_patch(astronaut_rgb, astronaut_face_box, 30)
+    scene = background(2400, 360, seed=4)
+    scene[160:160 + patch.shape[0], 1200:1200 + patch.shape[1]] = patch
+    frames, boxes = [], []
+    for n in range(24):
+        left = 800 + 40 * (n - 10)  # 40 px a frame, more than the face's width
+        frames.append(np.ascontiguousarray(scene[:, left:left + 640]))
+        boxes.append((1200 - left + fx, 160 + fy, fw, fh))
+    write_clip(tmp_path / "crowd.mp4", frames, sound=False)
+    scan = video.scan(engine.detect_frame, tmp_path / "crowd.mp4", DETECT_EVERY)
+    track = video_review.follow(tmp_path / "crowd.mp4", scan, 10, boxes[10], 99)
+    shown = [n for n, (x, _, w, _) in enumerate(boxes) if x >= 0 and x + w <= 640]
+    assert len(shown) >= 12 and set(shown) <= set(track.frames), track.frames
+    for n, face in zip(track.frames, track.faces):
+        if n not in shown:
+            continue  # leaving the picture
+        x, y, w, h = boxes[n]
+        assert abs(face.x - x) < 0.25 * w and abs(face.y - y) < 0.25 * h, n
+
+
 def test_splice_takes_the_frames_nearer_the_moved_box():
     """A drawn track placed on frame 10 and moved on frame 30: frames up to 20 keep the old
     boxes, the rest take the new ones; moving it again on frame 40 leaves frames up to 35 alone."""
