@@ -387,6 +387,8 @@ class Motion:
     # The most a camera's move shifts (of the picture's width) and scales the picture a frame:
     # a quick pan crosses the picture in 8 frames. More is a cut or a time-lapse's jump.
     PAN, ZOOM = 0.12, 0.03
+    # A move of less than this (pixels of the small frame, anywhere in it) is the camera standing still.
+    STILL = 0.3
 
     def __init__(self):
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -431,6 +433,8 @@ class Motion:
         shift = np.hypot(*moved[:, 2]) - 0.5 * abs(zoom - 1) * width
         if shift > min(cls.PAN * frames, 0.5) * width or abs(np.log(zoom)) > cls.ZOOM * frames:
             return None
+        if np.abs(moved[:, :2] - np.eye(2)).max() * width + np.abs(moved[:, 2]).max() < cls.STILL:
+            return None  # a camera standing still: its views stay one (a day's CCTV keeps no view a frame)
         return moved
 
 

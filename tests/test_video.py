@@ -528,7 +528,8 @@ def test_a_face_the_camera_pans_past_is_one_row_for_the_reviewer(engine, astrona
 def test_a_pan_carries_a_face_where_the_picture_went_and_a_cut_carries_nothing(dx, dy, seed):
     """`video.Motion` measures the camera's move from one look to the next on the frames
     themselves: any pan up to a tenth of the picture a frame carries a box to where the picture
-    took it (within 2 px); a cut to another picture carries it nowhere."""
+    took it (within 2 px); a cut to another picture carries it nowhere, nor does a camera standing
+    still."""
     from core.tracks import carried
     from tests.clips import background
 
@@ -539,8 +540,10 @@ def test_a_pan_carries_a_face_where_the_picture_went_and_a_cut_carries_nothing(d
     panned = motion.see(1, np.ascontiguousarray(scene[200 + dy:560 + dy, 300 + dx:940 + dx]))
     x, y, w, h = carried((300.0, 150.0, 40.0, 50.0), panned @ np.linalg.inv(first))
     assert abs(x - (300 - dx)) <= 2 and abs(y - (150 - dy)) <= 2 and abs(w - 40) <= 1 and abs(h - 50) <= 1
-    cut = motion.see(2, np.ascontiguousarray(background(1400, 800, seed=seed + 10)[200:560, 300:940]))
+    elsewhere = np.ascontiguousarray(background(1400, 800, seed=seed + 10)[200:560, 300:940])
+    cut = motion.see(2, elsewhere)
     assert np.allclose(cut, panned)
+    assert motion.see(3, elsewhere.copy()) is cut  # standing still: one view kept, not one a frame
 
 
 def _overlap(a, b) -> float:
