@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .faces import Face
+from .motion import carried
 
 # Candidates below this score are not followed (the detector's floor keeps more, for photos).
 TRACK_FLOOR = 0.1
@@ -127,7 +128,7 @@ class Linker:
         return carried(track.faces[-1].box, self._views[frame] @ np.linalg.inv(self._views[track.last]))
 
     def add(self, frame: int, faces: Iterable[Face], view: np.ndarray | None = None) -> None:
-        """`view`: where the camera's picture has moved to since the first frame (`video.Motion`),
+        """`view`: where the camera's picture has moved to since the first frame (`motion.Motion`),
         so that a face the camera pans past is met where the pan took it."""
         faces = [f for f in faces if f.score >= TRACK_FLOOR]
         self._alive = [t for t in self._alive if frame - t.last - 1 <= self.max_gap]
@@ -151,15 +152,6 @@ class Linker:
                 track = Track(len(self.tracks) + 1, [frame], [face])
                 self.tracks.append(track)
                 self._alive.append(track)
-
-
-def carried(box: tuple[float, float, float, float], carry: np.ndarray) -> tuple[float, float, float, float]:
-    """`box` moved by `carry` (3 x 3: the picture's shift, turn and scale), its centre carried and
-    its size scaled."""
-    x, y, w, h = box
-    cx, cy, _ = carry @ (x + w / 2, y + h / 2, 1.0)
-    zoom = float(np.sqrt(abs(np.linalg.det(carry[:2, :2]))))
-    return cx - zoom * w / 2, cy - zoom * h / 2, zoom * w, zoom * h
 
 
 def _similarity(box: tuple[float, float, float, float], face: Face, unseen: int = 1) -> float:

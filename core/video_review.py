@@ -22,8 +22,9 @@ import numpy as np
 from .faces import MANUAL, Face
 from .records import StaleState
 from .store import FileStore
-from .tracks import HOLD, Track, carried
-from .video import Motion, Part, Scan, VideoInfo, _open, _upright, shown, sound_only
+from .motion import Motion, carried
+from .tracks import HOLD, Track
+from .video import Part, Scan, VideoInfo, _open, _upright, shown, sound_only
 
 TRACK = "track "
 

@@ -23,7 +23,7 @@ from core.faces import Face
 from core.batch import HELD_BACK, anonymize_files
 from core.pipeline import DETECT_EVERY, Settings
 from core.sound import SOUND_LEFT_OUT
-from core.video import Motion
+from core.motion import Motion, carried
 from core.tracks import HOLD, MAX_GAP, faces_by_frame, link
 from tests.clips import (audio_payloads, exposed, joined, moving_face_frames, read_frames, write_clip,
                          write_dav, write_tracks)
@@ -501,7 +501,7 @@ def test_a_face_the_camera_pans_past_is_one_row_for_the_reviewer(engine, astrona
     """A phone panning across a room moves every face with the picture, often further from one
     look to the next than a small face's own size: each look's face started a track of its own
     (a row the reviewer switches and checks on its own; the one person shown as four). The
-    picture's move from look to look (`video.Motion`) carries each face to where the pan took it,
+    picture's move from look to look (`motion.Motion`) carries each face to where the pan took it,
     and the face is one track, covered in every frame it shows."""
     from tests.clips import background, face_patch
 
@@ -526,11 +526,10 @@ def test_a_face_the_camera_pans_past_is_one_row_for_the_reviewer(engine, astrona
 @hsettings(max_examples=25, deadline=None)
 @given(st.integers(-70, 70), st.integers(-40, 40), st.integers(0, 5))
 def test_a_pan_carries_a_face_where_the_picture_went_and_a_cut_carries_nothing(dx, dy, seed):
-    """`video.Motion` measures the camera's move from one look to the next on the frames
+    """`motion.Motion` measures the camera's move from one look to the next on the frames
     themselves: any pan up to a tenth of the picture a frame carries a box to where the picture
     took it (within 2 px); a cut to another picture carries it nowhere, nor does a camera standing
     still."""
-    from core.tracks import carried
     from tests.clips import background
 
     assume(np.hypot(dx, dy) <= 64)
@@ -1372,7 +1371,7 @@ def test_a_face_drawn_in_a_panning_clip_is_followed_with_the_pan(engine, astrona
     """A phone panning across a crowd moves a small face further from one frame to the next than
     the follower looked (one box size around its last place): a face drawn there was followed for
     no frame beside the one it was drawn on. Each next frame is looked for where the picture's move
-    (`video.Motion`) took the box."""
+    (`motion.Motion`) took the box."""
     from core import video_review
     from tests.clips import background, face_patch
 
