@@ -84,6 +84,8 @@ def follow(path: Path, scan: Scan, index: int, box: tuple[float, float, float, f
             # frame than the search reaches around its last place.
             view, before = motion.see(n, grey[n]), view
             px, py, _, _ = carried((px, py, w, h), view @ np.linalg.inv(before))
+            if px < -1 or py < -1 or px + w > grey[n].shape[1] + 1 or py + h > grey[n].shape[0] + 1:
+                break  # leaving the picture: matched there, it was put beside the face; its held cover moves on
             found = _match(grey[n], template, px, py, w, h)
             if found is None:
                 break
