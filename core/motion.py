@@ -12,8 +12,9 @@ import numpy as np
 class Motion:
     """How the picture has moved since the first frame looked at (a camera's pan and zoom), from
     each look to the next: the whole small grey frame's shift (phase correlation), its corners
-    followed from there by optical flow, and the shift, turn and scale that carry most of them. A face the camera pans past or
-    zooms towards moves as the picture does, often further between looks than its own size."""
+    followed from there by optical flow, and the shift, turn and scale that carry most of them.
+    A face the camera pans past or zooms towards moves as the picture does, often further between
+    looks than its own size."""
 
     WIDTH = 320
     # The most a camera's move shifts (of the picture's width) and scales the picture a frame:
