@@ -111,6 +111,13 @@ class ReviewDatabase:
             db.commit()
         finally:
             db.close()
+        # One connection held open for the database's life. When the last connection closes,
+        # SQLite removes the WAL's shared-memory file, and the next one has to make it again:
+        # on a full disk it cannot, and every read failed ("disk I/O error"), so a reviewer could
+        # no longer see a session or fetch a zip already built. Kept open, that file stays, and a
+        # full disk refuses only the writes, each with its message.
+        self._keeper = sqlite3.connect(path, check_same_thread=False)
+        self._keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True):

@@ -9,7 +9,7 @@ from core.kinds import is_video
 from core.report import detail_text, local_time
 from dashboard import video as clip_view
 from dashboard.sidebar import session_sidebar
-from dashboard.state import require_session, show_flash, workspace
+from dashboard.state import act, require_session, show_flash, workspace
 from dashboard.text import counted, plain
 from dashboard.worker import export_progress, export_worker
 
@@ -45,7 +45,7 @@ if building:
     export_progress(building[0]["id"])
 else:
     st.button("Build the zip", type="primary", disabled=not ready,
-              on_click=lambda: worker.start(session_id, reviewer))
+              on_click=act, args=(worker.start, session_id, reviewer))
 
 current = next((e for e in exports if e["current"]), None)
 if current:

@@ -15,8 +15,8 @@ from PIL import Image
 from core.records import APPROVED, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
-from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, start_session,
-                           two_reviewers, until, upload, wait_for)
+from tests.browser import (StreamlitServer, chromium_page, export_zip, reopen_session, require_chromium, settle,
+                           start_session, two_reviewers, until, upload, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -169,16 +169,75 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
             assert "No space left" in said or "database or disk is full" in said, said
             assert "Traceback" not in page.content()
             # Read the server's private disk through /proc (SQLite itself would resolve the
-            # link to this process's own view), and check a copy of the database.
+            # link to this process's own view), and check a copy of the database with its WAL
+            # (the server keeps a connection open: committed changes may still be there).
             inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
-            assert not (inside / "review.sqlite-wal").exists() or (inside / "review.sqlite-wal").stat().st_size == 0
             copy = tmp_path / "copy.sqlite"
             copy.write_bytes((inside / "review.sqlite").read_bytes())
+            if (inside / "review.sqlite-wal").exists():
+                (tmp_path / "copy.sqlite-wal").write_bytes((inside / "review.sqlite-wal").read_bytes())
             assert integrity(copy) == "ok"
             with sqlite3.connect(copy) as db:
                 assert db.execute("SELECT name FROM sessions").fetchall() == [("Tiny disk",)]
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_a_disk_filling_up_leaves_the_session_readable_and_its_zip_downloadable(tmp_path, astronaut_rgb):
+    """A disk that fills while the dashboard runs (a long video added, another program's files)
+    refuses the writes, each with its message; what was saved stays readable: the review pages,
+    and the zip already built with its link. (When the last database connection closed, SQLite
+    removed the WAL's shared-memory file; the next read had to make it again, which a full disk
+    refuses: every page said only "Saving failed: disk I/O error" and the zip's link was gone.)"""
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"', str(ws_root))
+    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    photo = tmp_path / "visit.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut_rgb))
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Filling disk", "Officer")
+            upload(page, [photo], photo.name)
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
+            page.get_by_role("link", name="Review one image").click()
+            heading = page.get_by_role("heading", name="visit.jpg — pending")
+            approved = page.get_by_role("heading", name="visit.jpg — approved by Officer")
+            until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
+            zipped = export_zip(page)
+            # Fill the server's private disk, seen through /proc.
+            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+            with pytest.raises(OSError, match="No space left"), open(inside / "filler", "wb") as filler:
+                for _ in range(64):
+                    filler.write(bytes(1 << 20))
+                    filler.flush()
+            for _ in range(2):  # every database connection of the page's last run is closed
+                page.reload()
+                settle(page)
+            expect(page.get_by_role("heading", name="Export")).to_be_visible()
+            link = page.get_by_role("link", name="Download the zip")
+            expect(link).to_be_visible()
+            origin = "/".join(page.url.split("/")[:3])
+            assert page.request.get(origin + link.get_attribute("href")).body() == zipped
+            # A write is refused with the message that says why, never a traceback.
+            page.get_by_role("button", name="Build the zip").click()
+            expect(page.get_by_role("alert").first).to_contain_text("Saving failed: database or disk is full")
+            page.get_by_role("link", name="Review one image").click()
+            expect(approved).to_be_visible()
+            assert heading.count() == 0
+            # The comment being typed cannot be kept as a draft: said, and the field keeps it.
+            comment = page.get_by_label("Comment (optional)")
+            comment.fill("typed on a full disk")
+            comment.press("Enter")
+            expect(page.get_by_role("alert").first).to_contain_text("Saving failed")
+            settle(page)  # the run the message came with has finished: one comment field
+            expect(comment).to_have_value("typed on a full disk")
+            assert "Traceback" not in page.content() and "OperationalError" not in page.content()
+    finally:
+        server.stop()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, astronaut_rgb):
