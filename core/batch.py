@@ -22,7 +22,7 @@ from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonym
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
 from .store import write_atomically
-from .kinds import companion, is_video, not_media, unreadable_kind
+from .kinds import companion, is_video, not_media, not_regular, unreadable_kind
 
 HELD_BACK = "held-back"
 STOPPED = "not done: the run was stopped before it (Ctrl-C, its terminal closed, or kill); run again for it"
@@ -69,9 +69,9 @@ def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str |
                     if name.startswith("."):
                         continue
                     file = Path(root) / name
-                    yield file, COMPANION if companion(file) else not_media(file)
+                    yield file, COMPANION if companion(file) else not_media(file) or not_regular(file)
         elif path.exists():
-            yield path, unreadable_kind(path)
+            yield path, unreadable_kind(path) or not_regular(path)
         else:
             yield path, "no such file or folder"
 

@@ -24,7 +24,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
 from .store import SourceError
-from .kinds import companion, is_video, not_media, readable_name, unreadable_kind
+from .kinds import companion, is_video, not_media, not_regular, readable_name, unreadable_kind
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -176,8 +176,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 yield Intake(label, companion=True)
             elif path.is_symlink():
                 yield Intake(label, problem="a symbolic link; refused")
-            elif not path.is_file():
-                yield Intake(label, problem="not a regular file (a device, pipe or socket); refused")
+            elif problem := not_regular(path):
+                yield Intake(label, problem=problem + "; refused")
             elif problem := not_media(path):
                 yield Intake(label, problem=problem)
             elif not is_video(path) and path.stat().st_size > max_bytes:

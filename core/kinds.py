@@ -40,6 +40,12 @@ def companion(path: Path | str) -> bool:
     return path.suffix.lower() in COMPANION_SUFFIXES or path.name.lower() in COMPANION_NAMES
 
 
+def not_regular(path: Path) -> str | None:
+    """Why a path on this machine is refused whatever its name: a named pipe, device or socket
+    (reading one waits for ever, or never ends)."""
+    return "not a regular file (a device, pipe or socket)" if path.exists() and not path.is_file() else None
+
+
 def is_video(path: Path | str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 

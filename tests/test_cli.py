@@ -145,6 +145,19 @@ def test_a_camera_raw_file_named_on_the_command_line_is_refused_as_such(tmp_path
     assert json.loads(result.stdout)[0]["error"].startswith("a camera's raw file: develop it as JPEG first")
 
 
+def test_a_pipe_in_a_folder_or_named_is_refused_and_the_batch_goes_on(tmp_path, astronaut_rgb):
+    """A named pipe (or a device) with a photo's name: reading it waited for a writer for ever,
+    and the whole batch with it."""
+    (tmp_path / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    os.mkfifo(tmp_path / "waiting.jpg")
+    result = run_cli("detect", str(tmp_path), "/dev/zero")
+    assert result.returncode == 2
+    reports = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
+    assert reports["portrait.jpg"]["faces"]
+    for name in ("waiting.jpg", "zero"):
+        assert reports[name]["error"] == "not a regular file (a device, pipe or socket)"
+
+
 def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its_record(tmp_path, astronaut_rgb):
     """`anonymize photos --out photos/anonymised`, run twice (as a user repeats a command): the
     second run reads the photos, not the first run's outputs or manifest, and the first run's
