@@ -3,7 +3,9 @@ session and reviewer this browser tab has open."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from pathlib import Path
 
 import streamlit as st
 
@@ -24,9 +26,25 @@ def workspace() -> Workspace:
     try:
         return _workspace(str(root))
     except (OSError, sqlite3.Error) as exc:
-        st.error(f"The workspace folder {plain(root)} cannot be used: {plain(exc)}. Choose a writable folder with "
-                 "space to spare (set FACE_PRIVACY_WORKSPACE) and restart the dashboard.")
+        free = _free_bytes(root)
+        if free is not None and free < FULL_DISK:  # SQLite says only "disk I/O error"
+            st.error(f"The workspace folder {plain(root)} cannot be used: its disk is full ({free >> 20} MB free). "
+                     "Free space on it, then reload this page: everything saved in it is kept.")
+        else:
+            st.error(f"The workspace folder {plain(root)} cannot be used: {plain(exc)}. Choose a writable folder "
+                     "with space to spare (set FACE_PRIVACY_WORKSPACE) and restart the dashboard.")
         st.stop()
+
+
+FULL_DISK = 64 << 20  # bytes free under which a workspace that cannot be opened is said to be on a full disk
+
+
+def _free_bytes(root: Path) -> int | None:
+    """Free space on the disk holding `root` (or its nearest folder that exists)."""
+    try:
+        return shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free
+    except (OSError, StopIteration):
+        return None
 
 
 def storage_failure(exc: Exception) -> None:

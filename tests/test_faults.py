@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import sqlite3
+import sys
 import zipfile
 from pathlib import Path
 
@@ -238,6 +239,33 @@ def test_a_disk_filling_up_leaves_the_session_readable_and_its_zip_downloadable(
     finally:
         server.stop()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_a_dashboard_started_on_a_full_disk_says_so_and_opens_once_space_is_freed(tmp_path):
+    """Started again when the disk is already full, the workspace cannot be opened (SQLite cannot
+    make its shared-memory file): said as a full disk, not as SQLite's "disk I/O error", and a
+    reload after freeing space opens it with everything in it."""
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    made = "import sys; from core.workspace import Workspace; Workspace(sys.argv[1]).create_session('Kept', 'Officer')"
+    full_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=4m tmpfs "$0" && "$1" -c "$2" "$0" && '
+                 '(head -c 8M /dev/zero > "$0/filler" 2> /dev/null || true) && shift 2 && exec "$@"',
+                 str(ws_root), sys.executable, made)
+    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=full_disk).start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url)
+            settle(page)
+            expect(page.get_by_role("alert")).to_contain_text(f"The workspace folder {ws_root} cannot be used: its "
+                                                              "disk is full (0 MB free)")
+            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+            (inside / "filler").unlink()
+            reopen_session(page, server.url, "Officer")
+            expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Kept")
+            assert page.get_by_role("alert").count() == 0
+    finally:
+        server.stop()
 
 
 def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, astronaut_rgb):
