@@ -15,6 +15,7 @@ from .images import decode_photo, encode_photo
 from . import video, video_review
 from .pipeline import DETECT_EVERY, Engine, Settings, anonymize, failure_reason
 from .records import ImageRecord
+from .store import out_of_room
 from .kinds import is_video
 from .workspace import Workspace
 
@@ -42,7 +43,7 @@ def detect_pending(workspace: Workspace, engine: Engine, session_id: int,
 
 def _detect_one(workspace: Workspace, engine: Engine, record: ImageRecord, frames=None) -> None:
     """One photo's faces, or one clip's tracks (`frames(done, total)` hears how it goes), saved;
-    any failure is saved as its error."""
+    any failure is saved as its error, but a full disk's (`out_of_room`), which stops the batch."""
     try:
         if is_video(record.name):
             _detect_video(workspace, engine, record, frames)
@@ -52,6 +53,8 @@ def _detect_one(workspace: Workspace, engine: Engine, record: ImageRecord, frame
             workspace.files.save_previews(record.sha256, preview_bases(photo.pixels))
             workspace.save_detection(record.id, photo.width, photo.height, faces)
     except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's error
+        if out_of_room(exc):
+            raise  # the workspace's disk, not the file: it stays waiting, and the batch stops here
         workspace.save_failure(record.id, failure_reason(exc))
 
 

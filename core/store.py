@@ -4,13 +4,25 @@ from them. Only the user who runs the dashboard may read any of the workspace.""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether a failure is the workspace disk's (full, over quota or read-only), for its files
+    or the database (whose shared-memory file a full disk cannot make: "disk I/O error"), not the
+    file in hand's: that file has done nothing wrong, and is tried again once there is room."""
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (
+            sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -50,9 +50,15 @@ class DetectionWorker:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, session_id: int) -> None:
-        """Detect what the session still has waiting (after a restart too), unless running."""
+    def start(self, session_id: int, again: bool = False) -> None:
+        """Detect what the session still has waiting (after a restart too), unless running, or
+        stopped on an error (a full disk): then only when the reviewer asks (`again`); started
+        on every page view, it failed again each second, and its message was never seen."""
         with self._lock:
+            if again:
+                self.error = None
+            if self.error:
+                return
             waiting = 0 if self.running else len(workspace().awaiting_detection(session_id))
             if not waiting:
                 return
@@ -126,7 +132,10 @@ def detection_status(session_id: int, then: Callable[[], None] | None = None) ->
     worker = detection_worker(session_id)
     worker.start(session_id)
     if worker.session_id == session_id and worker.error:
-        st.error(f"Detection stopped: {plain(worker.error)}. Reload the page to try again.")
+        st.error(f"Detection stopped: {plain(worker.error)}. The files not yet detected wait, with everything done "
+                 "so far; free disk space if it is full, then detect them.")
+        st.button("Detect the files left", key=f"detect-again-{session_id}", on_click=worker.start,
+                  args=(session_id, True))
     if worker.running and worker.session_id == session_id:
         _progress(session_id, then)
     elif then:

@@ -268,6 +268,45 @@ def test_a_dashboard_started_on_a_full_disk_says_so_and_opens_once_space_is_free
         server.stop()
 
 
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(tmp_path, astronaut_rgb,
+                                                                                astronaut_face_box):
+    """A clip being detected when the disk fills: the clip did nothing wrong. It was marked
+    "could not be read" for good (to be removed and added again), or detection started again on
+    every page view, failing each second with its message never seen. Now detection stops, says
+    why, and the clip waits; once there is room, one button detects it."""
+    from tests.clips import moving_face_frames, write_clip
+
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=24m tmpfs "$0" && exec "$@"', str(ws_root))
+    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 300)], sound=False)
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Filling disk", "Officer")
+            upload(page, [clip], clip.name)
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("now hall.mp4: frame")).to_be_visible(timeout=60_000)
+            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+            with pytest.raises(OSError, match="No space left"), open(inside / "filler", "wb") as filler:
+                for _ in range(64):
+                    filler.write(bytes(1 << 20))
+                    filler.flush()
+            stopped = page.get_by_text("Detection stopped")
+            expect(stopped).to_contain_text("No space left on device", timeout=120_000)
+            expect(page.get_by_text("0 photos ready for review, 0 could not be read, 1 waiting for detection.")).to_be_visible()
+            page.wait_for_timeout(3000)  # and it stays stopped, said, while the page stands
+            expect(stopped).to_be_visible()
+            (inside / "filler").unlink()
+            page.get_by_role("button", name="Detect the files left").click()
+            expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+            expect(stopped).to_have_count(0)
+    finally:
+        server.stop()
+
+
 def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, astronaut_rgb):
     from tests.test_hardening import REFUSED
 

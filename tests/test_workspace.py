@@ -461,3 +461,32 @@ def test_faces_are_stored_and_fingerprinted_as_earlier_versions_did():
         if not face.forced:
             del earlier["forced"]
         assert face.to_dict() == earlier
+
+
+def test_a_full_or_read_only_disk_is_told_apart_from_a_files_own_failure(tmp_path):
+    """Detection stops on the disk's failures (the file waits) and records any other as the
+    file's: told apart on the errors the system and SQLite really raise."""
+    from core.store import out_of_room
+
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+        db.execute("INSERT INTO t VALUES (1)")
+    read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.Error) as refused:
+        read_only.execute("INSERT INTO t VALUES (2)")
+    with pytest.raises(sqlite3.Error) as duplicate, sqlite3.connect(path) as db:
+        db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(OSError) as missing:
+        open(tmp_path / "gone.jpg", "rb")
+    full = None
+    try:
+        with open("/dev/full", "wb") as handle:  # Linux's device that is always full
+            handle.write(b"x")
+            handle.flush()
+    except OSError as exc:
+        full = exc
+    assert out_of_room(refused.value)
+    assert not out_of_room(duplicate.value) and not out_of_room(missing.value)
+    assert not out_of_room(ValueError("cannot identify image file"))
+    assert full is not None and out_of_room(full)
