@@ -66,7 +66,7 @@ def audit_report(title: str, summary: list[tuple[str, str]], photos: list[dict],
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
            f"<style>{_STYLE}</style></head><body><h1>{e(title)}</h1><table>"]
     out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary]
-    out.append("</table><h2>Every photo of the session</h2><table><tr><th>#</th><th>original</th>"
+    out.append("</table><h2>Every photo and video of the session</h2><table><tr><th>#</th><th>original</th>"
                "<th>outcome</th><th>published as</th><th>reviewer</th><th>decided</th><th>comment or reason</th></tr>")
     for n, photo in enumerate(photos, 1):
         outcome = photo["outcome"]
@@ -75,7 +75,7 @@ def audit_report(title: str, summary: list[tuple[str, str]], photos: list[dict],
                    f"<td>{e(photo.get('output_name') or '')}</td><td>{e(photo.get('reviewer') or '')}</td>"
                    f"<td>{e(photo.get('decided_at') or '')}</td>"
                    f"<td>{e(photo.get('reason') or photo.get('comment') or '')}</td></tr>")
-    out.append("</table><h2>Exported photos</h2>")
+    out.append("</table><h2>Exported photos and videos</h2>")
     for photo in (p for p in photos if p["outcome"] == "exported"):
         thumb = base64.b64encode(photo["thumbnail"]).decode() if photo.get("thumbnail") else ""
         out.append(f"<div class='photo'><h3>{e(photo['output_name'])} ({e(photo['original_name'])})</h3>")
