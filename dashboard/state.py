@@ -14,6 +14,10 @@ from core.workspace import Workspace, default_root
 from dashboard.text import plain
 
 
+# Bytes free under which a workspace that cannot be opened is said to be on a full disk.
+FULL_DISK = 64 << 20
+
+
 @st.cache_resource(show_spinner="Loading the face detectors…")
 def engine() -> Engine:
     return Engine()
@@ -34,9 +38,6 @@ def workspace() -> Workspace:
             st.error(f"The workspace folder {plain(root)} cannot be used: {plain(exc)}. Choose a writable folder "
                      "with space to spare (set FACE_PRIVACY_WORKSPACE) and restart the dashboard.")
         st.stop()
-
-
-FULL_DISK = 64 << 20  # bytes free under which a workspace that cannot be opened is said to be on a full disk
 
 
 def _free_bytes(root: Path) -> int | None:

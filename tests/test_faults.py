@@ -32,6 +32,31 @@ def integrity(db_path: Path) -> str:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+def small_disk_server(tmp_path: Path, size: str) -> tuple[StreamlitServer, Path]:
+    """A dashboard whose workspace is a disk of `size` of its own (a private tmpfs, unshare -m),
+    and the workspace folder (not yet started)."""
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    small_disk = (UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(ws_root))
+    return StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk), ws_root
+
+
+def on_its_disk(server: StreamlitServer, ws_root: Path) -> Path:
+    """The server's private workspace folder, read through /proc (SQLite itself would resolve
+    the link to this process's own view)."""
+    return Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+
+
+def fill(folder: Path) -> Path:
+    """Fill the disk holding `folder` with one file, whose path is returned to free it."""
+    filler = folder / "filler"
+    with pytest.raises(OSError, match="No space left"), open(filler, "wb") as handle:
+        for _ in range(256):
+            handle.write(bytes(1 << 20))
+            handle.flush()
+    return filler
+
+
 @pytest.fixture(scope="module")
 def large_photos(tmp_path_factory, astronaut_rgb):
     """Six 4 MP photos (over 1536 px: detected in full-resolution tiles): detection and export
@@ -154,11 +179,9 @@ def test_read_only_workspace_gives_a_clear_message(tmp_path):
 
 @pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
 def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, large_photos):
-    ws_root = tmp_path / "ws"
-    ws_root.mkdir()
     # A disk of 1 MB holds the database, not the four photos (about 0.5 MB each).
-    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', str(ws_root))
-    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    server, ws_root = small_disk_server(tmp_path, "1m")
+    server.start()
     try:
         with chromium_page() as page:
             start_session(page, server.url, "Tiny disk", "Officer")
@@ -169,10 +192,9 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
             said = page.get_by_role("alert").inner_text()
             assert "No space left" in said or "database or disk is full" in said, said
             assert "Traceback" not in page.content()
-            # Read the server's private disk through /proc (SQLite itself would resolve the
-            # link to this process's own view), and check a copy of the database with its WAL
-            # (the server keeps a connection open: committed changes may still be there).
-            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
+            # A copy of the database with its WAL (the server keeps a connection open:
+            # committed changes may still be there).
+            inside = on_its_disk(server, ws_root)
             copy = tmp_path / "copy.sqlite"
             copy.write_bytes((inside / "review.sqlite").read_bytes())
             if (inside / "review.sqlite-wal").exists():
@@ -191,10 +213,8 @@ def test_a_disk_filling_up_leaves_the_session_readable_and_its_zip_downloadable(
     and the zip already built with its link. (When the last database connection closed, SQLite
     removed the WAL's shared-memory file; the next read had to make it again, which a full disk
     refuses: every page said only "Saving failed: disk I/O error" and the zip's link was gone.)"""
-    ws_root = tmp_path / "ws"
-    ws_root.mkdir()
-    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"', str(ws_root))
-    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    server, ws_root = small_disk_server(tmp_path, "8m")
+    server.start()
     photo = tmp_path / "visit.jpg"
     photo.write_bytes(jpeg_bytes(astronaut_rgb))
     try:
@@ -208,12 +228,7 @@ def test_a_disk_filling_up_leaves_the_session_readable_and_its_zip_downloadable(
             approved = page.get_by_role("heading", name="visit.jpg — approved by Officer")
             until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
             zipped = export_zip(page)
-            # Fill the server's private disk, seen through /proc.
-            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
-            with pytest.raises(OSError, match="No space left"), open(inside / "filler", "wb") as filler:
-                for _ in range(64):
-                    filler.write(bytes(1 << 20))
-                    filler.flush()
+            fill(on_its_disk(server, ws_root))
             for _ in range(2):  # every database connection of the page's last run is closed
                 page.reload()
                 settle(page)
@@ -259,8 +274,7 @@ def test_a_dashboard_started_on_a_full_disk_says_so_and_opens_once_space_is_free
             settle(page)
             expect(page.get_by_role("alert")).to_contain_text(f"The workspace folder {ws_root} cannot be used: its "
                                                               "disk is full (0 MB free)")
-            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
-            (inside / "filler").unlink()
+            (on_its_disk(server, ws_root) / "filler").unlink()
             reopen_session(page, server.url, "Officer")
             expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("Kept")
             assert page.get_by_role("alert").count() == 0
@@ -277,10 +291,8 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
     why, and the clip waits; once there is room, one button detects it."""
     from tests.clips import moving_face_frames, write_clip
 
-    ws_root = tmp_path / "ws"
-    ws_root.mkdir()
-    small_disk = (UNSHARE, "-m", "sh", "-c", 'mount -t tmpfs -o size=24m tmpfs "$0" && exec "$@"', str(ws_root))
-    server = StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk).start()
+    server, ws_root = small_disk_server(tmp_path, "24m")
+    server.start()
     clip = tmp_path / "hall.mp4"
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 300)], sound=False)
     try:
@@ -289,17 +301,13 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
             upload(page, [clip], clip.name)
             page.get_by_role("button", name="Add and detect faces").click()
             expect(page.get_by_text("now hall.mp4: frame")).to_be_visible(timeout=60_000)
-            inside = Path(f"/proc/{server.process.pid}/root") / str(ws_root).lstrip("/")
-            with pytest.raises(OSError, match="No space left"), open(inside / "filler", "wb") as filler:
-                for _ in range(64):
-                    filler.write(bytes(1 << 20))
-                    filler.flush()
+            filler = fill(on_its_disk(server, ws_root))
             stopped = page.get_by_text("Detection stopped")
             expect(stopped).to_contain_text("No space left on device", timeout=120_000)
             expect(page.get_by_text("0 photos ready for review, 0 could not be read, 1 waiting for detection.")).to_be_visible()
             page.wait_for_timeout(3000)  # and it stays stopped, said, while the page stands
             expect(stopped).to_be_visible()
-            (inside / "filler").unlink()
+            filler.unlink()
             page.get_by_role("button", name="Detect the files left").click()
             expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
             expect(stopped).to_have_count(0)
