@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
 from .pipeline import Settings, failure_reason
 from .review import preview_bases
-from .store import SourceError
+from .store import SourceError, out_of_room
 from .kinds import companion, is_video, not_media, not_regular, readable_name, unreadable_kind
 from .workspace import Workspace
 
@@ -195,6 +196,7 @@ class IntakeReport:
     duplicates: list[tuple[str, str]]  # (name offered, the photo already in the session)
     companions: list[str]  # sidecars, thumbnails and index files passed over (`kinds.companion`)
     cuts: list[tuple[str, str]] = field(default_factory=list)  # (video offered, the name its part is added as)
+    full: str | None = None  # the workspace's disk filled (the system's words): the files from there on not added
 
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
@@ -204,34 +206,40 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     `progress(files so far, name)` after each file. With a `part` (seconds from, and to or
     None; with `clock`, times of day on the recorder's clock), each video is taken as that part
     of it only (`cut.cut`): minutes of an hours-long recording, detected and reviewed as those
-    minutes; photos are taken whole."""
-    refused, duplicates, companions, added, cuts = [], [], [], 0, []
-    for count, item in enumerate(intakes, 1):
-        if progress:
-            progress(count, item.name)
-        if item.companion:
-            companions.append(item.name)
-            continue
-        if not item.problem:
-            try:
-                if part and is_video(item.name):
-                    name, same_as = _store_part(workspace, session_id, item, actor, part, clock)
-                    cuts.append((item.name, name))
-                else:
-                    same_as = _store(workspace, session_id, item, actor)
-            except (SourceError, ImageError) as exc:
-                item = replace(item, problem=exc.reason if isinstance(exc, ImageError) else str(exc))
-        if item.problem:
-            workspace.add_refused(session_id, item.name, item.problem, actor)
-            refused.append(item)
-        elif same_as is None:
-            added += 1
-        else:
-            duplicates.append((item.name, same_as))
-    if companions:
+    minutes; photos are taken whole. A disk that fills (`out_of_room`) stops the intake: the
+    files added stay, and the report says so (`full`)."""
+    refused, duplicates, companions, added, cuts, full = [], [], [], 0, [], None
+    try:
+        for count, item in enumerate(intakes, 1):
+            if progress:
+                progress(count, item.name)
+            if item.companion:
+                companions.append(item.name)
+                continue
+            if not item.problem:
+                try:
+                    if part and is_video(item.name):
+                        name, same_as = _store_part(workspace, session_id, item, actor, part, clock)
+                        cuts.append((item.name, name))
+                    else:
+                        same_as = _store(workspace, session_id, item, actor)
+                except (SourceError, ImageError) as exc:
+                    item = replace(item, problem=exc.reason if isinstance(exc, ImageError) else str(exc))
+            if item.problem:
+                workspace.add_refused(session_id, item.name, item.problem, actor)
+                refused.append(item)
+            elif same_as is None:
+                added += 1
+            else:
+                duplicates.append((item.name, same_as))
+    except (OSError, sqlite3.Error) as exc:
+        if not out_of_room(exc):
+            raise
+        full = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    if companions and not full:
         workspace.log(session_id, actor, "companion files passed over", count=len(companions),
                       names=", ".join(companions))
-    return IntakeReport(added, refused, duplicates, companions, cuts)
+    return IntakeReport(added, refused, duplicates, companions, cuts, full)
 
 
 def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> str | None:

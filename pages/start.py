@@ -1,5 +1,6 @@
 """Start: name a review session (or reopen one), add photos, run detection."""
 
+from itertools import chain
 from pathlib import Path
 
 import streamlit as st
@@ -11,7 +12,7 @@ from core.kinds import is_video
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import counted, plain
-from dashboard.worker import detection_status
+from dashboard.worker import detection_status, detection_worker
 
 st.title("Face privacy review")
 ws = workspace()
@@ -135,20 +136,32 @@ elif add:
             bar.progress(min(1.0, count / offered) if offered else 0.0,
                          text=plain(f"Adding files: {count} so far (last: {name})"))
 
-        reports = [add_files(ws, session_id, intake_upload(upload.name, upload.getvalue()), reviewer, advance, part,
-                             by_clock) for upload in uploads or []]
-        if folder.strip():
-            reports.append(add_files(ws, session_id, intake_folder(folder.strip(), allowed_roots()), reviewer,
-                                     advance, part, by_clock))
+        # One upload's bytes at a time (a generator): each copy is gone before the next is made.
+        offers = chain((intake_upload(upload.name, upload.getvalue()) for upload in uploads or []),
+                       [intake_folder(folder.strip(), allowed_roots())] if folder.strip() else [])
+        reports = []
+        for offer in offers:
+            reports.append(add_files(ws, session_id, offer, reviewer, advance, part, by_clock))
+            if reports[-1].full:
+                break  # the disk is full: the next files would not fit either
         # What the last intake met, said until the next one.
         st.session_state["duplicates"] = [d for report in reports for d in report.duplicates]
         st.session_state["cuts"] = [c for report in reports for c in report.cuts]
         st.session_state["companions"] = [name for report in reports for name in report.companions]
-        for key in (f"uploader-{upload_round}", f"folder-{upload_round}", f"part-from-{upload_round}",
-                    f"part-to-{upload_round}", f"part-clock-{upload_round}"):
-            st.session_state.pop(key, None)
-        st.session_state["upload_round"] = upload_round + 1
+        st.session_state["full"] = reports[-1].full and (sum(report.added for report in reports), reports[-1].full)
+        if not reports[-1].full:  # else the files stay chosen, to be added again once there is room
+            for key in (f"uploader-{upload_round}", f"folder-{upload_round}", f"part-from-{upload_round}",
+                        f"part-to-{upload_round}", f"part-clock-{upload_round}"):
+                st.session_state.pop(key, None)
+            st.session_state["upload_round"] = upload_round + 1
+        detection_worker(session_id).start(session_id, again=True)  # asked for, even after detection stopped
         st.rerun()
+
+if full := st.session_state.get("full"):
+    added, reason = full
+    st.error(plain(f"The workspace's disk took no more ({reason}): {added} file(s) were added before, the others "
+                   "were not. Free disk space (or make it writable), then press Add and detect faces again: the "
+                   "files already added are named, not added twice."))
 
 for offered, name in st.session_state.get("cuts", []):
     st.info(f"{plain(offered)}: only its part was added, as {plain(name)} (the log names the video it was cut from, "

@@ -187,10 +187,15 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
             start_session(page, server.url, "Tiny disk", "Officer")
             upload(page, large_photos[:4], "large-03.jpg")
             page.get_by_role("button", name="Add and detect faces").click()
-            expect(page.get_by_role("alert")).to_contain_text("Saving failed")
+            # How many were added before the disk filled is said (it said "this last action was
+            # not recorded", though the photos before it were), and the files stay chosen.
+            alert = page.get_by_role("alert").filter(has_text="The workspace's disk took no more")
+            expect(alert).to_contain_text("file(s) were added before, the others were not")
             # The system's words or SQLite's, whichever write meets the full disk first.
-            said = page.get_by_role("alert").inner_text()
+            said = alert.inner_text()
             assert "No space left" in said or "database or disk is full" in said, said
+            added = int(said.split("): ")[1].split(" file(s)")[0])
+            expect(page.get_by_text("large-00.jpg")).to_be_visible()
             assert "Traceback" not in page.content()
             # A copy of the database with its WAL (the server keeps a connection open:
             # committed changes may still be there).
@@ -202,6 +207,7 @@ def test_full_disk_gives_a_clear_message_and_keeps_what_was_saved(tmp_path, larg
             assert integrity(copy) == "ok"
             with sqlite3.connect(copy) as db:
                 assert db.execute("SELECT name FROM sessions").fetchall() == [("Tiny disk",)]
+                assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == added
     finally:
         server.stop()
 
@@ -288,28 +294,40 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
     """A clip being detected when the disk fills: the clip did nothing wrong. It was marked
     "could not be read" for good (to be removed and added again), or detection started again on
     every page view, failing each second with its message never seen. Now detection stops, says
-    why, and the clip waits; once there is room, one button detects it."""
+    why, and the clip waits; once there is room, one button detects it, or adding more files."""
     from tests.clips import moving_face_frames, write_clip
 
     server, ws_root = small_disk_server(tmp_path, "24m")
     server.start()
-    clip = tmp_path / "hall.mp4"
+    clip, photo = tmp_path / "hall.mp4", tmp_path / "visit.jpg"
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 300)], sound=False)
+    photo.write_bytes(jpeg_bytes(astronaut_rgb))
+    stopped = None
+
+    def fills_while_detecting() -> Path:
+        expect(page.get_by_text("now hall.mp4: frame")).to_be_visible(timeout=60_000)
+        filler = fill(on_its_disk(server, ws_root))
+        expect(stopped).to_contain_text("No space left on device", timeout=120_000)
+        expect(page.get_by_text("0 photos ready for review, 0 could not be read, 1 waiting for detection.")).to_be_visible()
+        return filler
+
     try:
         with chromium_page() as page:
+            stopped = page.get_by_text("Detection stopped")
             start_session(page, server.url, "Filling disk", "Officer")
             upload(page, [clip], clip.name)
             page.get_by_role("button", name="Add and detect faces").click()
-            expect(page.get_by_text("now hall.mp4: frame")).to_be_visible(timeout=60_000)
-            filler = fill(on_its_disk(server, ws_root))
-            stopped = page.get_by_text("Detection stopped")
-            expect(stopped).to_contain_text("No space left on device", timeout=120_000)
-            expect(page.get_by_text("0 photos ready for review, 0 could not be read, 1 waiting for detection.")).to_be_visible()
+            filler = fills_while_detecting()
             page.wait_for_timeout(3000)  # and it stays stopped, said, while the page stands
             expect(stopped).to_be_visible()
             filler.unlink()
             page.get_by_role("button", name="Detect the files left").click()
-            expect(page.get_by_text("1 video ready for review, 0 could not be read")).to_be_visible(timeout=120_000)
+            filler = fills_while_detecting()  # stopped again: there is room once more, and files are added
+            filler.unlink()
+            upload(page, [photo], photo.name)
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("1 photo and 1 video ready for review, 0 could not be read")).to_be_visible(
+                timeout=120_000)
             expect(stopped).to_have_count(0)
     finally:
         server.stop()
