@@ -136,7 +136,7 @@ elif add:
             bar.progress(min(1.0, count / offered) if offered else 0.0,
                          text=plain(f"Adding files: {count} so far (last: {name})"))
 
-        # One upload's bytes at a time (a generator): each copy is gone before the next is made.
+        # A generator: each upload's bytes are copied only as it is added, not all at once.
         offers = chain((intake_upload(upload.name, upload.getvalue()) for upload in uploads or []),
                        [intake_folder(folder.strip(), allowed_roots())] if folder.strip() else [])
         reports = []
