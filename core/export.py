@@ -37,7 +37,7 @@ from .report import audit_report, csv_text, detail_text, local_time, utc_now
 from .residual import EXPOSED, residual_faces
 from .tracks import HOLD
 from .kinds import is_video
-from .store import StoredFileError, private_file
+from .store import StoredFileError, out_of_room, private_file
 from .workspace import Workspace
 
 PUBLIC_FIELDS = [
@@ -195,6 +195,8 @@ def _one(workspace: Workspace, session_id: int, record: ImageRecord, detector, m
             found = check_output(detector, photo, data, selected(fresh.faces, settings.threshold), settings)
             workspace.save_residual(record.id, mark, output_sha, found)
     except Exception as exc:  # noqa: BLE001 - one photo's failure is that photo's outcome
+        if out_of_room(exc):
+            raise  # the disk's, not the photo's: the export fails, and is built again once there is room
         return row | {"outcome": "held back", "reason": f"could not be anonymised ({type(exc).__name__}: {exc})"}
     held = _held(row, found) or _changed(workspace, record, mark, row)
     if held:
@@ -243,6 +245,8 @@ def _one_video(workspace: Workspace, record: ImageRecord, fresh: ImageRecord, ba
         thumbnail = _thumbnail(cover(frame, video_review.frame_faces(tracks, best)))
     except Exception as exc:  # noqa: BLE001 - one video's failure is that video's outcome
         target.unlink(missing_ok=True)
+        if out_of_room(exc):
+            raise  # the disk's, not the video's: a zip of the rest would be offered as current
         return row | {"outcome": "held back", "reason": f"could not be anonymised ({type(exc).__name__}: {exc})"}
     held = _held(row, found) or _changed(workspace, record, mark, row)
     if held:

@@ -34,6 +34,7 @@ from .images import ImageError
 from .sound import INTERLEAVED, Sound, check_silent, codec_name, readable, said_track
 from .times import CLOCK_FROM, Forward, clock_offsets, clock_said, joined, said_time
 from .motion import Motion
+from .store import out_of_room
 from .tracks import HOLD, Track, changed, faces_by_frame, link
 
 # Progress is reported every this many frames.
@@ -651,13 +652,16 @@ def output_name(source_name: str) -> str:
 @contextmanager
 def _removed_on_failure(written: Path, source: Path, failed: str):
     """Whatever stops the writing of `written` removes it; an FFmpeg error is `source`'s error,
-    said as `failed` with FFmpeg's words in its braces."""
+    said as `failed` with FFmpeg's words in its braces, but a full disk's (`out_of_room`), which is
+    raised as it is: the file did nothing wrong."""
     import av
 
     try:
         yield
     except av.FFmpegError as exc:
         written.unlink(missing_ok=True)
+        if out_of_room(exc):
+            raise
         raise ImageError(str(source), failed.format(_plain(exc))) from None
     except BaseException:
         written.unlink(missing_ok=True)

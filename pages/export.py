@@ -82,7 +82,8 @@ if exports and exports[0]["status"] == "failed":
 
 held_back = current["counts"].get("held back") if current else 0
 if held_back:
-    st.warning(f"{held_back} file(s) were held back by the residual check: open each on the review page (they "
+    st.warning(f"{held_back} file(s) were held back: the residual check found a face still showing, or the file "
+               "could not be anonymised (the audit package says which and why). Open each on the review page (they "
                "are flagged in the overview), look, and confirm or fix it; then build again.")
 
 if exports:

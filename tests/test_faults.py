@@ -4,6 +4,7 @@ share a session, and the workspace is read-only or full. Nothing saved may be lo
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sqlite3
 import sys
@@ -329,6 +330,42 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
             expect(page.get_by_text("1 photo and 1 video ready for review, 0 could not be read")).to_be_visible(
                 timeout=120_000)
             expect(stopped).to_have_count(0)
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_a_clip_that_cannot_be_written_for_a_full_disk_fails_the_export_not_the_clip(tmp_path, astronaut_rgb,
+                                                                                     astronaut_face_box):
+    """The clip's rendering met the full disk: it was "held back" as if the clip could not be
+    anonymised, and an empty zip offered as the current export, "held back by the residual
+    check". Now the export fails, says why, and the next one, once there is room, has the clip."""
+    from tests.clips import moving_face_frames, write_clip
+
+    server, ws_root = small_disk_server(tmp_path, "24m")
+    server.start()
+    clip = tmp_path / "hall.mp4"
+    write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 300)], sound=False)
+    try:
+        with chromium_page() as page:
+            start_session(page, server.url, "Filling disk", "Officer")
+            upload(page, [clip], clip.name)
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("1 video ready for review")).to_be_visible(timeout=120_000)
+            page.get_by_role("link", name="Review one image").click()
+            approved = page.get_by_role("heading", name="hall.mp4 — approved by Officer")
+            until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
+            filler = fill(on_its_disk(server, ws_root))
+            os.truncate(filler, filler.stat().st_size - (256 << 10))  # room for the database, not the clip
+            page.get_by_role("link", name="Export").click()
+            page.get_by_role("button", name="Build the zip").click()
+            expect(page.get_by_text("The last export failed")).to_contain_text("No space left on device",
+                                                                               timeout=120_000)
+            expect(page.get_by_role("link", name="Download the zip")).to_have_count(0)
+            filler.unlink()
+            page.get_by_role("button", name="Build the zip").click()
+            expect(page.get_by_text("Current export")).to_contain_text("1 file(s) exported, 0 held back",
+                                                                       timeout=120_000)
     finally:
         server.stop()
 
