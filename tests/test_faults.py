@@ -58,6 +58,17 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+def add_and_approve(page, server: StreamlitServer, path: Path, ready: str) -> None:
+    """Start a session, add `path`, and approve it on its review page once `ready` is said."""
+    start_session(page, server.url, "Filling disk", "Officer")
+    upload(page, [path], path.name)
+    page.get_by_role("button", name="Add and detect faces").click()
+    expect(page.get_by_text(ready)).to_be_visible(timeout=120_000)
+    page.get_by_role("link", name="Review one image").click()
+    approved = page.get_by_role("heading", name=f"{path.name} — approved by Officer")
+    until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
+
+
 @pytest.fixture(scope="module")
 def large_photos(tmp_path_factory, astronaut_rgb):
     """Six 4 MP photos (over 1536 px: detected in full-resolution tiles): detection and export
@@ -226,14 +237,9 @@ def test_a_disk_filling_up_leaves_the_session_readable_and_its_zip_downloadable(
     photo.write_bytes(jpeg_bytes(astronaut_rgb))
     try:
         with chromium_page() as page:
-            start_session(page, server.url, "Filling disk", "Officer")
-            upload(page, [photo], photo.name)
-            page.get_by_role("button", name="Add and detect faces").click()
-            expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
-            page.get_by_role("link", name="Review one image").click()
+            add_and_approve(page, server, photo, "1 photo ready for review")
             heading = page.get_by_role("heading", name="visit.jpg — pending")
             approved = page.get_by_role("heading", name="visit.jpg — approved by Officer")
-            until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
             zipped = export_zip(page)
             fill(on_its_disk(server, ws_root))
             for _ in range(2):  # every database connection of the page's last run is closed
@@ -348,13 +354,7 @@ def test_a_clip_that_cannot_be_written_for_a_full_disk_fails_the_export_not_the_
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 300)], sound=False)
     try:
         with chromium_page() as page:
-            start_session(page, server.url, "Filling disk", "Officer")
-            upload(page, [clip], clip.name)
-            page.get_by_role("button", name="Add and detect faces").click()
-            expect(page.get_by_text("1 video ready for review")).to_be_visible(timeout=120_000)
-            page.get_by_role("link", name="Review one image").click()
-            approved = page.get_by_role("heading", name="hall.mp4 — approved by Officer")
-            until(page, lambda: page.get_by_role("button", name="Approve").click(), approved.is_visible, "approving")
+            add_and_approve(page, server, clip, "1 video ready for review")
             filler = fill(on_its_disk(server, ws_root))
             os.truncate(filler, filler.stat().st_size - (256 << 10))  # room for the database, not the clip
             page.get_by_role("link", name="Export").click()
