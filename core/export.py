@@ -144,11 +144,15 @@ def _build(workspace: Workspace, session_id: int, actor: str, detector, progress
         counts = {outcome: sum(p["outcome"] == outcome for p in photos)
                   for outcome in ("exported", "held back", "rejected", "pending", "failed")}
         _write_audit(workspace, session, actor, exported_at, photos, counts, versions, target, digest, audit_target)
+        if progress:
+            progress(len(records), len(records), "")
+        workspace.exports.finish(export_id, actor, target.name, audit_target.name, digest, counts, revision)
+    except BaseException:  # an export that failed is never offered: its zips would only take room
+        target.unlink(missing_ok=True)
+        audit_target.unlink(missing_ok=True)
+        raise
     finally:
         partial.unlink(missing_ok=True)
-    if progress:
-        progress(len(records), len(records), "")
-    workspace.exports.finish(export_id, actor, target.name, audit_target.name, digest, counts, revision)
     return ExportResult(export_id, target, audit_target, [p["original_name"] for p in exported],
                         [p["original_name"] for p in photos if p["outcome"] == "held back"])
 

@@ -4,8 +4,10 @@ share a session, and the workspace is read-only or full. Nothing saved may be lo
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import subprocess
 import sqlite3
 import sys
 import zipfile
@@ -19,7 +21,7 @@ from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, export_zip, reopen_session, require_chromium, settle,
                            start_session, two_reviewers, until, upload, wait_for)
-from tests.conftest import jpeg_bytes
+from tests.conftest import ROOT, jpeg_bytes
 
 require_chromium()
 
@@ -414,3 +416,59 @@ def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, ast
     ws = Workspace(tmp_path / "ws")
     refused = [a for a in ws.audit(ws.sessions()[0]["id"]) if a["action"] == "file refused"]
     assert len(refused) == len(REFUSED)
+
+
+EXPORT_ON_A_SMALL_DISK = """
+import json, sys
+from pathlib import Path
+from core.export import export_approved
+from core.pipeline import Engine
+from core.records import APPROVED
+from core.workspace import Workspace
+
+root, photo = Path(sys.argv[1]), Path(sys.argv[2])
+engine = Engine()
+ws = Workspace(root)
+session = ws.create_session("Small exports disk", "Officer")
+image_id, _ = ws.add_image(session, photo.name, photo.read_bytes(), "Officer")
+pixels = engine.read(photo).pixels
+ws.save_detection(image_id, pixels.shape[1], pixels.shape[0], engine.detector.detect(pixels))
+ws.decide(image_id, APPROVED, "Officer")
+try:
+    built = export_approved(ws, session, "Officer", engine.detector)
+    said = {"sizes": [built.path.stat().st_size, built.audit_path.stat().st_size]}
+except OSError as exc:
+    said = {"error": str(exc)}
+said["left"] = sorted(p.name for p in (root / "exports").iterdir())
+said["exports"] = [e["status"] for e in ws.exports.of_session(session)]
+print(json.dumps(said))
+"""
+
+
+@pytest.mark.skipif(not UNSHARE, reason="needs unshare (util-linux) for a private mount")
+def test_an_export_that_fills_the_disk_after_its_zip_leaves_no_zip_behind(tmp_path, astronaut_rgb):
+    """The publication zip written, its audit package then meets the full disk: the export failed
+    and was never offered, but its zip stayed in the workspace, taking the room that was short
+    (a video session's zip can be gigabytes), one more on every try."""
+    script, photo = tmp_path / "export.py", tmp_path / "visit.jpg"
+    script.write_text(EXPORT_ON_A_SMALL_DISK)
+    photo.write_bytes(jpeg_bytes(astronaut_rgb))
+
+    def export(size_kb: int) -> dict:
+        ws_root = tmp_path / f"ws-{size_kb}"
+        (ws_root / "exports").mkdir(parents=True)
+        # The exports folder alone on a disk of its own: the database and originals beside it have room.
+        run = subprocess.run([UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size_kb}k tmpfs "$0/exports" && '
+                              'exec "$@"', str(ws_root), sys.executable, str(script), str(ws_root), str(photo)],
+                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    roomy = export(4096)
+    zip_size, audit_size = roomy["sizes"]
+    assert roomy["exports"] == ["complete"] and len(roomy["left"]) == 2
+    short = export((zip_size + audit_size // 3) // 1024 + 1)  # the zip fits, its audit package does not
+    assert "No space left on device" in short["error"]
+    assert short["exports"] == ["failed"]
+    assert short["left"] == [], "a failed export leaves nothing behind"
