@@ -35,13 +35,18 @@ def integrity(db_path: Path) -> str:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+def on_a_small_disk(folder: Path, size: str) -> tuple[str, ...]:
+    """A command prefix: what follows runs with `folder` on a disk of `size` of its own (a
+    private tmpfs, unshare -m)."""
+    return UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(folder)
+
+
 def small_disk_server(tmp_path: Path, size: str) -> tuple[StreamlitServer, Path]:
-    """A dashboard whose workspace is a disk of `size` of its own (a private tmpfs, unshare -m),
-    and the workspace folder (not yet started)."""
+    """A dashboard whose workspace is a disk of `size` of its own, and the workspace folder (not
+    yet started)."""
     ws_root = tmp_path / "ws"
     ws_root.mkdir()
-    small_disk = (UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(ws_root))
-    return StreamlitServer(ws_root, tmp_path / "server.log", prefix=small_disk), ws_root
+    return StreamlitServer(ws_root, tmp_path / "server.log", prefix=on_a_small_disk(ws_root, size)), ws_root
 
 
 def on_its_disk(server: StreamlitServer, ws_root: Path) -> Path:
@@ -424,6 +429,7 @@ from pathlib import Path
 from core.export import export_approved
 from core.pipeline import Engine
 from core.records import APPROVED
+from core.review import detect_pending
 from core.workspace import Workspace
 
 root, photo = Path(sys.argv[1]), Path(sys.argv[2])
@@ -431,8 +437,7 @@ engine = Engine()
 ws = Workspace(root)
 session = ws.create_session("Small exports disk", "Officer")
 image_id, _ = ws.add_image(session, photo.name, photo.read_bytes(), "Officer")
-pixels = engine.read(photo).pixels
-ws.save_detection(image_id, pixels.shape[1], pixels.shape[0], engine.detector.detect(pixels))
+detect_pending(ws, engine, session)
 ws.decide(image_id, APPROVED, "Officer")
 try:
     built = export_approved(ws, session, "Officer", engine.detector)
@@ -458,8 +463,8 @@ def test_an_export_that_fills_the_disk_after_its_zip_leaves_no_zip_behind(tmp_pa
         ws_root = tmp_path / f"ws-{size_kb}"
         (ws_root / "exports").mkdir(parents=True)
         # The exports folder alone on a disk of its own: the database and originals beside it have room.
-        run = subprocess.run([UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size_kb}k tmpfs "$0/exports" && '
-                              'exec "$@"', str(ws_root), sys.executable, str(script), str(ws_root), str(photo)],
+        run = subprocess.run([*on_a_small_disk(ws_root / "exports", f"{size_kb}k"), sys.executable, str(script),
+                              str(ws_root), str(photo)],
                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                              timeout=300)
         assert run.returncode == 0, run.stderr
