@@ -21,12 +21,21 @@ from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonym
                        failure_reason)
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
-from .store import write_atomically
+from .store import Reserve, out_of_room, write_atomically
 from .kinds import companion, is_video, not_media, not_regular, unreadable_kind
 
 HELD_BACK = "held-back"
 STOPPED = "not done: the run was stopped before it (Ctrl-C, its terminal closed, or kill); run again for it"
+FULL = "not done: the run was stopped before it (its output disk was full); free space on it and run again for it"
 COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
+
+
+class NoRoom(Exception):
+    """The output disk took no more (full, over quota, read-only): the run stops at once, its
+    manifest written in the room kept for it; raised by `anonymize_files` when it cannot start."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause.strerror or str(cause))
 
 
 def stopped_before(entry: dict) -> bool:
@@ -187,40 +196,65 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     ones, and the manifest says why. Reading the next file and encoding the last one run
     beside detection, so a batch keeps the machine's cores busy. Stopped (Ctrl-C), it finishes
     the outputs being written, removes the one being made, and writes the manifest all the same:
-    every input is in it, those not done said so, and `stopped` is true."""
+    every input is in it, those not done said so, and `stopped` is true.
+
+    The manifest's room is kept on the output disk as the run goes (`Reserve`): a disk that
+    fills stops the run at the first file it refuses, with the manifest written all the same
+    (`stopped` is then the reason), instead of failing every file left and losing the record of
+    those written. `NoRoom` (with nothing done) when there is no room to start."""
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []
+    try:
+        room = Reserve(manifest.with_name(f".{manifest.name}.room"), ROOM_BASE + sum(
+            _room_for({"input": str(path), "error": FULL}) for path in [*passed_over, *(path for path, _ in jobs)]))
+    except OSError as exc:
+        raise NoRoom(exc) from exc
 
-    stopped = False
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        try:
-            _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every)
-        except KeyboardInterrupt:
-            stopped = True
-            pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
+    stopped: str | bool = False
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            try:
+                _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room)
+            except (KeyboardInterrupt, NoRoom) as exc:
+                stopped = True if isinstance(exc, KeyboardInterrupt) else f"its output disk took no more ({exc})"
+                pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
+    finally:
+        room.release()  # given back for the manifest
     if stopped:
+        left = STOPPED if stopped is True else FULL
         for entry in entries:
             if not {"output", "error"} & set(entry):
-                entry["error"] = STOPPED
-        entries += [{"input": str(path), "error": STOPPED} for path, _ in jobs[len(entries):]]
+                entry["error"] = left
+        entries += [{"input": str(path), "error": left} for path, _ in jobs[len(entries):]]
     record = {
         "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
         "files": entries,
         "passed_over": [str(path) for path in passed_over],
-    } | ({"stopped": True} if stopped else {})
+    } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())
     return record
 
 
+# The manifest's room: its settings and versions, then twice each file's entry as written (its
+# indent, and slack for the entry a file left ends with).
+ROOM_BASE = 64 * 1024
+
+
+def _room_for(entry: dict) -> int:
+    return 2 * len(json.dumps(entry, indent=2).encode()) + 64
+
+
 def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dict], out_dir: Path,
-         settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int) -> None:
+         settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int,
+         room: Reserve) -> None:
     """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
-    in when its output is written (by `pool`, beside the next detection) or it fails."""
+    in when its output is written (by `pool`, beside the next detection) or it fails; the
+    manifest's `room` grown for each. `NoRoom` after the first file the output disk refused."""
     namer = OutputNamer(out_dir)
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
@@ -232,37 +266,53 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
     def settle(upto: int) -> None:
         while pending and len(pending) > upto:
             index, entry, future = pending.pop(0)
+            failure = None
             try:
                 future.result()
             except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
                 entry.clear()
                 entry.update({"input": str(jobs[index - 1][0]), "error": failure_reason(exc, out_dir)})
-            _report(progress, index, len(jobs), entry)
+                failure = exc
+            close(index, entry, failure)
+
+    def close(index: int, entry: dict, failure: Exception | None = None) -> None:
+        """A file's entry complete: said, and its room kept; a file the output disk refused stops
+        the run, since every file after it would be refused too."""
+        _report(progress, index, len(jobs), entry)
+        if failure is not None and out_of_room(failure):
+            raise NoRoom(failure) from failure
+        try:
+            room.grow(_room_for(entry))
+        except OSError as exc:
+            raise NoRoom(exc) from exc
 
     for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
         entry: dict = {"input": str(path)}
         entries.append(entry)
+        if is_video(path):
+            settle(0)
         try:
             if problem:
                 raise ImageError(str(path), problem)
             if is_video(path):
-                settle(0)
                 name = namer.name_for(path.name, "MP4")
                 entry.update(anonymize_video(engine, path, out_dir, name, settings, check,
                                              frame_progress(progress, index, len(jobs), path), detect_every))
-                _report(progress, index, len(jobs), entry)
-                continue
-            photo = read.result()
-            found = engine.detect(photo)
-            pixels = anonymize(photo.pixels, found, settings)
-            name = namer.name_for(path.name, output_format(photo))
-            pending.append((index, entry, pool.submit(finish, entry, photo, found, pixels, name)))
+            else:
+                photo = read.result()
+                found = engine.detect(photo)
+                pixels = anonymize(photo.pixels, found, settings)
+                name = namer.name_for(path.name, output_format(photo))
+                pending.append((index, entry, pool.submit(finish, entry, photo, found, pixels, name)))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
             entry["error"] = failure_reason(exc, out_dir)
             settle(0)
-            _report(progress, index, len(jobs), entry)
+            close(index, entry, exc)
             continue
-        settle(1)
+        if is_video(path):
+            close(index, entry)
+        else:
+            settle(1)
     settle(0)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
-from .batch import (HELD_BACK, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
+from .batch import (HELD_BACK, NoRoom, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
                     stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .kinds import is_video
@@ -159,6 +159,10 @@ def _main(argv: list[str] | None) -> int:
     record = manifest_path(args.out)
     try:
         manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
+    except NoRoom as exc:
+        print(f"error: --out {args.out} cannot take the outputs ({exc}): nothing was done; free space on its "
+              "disk (or make it writable) and run again", file=sys.stderr)
+        return 1
     except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
         print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
         return 2
@@ -175,12 +179,14 @@ def _printed(results: list[dict]) -> int:
 
 
 def _stopped(manifest: dict, record: Path, then: str) -> int:
-    """What a run stopped (Ctrl-C, its terminal closed, kill) says: how far it got and where its record is."""
+    """What a run stopped (Ctrl-C, its terminal closed, kill; or its output disk full, the reason
+    then in `stopped`) says: how far it got and where its record is."""
     done = sum(1 for f in manifest["files"] if "output" in f)
-    _say(f"stopped: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
-         f"(the files not done are listed in it){then}")
+    why = manifest["stopped"] if manifest["stopped"] is not True else ""
+    _say(f"stopped{why and ': ' + why}: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
+         f"(the files not done are listed in it){then or why and '; free space on it and run again for them'}")
     _outcome([f for f in manifest["files"] if "error" in f and not stopped_before(f)], [])  # failed before the stop
-    return STOPPED_EXIT
+    return 2 if why else STOPPED_EXIT
 
 
 def _finished(manifest: dict, record: Path, resumed: str) -> int:

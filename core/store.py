@@ -55,6 +55,39 @@ def _rename(partial: Path, path: Path) -> None:
         raise
 
 
+class Reserve:
+    """Room kept on a disk for a file written last (a run's record), grown as that file's content
+    grows and given back just before it is written: a disk that fills meanwhile refuses the
+    growth (`OSError`), while there is still room for the file. The room is a hidden file
+    beside it, removed by `release`."""
+
+    def __init__(self, path: Path, size: int):
+        self.path, self.size = path, 0
+        self.handle = open(path, "wb")
+        try:
+            self.grow(size)
+        except BaseException:
+            self.release()
+            raise
+
+    def grow(self, by: int) -> None:
+        size = self.size + by
+        try:
+            os.posix_fallocate(self.handle.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a disk that cannot allocate ahead: zeros
+                raise
+            self.handle.seek(self.size)
+            self.handle.write(bytes(by))
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        self.size = size
+
+    def release(self) -> None:
+        self.handle.close()
+        self.path.unlink(missing_ok=True)
+
+
 def private_dir(folder: Path) -> None:
     """A folder only its owner can enter, whatever the umask."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

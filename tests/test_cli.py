@@ -192,19 +192,62 @@ def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "notes.txt"]  # nothing written
 
 
+def on_a_small_disk(folder: Path, size: str, full: bool = False) -> tuple[str, ...]:
+    """A prefix that runs a command with `folder` on a private tmpfs of `size` (filled first when
+    `full`), then copies what the command left there to `folder.name + '-copy'` beside it."""
+    folder.mkdir()
+    fill = '(cat /dev/zero > "$0/fill" 2>/dev/null); ' if full else ""
+    return ("unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && mkdir "$0/run" && {fill}'
+            '"$@"; code=$?; rm -f "$0/fill"; cp -a "$0" "$0-copy"; exit $code', str(folder))
+
+
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
-def test_a_full_disk_is_each_files_error_and_the_manifest_is_said_unwritten(batch, tmp_path):
-    """On a full disk every photo fails with the reason, and the manifest's own failure is one
-    plain line, not a traceback."""
+def test_a_full_disk_says_nothing_can_be_done_before_doing_anything(batch, tmp_path):
+    """On a disk already full no file is detected: one plain line, not a traceback, and nothing
+    left in the folder (before, every photo was detected and failed, and the manifest too)."""
     out = tmp_path / "small"
-    out.mkdir()
-    full_disk = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0" && mkdir "$0/run" && '
-                 '(cat /dev/zero > "$0/fill" 2>/dev/null; exec "$@")', str(out))
-    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out / "run"), prefix=full_disk)
-    assert result.returncode == 2
-    assert "portrait.jpg: the output cannot be written" in result.stderr and "No space left" in result.stderr
-    assert f"error: the manifest cannot be written to {out / 'run' / 'manifest.json'}" in result.stderr
+    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out / "run"),
+                     prefix=on_a_small_disk(out, "64k", full=True))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"error: --out {out / 'run'} cannot take the outputs (No space left on device): "
+                             "nothing was done; free space on its disk (or make it writable) and run again\n")
+    assert list((tmp_path / "small-copy" / "run").iterdir()) == []
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
+def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, astronaut_rgb):
+    """The disk fills partway through a batch: the run stops at once, and its manifest is written
+    (room is kept for it): every output in the folder is in it with its SHA-256, the files not done
+    are named, and no room file is left. Before, every file left was detected and failed in turn,
+    and the manifest could not be written: the photos out had no record of how they were made."""
+    rng = np.random.default_rng(7)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(12):  # photos that do not compress away: about 120 KB out each
+        noisy = np.clip(astronaut_rgb.astype(int) + rng.integers(-40, 40, astronaut_rgb.shape), 0, 255)
+        (photos / f"p{i:02}.jpg").write_bytes(jpeg_bytes(noisy.astype(np.uint8)))
+    out = tmp_path / "small"
+    result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=on_a_small_disk(out, "768k"))
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+    manifest = json.loads((tmp_path / "small-copy" / "run" / "manifest.json").read_text())
+    assert [Path(f["input"]).name for f in manifest["files"]] == [f"p{i:02}.jpg" for i in range(12)]
+    assert manifest["stopped"] == "its output disk took no more (No space left on device)"
+    done = [f for f in manifest["files"] if "output" in f]
+    left = [f for f in manifest["files"] if "output" not in f]
+    assert 0 < len(done) < 12 and left
+    assert all(f["error"].startswith("not done: the run was stopped before it (its output disk was full)")
+               or f["error"].startswith(f"the output cannot be written to {out / 'run'} (No space left")
+               for f in left)
+    written = tmp_path / "small-copy" / "run"
+    assert sorted(p.name for p in written.iterdir()) == sorted([f["output"] for f in done] + ["manifest.json"])
+    for entry in done:
+        assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+    reached = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(reached) < 12, "the run stopped at the first file refused, not after trying every one"
+    assert (f"stopped: its output disk took no more (No space left on device): {len(done)} of 12 file(s) done; "
+            f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it and "
+            "run again for them") in result.stderr
 
 
 def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
@@ -478,8 +521,9 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
 
 
 def test_a_manifest_of_a_stopped_run_is_read_as_stopped_whichever_version_wrote_it():
-    from core.batch import STOPPED, stopped_before
+    from core.batch import FULL, STOPPED, stopped_before
 
     earlier = "not done: the run was stopped (Ctrl-C) before it; run again for it"  # as the last version wrote it
     assert stopped_before({"error": STOPPED}) and stopped_before({"error": earlier})
+    assert stopped_before({"error": FULL})  # its output disk was full: detected in the dashboard too
     assert not stopped_before({"error": "the image data is damaged or truncated"}) and not stopped_before({})
