@@ -31,11 +31,53 @@ COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): pa
 
 
 class NoRoom(Exception):
-    """The output disk took no more (full, over quota, read-only): the run stops at once, its
-    manifest written in the room kept for it; raised by `anonymize_files` when it cannot start."""
+    """The output disk took no more (full, over quota, read-only), with the system's reason: the
+    run stops at once, its manifest written in the room kept for it; raised by a run's
+    `anonymize_files` when it cannot start."""
 
-    def __init__(self, cause: OSError):
-        super().__init__(cause.strerror or str(cause))
+    @classmethod
+    def of(cls, exc: OSError) -> NoRoom:
+        return cls(exc.strerror or str(exc))
+
+
+class ManifestRoom:
+    """Room for a run's manifest kept on its output disk as the run goes (a `Reserve` beside it):
+    made for every file's entry as a file left (`NoRoom` when there is none, before any work),
+    grown by twice each entry as it is recorded (its indent in the manifest, and slack), and
+    given back just before the manifest is written."""
+
+    BASE = 64 * 1024  # the manifest's settings, versions and the like
+
+    def __init__(self, manifest: Path, paths: list[Path]):
+        try:
+            self.reserve = Reserve(manifest.with_name(f".{manifest.name}.room"), self.BASE + sum(
+                self._size({"input": str(path), "error": FULL}) for path in paths))
+        except OSError as exc:
+            raise NoRoom.of(exc) from exc
+
+    def keep(self, entry: dict) -> None:
+        """Room for `entry`, or `NoRoom`: the disk is full, and the run stops."""
+        try:
+            self.reserve.grow(self._size(entry))
+        except OSError as exc:
+            raise NoRoom.of(exc) from exc
+
+    def release(self) -> None:
+        self.reserve.release()
+
+    @staticmethod
+    def _size(entry: dict) -> int:
+        return 2 * len(json.dumps(entry, indent=2).encode()) + 64
+
+
+def stop_reason(exc: KeyboardInterrupt | NoRoom) -> str | bool:
+    """A stopped run's manifest's `stopped`: true (Ctrl-C, its terminal closed, kill) or why."""
+    return True if isinstance(exc, KeyboardInterrupt) else f"its output disk took no more ({exc})"
+
+
+def not_done(stopped: str | bool) -> str:
+    """The error of each file a run was stopped before, for its `stopped`."""
+    return STOPPED if stopped is True else FULL
 
 
 def stopped_before(entry: dict) -> bool:
@@ -207,11 +249,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []
-    try:
-        room = Reserve(manifest.with_name(f".{manifest.name}.room"), ROOM_BASE + sum(
-            _room_for({"input": str(path), "error": FULL}) for path in [*passed_over, *(path for path, _ in jobs)]))
-    except OSError as exc:
-        raise NoRoom(exc) from exc
+    room = ManifestRoom(manifest, [*passed_over, *(path for path, _ in jobs)])
 
     stopped: str | bool = False
     try:
@@ -219,12 +257,12 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
             try:
                 _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room)
             except (KeyboardInterrupt, NoRoom) as exc:
-                stopped = True if isinstance(exc, KeyboardInterrupt) else f"its output disk took no more ({exc})"
+                stopped = stop_reason(exc)
                 pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
     finally:
         room.release()  # given back for the manifest
     if stopped:
-        left = STOPPED if stopped is True else FULL
+        left = not_done(stopped)
         for entry in entries:
             if not {"output", "error"} & set(entry):
                 entry["error"] = left
@@ -240,18 +278,9 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     return record
 
 
-# The manifest's room: its settings and versions, then twice each file's entry as written (its
-# indent, and slack for the entry a file left ends with).
-ROOM_BASE = 64 * 1024
-
-
-def _room_for(entry: dict) -> int:
-    return 2 * len(json.dumps(entry, indent=2).encode()) + 64
-
-
 def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dict], out_dir: Path,
          settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int,
-         room: Reserve) -> None:
+         room: ManifestRoom) -> None:
     """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
     in when its output is written (by `pool`, beside the next detection) or it fails; the
     manifest's `room` grown for each. `NoRoom` after the first file the output disk refused."""
@@ -280,11 +309,8 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
         the run, since every file after it would be refused too."""
         _report(progress, index, len(jobs), entry)
         if failure is not None and out_of_room(failure):
-            raise NoRoom(failure) from failure
-        try:
-            room.grow(_room_for(entry))
-        except OSError as exc:
-            raise NoRoom(exc) from exc
+            raise NoRoom.of(failure) from failure
+        room.keep(entry)
 
     for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
         entry: dict = {"input": str(path)}

@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .anonymizers import MODES, SHAPES
@@ -157,18 +158,25 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     record = manifest_path(args.out)
+    return _anonymized(args.out, record, lambda: anonymize_files(engine, args.paths, args.out, settings, _progress,
+                                                                 args.check, manifest=record))
+
+
+def _anonymized(out: Path, record: Path, run: Callable[[], dict], cluster: bool = False) -> int:
+    """An `anonymize` run, local or on a cluster (`run` returns its manifest, written to
+    `record`): its closing lines and exit code."""
     try:
-        manifest = anonymize_files(engine, args.paths, args.out, settings, _progress, args.check, manifest=record)
+        manifest = run()
     except NoRoom as exc:
-        print(f"error: --out {args.out} cannot take the outputs ({exc}): nothing was done; free space on its "
+        print(f"error: --out {out} cannot take the outputs ({exc}): nothing was done; free space on its "
               "disk (or make it writable) and run again", file=sys.stderr)
         return 1
     except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
         print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
         return 2
     if manifest.get("stopped"):
-        return _stopped(manifest, record, "")
-    return _finished(manifest, record, "")
+        return _stopped(manifest, record, "run the same command again to finish them" if cluster else "")
+    return _finished(manifest, record, f" ({manifest['cluster']['resumed']} from an earlier run)" if cluster else "")
 
 
 def _printed(results: list[dict]) -> int:
@@ -180,11 +188,12 @@ def _printed(results: list[dict]) -> int:
 
 def _stopped(manifest: dict, record: Path, then: str) -> int:
     """What a run stopped (Ctrl-C, its terminal closed, kill; or its output disk full, the reason
-    then in `stopped`) says: how far it got and where its record is."""
+    then in `stopped`) says: how far it got, where its record is, and `then` what to do."""
     done = sum(1 for f in manifest["files"] if "output" in f)
     why = manifest["stopped"] if manifest["stopped"] is not True else ""
+    then = ("free space on it, then " if why else "") + (then or why and "run again for them")
     _say(f"stopped{why and ': ' + why}: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
-         f"(the files not done are listed in it){then or why and '; free space on it and run again for them'}")
+         f"(the files not done are listed in it){then and '; ' + then}")
     _outcome([f for f in manifest["files"] if "error" in f and not stopped_before(f)], [])  # failed before the stop
     return 2 if why else STOPPED_EXIT
 
@@ -240,18 +249,12 @@ def _on_cluster(args, settings: Settings) -> int:
         return 1
     try:
         if args.command == "detect":
-            results = cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress)
-        else:
-            manifest = cluster.anonymize_files(args.ray, args.paths, args.out, settings, args.check, max_pixels,
-                                               _progress)
+            return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress))
+        return _anonymized(args.out, args.out / "manifest.json", lambda: cluster.anonymize_files(
+            args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress), cluster=True)
     except cluster.Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.command == "detect":
-        return _printed(results)
-    if manifest.get("stopped"):
-        return _stopped(manifest, args.out / "manifest.json", "; run the same command again to finish them")
-    return _finished(manifest, args.out / "manifest.json", f" ({manifest['cluster']['resumed']} from an earlier run)")
 
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:

@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import (HELD_BACK, STOPPED, OutputNamer, anonymize_one, expand_paths, frame_progress, outcome,
-                    output_name)
+from .batch import (HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
+                    not_done, outcome, output_name, stop_reason)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
-from .store import write_atomically
+from .store import out_of_room, write_atomically
 from .video import file_sha256
 
 JOURNAL = "journal.jsonl"
@@ -141,10 +141,14 @@ class Journal:
                     handle.write("\n")
 
     def append(self, event: dict) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(event) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """`NoRoom` when the disk refuses it (the line it cut short is passed over when read)."""
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(event) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise NoRoom.of(exc) from exc
 
     def finished(self, path: str, key: str, out_dir: Path) -> dict | None:
         """The entry of `path` if it was done with these settings and its output is still
@@ -193,6 +197,8 @@ class FileWorker:
                                        frame_progress(self._note, 0, 0, Path(path))))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's error
             entry = {"input": path, "error": failure_reason(exc, self.out_dir)}
+            if out_of_room(exc):  # the driver stops the run: every file after it would be refused too
+                entry["no_room"] = exc.strerror or str(exc)
         finally:
             self.doing = ""
         return entry
@@ -221,30 +227,39 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: dict[int, dict] = {}
-    ray = connect(address)  # first: a cluster that cannot be reached is said before anything is written
-    resumed, stopped = 0, False
+    room = ManifestRoom(out_dir / "manifest.json", [*passed_over, *(path for path, _ in jobs)])
+    resumed: int = 0
+    stopped: str | bool = False
     try:
-        todo = _plan(journal, key, jobs, out_dir, entries, progress)
-        make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
-        for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
-                                 lambda w, job: w.anonymize.remote(job[1], job[2], job[3]),
-                                 _heard(progress, lambda: len(entries), len(jobs))):
-            earlier = entry.pop("resumed", False)
-            if earlier:
-                resumed += 1
-            else:
-                journal.append({"done": entry["input"], "settings_key": key, "entry": entry})
-            entries[index] = entry
-            if progress:
-                progress(len(entries), len(jobs),
-                         f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
-    except KeyboardInterrupt:  # Ctrl-C: what is done is recorded, and the same command goes on from there
-        stopped = True
+        ray = connect(address)  # a cluster that cannot be reached is said before anything is written
+        try:
+            todo = _plan(journal, key, jobs, out_dir, entries, progress)
+            make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
+            for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
+                                     lambda w, job: w.anonymize.remote(job[1], job[2], job[3]),
+                                     _heard(progress, lambda: len(entries), len(jobs))):
+                earlier = entry.pop("resumed", False)
+                refused = entry.pop("no_room", None)
+                if earlier:
+                    resumed += 1
+                else:
+                    journal.append({"done": entry["input"], "settings_key": key, "entry": entry})
+                entries[index] = entry
+                if progress:
+                    progress(len(entries), len(jobs),
+                             f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
+                if refused:
+                    raise NoRoom(refused)
+                room.keep(entry)
+        except (KeyboardInterrupt, NoRoom) as exc:  # what is done is recorded; the same command goes on from there
+            stopped = stop_reason(exc)
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        room.release()  # given back for the manifest
     for index, (path, _) in enumerate(jobs):
         if index not in entries:
-            entries[index] = {"input": str(path), "error": STOPPED}
+            entries[index] = {"input": str(path), "error": not_done(stopped)}
             _remove_unrecorded(out_dir, journal.names.get(str(path)))
     manifest = {
         "created": utc_now(),
@@ -253,7 +268,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "cluster": {"address": address, "resumed": resumed},
         "files": [entries[i] for i in range(len(jobs))],
         "passed_over": [str(path) for path in passed_over],
-    } | ({"stopped": True} if stopped else {})
+    } | ({"stopped": stopped} if stopped else {})
     write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
 

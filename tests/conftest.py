@@ -45,6 +45,19 @@ def jpeg_bytes(rgb: np.ndarray, **save_args) -> bytes:
     return buffer.getvalue()
 
 
+def noisy_photos(folder: Path, rgb: np.ndarray, count: int) -> list[Path]:
+    """`count` JPEGs of `rgb` under noise that does not compress away (about 120 KB each for
+    512 x 512, out as in): for runs that must fill a small disk."""
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        noisy = np.clip(rgb.astype(int) + rng.integers(-40, 40, rgb.shape), 0, 255).astype(np.uint8)
+        made.append(folder / f"p{i:02}.jpg")
+        made[-1].write_bytes(jpeg_bytes(noisy))
+    return made
+
+
 def png_bytes(pixels: np.ndarray, **save_args) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG", **save_args)

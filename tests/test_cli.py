@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from core.pipeline import Settings
-from tests.conftest import ROOT, heic_bytes, jpeg_bytes, png_bytes
+from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, png_bytes
 from tests.test_images import BAD_INPUTS
 
 
@@ -220,12 +220,8 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, ast
     (room is kept for it): every output in the folder is in it with its SHA-256, the files not done
     are named, and no room file is left. Before, every file left was detected and failed in turn,
     and the manifest could not be written: the photos out had no record of how they were made."""
-    rng = np.random.default_rng(7)
     photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(12):  # photos that do not compress away: about 120 KB out each
-        noisy = np.clip(astronaut_rgb.astype(int) + rng.integers(-40, 40, astronaut_rgb.shape), 0, 255)
-        (photos / f"p{i:02}.jpg").write_bytes(jpeg_bytes(noisy.astype(np.uint8)))
+    noisy_photos(photos, astronaut_rgb, 12)
     out = tmp_path / "small"
     result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=on_a_small_disk(out, "768k"))
     assert result.returncode == 2, result.stderr
@@ -246,7 +242,7 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, ast
     reached = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(reached) < 12, "the run stopped at the first file refused, not after trying every one"
     assert (f"stopped: its output disk took no more (No space left on device): {len(done)} of 12 file(s) done; "
-            f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it and "
+            f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it, then "
             "run again for them") in result.stderr
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from core.intake import import_run
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
-from tests.conftest import ROOT, jpeg_bytes, png_bytes
+from tests.conftest import ROOT, jpeg_bytes, noisy_photos, png_bytes
 from tests.test_leaks import STRACE, outbound
 
 @pytest.fixture(scope="module")
@@ -213,6 +214,42 @@ def test_ctrl_c_on_a_cluster_run_leaves_a_record_and_the_same_command_finishes_i
     rerun = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
     assert rerun.returncode == 0 and f"({len(done)} from an earlier run)" in rerun.stderr, rerun.stderr
     assert sorted(p.name for p in out.glob("*.jpg")) == [p.name for p in inputs]
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
+def test_a_disk_that_fills_stops_a_cluster_run_and_the_same_command_finishes_it(tmp_path, astronaut_rgb):
+    """The shared output folder's disk fills partway (a cluster of this machine, so that its
+    workers see the private disk): the run stops at once with its manifest written, every output
+    in it; once room is made, the same command keeps those and does the rest. Before, the run
+    went on failing every file left, then stopped with a traceback and no manifest."""
+    inputs = noisy_photos(tmp_path / "shared", astronaut_rgb, 12)
+    need = sum(p.stat().st_size for p in inputs)
+    small = tmp_path / "small"
+    small.mkdir()
+    out = small / "run"
+    script = (f'mount -t tmpfs -o size={2 * need + 256 * 1024} tmpfs "$0" && head -c {3 * need // 2} /dev/zero > '
+              '"$0/ballast" && { "$@"; echo "first run: $?" >&2; rm "$0/ballast"; "$@"; code=$?; '
+              'cp -a "$0" "$0-copy"; exit $code; }')
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, str(small), sys.executable, "-m", "core",
+                             "anonymize", str(tmp_path / "shared"), "--out", str(out), "--ray", "local"],
+                            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    first, then = result.stderr.split("first run: ")
+    assert then.startswith("2\n") and "Traceback" not in result.stderr, result.stderr
+    stop = re.search(r"stopped: its output disk took no more \(No space left on device\): (\d+) of 12 file\(s\) done; "
+                     f"manifest: {re.escape(str(out / 'manifest.json'))} \\(the files not done are listed in it\\); "
+                     "free space on it, then run the same command again to finish them", first)
+    assert stop and 0 < int(stop[1]) < 12, first
+    assert len([line for line in first.splitlines() if line.startswith("[")]) < 12, "it stopped at once"
+    assert result.returncode == 0, then
+    assert f"12 anonymised, 0 held back, 0 failed ({stop[1]} from an earlier run)" in then
+    written = tmp_path / "small-copy" / "run"
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert "stopped" not in manifest and [Path(e["input"]).name for e in manifest["files"]] == [p.name for p in inputs]
+    for entry in manifest["files"]:
+        assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+    assert sorted(p.name for p in written.iterdir()) == sorted([p.name for p in inputs] + [
+        "manifest.json", "journal.jsonl"])
 
 
 @pytest.mark.skipif(not STRACE, reason="needs strace to watch Ray's system calls")
