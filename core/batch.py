@@ -307,9 +307,11 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
     def close(index: int, entry: dict, failure: Exception | None = None) -> None:
         """A file's entry complete: said, and its room kept; a file the output disk refused stops
         the run, since every file after it would be refused too."""
-        _report(progress, index, len(jobs), entry)
-        if failure is not None and out_of_room(failure):
+        if failure is not None and out_of_room(failure):  # not the file's fault: done once there is room
+            entry["error"] = FULL
+            _report(progress, index, len(jobs), entry)
             raise NoRoom.of(failure) from failure
+        _report(progress, index, len(jobs), entry)
         room.keep(entry)
 
     for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):

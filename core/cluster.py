@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from .batch import (HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
+from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
                     not_done, outcome, output_name, stop_reason)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
@@ -240,6 +240,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
                                      _heard(progress, lambda: len(entries), len(jobs))):
                 earlier = entry.pop("resumed", False)
                 refused = entry.pop("no_room", None)
+                if refused:  # not the file's fault: done once there is room
+                    entry["error"] = FULL
                 if earlier:
                     resumed += 1
                 else:

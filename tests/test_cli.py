@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.batch import FULL
 from core.pipeline import Settings
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, png_bytes
 from tests.test_images import BAD_INPUTS
@@ -232,15 +233,21 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, ast
     done = [f for f in manifest["files"] if "output" in f]
     left = [f for f in manifest["files"] if "output" not in f]
     assert 0 < len(done) < 12 and left
-    assert all(f["error"].startswith("not done: the run was stopped before it (its output disk was full)")
-               or f["error"].startswith(f"the output cannot be written to {out / 'run'} (No space left")
-               for f in left)
+    assert all(f["error"] == FULL for f in left)  # the file the disk refused too: opened for review, detected there
     written = tmp_path / "small-copy" / "run"
     assert sorted(p.name for p in written.iterdir()) == sorted([f["output"] for f in done] + ["manifest.json"])
     for entry in done:
         assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
     reached = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(reached) < 12, "the run stopped at the first file refused, not after trying every one"
+    # Opened for review, what was done comes with its faces, and every file not done is detected there.
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    session, report = import_run(ws, written / "manifest.json", "Stopped by the disk", "Officer")
+    assert (report.added, report.refused) == (len(done), [])
+    assert [r.name for r in ws.awaiting_detection(session)] == report.not_done == [Path(f["input"]).name for f in left]
     assert (f"stopped: its output disk took no more (No space left on device): {len(done)} of 12 file(s) done; "
             f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it, then "
             "run again for them") in result.stderr
@@ -517,7 +524,7 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
 
 
 def test_a_manifest_of_a_stopped_run_is_read_as_stopped_whichever_version_wrote_it():
-    from core.batch import FULL, STOPPED, stopped_before
+    from core.batch import STOPPED, stopped_before
 
     earlier = "not done: the run was stopped (Ctrl-C) before it; run again for it"  # as the last version wrote it
     assert stopped_before({"error": STOPPED}) and stopped_before({"error": earlier})

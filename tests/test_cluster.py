@@ -241,6 +241,7 @@ def test_a_disk_that_fills_stops_a_cluster_run_and_the_same_command_finishes_it(
                      "free space on it, then run the same command again to finish them", first)
     assert stop and 0 < int(stop[1]) < 12, first
     assert len([line for line in first.splitlines() if line.startswith("[")]) < 12, "it stopped at once"
+    assert "the output cannot be written" not in first  # the file the disk refused is not done, as those after it
     assert result.returncode == 0, then
     assert f"12 anonymised, 0 held back, 0 failed ({stop[1]} from an earlier run)" in then
     written = tmp_path / "small-copy" / "run"
