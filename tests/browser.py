@@ -40,10 +40,11 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run app.py` over a given workspace; `prefix` wraps the command (strace)."""
 
-    def __init__(self, workspace: Path, log: Path, prefix: tuple[str, ...] = (), token: str | None = None):
+    def __init__(self, workspace: Path, log: Path, prefix: tuple[str, ...] = (), token: str | None = None,
+                 home: Path | None = None):
         """`token`: a fixed access token (FACE_PRIVACY_TOKEN); None lets the server make its own,
-        which it writes to `link_file` (no terminal here)."""
-        self.workspace, self.log, self.prefix = workspace, log, prefix
+        which it writes to `link_file` (no terminal here). `home`: the server's HOME."""
+        self.workspace, self.log, self.prefix, self.home = workspace, log, prefix, home
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/"
         self.token = token if token is not None else secrets.token_urlsafe(16)
@@ -64,6 +65,10 @@ class StreamlitServer:
         env = dict(os.environ, FACE_PRIVACY_WORKSPACE=str(self.workspace),
                    FACE_PRIVACY_FOLDER_ROOTS=str(self.workspace.parent))
         env.pop("FACE_PRIVACY_TOKEN", None)
+        env.pop("ORT_DISABLE_TELEMETRY", None)  # as a user starts it (this process's imports set it)
+        if self.home:
+            env["HOME"] = str(self.home)
+            env.pop("XDG_CACHE_HOME", None)
         if not generated_token:
             env["FACE_PRIVACY_TOKEN"] = self.token
         with open(self.log, "ab") as log:
