@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard.state import storage_failure
 
-st.set_page_config(page_title="Face privacy review", page_icon=":material/shield:", layout="wide")
+st.set_page_config(page_title="Face privacy review", page_icon="🛡️", layout="wide")
 navigation = st.navigation([
     st.Page("pages/start.py", title="Start", icon=":material/play_arrow:", default=True),
     st.Page("pages/overview.py", title="Overview", icon=":material/grid_view:"),

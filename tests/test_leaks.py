@@ -133,20 +133,26 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
     photo.write_bytes(jpeg_bytes(astronaut_rgb))
     home = tmp_path / "home"
     home.mkdir()
+    requested: list[str] = []
     server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log", home=home,
                              prefix=(STRACE, "-f", "-qq", "-e", "trace=bind,connect,sendto,sendmsg",
                                      "-o", str(trace))).start()
     try:
         assert listening_addresses(server.port) == {"0100007F"}, "loopback (127.0.0.1) only"
         with chromium_page() as page:
+            page.context.on("request", lambda request: requested.append(request.url))
             start_session(page, server.url, "Offline", "Officer")
             upload(page, [photo], "portrait.jpg")
             page.get_by_role("button", name="Add and detect faces").click()
             loaded = time.monotonic()  # the models load now
             expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
+            page.get_by_role("link", name="Overview").click()
+            settle(page)
             page.get_by_role("link", name="Review one image").click()
             page.get_by_role("button", name="Approve").click()
             settle(page)
+            page.get_by_text("Zoom: inspect, select and draw at full resolution").click()  # its chart library
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
             assert export_zip(page)[:2] == b"PK"
         wait_for(lambda: trace.exists() and trace.stat().st_size > 0)
         # ONNX Runtime's telemetry sent its events about 10 s after the models loaded: wait past it.
@@ -158,3 +164,6 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
         "strace watched the server's sockets"
     assert outbound(log) == []
     assert not (home / ".cache" / "Microsoft").exists(), "no device id, no event cache"
+    # The reviewer's browser asked nothing of any other address either (the tab's icon came from
+    # fonts.gstatic.com on every page: Google saw each use of the dashboard).
+    assert requested and [url for url in requested if not url.startswith((server.base, "data:", "blob:"))] == []
