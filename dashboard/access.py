@@ -11,7 +11,8 @@ the history and any page. Every request without a valid cookie, to any address o
 everyone, with nothing in it.
 
 This is an ASGI middleware in front of Streamlit's own server (`st.App`, see app.py), so the
-gate stands before any script runs or any file is served.
+gate stands before any script runs or any file is served. It also keeps what the pages show out
+of the browser's cache (`no_store`).
 """
 
 from __future__ import annotations
@@ -68,13 +69,29 @@ def valid_cookie(header: str | None) -> bool:
     return hmac.compare_digest(value.encode(), _cookie_value(TOKEN).encode())
 
 
+def no_store(send):
+    """`send` with every response marked `Cache-Control: no-store`: Streamlit serves the pictures a
+    page shows (an original beside its cover, a face at full resolution, a clip's frame) as
+    "public, immutable, max-age=31536000", so the reviewer's browser kept the originals on its
+    disk for a year, beyond the workspace's private folder and its purge."""
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+            message = {**message, "headers": headers + [(b"cache-control", b"no-store")]}
+        await send(message)
+    return sending
+
+
 class AccessGate:
-    """ASGI middleware: lets through only requests that carry the launch's cookie."""
+    """ASGI middleware: lets through only requests that carry the launch's cookie; nothing it
+    lets through but the code of the pages (`/static/`) may be kept in the browser's cache."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not scope.get("path", "").startswith("/static/"):
+            send = no_store(send)
         if TOKEN is None or scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

@@ -100,15 +100,21 @@ class StreamlitServer:
 
 
 @contextlib.contextmanager
-def chromium_page():
+def chromium_page(profile: Path | None = None):
+    """A page of headless Chromium; with `profile`, a browser that keeps its profile (its disk
+    cache among it) in that folder, as a user's does."""
     from playwright.sync_api import sync_playwright
 
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    options = {"viewport": {"width": 1400, "height": 1000}, "accept_downloads": True}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        if profile is None:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+            context = browser.new_context(**options)
+        else:
+            browser = context = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=CHROMIUM, args=args, **options)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             page = context.new_page()
             page.set_default_timeout(60_000)
             yield page

@@ -207,6 +207,60 @@ def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine,
                     assert all(token not in archive.read(n) for n in archive.namelist())
 
 
+def cached_pictures(profile: Path, smallest: int = 64) -> list[str]:
+    """The pictures (JPEG, PNG, WebP) of at least `smallest` px a side found in a Chromium
+    profile's caches: what the browser kept on disk of what it was shown."""
+    import io
+
+    from PIL import Image
+
+    found = []
+    for path in profile.rglob("*"):
+        if not path.is_file() or "cache" not in str(path.relative_to(profile)).lower():
+            continue
+        data = path.read_bytes()
+        for signature in (b"\xff\xd8\xff", b"\x89PNG", b"RIFF"):
+            start = data.find(signature)
+            try:
+                with Image.open(io.BytesIO(data[start:])) as picture:
+                    if start >= 0 and min(picture.size) >= smallest:
+                        found.append(f"{path.name}: {picture.format} {picture.size}")
+            except Exception:  # noqa: BLE001 - not a picture, or a cut one: nothing shown to anyone
+                continue
+    return found
+
+
+def test_the_reviewers_browser_keeps_no_picture_on_its_disk(tmp_path, engine, astronaut_rgb):
+    """The pages show originals (beside their cover, in the zoom view) and covered thumbnails;
+    Streamlit served them as cacheable for a year, so a reviewer's browser kept the originals in
+    its disk cache, outside the workspace's private folder and beyond its purge (seen: the
+    original photo, whole, in a Chromium profile). Every response but the pages' code is now
+    no-store: after a review, the browser's profile holds no picture."""
+    from tests.browser import StreamlitServer, chromium_page, reopen_session, require_chromium, settle
+
+    require_chromium()
+    from playwright.sync_api import expect
+
+    reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    profile = tmp_path / "profile"
+    try:
+        with chromium_page(profile) as page:
+            reopen_session(page, server.url, "Ann")
+            page.get_by_role("link", name="Overview").click()
+            expect(page.locator("img[src*='/media/']").first).to_be_visible()
+            page.get_by_role("link", name="Review one image").click()
+            settle(page)
+            page.get_by_text("Show the original beside it").click()
+            settle(page)
+            expect(page.locator("img[src*='/media/']")).to_have_count(2)  # the covered photo and its original
+            page.wait_for_timeout(1000)
+    finally:
+        server.stop()
+    assert any(p.is_file() for p in profile.rglob("*") if "cache" in str(p).lower()), "the browser has a disk cache"
+    assert cached_pictures(profile) == []
+
+
 def test_a_second_launch_on_the_same_workspace_names_the_running_dashboard(tmp_path):
     """`streamlit run app.py` again (a forgotten terminal): it says what to open, on a terminal
     the running dashboard's own link, and starts no second server over the same sessions. It
