@@ -153,7 +153,7 @@ def test_two_workspaces_in_one_folder_each_keep_their_own_link(monkeypatch, tmp_
 
 
 def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine, astronaut_rgb):
-    from tests.browser import StreamlitServer, chromium_page, require_chromium
+    from tests.browser import StreamlitServer, chromium_page, require_chromium, settle
 
     require_chromium()
     from playwright.sync_api import expect
@@ -172,6 +172,8 @@ def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine,
             owner.get_by_role("button", name="Open session").wait_for()
             owner.get_by_label("Your name").last.fill("Ann")
             owner.get_by_role("button", name="Open session").click()
+            owner.get_by_role("button", name="Add and detect faces").wait_for()
+            settle(owner)  # a click during the rerun the session's opening started was lost (seen once in CI)
             owner.get_by_role("link", name="Overview").click()
             thumbnail = owner.locator("img[src*='/media/']").first
             thumbnail.wait_for()
