@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard.state import storage_failure
 
+# An emoji, drawn in the page: a Material symbol as the tab's icon is fetched from fonts.gstatic.com.
 st.set_page_config(page_title="Face privacy review", page_icon="🛡️", layout="wide")
 navigation = st.navigation([
     st.Page("pages/start.py", title="Start", icon=":material/play_arrow:", default=True),

@@ -191,7 +191,8 @@ def _stopped(manifest: dict, record: Path, then: str) -> int:
     then in `stopped`) says: how far it got, where its record is, and `then` what to do."""
     done = sum(1 for f in manifest["files"] if "output" in f)
     why = manifest["stopped"] if manifest["stopped"] is not True else ""
-    then = ("free space on it, then " if why else "") + (then or why and "run again for them")
+    if why:  # its output disk was full
+        then = "free space on it, then " + (then or "run again for them")
     _say(f"stopped{why and ': ' + why}: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
          f"(the files not done are listed in it){then and '; ' + then}")
     _outcome([f for f in manifest["files"] if "error" in f and not stopped_before(f)], [])  # failed before the stop
