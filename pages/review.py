@@ -179,7 +179,7 @@ with right:
 
     comment_key = f"comment-{image_id}"
     st.text_input("Comment (optional)", value=record.draft if record.draft is not None else record.comment,
-                  key=comment_key, on_change=lambda: act(ws.save_draft, image_id, st.session_state[comment_key]))
+                  key=comment_key, autocomplete="off", on_change=lambda: act(ws.save_draft, image_id, st.session_state[comment_key]))
 
     def decide(decision: str, seen: str, next_id: int | None) -> None:
         comment = st.session_state.get(comment_key, "")

@@ -23,7 +23,7 @@ if opened is None:
     with left:
         st.subheader("New review session")
         with st.form("new-session"):
-            name = st.text_input("Session name", placeholder="Sports day 2026")
+            name = st.text_input("Session name", placeholder="Sports day 2026", autocomplete="off")
             reviewer = st.text_input("Your name", placeholder="A. Officer")
             if st.form_submit_button("Start session", type="primary"):
                 try:
@@ -58,9 +58,9 @@ if opened is None:
                    "must still be where the run read them.")
         with st.form("open-run"):
             manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
-                                     help="Only files inside the allowed roots can be read: "
+                                     autocomplete="off", help="Only files inside the allowed roots can be read: "
                                           + ", ".join(str(r) for r in allowed_roots()))
-            run_name = st.text_input("Name for the review session", key="run-session")
+            run_name = st.text_input("Name for the review session", key="run-session", autocomplete="off")
             run_reviewer = st.text_input("Reviewer signing the review", key="run-reviewer")
             if st.form_submit_button("Open the run"):
                 try:
@@ -97,7 +97,7 @@ upload_round = st.session_state.setdefault("upload_round", 0)
 uploads = st.file_uploader("Photos and videos, or zips of them", accept_multiple_files=True,
                            key=f"uploader-{upload_round}")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
-                       key=f"folder-{upload_round}",
+                       key=f"folder-{upload_round}", autocomplete="off",
                        help="Only folders inside the allowed roots can be read: "
                             + ", ".join(str(r) for r in allowed_roots()))
 

@@ -232,35 +232,66 @@ def cached_pictures(profile: Path, smallest: int = 64) -> list[str]:
     return found
 
 
-def test_the_reviewers_browser_keeps_no_picture_on_its_disk(tmp_path, engine, astronaut_rgb):
-    """The pages show originals (beside their cover, in the zoom view) and covered thumbnails;
-    Streamlit served them as cacheable for a year, so a reviewer's browser kept the originals in
-    its disk cache, outside the workspace's private folder and beyond its purge (seen: the
-    original photo, whole, in a Chromium profile). Every response but the pages' code is now
-    no-store: after a review, the browser's profile holds no picture."""
-    from tests.browser import StreamlitServer, chromium_page, reopen_session, require_chromium, settle
+def remembered_text(profile: Path) -> list[str]:
+    """What the browser's form history (its autofill store) kept of the text typed into pages."""
+    import sqlite3
+
+    store = sqlite3.connect(f"file:{profile / 'Default' / 'Web Data'}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return [row[0] for table in ("autofill", "autocomplete") if table in tables
+                for row in store.execute(f"SELECT value FROM {table}")]
+    finally:
+        store.close()
+
+
+def test_the_reviewers_browser_keeps_no_picture_and_no_typed_case_detail(tmp_path, astronaut_rgb):
+    """What a review shows and what is typed in it stays in the workspace, not in the browser's
+    profile (seen in a real Chromium profile before: the original photo, whole, in its disk cache,
+    which Streamlit's "public, immutable, max-age=31536000" allowed for a year; and the session's
+    name, a comment and a folder's path in its form history). Pictures are now served no-store,
+    and those fields are not remembered; the reviewer's own name still is, as the browser's own
+    convenience (which shows that the browser does keep what it may)."""
+    from tests.browser import StreamlitServer, chromium_page, require_chromium, settle, start_session, upload
 
     require_chromium()
     from playwright.sync_api import expect
 
-    reviewed_and_exported(tmp_path / "ws", engine, jpeg_bytes(astronaut_rgb))
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut_rgb))
+    typed = {"session": "Case 4411 J-Doe", "comment": "Foster child, never publish", "folder": "/srv/case-4411"}
     server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
     profile = tmp_path / "profile"
     try:
         with chromium_page(profile) as page:
-            reopen_session(page, server.url, "Ann")
+            start_session(page, server.url, typed["session"], "Ann Reviewer")
+            upload(page, [photo], "portrait.jpg")
+            page.get_by_role("button", name="Add and detect faces").click()
+            expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
             page.get_by_role("link", name="Overview").click()
             expect(page.locator("img[src*='/media/']").first).to_be_visible()
             page.get_by_role("link", name="Review one image").click()
             settle(page)
+            page.get_by_label("Comment (optional)").fill(typed["comment"])
+            page.get_by_label("Comment (optional)").press("Enter")
+            settle(page)
             page.get_by_text("Show the original beside it").click()
             settle(page)
             expect(page.locator("img[src*='/media/']")).to_have_count(2)  # the covered photo and its original
-            page.wait_for_timeout(1000)
+            page.get_by_role("link", name="Start").click()
+            settle(page)
+            page.get_by_placeholder("/home/me/Pictures/sports-day").fill(typed["folder"])
+            page.get_by_placeholder("/home/me/Pictures/sports-day").press("Enter")
+            settle(page)
+            page.get_by_role("link", name="Overview").click()
+            settle(page)
     finally:
         server.stop()
     assert any(p.is_file() for p in profile.rglob("*") if "cache" in str(p).lower()), "the browser has a disk cache"
     assert cached_pictures(profile) == []
+    remembered = remembered_text(profile)
+    assert "Ann Reviewer" in remembered, remembered
+    assert not set(typed.values()) & set(remembered), remembered
 
 
 def test_a_second_launch_on_the_same_workspace_names_the_running_dashboard(tmp_path):
