@@ -71,17 +71,10 @@ class Reserve:
             raise
 
     def grow(self, by: int) -> None:
-        size = self.size + by
-        try:
-            os.posix_fallocate(self.handle.fileno(), 0, size)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a disk that cannot allocate ahead: zeros
-                raise
-            self.handle.seek(self.size)
-            self.handle.write(bytes(by))
-            self.handle.flush()
-            os.fsync(self.handle.fileno())
-        self.size = size
+        """Allocated on the disk, not a sparse promise (on a file system that cannot allocate
+        ahead, ext2 for one, the C library writes the blocks instead: tried)."""
+        os.posix_fallocate(self.handle.fileno(), 0, self.size + by)
+        self.size += by
 
     def release(self) -> None:
         self.handle.close()
