@@ -16,9 +16,10 @@ from typing import BinaryIO
 
 
 def out_of_room(exc: BaseException) -> bool:
-    """Whether a failure is the workspace disk's (full, over quota or read-only), for its files
-    or the database (whose shared-memory file a full disk cannot make: "disk I/O error"), not the
-    file in hand's: that file has done nothing wrong, and is tried again once there is room."""
+    """Whether a failure is the disk's (full, over quota or read-only: the workspace's, for its
+    files or the database, whose shared-memory file a full disk cannot make, "disk I/O error"; or
+    a batch's output folder's), not the file in hand's: that file has done nothing wrong, and is
+    tried again once there is room."""
     if isinstance(exc, sqlite3.Error):
         return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (
             sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)

@@ -45,6 +45,15 @@ def jpeg_bytes(rgb: np.ndarray, **save_args) -> bytes:
     return buffer.getvalue()
 
 
+def on_a_small_disk(folder: Path, size: str, before: str = "", after: str = "") -> tuple[str, ...]:
+    """A command prefix: what follows runs with `folder` on a disk of `size` of its own (a private
+    tmpfs, `unshare -m`). `before` and `after` are shell steps run there before the command and
+    after it (`"$0"` is the folder, `$code` the command's exit code, which the prefix exits with)."""
+    mount = f'mount -t tmpfs -o size={size} tmpfs "$0" && {before}'
+    script = mount + ('exec "$@"' if not after else f'{{ "$@"; code=$?; {after}; exit $code; }}')
+    return "unshare", "-m", "sh", "-c", script, str(folder)
+
+
 def noisy_photos(folder: Path, rgb: np.ndarray, count: int) -> list[Path]:
     """`count` JPEGs of `rgb` under noise that does not compress away (about 120 KB each for
     512 x 512, out as in): for runs that must fill a small disk."""

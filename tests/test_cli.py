@@ -17,7 +17,7 @@ from PIL import Image
 
 from core.batch import FULL
 from core.pipeline import Settings
-from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, png_bytes
+from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_images import BAD_INPUTS
 
 
@@ -193,13 +193,13 @@ def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "notes.txt"]  # nothing written
 
 
-def on_a_small_disk(folder: Path, size: str, full: bool = False) -> tuple[str, ...]:
-    """A prefix that runs a command with `folder` on a private tmpfs of `size` (filled first when
-    `full`), then copies what the command left there to `folder.name + '-copy'` beside it."""
+def small_run_disk(folder: Path, size: str, full: bool = False) -> tuple[str, ...]:
+    """`folder` made, then a prefix that runs a command with it on a disk of `size` of its own
+    holding an empty `run` folder (filled first when `full`), and copies what the command left
+    there to `folder.name + '-copy'` beside it."""
     folder.mkdir()
     fill = '(cat /dev/zero > "$0/fill" 2>/dev/null); ' if full else ""
-    return ("unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && mkdir "$0/run" && {fill}'
-            '"$@"; code=$?; rm -f "$0/fill"; cp -a "$0" "$0-copy"; exit $code', str(folder))
+    return on_a_small_disk(folder, size, before=f'mkdir "$0/run" && {fill}', after='rm -f "$0/fill"; cp -a "$0" "$0-copy"')
 
 
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
@@ -208,7 +208,7 @@ def test_a_full_disk_says_nothing_can_be_done_before_doing_anything(batch, tmp_p
     left in the folder (before, every photo was detected and failed, and the manifest too)."""
     out = tmp_path / "small"
     result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out / "run"),
-                     prefix=on_a_small_disk(out, "64k", full=True))
+                     prefix=small_run_disk(out, "64k", full=True))
     assert result.returncode == 1, result.stderr
     assert result.stderr == (f"error: --out {out / 'run'} cannot take the outputs (No space left on device): "
                              "nothing was done; free space on its disk (or make it writable) and run again\n")
@@ -224,7 +224,7 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, ast
     photos = tmp_path / "photos"
     noisy_photos(photos, astronaut_rgb, 12)
     out = tmp_path / "small"
-    result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=on_a_small_disk(out, "768k"))
+    result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=small_run_disk(out, "768k"))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     manifest = json.loads((tmp_path / "small-copy" / "run" / "manifest.json").read_text())

@@ -26,7 +26,7 @@ from core.intake import import_run
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
-from tests.conftest import ROOT, jpeg_bytes, noisy_photos, png_bytes
+from tests.conftest import ROOT, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_leaks import STRACE, outbound
 
 @pytest.fixture(scope="module")
@@ -227,13 +227,12 @@ def test_a_disk_that_fills_stops_a_cluster_run_and_the_same_command_finishes_it(
     small = tmp_path / "small"
     small.mkdir()
     out = small / "run"
-    script = (f'mount -t tmpfs -o size={2 * need + 256 * 1024} tmpfs "$0" && head -c {3 * need // 2} /dev/zero > '
-              '"$0/ballast" && { "$@"; echo "first run: $?" >&2; rm "$0/ballast"; "$@"; code=$?; '
-              'cp -a "$0" "$0-copy"; exit $code; }')
+    # The command runs twice: on a disk that fills, then once the ballast is gone.
+    disk = on_a_small_disk(small, str(2 * need + 256 * 1024), before=f'head -c {3 * need // 2} /dev/zero > "$0/ballast" && ',
+                           after='echo "first run: $code" >&2; rm "$0/ballast"; "$@"; code=$?; cp -a "$0" "$0-copy"')
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    result = subprocess.run(["unshare", "-m", "sh", "-c", script, str(small), sys.executable, "-m", "core",
-                             "anonymize", str(tmp_path / "shared"), "--out", str(out), "--ray", "local"],
-                            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    result = subprocess.run([*disk, sys.executable, "-m", "core", "anonymize", str(tmp_path / "shared"), "--out",
+                             str(out), "--ray", "local"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     first, then = result.stderr.split("first run: ")
     assert then.startswith("2\n") and "Traceback" not in result.stderr, result.stderr
     stop = re.search(r"stopped: its output disk took no more \(No space left on device\): (\d+) of 12 file\(s\) done; "

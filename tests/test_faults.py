@@ -21,7 +21,7 @@ from core.review import detect_pending
 from core.workspace import Workspace
 from tests.browser import (StreamlitServer, chromium_page, export_zip, reopen_session, require_chromium, settle,
                            start_session, two_reviewers, until, upload, wait_for)
-from tests.conftest import ROOT, jpeg_bytes
+from tests.conftest import ROOT, jpeg_bytes, on_a_small_disk
 
 require_chromium()
 
@@ -33,12 +33,6 @@ UNSHARE = shutil.which("unshare")
 def integrity(db_path: Path) -> str:
     with sqlite3.connect(db_path) as db:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def on_a_small_disk(folder: Path, size: str) -> tuple[str, ...]:
-    """A command prefix: what follows runs with `folder` on a disk of `size` of its own (a
-    private tmpfs, unshare -m)."""
-    return UNSHARE, "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(folder)
 
 
 def small_disk_server(tmp_path: Path, size: str) -> tuple[StreamlitServer, Path]:
