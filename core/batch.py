@@ -226,11 +226,47 @@ def manifest_path(out_dir: Path) -> Path:
     return out_dir / OutputNamer(out_dir).name_for("manifest.json", "JSON")
 
 
+def earlier_entries(out_dir: Path, settings: Settings, check: bool, versions: dict) -> dict[str, dict]:
+    """Each input's entry in the manifests of the runs into `out_dir` made with these settings,
+    check and versions (code and models) that wrote its output (the latest run's), by input;
+    `unchanged` then says whether it can be kept."""
+    wanted = json.loads(json.dumps([settings.to_dict(), check, versions]))
+    found: dict[str, dict] = {}
+    for path in sorted(out_dir.glob("manifest*.json"), key=_run_number):
+        try:
+            record = json.loads(path.read_text())
+            if [record["settings"], record.get("check"), record["versions"]] == wanted:
+                found.update((entry["input"], entry) for entry in record["files"]
+                             if "output" in entry and "error" not in entry)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a manifest this version can read: its files are done again
+    return found
+
+
+def _run_number(manifest: Path) -> int:
+    """`manifest.json` 1, `manifest-2.json` 2 (as `manifest_path` names them)."""
+    number = manifest.stem.rpartition("-")[2]
+    return int(number) if number.isdigit() else 1
+
+
+def unchanged(entry: dict, path: Path, out_dir: Path) -> bool:
+    """Whether an earlier run's `entry` for `path` still holds: the input and its output (in
+    `out_dir`) have the SHA-256 it records. Then the file need not be done again."""
+    output = out_dir / entry["output"]
+    return (output.is_file() and video.file_sha256(path) == entry["input_sha256"]
+            and video.file_sha256(output) == entry["output_sha256"])
+
+
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
                     progress: Callable[[int, int, str], None] | None = None, check: bool = False,
                     detect_every: int = DETECT_EVERY, manifest: Path | None = None) -> dict:
     """Anonymise every file into `out_dir` and write its manifest (`manifest`, by default
     `manifest_path(out_dir)`).
+
+    A file an earlier run into `out_dir` did with the same settings, check and versions, whose
+    input and output are still as its manifest records them, is kept, not done again: the same
+    command run again after a stop (or a full disk) finishes the batch, and the new manifest lists
+    every file (`resumed` counts those kept).
 
     Any failure on one file (decoding, detection, covering, encoding, writing) is recorded with
     its reason and the batch goes on. With `check`, each output is run through the residual
@@ -250,12 +286,16 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []
     room = ManifestRoom(manifest, [*passed_over, *(path for path, _ in jobs)])
+    versions = engine_versions()
+    earlier = earlier_entries(out_dir, settings, check, versions)
+    kept = {index: earlier[str(path)] for index, (path, problem) in enumerate(jobs, 1)
+            if not problem and str(path) in earlier and unchanged(earlier[str(path)], path, out_dir)}
 
     stopped: str | bool = False
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             try:
-                _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room)
+                _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room, kept)
             except (KeyboardInterrupt, NoRoom) as exc:
                 stopped = stop_reason(exc)
                 pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
@@ -270,9 +310,11 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     record = {
         "created": utc_now(),
         "settings": settings.to_dict(),
-        "versions": engine_versions(),
+        "versions": versions,
+        "check": check,
         "files": entries,
         "passed_over": [str(path) for path in passed_over],
+        "resumed": sum(1 for index in kept if index <= len(entries)),
     } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())
     return record
@@ -280,16 +322,17 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
 
 def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dict], out_dir: Path,
          settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int,
-         room: ManifestRoom) -> None:
+         room: ManifestRoom, kept: dict[int, dict]) -> None:
     """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
-    in when its output is written (by `pool`, beside the next detection) or it fails; the
-    manifest's `room` grown for each. `NoRoom` after the first file the output disk refused."""
+    in when its output is written (by `pool`, beside the next detection) or it fails, or from
+    an earlier run (`kept`, by job number); the manifest's `room` grown for each. `NoRoom` after
+    the first file the output disk refused."""
     namer = OutputNamer(out_dir)
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
         return entry.update(write_output(engine, photo, found, pixels, out_dir, name, settings, check))
 
-    reads = _prefetch(pool, jobs, engine.read, ahead=2)
+    reads = _prefetch(pool, jobs, engine.read, ahead=2, skip=kept)
     pending: list[tuple[int, dict, Future]] = []
 
     def settle(upto: int) -> None:
@@ -317,6 +360,13 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
     for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
         entry: dict = {"input": str(path)}
         entries.append(entry)
+        if index in kept:
+            entry.update(kept[index])
+            settle(0)
+            if progress:
+                progress(index, len(jobs), f"{path}: {outcome(entry)} (from an earlier run)")
+            room.keep(entry)
+            continue
         if is_video(path):
             settle(0)
         try:
@@ -425,12 +475,14 @@ def _held_back_reason(residual: list[Face]) -> str:
     return "; ".join(parts)
 
 
-def _prefetch(pool: ThreadPoolExecutor, jobs: list, read: Callable[[Path], Photo], ahead: int) -> Iterator[Future]:
+def _prefetch(pool: ThreadPoolExecutor, jobs: list, read: Callable[[Path], Photo], ahead: int,
+              skip: dict[int, dict]) -> Iterator[Future]:
     """Futures of the decoded photos, in order, reading at most `ahead` files in advance
-    (memory stays bounded however long the batch)."""
+    (memory stays bounded however long the batch); the jobs numbered in `skip` are not read."""
     queue: list[Future] = []
-    for path, problem in jobs:
-        queue.append(pool.submit(read, path) if not problem and not is_video(path) else _done(None))
+    for index, (path, problem) in enumerate(jobs, 1):
+        queue.append(pool.submit(read, path) if not problem and not is_video(path) and index not in skip
+                     else _done(None))
         if len(queue) > ahead:
             yield queue.pop(0)
     yield from queue

@@ -162,7 +162,7 @@ def _main(argv: list[str] | None) -> int:
                                                                  args.check, manifest=record))
 
 
-def _anonymized(out: Path, record: Path, run: Callable[[], dict], cluster: bool = False) -> int:
+def _anonymized(out: Path, record: Path, run: Callable[[], dict]) -> int:
     """An `anonymize` run, local or on a cluster (`run` returns its manifest, written to
     `record`): its closing lines and exit code."""
     try:
@@ -174,9 +174,7 @@ def _anonymized(out: Path, record: Path, run: Callable[[], dict], cluster: bool 
     except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
         print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
         return 2
-    if manifest.get("stopped"):
-        return _stopped(manifest, record, "run the same command again to finish them" if cluster else "")
-    return _finished(manifest, record, f" ({manifest['cluster']['resumed']} from an earlier run)" if cluster else "")
+    return _stopped(manifest, record) if manifest.get("stopped") else _finished(manifest, record)
 
 
 def _printed(results: list[dict]) -> int:
@@ -186,25 +184,25 @@ def _printed(results: list[dict]) -> int:
     return _outcome([r for r in results if "error" in r], [])
 
 
-def _stopped(manifest: dict, record: Path, then: str) -> int:
+def _stopped(manifest: dict, record: Path) -> int:
     """What a run stopped (Ctrl-C, its terminal closed, kill; or its output disk full, the reason
-    then in `stopped`) says: how far it got, where its record is, and `then` what to do."""
+    then in `stopped`) says: how far it got, where its record is, and how to finish it."""
     done = sum(1 for f in manifest["files"] if "output" in f)
     why = manifest["stopped"] if manifest["stopped"] is not True else ""
-    if why:  # its output disk was full
-        then = "free space on it, then " + (then or "run again for them")
+    then = ("free space on it, then " if why else "") + "run the same command again to finish them"
     _say(f"stopped{why and ': ' + why}: {done} of {len(manifest['files'])} file(s) done; manifest: {record} "
-         f"(the files not done are listed in it){then and '; ' + then}")
+         f"(the files not done are listed in it); {then}")
     _outcome([f for f in manifest["files"] if "error" in f and not stopped_before(f)], [])  # failed before the stop
     return 2 if why else STOPPED_EXIT
 
 
-def _finished(manifest: dict, record: Path, resumed: str) -> int:
+def _finished(manifest: dict, record: Path) -> int:
     """The closing lines of a finished `anonymize` run, local or on a cluster, and its exit code:
-    the counts, the files passed over, every output held back by the check with why and where
-    it is, and every file that failed."""
+    the counts (with those kept from an earlier run), the files passed over, every output held
+    back by the check with why and where it is, and every file that failed."""
     failed = [f for f in manifest["files"] if "error" in f]
     flagged = [f for f in manifest["files"] if f.get("held_back")]
+    resumed = f" ({manifest['resumed']} from an earlier run)" if manifest["resumed"] else ""
     print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
           f"{len(failed)} failed{resumed}; manifest: {record}", file=sys.stderr)
     if manifest["passed_over"]:
@@ -252,7 +250,7 @@ def _on_cluster(args, settings: Settings) -> int:
         if args.command == "detect":
             return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress))
         return _anonymized(args.out, args.out / "manifest.json", lambda: cluster.anonymize_files(
-            args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress), cluster=True)
+            args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress))
     except cluster.Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

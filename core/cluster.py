@@ -6,10 +6,10 @@ its inputs from, and writes its outputs to, folders all of them can reach. The r
 journal beside its outputs (`OUT/journal.jsonl`, one line per event, flushed and synced):
 the name given to every input before any work starts, then each file as it finishes, with
 its SHA-256, its output's and the settings. A rerun of the same command (after a crash, a
-cancel or a lost node) keeps the files finished with the same settings whose input and output
-still have the SHA-256 recorded (the workers check; the driver reads no more than each
-file's header), does the rest under the same names, and every input is in the final manifest
-exactly once. A worker lost mid-file costs a retry of that file on another worker; outputs
+cancel or a lost node) keeps the files finished with the same settings and versions whose
+input and output still have the SHA-256 recorded (the workers check; the driver reads no more
+than each file's header), does the rest under the same names, and every input is in the final
+manifest exactly once. A worker lost mid-file costs a retry of that file on another worker; outputs
 are written under a temporary name and renamed, so a lost worker leaves no half-written output.
 
 Why Ray actors and not Ray Data's `map_batches`: the same model-once actor pool, plus an
@@ -31,11 +31,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
-                    not_done, outcome, output_name, stop_reason)
+                    not_done, outcome, output_name, stop_reason, unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
-from .video import file_sha256
 
 JOURNAL = "journal.jsonl"
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
@@ -114,7 +113,9 @@ def connect(address: str):
 
 
 def settings_key(settings: Settings, check: bool, max_pixels: int) -> str:
-    data = json.dumps([settings.to_dict(), check, max_pixels], sort_keys=True)
+    """What a file done earlier must have been done with to be kept: these settings, and the
+    same code and models (`engine_versions`; a new version's covers are not an old one's)."""
+    data = json.dumps([settings.to_dict(), check, max_pixels, engine_versions()], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -187,8 +188,7 @@ class FileWorker:
         output still have the SHA-256 it records, else the file is done again."""
         entry: dict = {"input": path}
         try:
-            if earlier and file_sha256(Path(path)) == earlier["input_sha256"] and \
-                    file_sha256(self.out_dir / earlier["output"]) == earlier["output_sha256"]:
+            if earlier and unchanged(earlier, Path(path), self.out_dir):
                 return earlier | {"resumed": True}
             if not name:
                 self.engine.read(Path(path))
@@ -267,7 +267,9 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
-        "cluster": {"address": address, "resumed": resumed},
+        "check": check,
+        "cluster": {"address": address},
+        "resumed": resumed,
         "files": [entries[i] for i in range(len(jobs))],
         "passed_over": [str(path) for path in passed_over],
     } | ({"stopped": stopped} if stopped else {})

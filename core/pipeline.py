@@ -4,6 +4,8 @@ core/batch.py, the dashboard's in core/review.py."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,12 +132,25 @@ def engine_versions() -> dict:
 
     return {
         "engine": __version__,
+        "code_sha256": code_sha256(),
         "python": platform.python_version(),
         "opencv": cv2.__version__,
         "onnxruntime": onnxruntime.__version__,
         "pillow": PIL.__version__,
         "models_sha256": model_versions(),
     }
+
+
+@functools.cache
+def code_sha256() -> str:
+    """The engine's own code (every `core/*.py`), hashed: what made an output, which the version
+    number does not say (it is not raised with each change), and which a rerun that keeps an
+    earlier run's outputs must match."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 class Engine:

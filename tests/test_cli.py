@@ -159,24 +159,51 @@ def test_a_pipe_in_a_folder_or_named_is_refused_and_the_batch_goes_on(tmp_path, 
         assert reports[name]["error"] == "not a regular file (a device, pipe or socket)"
 
 
-def test_a_second_run_into_a_folder_inside_the_input_keeps_the_first_run_and_its_record(tmp_path, astronaut_rgb):
-    """`anonymize photos --out photos/anonymised`, run twice (as a user repeats a command): the
-    second run reads the photos, not the first run's outputs or manifest, and the first run's
-    manifest, the record of its files, is not overwritten."""
+def test_the_same_command_again_keeps_what_was_done_and_every_record(tmp_path, astronaut_rgb):
+    """`anonymize photos --out photos/anonymised`, run again (as a user repeats a command, or
+    finishes a stopped one): the second run reads the photos, not the first run's outputs or
+    manifest; it keeps the output the first run made with the same settings and code (before, it
+    made a second copy of every photo, `a-2.jpg`, beside the first), and writes its own manifest
+    listing it: the first run's record is not overwritten. An output that is no longer what its
+    manifest records (here the original copied over it), other settings or another version's
+    code: the photo is done again."""
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
     out = photos / "anonymised"
     first = run_cli("anonymize", str(photos), "--out", str(out))
     assert first.returncode == 0, first.stderr
-    record = (out / "manifest.json").read_bytes()
+    record, output = (out / "manifest.json").read_bytes(), (out / "a.jpg").read_bytes()
     second = run_cli("anonymize", str(photos), "--out", str(out))
     assert second.returncode == 0, second.stderr
-    assert (out / "manifest.json").read_bytes() == record
-    assert f"manifest: {out / 'manifest-2.json'}" in second.stderr
-    (entry,) = json.loads((out / "manifest-2.json").read_text())["files"]
-    assert entry["input"] == str(photos / "a.jpg") and entry["output"] == "a-2.jpg"
-    assert sorted(p.name for p in out.iterdir()) == ["a-2.jpg", "a.jpg", "manifest-2.json", "manifest.json"]
+    assert "1 anonymised, 0 held back, 0 failed (1 from an earlier run); " \
+           f"manifest: {out / 'manifest-2.json'}" in second.stderr
+    assert f"{photos / 'a.jpg'}: 1 faces (from an earlier run)" in second.stderr
+    assert (out / "manifest.json").read_bytes() == record and (out / "a.jpg").read_bytes() == output
+    kept = json.loads((out / "manifest-2.json").read_text())
+    assert kept["resumed"] == 1 and kept["files"] == json.loads(record)["files"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "manifest-2.json", "manifest.json"]
+
+    def third(*options: str, change=None) -> dict:
+        """A run after `change`, in a copy of the folder: its manifest's one entry."""
+        again = tmp_path / f"again{len(list(tmp_path.glob('again*')))}"
+        shutil.copytree(photos, again)
+        if change:
+            change(again / "anonymised")
+        result = run_cli("anonymize", str(again), "--out", str(again / "anonymised"), *options)
+        assert result.returncode == 0 and "from an earlier run" not in result.stderr, result.stderr
+        (entry,) = json.loads((again / "anonymised" / "manifest-3.json").read_text())["files"]
+        return entry
+
+    def other_code(folder: Path) -> None:
+        for name in ("manifest.json", "manifest-2.json"):
+            made = json.loads((folder / name).read_text())
+            made["versions"]["code_sha256"] = "0" * 64  # as an earlier version of the engine wrote it
+            (folder / name).write_text(json.dumps(made))
+
+    assert third(change=lambda folder: (folder / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb)))["output"] == "a-2.jpg"
+    assert third("--mode", "solid")["output"] == "a-2.jpg"
+    assert third(change=other_code)["output"] == "a-2.jpg"
 
 
 def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
@@ -216,31 +243,50 @@ def test_a_full_disk_says_nothing_can_be_done_before_doing_anything(batch, tmp_p
 
 
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux) for a private mount")
-def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, astronaut_rgb):
+def test_a_disk_that_fills_stops_the_run_with_its_manifest_written_and_the_same_command_finishes_it(tmp_path,
+                                                                                                  astronaut_rgb):
     """The disk fills partway through a batch: the run stops at once, and its manifest is written
     (room is kept for it): every output in the folder is in it with its SHA-256, the files not done
     are named, and no room file is left. Before, every file left was detected and failed in turn,
-    and the manifest could not be written: the photos out had no record of how they were made."""
+    and the manifest could not be written: the photos out had no record of how they were made.
+    Once room is made, the same command (as the message says) keeps what was done and does the
+    rest (before, it made every photo again, beside the first outputs)."""
     photos = tmp_path / "photos"
-    noisy_photos(photos, astronaut_rgb, 12)
+    inputs = noisy_photos(photos, astronaut_rgb, 12)
+    need = sum(p.stat().st_size for p in inputs)
     out = tmp_path / "small"
-    result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=small_run_disk(out, "768k"))
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    manifest = json.loads((tmp_path / "small-copy" / "run" / "manifest.json").read_text())
-    assert [Path(f["input"]).name for f in manifest["files"]] == [f"p{i:02}.jpg" for i in range(12)]
+    out.mkdir()
+    # The command runs twice: on a disk that fills, then once the ballast is gone.
+    disk = on_a_small_disk(out, str(need + 256 * 1024),  # the outputs are smaller than these photos
+                           before=f'mkdir "$0/run" && head -c {3 * need // 4} /dev/zero > "$0/ballast" && ',
+                           after='echo "first run: $code" >&2; rm "$0/ballast"; "$@"; code=$?; cp -a "$0" "$0-copy"')
+    result = run_cli("anonymize", str(photos), "--out", str(out / "run"), prefix=disk)
+    first, then = result.stderr.split("first run: ")
+    assert then.startswith("2\n") and "Traceback" not in result.stderr, result.stderr
+    written = tmp_path / "small-copy" / "run"
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert [Path(f["input"]).name for f in manifest["files"]] == [p.name for p in inputs]
     assert manifest["stopped"] == "its output disk took no more (No space left on device)"
     done = [f for f in manifest["files"] if "output" in f]
     left = [f for f in manifest["files"] if "output" not in f]
     assert 0 < len(done) < 12 and left
     assert all(f["error"] == FULL for f in left)  # the file the disk refused too: opened for review, detected there
-    written = tmp_path / "small-copy" / "run"
-    assert sorted(p.name for p in written.iterdir()) == sorted([f["output"] for f in done] + ["manifest.json"])
-    for entry in done:
-        assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
-    reached = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    reached = [line for line in first.splitlines() if line.startswith("[")]
     assert len(reached) < 12, "the run stopped at the first file refused, not after trying every one"
-    # Opened for review, what was done comes with its faces, and every file not done is detected there.
+    assert (f"stopped: its output disk took no more (No space left on device): {len(done)} of 12 file(s) done; "
+            f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it, then "
+            "run the same command again to finish them") in first
+    # The same command, once there is room: what was done is kept, the rest done; every output as its hash says.
+    assert result.returncode == 0, then
+    assert f"12 anonymised, 0 held back, 0 failed ({len(done)} from an earlier run)" in then
+    finished = json.loads((written / "manifest-2.json").read_text())
+    assert "stopped" not in finished and finished["files"][:len(done)] == done
+    outputs = [f["output"] for f in finished["files"]]
+    assert sorted(p.name for p in written.iterdir()) == sorted(outputs + ["manifest.json", "manifest-2.json"])
+    assert outputs == [p.name for p in inputs], "no second copy of a photo done before the stop"
+    for entry in finished["files"]:
+        assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+    # The stopped run opened for review: what it did comes with its faces, and every file not done is detected there.
     from core.intake import import_run
     from core.workspace import Workspace
 
@@ -248,9 +294,6 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written(tmp_path, ast
     session, report = import_run(ws, written / "manifest.json", "Stopped by the disk", "Officer")
     assert (report.added, report.refused) == (len(done), [])
     assert [r.name for r in ws.awaiting_detection(session)] == report.not_done == [Path(f["input"]).name for f in left]
-    assert (f"stopped: its output disk took no more (No space left on device): {len(done)} of 12 file(s) done; "
-            f"manifest: {out / 'run' / 'manifest.json'} (the files not done are listed in it); free space on it, then "
-            "run again for them") in result.stderr
 
 
 def test_anonymize_output_is_upright_and_changed(tmp_path, astronaut_rgb):
@@ -503,6 +546,16 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Stopped run", "Officer")
     assert (report.added, report.refused, report.not_done) == (1, ["a_broken.jpg"], ["b.mp4", "c.jpg"])
     assert [r.name for r in ws.awaiting_detection(session)] == ["b.mp4", "c.jpg"]
+    if stop == "SIGTERM":  # as the message says, the same command finishes the run, keeping what was done
+        assert "run the same command again to finish them" in said
+        again = run_cli("anonymize", str(folder), "--out", str(tmp_path / "out"), *options)
+        assert again.returncode == 2, again.stderr  # a_broken.jpg fails again
+        assert "3 anonymised, 0 held back, 1 failed (1 from an earlier run)" in again.stderr, again.stderr
+        finished = json.loads((tmp_path / "out" / "manifest-2.json").read_text())
+        assert [f.get("output") for f in finished["files"]] == ["a.jpg", None, "b.mp4", "c.jpg"]
+        assert finished["files"][0] == manifest["files"][0]
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.mp4", "c.jpg", "manifest-2.json",
+                                                                       "manifest.json"]
 
 
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):
