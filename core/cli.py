@@ -249,8 +249,9 @@ def _on_cluster(args, settings: Settings) -> int:
     try:
         if args.command == "detect":
             return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress))
-        return _anonymized(args.out, args.out / "manifest.json", lambda: cluster.anonymize_files(
-            args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress))
+        record = cluster.manifest_path(args.out)
+        return _anonymized(args.out, record, lambda: cluster.anonymize_files(
+            args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress, record))
     except cluster.Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from . import batch
 from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
                     not_done, outcome, output_name, stop_reason, unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
@@ -126,6 +127,7 @@ class Journal:
         self.path = path
         self.names: dict[str, str] = {}
         self.done: dict[str, dict] = {}
+        self.manifest: str | None = None  # the run's manifest's name, given by its first run
         if path.exists():
             text = path.read_text()
             for line in text.splitlines():
@@ -135,6 +137,8 @@ class Journal:
                     continue  # a line cut short by a crash
                 if "assign" in event:
                     self.names[event["assign"]] = event["name"]
+                elif "manifest" in event:
+                    self.manifest = event["manifest"]
                 elif "done" in event:
                     self.done[event["done"]] = event
             if text and not text.endswith("\n"):  # the next event on a line of its own, not after the cut one
@@ -212,27 +216,39 @@ class FileWorker:
             self.doing = ""
 
 
+def manifest_path(out_dir: Path) -> Path:
+    """Where a cluster run into `out_dir` writes its manifest: where its first run did (kept in
+    its journal; each rerun writes it again, whole), else a name no earlier run's record has
+    (`batch.manifest_path`: `manifest.json`, or `manifest-2.json` beside a run on one machine)."""
+    given = Journal(out_dir / JOURNAL).manifest
+    return out_dir / given if given else batch.manifest_path(out_dir)
+
+
 def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Settings, check: bool = False,
                     max_pixels: int | None = None,
-                    progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """`batch.anonymize_files` on a cluster; resumable (see the module's text)."""
+                    progress: Callable[[int, int, str], None] | None = None, manifest: Path | None = None) -> dict:
+    """`batch.anonymize_files` on a cluster, its manifest written to `manifest` (by default
+    `manifest_path(out_dir)`); resumable (see the module's text)."""
     from .images import DEFAULT_MAX_PIXELS
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in list(out_dir.glob(".partial-*")) + list(out_dir.glob("*/.partial-*")):
         leftover.unlink(missing_ok=True)  # a lost worker's unfinished output
+    manifest = manifest or manifest_path(out_dir)
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: dict[int, dict] = {}
-    room = ManifestRoom(out_dir / "manifest.json", [*passed_over, *(path for path, _ in jobs)])
+    room = ManifestRoom(manifest, [*passed_over, *(path for path, _ in jobs)])
     resumed: int = 0
     stopped: str | bool = False
     try:
         ray = connect(address)  # a cluster that cannot be reached is said before anything is written
         try:
+            if journal.manifest is None:  # never another run's record: the same name for every rerun
+                journal.append({"manifest": manifest.name})
             todo = _plan(journal, key, jobs, out_dir, entries, progress)
             make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
             for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
@@ -263,7 +279,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         if index not in entries:
             entries[index] = {"input": str(path), "error": not_done(stopped)}
             _remove_unrecorded(out_dir, journal.names.get(str(path)))
-    manifest = {
+    record = {
         "created": utc_now(),
         "settings": settings.to_dict(),
         "versions": engine_versions(),
@@ -273,8 +289,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "files": [entries[i] for i in range(len(jobs))],
         "passed_over": [str(path) for path in passed_over],
     } | ({"stopped": stopped} if stopped else {})
-    write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
-    return manifest
+    write_atomically(manifest, json.dumps(record, indent=2).encode())
+    return record
 
 
 def _plan(journal: Journal, key: str, jobs: list, out_dir: Path, entries: dict[int, dict],

@@ -167,6 +167,26 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
 
 
+def test_a_cluster_run_into_a_folder_of_a_run_on_one_machine_keeps_that_runs_record(cluster, tmp_path,
+                                                                                    astronaut_rgb):
+    """A batch first run on one machine, then on the cluster into the same folder: the cluster run
+    wrote `manifest.json` over the first run's, whose output then had no record. Its manifest
+    now has a name of its own, kept for its reruns."""
+    address, env, _ = cluster
+    inputs = photos(tmp_path / "shared", astronaut_rgb, 2)
+    out = tmp_path / "out"
+    assert run_cli("anonymize", inputs[0], "--out", out, env=env).returncode == 0
+    first = (out / "manifest.json").read_bytes()
+    for _ in range(2):  # and its rerun
+        result = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+        assert result.returncode == 0 and f"manifest: {out / 'manifest-2.json'}" in result.stderr, result.stderr
+    assert (out / "manifest.json").read_bytes() == first
+    assert sorted(p.name for p in out.iterdir()) == ["journal.jsonl", "manifest-2.json", "manifest.json",
+                                                     "photo-00-2.jpg", "photo-00.jpg", "photo-01.jpg"]
+    assert [e["output"] for e in json.loads((out / "manifest-2.json").read_text())["files"]] == ["photo-00-2.jpg",
+                                                                                                "photo-01.jpg"]
+
+
 def test_a_long_video_on_a_cluster_says_how_far_it_has_got(cluster, tmp_path, astronaut_rgb, astronaut_face_box):
     """The local command says a video's frame as it goes; on a cluster the driver waits for the
     whole file, and a long video showed nothing for minutes: the workers are asked."""
