@@ -96,13 +96,18 @@ def export_approved(workspace: Workspace, session_id: int, actor: str, detector,
         raise
 
 
+def published_stem(session_name: str) -> str:
+    """What a session's name makes of the names of its zip and of every file published from it
+    (`<stem>-0001.jpg`). The name is a title, not a path: "St. Mary's trip 5/B" keeps every part."""
+    return safe_name(session_name, "session")
+
+
 def _build(workspace: Workspace, session_id: int, actor: str, detector, progress, max_pixels: int,
            export_id: int) -> ExportResult:
     session = workspace.session(session_id)
     revision = workspace.exports.get(export_id)["revision"]
     records = workspace.images(session_id)
-    # The session name is a title, not a path: "St. Mary's trip 5/B" keeps every part.
-    stem = safe_name(session["name"], "session")
+    stem = published_stem(session["name"])
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = workspace.files.exports / f"{stem}-{stamp}-{export_id}.zip"
     audit_target = workspace.files.exports / f"{stem}-{stamp}-{export_id}-audit.zip"

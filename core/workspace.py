@@ -50,16 +50,30 @@ class Workspace:
             raise ValueError("a review session needs a name and a reviewer")
         settings = settings or Settings()
         with self.db.transaction() as db:
-            taken = db.execute("SELECT id, purged_at FROM sessions WHERE name = ?", (name,)).fetchone()
-            if taken and not taken["purged_at"]:
-                raise ValueError(f"a session named {name!r} exists already: open it instead")
-            if taken:  # a purged session cannot be opened: it gives its name up (its audit log keeps it)
-                db.execute("UPDATE sessions SET name = ? WHERE id = ?",
-                           (f"{name} (purged {taken['purged_at']}, #{taken['id']})", taken["id"]))
+            _claim_name(db, name, "open it instead")
             cursor = db.execute("INSERT INTO sessions (name, reviewer, created, settings) VALUES (?,?,?,?)",
                                 (name, reviewer, utc_now(), json.dumps(settings.to_dict())))
             self.db.log(db, reviewer, "session created", cursor.lastrowid, name=name)
             return cursor.lastrowid
+
+    def rename_session(self, session_id: int, name: str, actor: str, seen: str | None = None) -> None:
+        """Give the session another name: it names the zip, the files published from it and its
+        manifest, so every zip made before is out of date. `seen`: the name the page showed; if
+        it was changed since, nothing is written (StaleState)."""
+        name = name.strip()
+        if not name:
+            raise ValueError("a review session needs a name")
+        with self.db.transaction() as db:
+            old = db.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            if seen is not None and old != seen:
+                raise StaleState("the session was renamed meanwhile (in another tab or by another reviewer); "
+                                 "its name is shown as it is now")
+            if old == name:
+                return
+            _claim_name(db, name, "choose another")
+            db.execute("UPDATE sessions SET name = ? WHERE id = ?", (name, session_id))
+            self.db.bump(db, session_id)
+            self.db.log(db, actor, "session renamed", session_id, name=name, former=old)
 
     def sessions(self) -> list[dict]:
         """Sessions that can be opened (a purged one cannot), newest first."""
@@ -400,6 +414,17 @@ class Workspace:
         """Record an event that changes nothing else (a refused folder)."""
         with self.db.transaction() as db:
             self.db.log(db, actor, action, session_id, image_id, **detail)
+
+
+def _claim_name(db, name: str, otherwise: str) -> None:
+    """`name` for a session, or ValueError when a session that can be opened has it; a purged
+    session cannot be opened, and gives its name up (its audit log keeps it)."""
+    taken = db.execute("SELECT id, purged_at FROM sessions WHERE name = ?", (name,)).fetchone()
+    if taken and not taken["purged_at"]:
+        raise ValueError(f"a session named {name!r} exists already: {otherwise}")
+    if taken:
+        db.execute("UPDATE sessions SET name = ? WHERE id = ?",
+                   (f"{name} (purged {taken['purged_at']}, #{taken['id']})", taken["id"]))
 
 
 def _put_out_of_date(db, session_id: int, before: Settings, after: Settings) -> list[ImageRecord]:

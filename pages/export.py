@@ -4,12 +4,12 @@ in it, and whether it still matches the session."""
 
 import streamlit as st
 
-from core.export import exported_files, exported_member
+from core.export import exported_files, exported_member, published_stem
 from core.kinds import is_video
 from core.report import detail_text, local_time
 from dashboard import video as clip_view
 from dashboard.sidebar import session_sidebar
-from dashboard.state import act, require_session, show_flash, workspace
+from dashboard.state import act, flash, require_session, show_flash, workspace
 from dashboard.text import counted, plain
 from dashboard.worker import export_progress, export_worker
 
@@ -38,6 +38,25 @@ if any(is_video(r.name) for r in records):
     st.caption("Videos leave with their sound " + ("kept" if batch.sound else "left out")
                + " (Batch settings: \"Keep the sound of videos\"; a video with its own settings follows those). "
                  "Faces are covered, voices are not.")
+
+name = ws.session(session_id)["name"]
+stem = published_stem(name)
+st.caption(f"The session's name leaves with what is published: it names the zip and every file in it "
+           f"({plain(stem)}-0001.jpg, {plain(stem)}-0002.jpg...) and is written in its manifest "
+           f"(\"{plain(name)}\"). Put no one's name or case detail in it.")
+with st.expander("Rename the session before publishing"):
+    key = f"rename-{session_id}"
+
+    def rename(seen: str) -> None:
+        try:
+            act(ws.rename_session, session_id, st.session_state[key], reviewer, seen=seen,
+                done="Session renamed: any zip made before it is out of date; build the zip again to publish.")
+        except ValueError as exc:
+            flash("error", str(exc))
+
+    with st.form(f"rename-form-{session_id}"):
+        st.text_input("New name", value=name, key=key, autocomplete="off")
+        st.form_submit_button("Rename", on_click=rename, args=(name,))
 
 exports = ws.exports.of_session(session_id)
 building = [e for e in exports if e["status"] == "building"]

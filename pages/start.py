@@ -14,6 +14,10 @@ from dashboard.state import act, current_session, flash, forget_place, open_sess
 from dashboard.text import counted, plain
 from dashboard.worker import detection_status, detection_worker
 
+# A session's name leaves with what it publishes (`core.export.published_stem`): said where it is typed.
+NAME_LEAVES = ("It names the zip and every file published from it (Sports_day_2026-0001.jpg) and is written in "
+               "its manifest: put no one's name or case detail in it.")
+
 st.title("Face privacy review")
 ws = workspace()
 
@@ -23,7 +27,8 @@ if opened is None:
     with left:
         st.subheader("New review session")
         with st.form("new-session"):
-            name = st.text_input("Session name", placeholder="Sports day 2026", autocomplete="off")
+            name = st.text_input("Session name", placeholder="Sports day 2026", autocomplete="off",
+                                 help=NAME_LEAVES)
             reviewer = st.text_input("Your name", placeholder="A. Officer")
             if st.form_submit_button("Start session", type="primary"):
                 try:
@@ -60,7 +65,8 @@ if opened is None:
             manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
                                      autocomplete="off", help="Only files inside the allowed roots can be read: "
                                           + ", ".join(str(r) for r in allowed_roots()))
-            run_name = st.text_input("Name for the review session", key="run-session", autocomplete="off")
+            run_name = st.text_input("Name for the review session", key="run-session", autocomplete="off",
+                                     help=NAME_LEAVES)
             run_reviewer = st.text_input("Reviewer signing the review", key="run-reviewer")
             if st.form_submit_button("Open the run"):
                 try:

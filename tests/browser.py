@@ -197,7 +197,7 @@ def wait_for(condition, seconds: float = 30) -> None:
 
 def start_session(page, url: str, name: str, reviewer: str) -> None:
     page.goto(url)
-    page.get_by_label("Session name").fill(name)
+    page.get_by_label("Session name", exact=True).fill(name)
     page.get_by_label("Your name").first.fill(reviewer)
     page.get_by_role("button", name="Start session").click()
     page.get_by_role("button", name="Add and detect faces").wait_for()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import threading
 import time
 import zipfile
@@ -14,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.pipeline import Settings
-from core.records import APPROVED
+from core.records import APPROVED, StaleState
 from core.workspace import Workspace
 from dashboard.faces import face_rows
 from dashboard.text import plain
@@ -676,6 +677,45 @@ def test_export_builds_zip_of_approved_only(reviewed, pictures):
     (shown,) = [i for element in at.get("image") for i in element.proto.imgs
                 if i.caption == "images/Sports_day-0001.jpg, as the zip holds it"]
     assert np.array_equal(pictures(shown), written)  # the zip's own file, at its full size: not a preview
+
+
+def test_a_session_named_after_a_case_is_renamed_before_anything_leaves_with_its_name(root, astronaut_rgb):
+    """The session's name names the published files and the zip, and is written in its manifest:
+    a session named after a patient published that name with every photo, and could not be
+    renamed. The Export page says what leaves with the name; renamed there, a zip made before is
+    out of date, and the next one carries no part of the old name; the audit log keeps both."""
+    at = started("Ward 7 patient J Smith")
+    add_and_detect(at, [("a.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg")])
+    ws = Workspace(root / "ws")
+    session_id = at.session_state["session_id"]
+    (record,) = ws.images(session_id)
+    ws.decide(record.id, APPROVED, "A. Officer")
+    before = built(at, ws, session_id)
+    at.run()
+    assert any("Ward_7_patient_J_Smith-0001.jpg" in html.unescape(c.value) and "no one's name" in c.value
+               for c in at.caption)
+    at.text_input(key=f"rename-{session_id}").input("  ")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert [e.value for e in at.error] == [plain("a review session needs a name")]
+    ws.create_session("Sports day", "B. Officer")
+    at.text_input(key=f"rename-{session_id}").input("Sports day")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert "exists already" in html.unescape(at.error[0].value)
+    at.text_input(key=f"rename-{session_id}").input("Ward 7 wound photos")
+    next(b for b in at.button if b.label == "Rename").click().run()
+    assert not at.exception and "Session renamed" in html.unescape(at.success[0].value)
+    assert not ws.exports.of_session(session_id)[0]["current"], "the zip named after the patient is out of date"
+    assert ws.session(session_id)["name"] == "Ward 7 wound photos"
+    after = built(at, ws, session_id)
+    assert after["current"] and after["id"] != before["id"] and "Smith" not in after["file"]
+    with zipfile.ZipFile(ws.files.exports / after["file"]) as archive:
+        assert archive.namelist() == ["images/Ward_7_wound_photos-0001.jpg", "manifest.csv", "manifest.json"]
+        assert all(b"Smith" not in archive.read(member) for member in archive.namelist())
+    (renamed,) = [a for a in ws.audit(session_id) if a["action"] == "session renamed"]
+    assert renamed["detail"] == {"former": "Ward 7 patient J Smith", "name": "Ward 7 wound photos"}
+    # A tab that still shows the old name renames nothing.
+    with pytest.raises(StaleState):
+        ws.rename_session(session_id, "Other", "A. Officer", seen="Ward 7 patient J Smith")
 
 
 def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_once(root, monkeypatch):

@@ -173,7 +173,7 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, 
             page.goto(server.url)
             page.get_by_text("Open a batch run for review").click()
             page.get_by_role("textbox", name="Manifest").fill(str(tmp_path / "run" / "manifest.json"))
-            page.get_by_label("Name for the review session").fill("Archive <b>2026</b>")
+            page.get_by_label("Name for the review session", exact=True).fill("Archive <b>2026</b>")
             page.get_by_label("Reviewer signing the review").fill("Officer")
             settle(page)
             page.get_by_role("button", name="Open the run").click()

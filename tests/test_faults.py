@@ -174,8 +174,8 @@ def test_read_only_workspace_gives_a_clear_message(tmp_path):
         with chromium_page() as page:
             page.goto(server.url)
             settle(page)
-            if page.get_by_label("Session name").count():
-                page.get_by_label("Session name").fill("New")
+            if page.get_by_label("Session name", exact=True).count():
+                page.get_by_label("Session name", exact=True).fill("New")
                 page.get_by_label("Your name").first.fill("Officer")
                 page.get_by_role("button", name="Start session").click()
                 settle(page)

@@ -159,7 +159,7 @@ def test_zips_are_per_session_and_go_out_of_date_after_a_decision(one_approved):
         # Another reviewer's new session sees none of the first session's zips.
         page.get_by_role("link", name="Start").click()
         page.get_by_role("button", name="Close this session").click()
-        page.get_by_label("Session name").fill("Second")
+        page.get_by_label("Session name", exact=True).fill("Second")
         page.get_by_label("Your name").first.fill("Bob")
         page.get_by_role("button", name="Start session").click()
         page.get_by_role("button", name="Add and detect faces").wait_for()
@@ -197,7 +197,7 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
     with chromium_page() as page:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(server.url)
-        page.get_by_label("Session name").fill(image_markdown)
+        page.get_by_label("Session name", exact=True).fill(image_markdown)
         page.get_by_label("Your name").first.fill(formula)
         page.get_by_role("button", name="Start session").click()
         page.get_by_role("button", name="Add and detect faces").wait_for()
