@@ -314,7 +314,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
         "check": check,
         "files": entries,
         "passed_over": [str(path) for path in passed_over],
-        "resumed": sum(1 for index in kept if index <= len(entries)),
+        "resumed": sum(1 for index in kept if "output" in entries[index - 1]),  # those a stop left are not done
     } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())
     return record

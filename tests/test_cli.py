@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batch import FULL
+from core.batch import FULL, STOPPED
 from core.pipeline import Settings
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_images import BAD_INPUTS
@@ -556,6 +556,38 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
         assert finished["files"][0] == manifest["files"][0]
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.mp4", "c.jpg", "manifest-2.json",
                                                                        "manifest.json"]
+
+
+def test_a_run_stopped_before_the_files_an_earlier_run_did_leaves_them_for_the_next(tmp_path, astronaut_rgb,
+                                                                                    astronaut_face_box):
+    """Files kept from an earlier run that a stop comes before are not done in the stopped run's
+    manifest, nor counted as kept; the next run still keeps them (the earlier record holds)."""
+    import signal
+
+    from tests.clips import moving_face_frames, write_clip
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for name, picture in (("b.jpg", astronaut_rgb), ("c.jpg", astronaut_rgb[:, ::-1].copy())):
+        (folder / name).write_bytes(jpeg_bytes(picture))
+    assert run_cli("anonymize", str(folder), "--out", str(out)).returncode == 0
+    outputs = {name: (out / name).read_bytes() for name in ("b.jpg", "c.jpg")}
+    write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 250)])
+    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
+                           cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:
+        if "a.mp4: detecting faces, frame 50/" in line:
+            run.send_signal(signal.SIGTERM)
+            break
+    run.stderr.read()
+    assert run.wait(timeout=60) == 130
+    stopped = json.loads((out / "manifest-2.json").read_text())
+    assert stopped["resumed"] == 0 and all(f["error"] == STOPPED for f in stopped["files"])
+    again = run_cli("anonymize", str(folder), "--out", str(out))
+    assert again.returncode == 0 and "3 anonymised, 0 held back, 0 failed (2 from an earlier run)" in again.stderr
+    finished = json.loads((out / "manifest-3.json").read_text())
+    assert [f["output"] for f in finished["files"]] == ["a.mp4", "b.jpg", "c.jpg"] and finished["resumed"] == 2
+    assert {name: (out / name).read_bytes() for name in ("b.jpg", "c.jpg")} == outputs
 
 
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):
