@@ -21,6 +21,7 @@ from . import times, video
 from .batch import (HELD_BACK, NoRoom, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
                     stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
+from .store import Busy, only_run
 from .kinds import is_video
 from .faces import selected
 
@@ -157,24 +158,39 @@ def _main(argv: list[str] | None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    record = manifest_path(args.out)
-    return _anonymized(args.out, record, lambda: anonymize_files(engine, args.paths, args.out, settings, _progress,
-                                                                 args.check, manifest=record))
+    return _anonymized(args.out, manifest_path, lambda record: anonymize_files(
+        engine, args.paths, args.out, settings, _progress, args.check, manifest=record))
 
 
-def _anonymized(out: Path, record: Path, run: Callable[[], dict]) -> int:
-    """An `anonymize` run, local or on a cluster (`run` returns its manifest, written to
-    `record`): its closing lines and exit code."""
+def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], dict]) -> int:
+    """An `anonymize` run into `out`, local or on a cluster, alone there (`store.only_run`):
+    `where` names its manifest, `run` makes it and returns it; its closing lines and exit code."""
     try:
-        manifest = run()
-    except NoRoom as exc:
-        print(f"error: --out {out} cannot take the outputs ({exc}): nothing was done; free space on its "
-              "disk (or make it writable) and run again", file=sys.stderr)
+        with only_run(out):
+            return _said(out, where(out), run)
+    except Busy as exc:
+        print(f"error: --out {out} is being written by another run{f' (process {exc})' if str(exc) else ''}: "
+              "nothing was done; wait for it to end, or name another folder", file=sys.stderr)
         return 1
+    except OSError as exc:  # the folder takes not even its lock
+        return _cannot_take(out, exc.strerror or str(exc))
+
+
+def _said(out: Path, record: Path, run: Callable[[Path], dict]) -> int:
+    try:
+        manifest = run(record)
+    except NoRoom as exc:
+        return _cannot_take(out, str(exc))
     except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
         print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
         return 2
     return _stopped(manifest, record) if manifest.get("stopped") else _finished(manifest, record)
+
+
+def _cannot_take(out: Path, reason: str) -> int:
+    print(f"error: --out {out} cannot take the outputs ({reason}): nothing was done; free space on its "
+          "disk (or make it writable) and run again", file=sys.stderr)
+    return 1
 
 
 def _printed(results: list[dict]) -> int:
@@ -249,8 +265,7 @@ def _on_cluster(args, settings: Settings) -> int:
     try:
         if args.command == "detect":
             return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress))
-        record = cluster.manifest_path(args.out)
-        return _anonymized(args.out, record, lambda: cluster.anonymize_files(
+        return _anonymized(args.out, cluster.manifest_path, lambda record: cluster.anonymize_files(
             args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress, record))
     except cluster.Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,7 +4,9 @@ from them. Only the user who runs the dashboard may read any of the workspace.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -54,6 +56,41 @@ def _rename(partial: Path, path: Path) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+class Busy(Exception):
+    """Another run holds the folder (`only_run`): its process id, when known."""
+
+
+@contextlib.contextmanager
+def only_run(folder: Path, name: str = ".run.lock") -> Iterator[None]:
+    """One run at a time writes into `folder`: an exclusive lock on a hidden file in it, held
+    while the body runs and removed after; `Busy` at once when another run holds it. (Two runs
+    into one folder each named their outputs and manifest as if alone: one's record was written
+    over by the other's, and the outputs of the first run it listed were the second's.)"""
+    path = folder / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise Busy(holder) from None
+        if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the lock of a run that removed its file as this one opened it: take the new one
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)  # unbuffered: nothing left to fail at close
+        except OSError:  # a full disk: the lock holds all the same, without its holder's id
+            pass
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a disk gone read-only meanwhile: the lock ends with its process
+            path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 class Reserve:

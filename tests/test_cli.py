@@ -590,6 +590,34 @@ def test_a_run_stopped_before_the_files_an_earlier_run_did_leaves_them_for_the_n
     assert {name: (out / name).read_bytes() for name in ("b.jpg", "c.jpg")} == outputs
 
 
+def test_a_second_run_into_a_folder_a_run_is_writing_into_is_refused(tmp_path, astronaut_rgb, astronaut_face_box):
+    """Two runs into one folder at once (two terminals, a script started twice): each named its
+    outputs and its manifest as if alone, both said "manifest: OUT/manifest.json", and one's
+    record was written over by the other's, whose outputs it did not list. The second is refused
+    at once, naming the first; once the first has ended, the same command goes on."""
+    from tests.clips import moving_face_frames, write_clip
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 120)])
+    (folder / "b.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    first = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in first.stderr:
+        if "a.mp4: detecting faces, frame" in line:
+            break
+    second = run_cli("anonymize", str(folder), "--out", str(out), "--mode", "solid")
+    rest = first.stderr.read()
+    assert first.wait(timeout=120) == 0, rest
+    assert second.returncode == 1 and second.stderr == (
+        f"error: --out {out} is being written by another run (process {first.pid}): nothing was done; wait for it "
+        "to end, or name another folder\n")
+    assert "2 anonymised, 0 held back, 0 failed; manifest: " + str(out / "manifest.json") in rest
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.jpg", "manifest.json"]
+    after = run_cli("anonymize", str(folder), "--out", str(out), "--mode", "solid")
+    assert after.returncode == 0 and f"manifest: {out / 'manifest-2.json'}" in after.stderr, after.stderr
+
+
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):
     """Ray retries a wrong address for minutes, printing its logs (and `auto` with no cluster
     raised a traceback): the command says what is wrong in one line, before writing anything."""
