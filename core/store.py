@@ -77,6 +77,11 @@ def only_run(folder: Path, name: str = ".run.lock") -> Iterator[None]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
             raise Busy(holder) from None
+        except OSError as exc:  # a shared mount without locks (NFS's `nolock`): the run goes on unguarded
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                os.close(fd)
+                raise
+            break
         if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
             break
         os.close(fd)  # the lock of a run that removed its file as this one opened it: take the new one
