@@ -251,10 +251,14 @@ def _run_number(manifest: Path) -> int:
 
 def unchanged(entry: dict, path: Path, out_dir: Path) -> bool:
     """Whether an earlier run's `entry` for `path` still holds: the input and its output (in
-    `out_dir`) have the SHA-256 it records. Then the file need not be done again."""
+    `out_dir`) have the SHA-256 it records. Then the file need not be done again; one that
+    cannot be read is done again, and fails there with its own reason."""
     output = out_dir / entry["output"]
-    return (output.is_file() and video.file_sha256(path) == entry["input_sha256"]
-            and video.file_sha256(output) == entry["output_sha256"])
+    try:
+        return (output.is_file() and video.file_sha256(path) == entry["input_sha256"]
+                and video.file_sha256(output) == entry["output_sha256"])
+    except OSError:
+        return False
 
 
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,

@@ -558,6 +558,17 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
                                                                        "manifest.json"]
 
 
+def test_an_input_gone_since_the_folder_was_read_is_not_kept_and_stops_nothing(tmp_path):
+    """Whether an earlier run's output can be kept is asked of each file before the run starts;
+    an input gone meanwhile (a network share) raised there, and the whole batch failed with it."""
+    from core.batch import unchanged
+
+    (tmp_path / "a.jpg").write_bytes(b"output")
+    entry = {"input": str(tmp_path / "in" / "a.jpg"), "input_sha256": "0" * 64, "output": "a.jpg",
+             "output_sha256": hashlib.sha256(b"output").hexdigest()}
+    assert unchanged(entry, tmp_path / "in" / "a.jpg", tmp_path) is False
+
+
 def test_a_run_stopped_before_the_files_an_earlier_run_did_leaves_them_for_the_next(tmp_path, astronaut_rgb,
                                                                                     astronaut_face_box):
     """Files kept from an earlier run that a stop comes before are not done in the stopped run's
