@@ -167,7 +167,7 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
     `where` names its manifest, `run` makes it and returns it; its closing lines and exit code."""
     try:
         with only_run(out):
-            return _said(out, where(out), run)
+            return _ran(out, where(out), run)
     except Busy as exc:
         print(f"error: --out {out} is being written by another run{f' (process {exc})' if str(exc) else ''}: "
               "nothing was done; wait for it to end, or name another folder", file=sys.stderr)
@@ -176,7 +176,8 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
         return _cannot_take(out, exc.strerror or str(exc))
 
 
-def _said(out: Path, record: Path, run: Callable[[Path], dict]) -> int:
+def _ran(out: Path, record: Path, run: Callable[[Path], dict]) -> int:
+    """`run` with its manifest at `record`, and what it says."""
     try:
         manifest = run(record)
     except NoRoom as exc:
