@@ -65,6 +65,8 @@ class Workspace:
             raise ValueError("a review session needs a name")
         with self.db.transaction() as db:
             old = db.execute("SELECT name FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            if self.db.purged(db, session_id):
+                raise StaleState("the session was purged (in another tab or by another reviewer): nothing was done")
             if seen is not None and old != seen:
                 raise StaleState("the session was renamed meanwhile (in another tab or by another reviewer); "
                                  "its name is shown as it is now")

@@ -714,8 +714,13 @@ def test_a_session_named_after_a_case_is_renamed_before_anything_leaves_with_its
     (renamed,) = [a for a in ws.audit(session_id) if a["action"] == "session renamed"]
     assert renamed["detail"] == {"former": "Ward 7 patient J Smith", "name": "Ward 7 wound photos"}
     # A tab that still shows the old name renames nothing.
-    with pytest.raises(StaleState):
+    with pytest.raises(StaleState, match="renamed meanwhile"):
         ws.rename_session(session_id, "Other", "A. Officer", seen="Ward 7 patient J Smith")
+    # Nor one on a session purged meanwhile: its name stays as the purge left it.
+    ws.purge_session(session_id, "A. Officer")
+    with pytest.raises(StaleState, match="purged"):
+        ws.rename_session(session_id, "Other", "A. Officer", seen="Ward 7 wound photos")
+    assert ws.session(session_id)["name"] == "Ward 7 wound photos"
 
 
 def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_once(root, monkeypatch):
