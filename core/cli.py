@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,11 +128,22 @@ def _interrupt(number: int, frame) -> None:
 
 
 def _say(line: str) -> None:
-    """A line on the standard error, which may be gone (its terminal closed): then unsaid."""
+    """A line on the standard error, which may be gone (its terminal closed): then unsaid. What
+    it names is shown as text: a control character or a direction override in a file's name is
+    written as its escape (`\\n`, `\\x1b`, `\\u202e`), so a name cannot start a line of its own
+    that reads as the run's, rewrite one, or hide one with a terminal's escape sequence."""
     try:
-        print(line, file=sys.stderr, flush=True)
+        print("".join(_escaped(c) for c in line), file=sys.stderr, flush=True)
     except OSError:
         pass
+
+
+# Characters that reorder what follows them on screen (bidirectional overrides and isolates).
+_REORDER = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _escaped(char: str) -> str:
+    return repr(char)[1:-1] if unicodedata.category(char) == "Cc" or char in _REORDER else char
 
 
 def _main(argv: list[str] | None) -> int:
@@ -147,7 +159,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "anonymize" and args.by_clock and args.start is None:
             raise ValueError("--by-clock needs --from: the time of day the part starts at, on the recorder's clock")
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 1
     if args.ray:
         return _on_cluster(args, settings)
@@ -156,7 +168,7 @@ def _main(argv: list[str] | None) -> int:
         return _printed(detect_files(engine, args.paths, settings))
     problem = _out_problem(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        _say(f"error: {problem}")
         return 1
     return _anonymized(args.out, manifest_path, lambda record: anonymize_files(
         engine, args.paths, args.out, settings, _progress, args.check, manifest=record))
@@ -169,8 +181,8 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
         with only_run(out):
             return _ran(out, where(out), run)
     except Busy as exc:
-        print(f"error: --out {out} is being written by another run{f' (process {exc})' if str(exc) else ''}: "
-              "nothing was done; wait for it to end, or name another folder", file=sys.stderr)
+        _say(f"error: --out {out} is being written by another run{f' (process {exc})' if str(exc) else ''}: "
+              "nothing was done; wait for it to end, or name another folder")
         return 1
     except OSError as exc:  # the folder takes not even its lock
         return _cannot_take(out, exc.strerror or str(exc))
@@ -183,14 +195,14 @@ def _ran(out: Path, record: Path, run: Callable[[Path], dict]) -> int:
     except NoRoom as exc:
         return _cannot_take(out, str(exc))
     except OSError as exc:  # each file's own failures are in the manifest; this is the manifest's
-        print(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})", file=sys.stderr)
+        _say(f"error: the manifest cannot be written to {record} ({exc.strerror or exc})")
         return 2
     return _stopped(manifest, record) if manifest.get("stopped") else _finished(manifest, record)
 
 
 def _cannot_take(out: Path, reason: str) -> int:
-    print(f"error: --out {out} cannot take the outputs ({reason}): nothing was done; free space on its "
-          "disk (or make it writable) and run again", file=sys.stderr)
+    _say(f"error: --out {out} cannot take the outputs ({reason}): nothing was done; free space on its "
+          "disk (or make it writable) and run again")
     return 1
 
 
@@ -220,14 +232,14 @@ def _finished(manifest: dict, record: Path) -> int:
     failed = [f for f in manifest["files"] if "error" in f]
     flagged = [f for f in manifest["files"] if f.get("held_back")]
     resumed = f" ({manifest['resumed']} from an earlier run)" if manifest["resumed"] else ""
-    print(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
-          f"{len(failed)} failed{resumed}; manifest: {record}", file=sys.stderr)
+    _say(f"{len(manifest['files']) - len(failed) - len(flagged)} anonymised, {len(flagged)} held back, "
+          f"{len(failed)} failed{resumed}; manifest: {record}")
     if manifest["passed_over"]:
-        print(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
-              "(sidecars, thumbnails, index files; listed in the manifest)", file=sys.stderr)
+        _say(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
+              "(sidecars, thumbnails, index files; listed in the manifest)")
     for entry in flagged:
-        print(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
-              f"{record.parent / HELD_BACK}: look at it before publishing", file=sys.stderr)
+        _say(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
+              f"{record.parent / HELD_BACK}: look at it before publishing")
     return _outcome(failed, flagged)
 
 
@@ -254,14 +266,14 @@ def _on_cluster(args, settings: Settings) -> int:
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
-        print("error: --ray needs Ray: run ./scripts/install --cluster", file=sys.stderr)
+        _say("error: --ray needs Ray: run ./scripts/install --cluster")
         return 1
     from . import cluster
 
     max_pixels = int(args.max_megapixels * 1e6)
     problem = None if args.command == "detect" else _out_problem(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        _say(f"error: {problem}")
         return 1
     try:
         if args.command == "detect":
@@ -269,7 +281,7 @@ def _on_cluster(args, settings: Settings) -> int:
         return _anonymized(args.out, cluster.manifest_path, lambda record: cluster.anonymize_files(
             args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress, record))
     except cluster.Unreachable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 1
 
 

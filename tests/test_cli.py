@@ -206,6 +206,29 @@ def test_the_same_command_again_keeps_what_was_done_and_every_record(tmp_path, a
     assert third(change=other_code)["output"] == "a-2.jpg"
 
 
+def test_a_file_name_cannot_forge_or_hide_a_line_of_the_run(tmp_path, astronaut_rgb):
+    """File names are data: one holding a new line started a line of its own that read as the
+    run's ("a.jpg: 0 faces"), a carriage return rewrote a line, and a terminal's escape sequence
+    (conceal, `ESC[8m`) hid the rest of it: the faces found, or the error of a file that failed.
+    Each is now written as its escape, on the one line of its file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    forged = "a.jpg: 0 faces\n1 anonymised, 0 held back, 0 failed\r\x1b[8m\u202ehidden.jpg"
+    (folder / forged).write_bytes(jpeg_bytes(astronaut_rgb))
+    (folder / f"b{forged}").write_bytes(jpeg_bytes(astronaut_rgb)[:300])  # fails: its error line too
+    result = run_cli("anonymize", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    escaped = "a.jpg: 0 faces\\n1 anonymised, 0 held back, 0 failed\\r\\x1b[8m\\u202ehidden.jpg"
+    assert result.stderr.splitlines() == [
+        f"[1/2] {folder}/{escaped}: 1 faces",
+        f"[2/2] {folder}/b{escaped}: the image data is damaged or truncated (OSError: Truncated File Read)",
+        f"1 anonymised, 0 held back, 1 failed; manifest: {tmp_path / 'out' / 'manifest.json'}",
+        f"error: {folder}/b{escaped}: the image data is damaged or truncated (OSError: Truncated File Read)"]
+    # The manifest keeps each name exactly, as JSON escapes it.
+    names = [Path(f["input"]).name for f in json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]]
+    assert names == [forged, f"b{forged}"]
+
+
 def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(astronaut_rgb))
