@@ -20,6 +20,7 @@ pandas and pyarrow in the install.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -64,6 +65,37 @@ def reach(address: str) -> None:
                           "(`ray start --head`) and the address right?") from None
 
 
+@contextlib.contextmanager
+def _quieted() -> Iterator[Callable[[], str]]:
+    """The process's standard error kept, not shown, while Ray joins a cluster: its native client
+    logs each failed try (a line a second for 20 s). Yields what was said, to read the reason."""
+    import sys
+
+    sys.stderr.flush()
+    kept, shown = tempfile.TemporaryFile(), os.dup(2)
+    os.dup2(kept.fileno(), 2)
+    try:
+        yield lambda: (kept.seek(0), kept.read().decode(errors="replace"))[1]
+    finally:
+        sys.stderr.flush()
+        os.dup2(shown, 2)
+        os.close(shown)
+
+
+def _not_joined(address: str, exc: Exception, said: str) -> str:
+    """Why Ray could not join the cluster at `address`, from its error and what its client `said`."""
+    if "InvalidAuthToken" in said or type(exc).__name__ == "AuthenticationError":  # a cluster with tokens
+        # (Ray's default from 2.61), joined without its token: told by the cluster, or by Ray
+        # itself when RAY_AUTH_MODE=token here
+        return (f"the Ray cluster at {address} refused this machine: its authentication token is missing or not the "
+                "cluster's (Ray reads it from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or "
+                "~/.ray/auth_token): give it the token the cluster was started with, then run again")
+    if address == "auto":
+        return ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
+                "head as HOST:PORT, or use --ray local")
+    return f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one its `ray start --head` gave?"
+
+
 # How long a cluster's head may take to answer before `reach` gives up.
 REACH_SECONDS = 5
 
@@ -76,16 +108,15 @@ def connect(address: str):
     if address != "local":
         import ray
 
+        from ray.exceptions import AuthenticationError
+
         reach(address)
-        try:
-            ray.init(address=address, **options)
-        except ConnectionError as exc:
-            if address == "auto":
-                raise Unreachable("--ray auto: no Ray cluster is running on this machine: start one (`ray start "
-                                  "--head`) or name its head as HOST:PORT, or use --ray local") from None
-            raise Unreachable(f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one "
-                              "its `ray start --head` gave?") from None
-        return ray
+        with _quieted() as said:
+            try:
+                ray.init(address=address, **options)
+                return ray
+            except (ConnectionError, AuthenticationError) as exc:
+                raise Unreachable(_not_joined(address, exc, said())) from None
     # A cluster of one machine. Ray would bind its services to the machine's network address,
     # found by a UDP connect to 8.8.8.8, unless told that clusters are off (its Windows/macOS
     # switch, read when Ray is imported): then everything is on 127.0.0.1. Ray's head also

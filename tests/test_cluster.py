@@ -187,6 +187,26 @@ def test_a_cluster_run_into_a_folder_of_a_run_on_one_machine_keeps_that_runs_rec
                                                                                                 "photo-01.jpg"]
 
 
+def test_a_cluster_that_refuses_this_machines_token_is_said_in_one_line(cluster, tmp_path, astronaut_rgb):
+    """A cluster with token authentication (Ray's default from 2.61) joined without its token:
+    Ray's client printed a warning a second for 20 s, then the command said that no cluster was
+    running. It says which: the token, and where Ray reads it from."""
+    address, env, _ = cluster
+    inputs = photos(tmp_path / "shared", astronaut_rgb, 1)
+    home = tmp_path / "home"  # no ~/.ray/auth_token here
+    home.mkdir()
+    out = tmp_path / "out"
+    # Told by the cluster (this machine does not know it wants one), or by Ray here (RAY_AUTH_MODE=token).
+    for drop in ("RAY_AUTH", "RAY_AUTH_TOKEN"):
+        without = {k: v for k, v in env.items() if not k.startswith(drop)} | {"HOME": str(home)}
+        result = run_cli("anonymize", inputs[0], "--out", out, "--ray", address, env=without, timeout=120)
+        assert result.returncode == 1 and result.stderr.splitlines() == [
+            f"error: the Ray cluster at {address} refused this machine: its authentication token is missing or not "
+            "the cluster's (Ray reads it from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or "
+            "~/.ray/auth_token): give it the token the cluster was started with, then run again"], result.stderr
+        assert not any(out.iterdir())
+
+
 def test_a_long_video_on_a_cluster_says_how_far_it_has_got(cluster, tmp_path, astronaut_rgb, astronaut_face_box):
     """The local command says a video's frame as it goes; on a cluster the driver waits for the
     whole file, and a long video showed nothing for minutes: the workers are asked."""
