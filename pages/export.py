@@ -94,8 +94,8 @@ if current:
         else:
             st.image(data, caption=f"{shown}, as the zip holds it")
 elif exports and exports[0]["status"] == "complete":
-    st.warning("The last zip is out of date: a decision, edit or setting changed after it was started. "
-               "Build the zip again to publish.")
+    st.warning("The last zip is out of date: a decision, edit or setting, or the session's name, changed after it "
+               "was started. Build the zip again to publish.")
 if exports and exports[0]["status"] == "failed":
     st.error(f"The last export failed: {plain(exports[0]['error'])}. Nothing was lost; fix the cause and build again.")
 

@@ -705,9 +705,15 @@ def test_a_session_named_after_a_case_is_renamed_before_anything_leaves_with_its
     next(b for b in at.button if b.label == "Rename").click().run()
     assert not at.exception and "Session renamed" in html.unescape(at.success[0].value)
     assert not ws.exports.of_session(session_id)[0]["current"], "the zip named after the patient is out of date"
+    assert [w.value for w in at.warning] == ["The last zip is out of date: a decision, edit or setting, or the "
+                                             "session's name, changed after it was started. Build the zip again to "
+                                             "publish."]
+    assert "Download the zip" not in [b.proto.label for b in at.get("link_button")]
     assert ws.session(session_id)["name"] == "Ward 7 wound photos"
     after = built(at, ws, session_id)
     assert after["current"] and after["id"] != before["id"] and "Smith" not in after["file"]
+    at.run()
+    assert [b.proto.label for b in at.get("link_button")][:1] == ["Download the zip"]
     with zipfile.ZipFile(ws.files.exports / after["file"]) as archive:
         assert archive.namelist() == ["images/Ward_7_wound_photos-0001.jpg", "manifest.csv", "manifest.json"]
         assert all(b"Smith" not in archive.read(member) for member in archive.namelist())
