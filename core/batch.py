@@ -261,6 +261,15 @@ def unchanged(entry: dict, path: Path, out_dir: Path) -> bool:
         return False
 
 
+def remove_unfinished(out_dir: Path) -> None:
+    """Remove the outputs an earlier run into `out_dir` left unfinished, under their temporary
+    names (`.partial-*`, beside the outputs or held back), when it was killed or lost its power
+    as it wrote them. Only while no other run writes there (`store.only_run`, or a cluster run's
+    start)."""
+    for leftover in [*out_dir.glob(".partial-*"), *out_dir.glob("*/.partial-*")]:
+        leftover.unlink(missing_ok=True)
+
+
 def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: Settings,
                     progress: Callable[[int, int, str], None] | None = None, check: bool = False,
                     detect_every: int = DETECT_EVERY, manifest: Path | None = None) -> dict:
@@ -286,6 +295,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     those written. `NoRoom` (with nothing done) when there is no room to start."""
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_unfinished(out_dir)
     passed_over: list[Path] = []
     jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
     entries: list[dict] = []

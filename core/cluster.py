@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import batch
 from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
-                    not_done, outcome, output_name, stop_reason, unchanged)
+                    not_done, outcome, output_name, remove_unfinished, stop_reason, unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
@@ -264,8 +264,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in list(out_dir.glob(".partial-*")) + list(out_dir.glob("*/.partial-*")):
-        leftover.unlink(missing_ok=True)  # a lost worker's unfinished output
+    remove_unfinished(out_dir)  # a lost worker's
     manifest = manifest or manifest_path(out_dir)
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)

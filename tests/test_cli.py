@@ -652,6 +652,31 @@ def test_a_second_run_into_a_folder_a_run_is_writing_into_is_refused(tmp_path, a
     assert after.returncode == 0 and f"manifest: {out / 'manifest-2.json'}" in after.stderr, after.stderr
 
 
+def test_a_run_killed_as_it_wrote_leaves_nothing_unfinished_after_the_next(tmp_path, astronaut_rgb,
+                                                                          astronaut_face_box):
+    """A run killed (or a machine losing its power) while it wrote a clip left it under its
+    temporary name, hidden in the output folder, for good: the next run into the folder removes
+    it, and finishes the batch."""
+    import signal
+
+    from tests.clips import moving_face_frames, write_clip
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 200)])
+    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
+                           cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:
+        if "a.mp4: covering, frame 50/" in line:
+            run.send_signal(signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert [p.name.startswith(".partial-") for p in out.iterdir() if p.suffix == ".mp4"] == [True]
+    again = run_cli("anonymize", str(folder), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "manifest.json"]
+
+
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):
     """Ray retries a wrong address for minutes, printing its logs (and `auto` with no cluster
     raised a traceback): the command says what is wrong in one line, before writing anything."""
