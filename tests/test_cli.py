@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,19 @@ def run_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedPro
     """`prefix` wraps the command (a private mount made with unshare)."""
     return subprocess.run([*prefix, sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
+
+
+def run_until(said: str, *args: str, **options) -> tuple[subprocess.Popen, list[str]]:
+    """The command started (as a terminal starts it: Ctrl-C stops it), and what it said up to the
+    first line holding `said`, which it has then said: the moment to stop it, or to try another."""
+    run = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
+    lines = []
+    for line in run.stderr:
+        lines.append(line)
+        if said in line:
+            return run, lines
+    raise AssertionError(f"never said {said!r}: {''.join(lines)}")
 
 
 @pytest.fixture(scope="module")
@@ -525,8 +539,6 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     not done said so, and the message says how far it got. Stopped while a clip written whole
     was being checked, the clip does not stay beside the checked outputs. Its terminal closed
     (SIGHUP) or `kill` (SIGTERM) stop it the same way (they ended it where it was, unrecorded)."""
-    import signal
-
     from tests.clips import moving_face_frames, write_clip
 
     folder = tmp_path / "in"
@@ -535,18 +547,11 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
     (folder / "a_broken.jpg").write_bytes(jpeg_bytes(astronaut_rgb)[:300])
     write_clip(folder / "b.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 250)])
     (folder / "c.jpg").write_bytes(jpeg_bytes(astronaut_rgb[:, ::-1].copy()))
-    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(tmp_path / "out"),
-                            *options],
-                           cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal starts it
-    said = []
-    for line in run.stderr:
-        said.append(line)
-        if f"b.mp4: {stage}, frame 50/" in line:
-            if stop == "SIGHUP":
-                run.stderr.close()  # the terminal is gone: what the run says next has nowhere to go
-            run.send_signal(getattr(signal, stop))
-            break
+    run, said = run_until(f"b.mp4: {stage}, frame 50/", "anonymize", str(folder), "--out", str(tmp_path / "out"),
+                          *options)
+    if stop == "SIGHUP":
+        run.stderr.close()  # the terminal is gone: what the run says next has nowhere to go
+    run.send_signal(getattr(signal, stop))
     said += [] if run.stderr.closed else run.stderr.readlines()
     assert run.wait(timeout=60) == 130, said
     said = "".join(said)
@@ -596,8 +601,6 @@ def test_a_run_stopped_before_the_files_an_earlier_run_did_leaves_them_for_the_n
                                                                                     astronaut_face_box):
     """Files kept from an earlier run that a stop comes before are not done in the stopped run's
     manifest, nor counted as kept; the next run still keeps them (the earlier record holds)."""
-    import signal
-
     from tests.clips import moving_face_frames, write_clip
 
     folder, out = tmp_path / "in", tmp_path / "out"
@@ -607,12 +610,8 @@ def test_a_run_stopped_before_the_files_an_earlier_run_did_leaves_them_for_the_n
     assert run_cli("anonymize", str(folder), "--out", str(out)).returncode == 0
     outputs = {name: (out / name).read_bytes() for name in ("b.jpg", "c.jpg")}
     write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 250)])
-    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
-                           cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in run.stderr:
-        if "a.mp4: detecting faces, frame 50/" in line:
-            run.send_signal(signal.SIGTERM)
-            break
+    run, _ = run_until("a.mp4: detecting faces, frame 50/", "anonymize", str(folder), "--out", str(out))
+    run.send_signal(signal.SIGTERM)
     run.stderr.read()
     assert run.wait(timeout=60) == 130
     stopped = json.loads((out / "manifest-2.json").read_text())
@@ -635,11 +634,7 @@ def test_a_second_run_into_a_folder_a_run_is_writing_into_is_refused(tmp_path, a
     folder.mkdir()
     write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 120)])
     (folder / "b.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
-    first = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
-                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in first.stderr:
-        if "a.mp4: detecting faces, frame" in line:
-            break
+    first, _ = run_until("a.mp4: detecting faces, frame", "anonymize", str(folder), "--out", str(out))
     second = run_cli("anonymize", str(folder), "--out", str(out), "--mode", "solid")
     rest = first.stderr.read()
     assert first.wait(timeout=120) == 0, rest
@@ -657,19 +652,13 @@ def test_a_run_killed_as_it_wrote_leaves_nothing_unfinished_after_the_next(tmp_p
     """A run killed (or a machine losing its power) while it wrote a clip left it under its
     temporary name, hidden in the output folder, for good: the next run into the folder removes
     it, and finishes the batch."""
-    import signal
-
     from tests.clips import moving_face_frames, write_clip
 
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     write_clip(folder / "a.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 200)])
-    run = subprocess.Popen([sys.executable, "-m", "core", "anonymize", str(folder), "--out", str(out)],
-                           cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in run.stderr:
-        if "a.mp4: covering, frame 50/" in line:
-            run.send_signal(signal.SIGKILL)
-            break
+    run, _ = run_until("a.mp4: covering, frame 50/", "anonymize", str(folder), "--out", str(out))
+    run.send_signal(signal.SIGKILL)
     run.wait(timeout=60)
     assert [p.name.startswith(".partial-") for p in out.iterdir() if p.suffix == ".mp4"] == [True]
     again = run_cli("anonymize", str(folder), "--out", str(out))
