@@ -80,16 +80,16 @@ def _quieted() -> Iterator[Callable[[], str]]:
         sys.stderr.flush()
         os.dup2(shown, 2)
         os.close(shown)
+        kept.close()
 
 
-def _not_joined(address: str, exc: Exception, said: str) -> str:
-    """Why Ray could not join the cluster at `address`, from its error and what its client `said`."""
-    if "InvalidAuthToken" in said or type(exc).__name__ == "AuthenticationError":  # a cluster with tokens
-        # (Ray's default from 2.61), joined without its token: told by the cluster, or by Ray
-        # itself when RAY_AUTH_MODE=token here
-        return (f"the Ray cluster at {address} refused this machine: its authentication token is missing or not the "
-                "cluster's (Ray reads it from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or "
-                "~/.ray/auth_token): give it the token the cluster was started with, then run again")
+def _refused(address: str) -> str:
+    return (f"the Ray cluster at {address} refused this machine: its authentication token is missing or not the "
+            "cluster's (Ray reads it from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or "
+            "~/.ray/auth_token): give it the token the cluster was started with, then run again")
+
+
+def _not_joined(address: str, exc: ConnectionError) -> str:
     if address == "auto":
         return ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
                 "head as HOST:PORT, or use --ray local")
@@ -107,7 +107,6 @@ def connect(address: str):
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address != "local":
         import ray
-
         from ray.exceptions import AuthenticationError
 
         reach(address)
@@ -115,8 +114,11 @@ def connect(address: str):
             try:
                 ray.init(address=address, **options)
                 return ray
-            except (ConnectionError, AuthenticationError) as exc:
-                raise Unreachable(_not_joined(address, exc, said())) from None
+            except AuthenticationError:  # asked for here (RAY_AUTH_MODE=token), and not found
+                raise Unreachable(_refused(address)) from None
+            except ConnectionError as exc:  # a cluster with tokens (Ray's default from 2.61) says so to the client
+                raise Unreachable(_refused(address) if "InvalidAuthToken" in said() else
+                                  _not_joined(address, exc)) from None
     # A cluster of one machine. Ray would bind its services to the machine's network address,
     # found by a UDP connect to 8.8.8.8, unless told that clusters are off (its Windows/macOS
     # switch, read when Ray is imported): then everything is on 127.0.0.1. Ray's head also
