@@ -67,7 +67,7 @@ def only_run(folder: Path, name: str = ".run.lock") -> Iterator[None]:
     """One run at a time writes into `folder`: an exclusive lock on a hidden file in it, held
     while the body runs and removed after; `Busy` at once when another run holds it. (Two runs
     into one folder each named their outputs and manifest as if alone: one's record was written
-    over by the other's, and the outputs of the first run it listed were the second's.)"""
+    over by the other's, its outputs left with no record or replaced under the same names.)"""
     path = folder / name
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
