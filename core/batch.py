@@ -232,7 +232,7 @@ def earlier_entries(out_dir: Path, settings: Settings, check: bool, versions: di
     `unchanged` then says whether it can be kept."""
     wanted = json.loads(json.dumps([settings.to_dict(), check, versions]))
     found: dict[str, dict] = {}
-    for path in sorted(out_dir.glob("manifest*.json"), key=_run_number):
+    for path in sorted(out_dir.glob("manifest*.json"), key=run_number):
         try:
             record = json.loads(path.read_text())
             if [record["settings"], record.get("check"), record["versions"]] == wanted:
@@ -243,7 +243,7 @@ def earlier_entries(out_dir: Path, settings: Settings, check: bool, versions: di
     return found
 
 
-def _run_number(manifest: Path) -> int:
+def run_number(manifest: Path) -> int:
     """`manifest.json` 1, `manifest-2.json` 2 (as `manifest_path` names them)."""
     number = manifest.stem.rpartition("-")[2]
     return int(number) if number.isdigit() else 1

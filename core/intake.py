@@ -18,11 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import stopped_before
+from .batch import run_number, stopped_before
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
 from .pipeline import Settings, failure_reason
+from .report import local_time
 from .review import preview_bases
 from .store import SourceError, out_of_room
 from .kinds import companion, is_video, not_media, not_regular, readable_name, unreadable_kind
@@ -330,6 +331,17 @@ class ImportReport:
     not_done: list[str] = field(default_factory=list)  # the run was stopped before them: detected here
 
 
+def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
+    """A run's manifest as a choice between several names it: its files, and whether and when it
+    finished (read only inside the folders the dashboard may read)."""
+    try:
+        record = json.loads(allowed(manifest).read_text())
+        return (f"{manifest.name}: {len(record['files'])} file(s), "
+                f"{'stopped' if record.get('stopped') else 'finished'} {local_time(record['created'])}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{manifest.name}: not a manifest this dashboard can read"
+
+
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
                roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
@@ -345,10 +357,10 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
 
     manifest_path = allowed(typed_path(manifest_path))
     if manifest_path.is_dir():  # the run's output folder: its one manifest (itself checked: a link may lead out)
-        found = sorted(manifest_path.glob("manifest*.json"))
-        if len(found) != 1:
+        found = sorted(manifest_path.glob("manifest*.json"), key=run_number, reverse=True)
+        if len(found) != 1:  # the latest run's first, each with what tells the runs apart
             raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
-                             + (f" (it holds {', '.join(p.name for p in found)})" if found else
+                             + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
                                 " (it holds no manifest.json)"))
         manifest_path = allowed(found[0])
     try:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.batch import FULL, STOPPED
 from core.pipeline import Settings
+from core.report import local_time
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_images import BAD_INPUTS
 
@@ -425,15 +426,23 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
     # The run's folder, given instead of its manifest: its one manifest; with two, the choice is asked.
     assert import_run(ws, out, "Run again", "Officer")[1].added == 2
     run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out))
-    with pytest.raises(ValueError, match=r"is a folder; give the manifest of the run to open \(it holds "
-                                         r"manifest-2.json, manifest.json\)"):
+    made = [local_time(json.loads((out / name).read_text())["created"]) for name in ("manifest-2.json", "manifest.json")]
+    with pytest.raises(ValueError) as asked:  # the latest run first, each told apart
         import_run(ws, out, "Which run", "Officer")
+    assert str(asked.value) == (f"{out} is a folder; give the manifest of the run to open (it holds manifest-2.json: "
+                                f"1 file(s), finished {made[0]}; manifest.json: {2 + len(BAD_INPUTS)} file(s), "
+                                f"finished {made[1]})")
     # A folder's manifest that is a link out of the folders the dashboard may read is not read.
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "manifest.json").write_text((out / "manifest.json").read_text())
     (tmp_path / "linked").mkdir()
     (tmp_path / "linked" / "manifest.json").symlink_to(tmp_path / "elsewhere" / "manifest.json")
     with pytest.raises(ValueError, match="manifest.json is outside the folders this dashboard may read"):
+        import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
+    # Nor read to tell it apart from another run's.
+    (tmp_path / "linked" / "manifest-2.json").write_text((out / "manifest-2.json").read_text())
+    with pytest.raises(ValueError, match=r"\(it holds manifest-2.json: 1 file\(s\), finished .*; manifest.json: not a "
+                                         r"manifest this dashboard can read\)"):
         import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
 
 
