@@ -347,7 +347,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
     each photo's original is stored and its faces are taken from the manifest (it is not
     detected again); a file that failed in the run, changed since, or lies outside `roots`
-    (when given) is listed as refused. Videos are stored (in chunks) to be detected again here:
+    (when given) is listed as refused; a run's residual check (`--check`) is kept as the
+    dashboard's own would be. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
     frame times their review needs."""
     def allowed(path: Path) -> Path:
@@ -398,15 +399,22 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             if same_as is None:
                 workspace.files.save_previews(photo.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
-                                         [Face(f["x"], f["y"], f["w"], f["h"], f["score"], f["detector"])
-                                          for f in entry["faces"] + entry.get("near_misses", [])],
+                                         [_face(f) for f in entry["faces"] + entry.get("near_misses", [])],
                                          source="faces imported from a batch run")
+                if "residual_faces" in entry:  # the run checked its output (--check): its verdict, as ours
+                    workspace.save_residual(image_id, workspace.image(image_id).current_fingerprint(settings),
+                                            entry["output_sha256"], [_face(f) for f in entry["residual_faces"]])
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
             reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
     return session_id, ImportReport(session_id, added, refused, videos, not_done)
+
+
+def _face(record: dict) -> Face:
+    """A face as a manifest records it (`batch.face_record`)."""
+    return Face(record["x"], record["y"], record["w"], record["h"], record["score"], record["detector"])
 
 
 def _located(source: Path, folder: Path) -> Path:

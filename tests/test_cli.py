@@ -383,6 +383,19 @@ def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
     assert (tmp_path / "b" / "held-back" / "portrait.jpg").exists()
     assert not (tmp_path / "b" / "portrait.jpg").exists()
     assert (tmp_path / "a" / "portrait.jpg").exists() and not (tmp_path / "a" / "held-back").exists()
+    # Opened for review, each run's verdict comes with it, as the dashboard's own check records one:
+    # the face still showing is flagged on its photo (before, nothing said so until the zip was built).
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    for run, found in (("a", []), ("b", entry["residual_faces"])):
+        session, _ = import_run(ws, tmp_path / run / "manifest.json", f"Run {run}", "Officer")
+        (record,) = ws.images(session)
+        batch_settings = ws.batch_settings(session)
+        assert [[round(v, 1) for v in (f.x, f.y, f.w, f.h)] for f in record.residual_result(batch_settings)] == \
+            [[f["x"], f["y"], f["w"], f["h"]] for f in found]
+    assert [a["action"] for a in ws.audit(session)].count("residual faces found") == 1
 
 
 def test_odd_shapes_never_stop_a_batch(tmp_path, astronaut_rgb):
