@@ -386,6 +386,7 @@ def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
     # Opened for review, each run's verdict comes with it, as the dashboard's own check records one:
     # the face still showing is flagged on its photo (before, nothing said so until the zip was built).
     from core.intake import import_run
+    from core.review import attention
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -395,6 +396,9 @@ def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
         batch_settings = ws.batch_settings(session)
         assert [[round(v, 1) for v in (f.x, f.y, f.w, f.h)] for f in record.residual_result(batch_settings)] == \
             [[f["x"], f["y"], f["w"], f["h"]] for f in found]
+        # The overview's flag (and so no bulk approval) comes with it.
+        assert any("found again after anonymisation" in flag.text
+                   for flag in attention(record, batch_settings)) == bool(found)
     assert [a["action"] for a in ws.audit(session)].count("residual faces found") == 1
 
 
