@@ -399,22 +399,18 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             if same_as is None:
                 workspace.files.save_previews(photo.sha256, preview_bases(photo.pixels))
                 workspace.save_detection(image_id, photo.width, photo.height,
-                                         [_face(f) for f in entry["faces"] + entry.get("near_misses", [])],
+                                         [Face.from_dict(f) for f in entry["faces"] + entry.get("near_misses", [])],
                                          source="faces imported from a batch run")
                 if "residual_faces" in entry:  # the run checked its output (--check): its verdict, as ours
                     workspace.save_residual(image_id, workspace.image(image_id).current_fingerprint(settings),
-                                            entry["output_sha256"], [_face(f) for f in entry["residual_faces"]])
+                                            entry["output_sha256"],
+                                            [Face.from_dict(f) for f in entry["residual_faces"]])
                 added += 1
         except Exception as exc:  # noqa: BLE001 - one file's problem is that file's, the rest are opened
             reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
     return session_id, ImportReport(session_id, added, refused, videos, not_done)
-
-
-def _face(record: dict) -> Face:
-    """A face as a manifest records it (`batch.face_record`)."""
-    return Face(record["x"], record["y"], record["w"], record["h"], record["score"], record["detector"])
 
 
 def _located(source: Path, folder: Path) -> Path:
