@@ -366,9 +366,9 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
         the run, since every file after it would be refused too."""
         if failure is not None and out_of_room(failure):  # not the file's fault: done once there is room
             entry["error"] = FULL
-            _report(progress, index, len(jobs), entry)
+            report(progress, index, len(jobs), entry)
             raise NoRoom.of(failure) from failure
-        _report(progress, index, len(jobs), entry)
+        report(progress, index, len(jobs), entry)
         room.keep(entry)
 
     for index, ((path, problem), read) in enumerate(zip(jobs, reads), 1):
@@ -377,8 +377,7 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
         if index in kept:
             entry.update(kept[index])
             settle(0)
-            if progress:
-                progress(index, len(jobs), f"{path}: {outcome(entry)} (from an earlier run)")
+            report(progress, index, len(jobs), entry, earlier=True)
             room.keep(entry)
             continue
         if is_video(path):
@@ -508,9 +507,11 @@ def _done(value) -> Future:
     return future
 
 
-def _report(progress, index: int, total: int, entry: dict) -> None:
+def report(progress, index: int, total: int, entry: dict, earlier: bool = False) -> None:
+    """A file's progress line, local or on a cluster: its input and `outcome`, and whether it
+    was kept from an earlier run."""
     if progress:
-        progress(index, total, f"{entry['input']}: {outcome(entry)}")
+        progress(index, total, f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
 
 
 def outcome(entry: dict) -> str:

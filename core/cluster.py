@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import batch
 from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
-                    not_done, outcome, output_name, remove_unfinished, stop_reason, unchanged)
+                    not_done, output_name, remove_unfinished, report, stop_reason, unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
@@ -93,7 +93,8 @@ def _not_joined(address: str, exc: ConnectionError) -> str:
     if address == "auto":
         return ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
                 "head as HOST:PORT, or use --ray local")
-    return f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one its `ray start --head` gave?"
+    return (f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one its `ray start --head` "
+            "gave?")
 
 
 # How long a cluster's head may take to answer before `reach` gives up.
@@ -295,9 +296,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
                 else:
                     journal.append({"done": entry["input"], "settings_key": key, "entry": entry})
                 entries[index] = entry
-                if progress:
-                    progress(len(entries), len(jobs),
-                             f"{entry['input']}: {outcome(entry)}" + (" (from an earlier run)" if earlier else ""))
+                report(progress, len(entries), len(jobs), entry, earlier)
                 if refused:
                     raise NoRoom(refused)
                 room.keep(entry)
