@@ -12,7 +12,6 @@ import argparse
 import json
 import signal
 import sys
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from .batch import (HELD_BACK, NoRoom, anonymize_files, expand_paths, face_recor
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .store import Busy, only_run
 from .kinds import is_video
+from .shown import as_text
 from .faces import selected
 
 
@@ -133,17 +133,9 @@ def _say(line: str) -> None:
     written as its escape (`\\n`, `\\x1b`, `\\u202e`), so a name cannot start a line of its own
     that reads as the run's, rewrite one, or hide one with a terminal's escape sequence."""
     try:
-        print("".join(_escaped(c) for c in line), file=sys.stderr, flush=True)
+        print(as_text(line), file=sys.stderr, flush=True)
     except OSError:
         pass
-
-
-# Characters that reorder what follows them on screen (bidirectional overrides and isolates).
-_REORDER = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _escaped(char: str) -> str:
-    return repr(char)[1:-1] if unicodedata.category(char) == "Cc" or char in _REORDER else char
 
 
 def _main(argv: list[str] | None) -> int:

@@ -8,6 +8,7 @@ import csv
 import html
 import io
 from datetime import datetime, timezone
+from .shown import as_line
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -61,8 +62,11 @@ def audit_report(title: str, summary: list[tuple[str, str]], photos: list[dict],
                  history: dict[int, list[dict]]) -> str:
     """The report: a summary, a table of every photo with its outcome, then each exported photo
     with its anonymised thumbnail, its residual check and its decision history. Every string
-    from a user (names, comments) is escaped: it is text, never markup."""
-    e = html.escape
+    from a user (names, comments) is escaped: it is text, never markup, and a direction override
+    in it is shown as its escape (`core.shown`)."""
+    def e(text) -> str:
+        return html.escape(as_line(text))
+
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
            f"<style>{_STYLE}</style></head><body><h1>{e(title)}</h1><table>"]
     out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary]

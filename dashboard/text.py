@@ -1,7 +1,9 @@
 """User-supplied text (file names, comments, session and reviewer names) is data: wherever a
 page must pass it through Markdown (a heading, a caption), every character Markdown or
 Streamlit could act on is written as a numeric character reference, so `![x](http://...)`
-shows as those characters: no image is fetched and no link is made."""
+shows as those characters: no image is fetched and no link is made. A direction override or a
+control character is shown as its escape (`core.shown`), there as in the widgets that
+take text as it is (a select box's options, a table's cells): pass those `as_line(name)`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 import string
 
 from core.kinds import is_video
+from core.shown import as_line
 
 _SPECIAL = set(string.punctuation)
 
@@ -20,16 +23,10 @@ _AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)")
 
 
 def plain(text) -> str:
-    """`text` escaped for st.markdown and friends: shown exactly as typed, never a link."""
-    out = []
-    for char in _AUTOLINK.sub(_JOINER, str(text)):
-        if char in _SPECIAL:
-            out.append(f"&#{ord(char)};")
-        elif char in "\r\n":
-            out.append(" ")
-        else:
-            out.append(char)
-    return "".join(out)
+    """`text` escaped for st.markdown and friends: shown exactly as typed, never a link; its line
+    breaks (a comment's) as spaces."""
+    text = as_line(_AUTOLINK.sub(_JOINER, str(text)))
+    return "".join(f"&#{ord(char)};" if char in _SPECIAL else char for char in text)
 
 
 def counted(names) -> str:

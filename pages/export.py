@@ -10,7 +10,7 @@ from core.report import detail_text, local_time
 from dashboard import video as clip_view
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, require_session, show_flash, workspace
-from dashboard.text import counted, plain
+from dashboard.text import as_line, counted, plain
 from dashboard.worker import export_progress, export_worker
 
 session_id, reviewer = require_session()
@@ -84,7 +84,7 @@ if current:
             help="What a recipient will see and hear: each file as the zip holds it, not a preview."):
         leaving = exported_files(*made)  # only when asked: the audit's list of a large batch is long
         shown = st.selectbox("File", list(leaving), key=f"watched-{current['id']}",
-                             format_func=lambda name: f"{name} (from {leaving[name]})")
+                             format_func=lambda name: as_line(f"{name} (from {leaving[name]})"))
         data = exported_member(ws.files.export_path(current["file"]), shown, clip_view.PLAYABLE_BYTES)
         if data is None:
             st.info(plain(f"{shown} is over {clip_view.PLAYABLE_BYTES >> 20} MB: too large to show here. Download "
@@ -92,7 +92,7 @@ if current:
         elif is_video(shown):
             st.video(data, format="video/mp4")
         else:
-            st.image(data, caption=f"{shown}, as the zip holds it")
+            st.image(data, caption=as_line(f"{shown}, as the zip holds it"))
 elif exports and exports[0]["status"] == "complete":
     st.warning("The last zip is out of date: a decision, edit or setting, or the session's name, changed after it "
                "was started. Build the zip again to publish.")
@@ -108,7 +108,7 @@ if held_back:
 if exports:
     with st.expander(f"All exports of this session ({len(exports)})"):
         st.dataframe([{
-            "started": local_time(e["started_at"]), "by": e["started_by"],
+            "started": local_time(e["started_at"]), "by": as_line(e["started_by"]),
             "state": ("current" if e["current"] else "out of date" if e["status"] == "complete" else e["status"]),
             "exported": e["counts"].get("exported"), "held back": e["counts"].get("held back"),
             "rejected": e["counts"].get("rejected"), "pending": e["counts"].get("pending"),
@@ -119,7 +119,7 @@ if exports:
 
 with st.expander("Audit log of this session"):
     names = {r.id: r.name for r in records}
-    st.dataframe([{"when": local_time(a["at"]), "who": a["actor"], "what": a["action"],
-                   "photo": names.get(a["image_id"], ""),
-                   "detail": detail_text(a["detail"])}
+    st.dataframe([{"when": local_time(a["at"]), "who": as_line(a["actor"]), "what": a["action"],
+                   "photo": as_line(names.get(a["image_id"], "")),
+                   "detail": as_line(detail_text(a["detail"]))}
                   for a in reversed(ws.audit(session_id))], hide_index=True)

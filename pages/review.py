@@ -18,7 +18,7 @@ from dashboard.previews import (full_resolution, listing, original, original_pro
                                 preview_jpeg, say_too_thin, say_unreadable, too_thin)
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
-from dashboard.text import plain
+from dashboard.text import as_line, plain
 from dashboard.video import video_view
 from dashboard.zoom import selected_key, zoom_view
 from core.kinds import is_video
@@ -52,7 +52,7 @@ forward.button("Next ▶", disabled=position == len(ids) - 1, on_click=go, args=
 # costs 50 ms a rerun); the number jumps anywhere.
 near = reviewable[max(0, position - PICKER_REACH):position + PICKER_REACH + 1]
 chosen = pick.selectbox("Photo", near, index=near.index(reviewable[position]), label_visibility="collapsed",
-                        format_func=lambda row: f"{row[1]} ({row[2]})")
+                        format_func=lambda row: f"{as_line(row[1])} ({row[2]})")
 jump.number_input(f"Photo number, of {len(ids)}", 1, len(ids), value=position + 1, key=f"jump-{ids[position]}",
                   label_visibility="collapsed", help=f"Go to photo number … of {len(ids)}",
                   on_change=lambda key: go(ids[st.session_state[key] - 1]), args=(f"jump-{ids[position]}",))

@@ -11,7 +11,7 @@ from core.intake import (add_files, allowed_roots, asked_part, folder_problem, i
 from core.kinds import is_video
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
-from dashboard.text import counted, plain
+from dashboard.text import as_line, counted, plain
 from dashboard.worker import detection_status, detection_worker
 
 # A session's name leaves with what it publishes (`core.export.published_stem`): said where it is typed.
@@ -43,11 +43,11 @@ if opened is None:
             st.caption("No earlier sessions.")
         else:
             st.dataframe(
-                [{"name": s["name"], "reviewer": s["reviewer"], "created": local_time(s["created"]), "images": s["images"],
+                [{"name": as_line(s["name"]), "reviewer": as_line(s["reviewer"]), "created": local_time(s["created"]), "images": s["images"],
                   "approved": s["approved"] or 0, "rejected": s["rejected"] or 0} for s in sessions],
                 hide_index=True)
             with st.form("reopen"):
-                chosen = st.selectbox("Session", sessions, format_func=lambda s: s["name"])
+                chosen = st.selectbox("Session", sessions, format_func=lambda s: as_line(s["name"]))
                 reviewer = st.text_input("Your name", key="reopen-reviewer")
                 if st.form_submit_button("Open session"):
                     if reviewer.strip():
@@ -195,7 +195,7 @@ def say_what_is_ready() -> None:
             + (f"\n\n…and {len(failed) - SHOWN_FAILURES} more, listed below." if len(failed) > SHOWN_FAILURES else ""))
         if len(failed) > SHOWN_FAILURES:
             with st.expander(f"All {len(failed)} files that cannot be processed"):
-                st.dataframe([{"file": name, "reason": reason} for name, reason in failed], hide_index=True)
+                st.dataframe([{"file": as_line(name), "reason": as_line(reason)} for name, reason in failed], hide_index=True)
     if done:
         kinds = {is_video(name) for name in done}
         what = "photos and videos" if len(kinds) == 2 else "videos" if True in kinds else "photos"

@@ -729,6 +729,47 @@ def test_a_session_named_after_a_case_is_renamed_before_anything_leaves_with_its
     assert ws.session(session_id)["name"] == "Ward 7 wound photos"
 
 
+def shown_text(at: AppTest) -> list[str]:
+    """Every text a page shows: its messages and headings, captions, the options of its select
+    boxes and the cells of its tables."""
+    said = [e.value for kind in ("markdown", "caption", "title", "header", "subheader", "info", "warning", "error",
+                                 "success") for e in getattr(at, kind)]
+    said += [option for box in at.selectbox for option in box.options]
+    return said + [str(cell) for table in at.dataframe for cell in table.value.to_numpy().ravel()]
+
+
+def test_names_that_read_backwards_are_shown_as_the_characters_they_hold(root, astronaut_rgb):
+    """A direction override (U+202E) in a file's or a session's name made what follows it read
+    backwards (`cam<U+202E>gnp.jpg` showed as "camgpj.png"): a name could be made to read as another
+    file's, or a session's as another session's. Every page, and the audit report, shows it as its
+    escape instead, as the command line does; the records keep the name exactly."""
+    flip = "\u202e"
+    at = started(f"Ward {flip}7")
+    add_and_detect(at, [(f"cam{flip}gnp.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
+                        (f"bad{flip}gnp.jpg", b"not a photo", "image/jpeg")])
+    said = shown_text(at)
+    at.switch_page("pages/overview.py").run()
+    said += shown_text(at)
+    at.switch_page("pages/review.py").run()
+    said += shown_text(at)
+    ws = Workspace(root / "ws")
+    session_id = at.session_state["session_id"]
+    ws.decide(ws.images(session_id)[0].id, APPROVED, "A. Officer")
+    export = built(at, ws, session_id)
+    with zipfile.ZipFile(ws.files.exports / export["audit_file"]) as archive:
+        said.append(archive.read("report.html").decode())  # the audit report a person reads
+    at.run()
+    next(e for e in at.expander if e.label.startswith("Audit log")).run()
+    said += shown_text(at)
+    said += shown_text(AppTest.from_file(APP, default_timeout=60).run())  # the sessions listed to reopen
+    assert not at.exception
+    assert not [text for text in said if flip in text], [text for text in said if flip in text]
+    assert sorted(r.name for r in ws.images(session_id)) == [f"bad{flip}gnp.jpg", f"cam{flip}gnp.jpg"], "kept exactly"
+    text = html.unescape(" ".join(said))
+    for name in ("cam\\u202egnp.jpg", "bad\\u202egnp.jpg", "Ward \\u202e7"):
+        assert name in text, name
+
+
 def test_an_export_cut_short_is_built_again_once_when_two_tabs_open_its_page_at_once(root, monkeypatch):
     """After a restart, the Export page of each open tab resumes the unfinished export: two
     tabs at the same moment must not build it twice (two threads writing the same zip)."""
