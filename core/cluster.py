@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import batch
 from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
-                    not_done, output_name, remove_unfinished, report, stop_reason, unchanged)
+                    earlier_entries, not_done, output_name, remove_unfinished, report, stop_reason, unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
@@ -282,7 +282,8 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         try:
             if journal.manifest is None:  # never another run's record: the same name for every rerun
                 journal.append({"manifest": manifest.name})
-            todo = _plan(journal, key, jobs, out_dir, entries, progress)
+            recorded = earlier_entries(out_dir, settings, check, engine_versions())
+            todo = _plan(journal, key, recorded, jobs, out_dir, entries, progress)
             make = _workers(ray, asdict(settings), str(out_dir), check, max_pixels)
             for index, entry in _run(ray, make, _worker_count(ray, len(todo)), todo,
                                      lambda w, job: w.anonymize.remote(job[1], job[2], job[3]),
@@ -324,11 +325,13 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     return record
 
 
-def _plan(journal: Journal, key: str, jobs: list, out_dir: Path, entries: dict[int, dict],
+def _plan(journal: Journal, key: str, recorded: dict[str, dict], jobs: list, out_dir: Path, entries: dict[int, dict],
           progress: Callable[[int, int, str], None] | None) -> list[tuple[int, str, str, dict | None]]:
     """The files for the workers, each with its output's name (given here from its header, and
-    kept in the journal) and its earlier run's entry if it was done with these settings; the
-    files that cannot be processed go into `entries` with their errors."""
+    kept in the journal) and its earlier run's entry if it was done with these settings: from the
+    journal, else from the manifest of another run into the folder (`recorded`, as
+    `batch.earlier_entries` finds them: a run on one machine's too, as such a run keeps a cluster
+    run's). The files that cannot be processed go into `entries` with their errors."""
     namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     todo: list[tuple[int, str, str, dict | None]] = []
     for index, (path, problem) in enumerate(jobs):
@@ -349,7 +352,7 @@ def _plan(journal: Journal, key: str, jobs: list, out_dir: Path, entries: dict[i
         if str(path) not in journal.names:
             journal.append({"assign": str(path), "name": name})
             journal.names[str(path)] = name
-        todo.append((index, str(path), name, None))
+        todo.append((index, str(path), name, recorded.get(str(path))))
     return todo
 
 

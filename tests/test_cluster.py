@@ -171,20 +171,31 @@ def test_a_cluster_run_into_a_folder_of_a_run_on_one_machine_keeps_that_runs_rec
                                                                                     astronaut_rgb):
     """A batch first run on one machine, then on the cluster into the same folder: the cluster run
     wrote `manifest.json` over the first run's, whose output then had no record. Its manifest
-    now has a name of its own, kept for its reruns."""
+    now has a name of its own, kept for its reruns. And it keeps what the first run did with the
+    same settings, as a run on one machine does: before, it made that photo again beside it
+    (`photo-00-2.jpg`)."""
     address, env, _ = cluster
     inputs = photos(tmp_path / "shared", astronaut_rgb, 2)
     out = tmp_path / "out"
     assert run_cli("anonymize", inputs[0], "--out", out, env=env).returncode == 0
     first = (out / "manifest.json").read_bytes()
-    for _ in range(2):  # and its rerun
+    for kept in (1, 2):  # and its rerun
         result = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
         assert result.returncode == 0 and f"manifest: {out / 'manifest-2.json'}" in result.stderr, result.stderr
+        assert f"({kept} from an earlier run)" in result.stderr, result.stderr
     assert (out / "manifest.json").read_bytes() == first
     assert sorted(p.name for p in out.iterdir()) == ["journal.jsonl", "manifest-2.json", "manifest.json",
-                                                     "photo-00-2.jpg", "photo-00.jpg", "photo-01.jpg"]
-    assert [e["output"] for e in json.loads((out / "manifest-2.json").read_text())["files"]] == ["photo-00-2.jpg",
-                                                                                                "photo-01.jpg"]
+                                                     "photo-00.jpg", "photo-01.jpg"]
+    files = json.loads((out / "manifest-2.json").read_text())["files"]
+    assert [e["output"] for e in files] == ["photo-00.jpg", "photo-01.jpg"]
+    assert files[0] == json.loads(first)["files"][0], "the first run's entry, as it recorded it"
+    # Done again by the cluster once the first run's output is not what it recorded.
+    (out / "photo-00.jpg").write_bytes(inputs[0].read_bytes())
+    result = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
+    assert "(1 from an earlier run)" in result.stderr, result.stderr
+    entry = json.loads((out / "manifest-2.json").read_text())["files"][0]
+    assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+    assert entry["output_sha256"] != hashlib.sha256(inputs[0].read_bytes()).hexdigest()
 
 
 def test_a_cluster_that_refuses_this_machines_token_is_said_in_one_line(cluster, tmp_path, astronaut_rgb):
