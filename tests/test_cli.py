@@ -23,10 +23,10 @@ from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_smal
 from tests.test_images import BAD_INPUTS
 
 
-def run_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_cli(*args: str, prefix: tuple[str, ...] = (), timeout: int = 300) -> subprocess.CompletedProcess:
     """`prefix` wraps the command (a private mount made with unshare)."""
     return subprocess.run([*prefix, sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=timeout)
 
 
 def run_until(said: str, *args: str, **options) -> tuple[subprocess.Popen, list[str]]:
@@ -708,6 +708,31 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
             assert len(result.stderr.splitlines()) == 1 and not result.stdout
         assert not any(out.iterdir())
 
+
+def test_an_address_that_answers_but_not_as_a_ray_head_is_said_and_nothing_is_written(batch, tmp_path):
+    """A web server, or a port that takes the connection and says nothing, named as the head: Ray
+    waited on it for good (13 minutes and still waiting, saying nothing). The command asks the
+    port the first thing a head's gRPC answers (HTTP/2's greeting) and says in one line that it
+    is not one."""
+    import http.server
+    import threading
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # connections wait in its queue, never answered
+    out = tmp_path / "o"
+    try:
+        for port in (web.server_address[1], silent.getsockname()[1]):
+            address = f"127.0.0.1:{port}"
+            for command in (["anonymize", str(batch / "portrait.jpg"), "--out", str(out)], ["detect", str(batch)]):
+                result = run_cli(*command, "--ray", address, timeout=120)
+                assert result.returncode == 1 and result.stderr.startswith(
+                    f"error: {address} answers, but not as a Ray cluster's head"), result.stderr
+                assert len(result.stderr.splitlines()) == 1 and not result.stdout
+            assert not out.exists() or not any(out.iterdir())
+    finally:
+        web.shutdown()
+        silent.close()
 
 
 def test_a_manifest_of_a_stopped_run_is_read_as_stopped_whichever_version_wrote_it():
