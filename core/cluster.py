@@ -48,25 +48,47 @@ class Unreachable(Exception):
     """No Ray cluster answers at the address given: said before any work starts."""
 
 
-def reach(address: str) -> None:
-    """Raise `Unreachable`, with a plain reason, unless a head answers at `address` (HOST:PORT,
-    or ray://HOST:PORT): Ray itself retries a wrong address for minutes, printing its logs."""
-    if address in ("local", "auto"):
-        return
+def reach(address: str) -> str:
+    """The head's address (HOST:PORT, or ray://HOST:PORT) once a head answers there, or
+    `Unreachable` with a plain reason: Ray itself retries a wrong address for minutes, printing
+    its logs, and waits on a port that is not a head's for good. `auto` is the address Ray finds
+    (RAY_ADDRESS, else the last `ray start` on this machine), checked as a named one: a head gone
+    since it was started (killed, the machine restarted) left Ray waiting on it too."""
+    if address == "local":
+        return address
+    said = address
+    if address == "auto":
+        address = _found()
+        said = f"{address} (where --ray auto looks: RAY_ADDRESS, else the last `ray start` on this machine)"
     host, sep, port = address.split("://", 1)[-1].rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise Unreachable(f"--ray {address}: name the cluster's head as HOST:PORT (the port its `ray start --head` "
+        raise Unreachable(f"--ray {said}: name the cluster's head as HOST:PORT (the port its `ray start --head` "
                           "gave, 6379 unless changed), or use auto or local")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS) as head:
             greeting = b"" if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") else _greeted(head)
     except OSError as exc:
-        raise Unreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}): is its head started "
+        raise Unreachable(f"no Ray cluster answers at {said} ({exc.strerror or exc}): is its head started "
                           "(`ray start --head`) and the address right?") from None
     if greeting is not None:
-        return
-    raise Unreachable(f"{address} answers, but not as a Ray cluster's head (not with gRPC's greeting within "
+        return address
+    raise Unreachable(f"{said} answers, but not as a Ray cluster's head (not with gRPC's greeting within "
                       f"{REACH_SECONDS} s): is the port the one its `ray start --head` gave (6379 unless changed)?")
+
+
+_NONE_HERE = ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
+              "head as HOST:PORT, or use --ray local")
+
+
+def _found() -> str:
+    """The address `ray.init(address="auto")` would join, as found (Ray's next step, which turns
+    127.0.0.1 into this machine's network address, asks the network: not here)."""
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise Unreachable(_NONE_HERE) from None
 
 
 # HTTP/2's opening (RFC 9113, 3.4): its preface, then an empty SETTINGS frame.
@@ -112,9 +134,6 @@ def _refused(address: str) -> str:
 
 
 def _not_joined(address: str, exc: ConnectionError) -> str:
-    if address == "auto":
-        return ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
-                "head as HOST:PORT, or use --ray local")
     return (f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one its `ray start --head` "
             "gave?")
 
@@ -132,7 +151,7 @@ def connect(address: str):
         import ray
         from ray.exceptions import AuthenticationError
 
-        reach(address)
+        address = reach(address)
         with _quieted() as said:
             try:
                 ray.init(address=address, **options)

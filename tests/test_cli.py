@@ -23,10 +23,12 @@ from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_smal
 from tests.test_images import BAD_INPUTS
 
 
-def run_cli(*args: str, prefix: tuple[str, ...] = (), timeout: int = 300) -> subprocess.CompletedProcess:
-    """`prefix` wraps the command (a private mount made with unshare)."""
+def run_cli(*args: str, prefix: tuple[str, ...] = (), timeout: int = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """`prefix` wraps the command (a private mount made with unshare); `env` is added to this
+    process's environment for it."""
     return subprocess.run([*prefix, sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env and os.environ | env)
 
 
 def run_until(said: str, *args: str, **options) -> tuple[subprocess.Popen, list[str]]:
@@ -707,6 +709,14 @@ def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written
             assert result.returncode == 1 and result.stderr.startswith(f"error: {said}"), result.stderr
             assert len(result.stderr.splitlines()) == 1 and not result.stdout
         assert not any(out.iterdir())
+    # `auto` where Ray finds a cluster that is gone (its head killed since it was started, here
+    # named by RAY_ADDRESS, which Ray reads first): Ray waited on it for good, saying nothing.
+    result = run_cli("anonymize", str(batch / "portrait.jpg"), "--out", str(out), "--ray", "auto",
+                     env={"RAY_ADDRESS": closed}, timeout=120)
+    assert result.returncode == 1 and result.stderr == (
+        f"error: no Ray cluster answers at {closed} (where --ray auto looks: RAY_ADDRESS, else the last `ray start` "
+        "on this machine) (Connection refused): is its head started (`ray start --head`) and the address right?\n")
+    assert not any(out.iterdir())
 
 
 def test_an_address_that_answers_but_not_as_a_ray_head_is_said_and_nothing_is_written(batch, tmp_path):
