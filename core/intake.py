@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import run_number, stopped_before
+from .batch import run_number
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -328,7 +328,7 @@ class ImportReport:
     added: int
     refused: list[str]
     videos: list[str]  # detected again here: a run's manifest keeps only the tracks it covered
-    not_done: list[str] = field(default_factory=list)  # the run was stopped before them: detected here
+    not_done: list[str] = field(default_factory=list)  # the run did not do them (stopped, failed): detected here
 
 
 def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
@@ -379,12 +379,16 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
     common = Path(os.path.commonpath([s.parent for s in sources])) if sources else None
     for entry, source in zip(files, sources):
         name = readable_name(str(source.relative_to(common)))
-        not_reached = stopped_before(entry)  # the run was stopped before it: detected here
+        # A file the run did not do (stopped before it, or failed on it there) is detected here, as
+        # a folder's file is: the run's reason may be the run's own (its output folder refused it,
+        # its node did not have the share, its --max-megapixels), and a file that is damaged fails
+        # here with this dashboard's reason. Only what is not a file at all keeps the run's.
+        not_reached = "error" in entry
         try:
-            if "error" in entry and not not_reached:
-                raise ValueError(entry["error"])
             if roots is not None and not _inside(source, roots):
                 raise ValueError("outside the folders this dashboard may read")
+            if not_reached and not source.is_file():
+                raise ValueError(entry["error"])
             if entry.get("kind") == "video" or not_reached:
                 if problem := unreadable_kind(source.name):
                     raise ValueError(problem)

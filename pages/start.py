@@ -78,8 +78,8 @@ if opened is None:
                     flash("success", f"Opened {report.added} photo(s) from the run"
                           + (f"; {len(report.refused)} refused (listed below)" if report.refused else "")
                           + (f"; {len(report.videos)} video(s) to be detected again" if report.videos else "")
-                          + (f"; {len(report.not_done)} file(s) the run was stopped before, to be detected here"
-                             if report.not_done else "")
+                          + (f"; {len(report.not_done)} file(s) the run did not do (it was stopped before them, or "
+                             "failed on them), to be detected here" if report.not_done else "")
                           + ".")
                     st.rerun()
                 except ValueError as exc:

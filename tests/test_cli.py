@@ -465,6 +465,35 @@ def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch
         import_run(ws, tmp_path / "linked", "Linked", "Officer", roots=[(tmp_path / "linked").resolve()])
 
 
+def test_a_file_a_run_failed_on_is_detected_when_the_run_is_opened_for_review(tmp_path, astronaut_rgb, engine):
+    """A run's failure can be the run's, not the file's (its output folder refused the output, a
+    cluster node did not have the share, its --max-megapixels): opened for review, such a file
+    was refused with the run's reason, and the reviewer had to find it and add it again. It is
+    detected in the dashboard, as a file of a folder is; a damaged one fails there with the
+    dashboard's reason, and what is not a file at all keeps the run's."""
+    from core.intake import import_run
+    from core.review import detect_pending
+    from core.workspace import Workspace
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "large.jpg").write_bytes(jpeg_bytes(astronaut_rgb))  # 512 x 512: over 0.1 megapixels
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    os.mkfifo(folder / "pipe.jpg")
+    result = run_cli("anonymize", str(folder), "--out", str(tmp_path / "out"), "--max-megapixels", "0.1")
+    errors = {Path(e["input"]).name: e["error"] for e in json.loads((tmp_path / "out" / "manifest.json").read_text())
+              ["files"]}
+    assert result.returncode == 2 and sorted(errors) == ["broken.jpg", "large.jpg", "pipe.jpg"], result.stderr
+    ws = Workspace(tmp_path / "ws")
+    session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Run", "Officer")
+    assert (report.added, report.refused, report.not_done) == (0, ["pipe.jpg"], ["broken.jpg", "large.jpg"])
+    detect_pending(ws, engine, session)
+    records = {r.name: r for r in ws.images(session)}
+    assert records["large.jpg"].detected and records["large.jpg"].faces, "over the run's limit, not the dashboard's"
+    assert records["broken.jpg"].status == "failed" and records["broken.jpg"].error.startswith("not a supported image")
+    assert records["pipe.jpg"].error == errors["pipe.jpg"] == "not a regular file (a device, pipe or socket)"
+
+
 def test_a_run_with_a_name_that_is_not_utf8_opens_for_review(tmp_path, astronaut_rgb):
     """A file named on an old Windows machine ("caf\\xe9.jpg"): the run names it, and opening the
     run for review stopped on it (SQLite refused the name) instead of naming it with U+FFFD."""
@@ -594,14 +623,15 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
         assert f"stopped: 1 of 4 file(s) done; manifest: {tmp_path / 'out' / 'manifest.json'}" in said
         # What failed before the stop is said, as at the end of a whole run.
         assert said.splitlines()[-1] == f"error: {folder / 'a_broken.jpg'}: {outcome['a_broken.jpg']}", said
-    # Opened for review, the run's photo comes with its faces, and what it did not reach is detected there.
+    # Opened for review, the run's photo comes with its faces, and what it did not do is detected
+    # there (where the broken photo fails, as it does in the run).
     from core.intake import import_run
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
     session, report = import_run(ws, tmp_path / "out" / "manifest.json", "Stopped run", "Officer")
-    assert (report.added, report.refused, report.not_done) == (1, ["a_broken.jpg"], ["b.mp4", "c.jpg"])
-    assert [r.name for r in ws.awaiting_detection(session)] == ["b.mp4", "c.jpg"]
+    assert (report.added, report.refused, report.not_done) == (1, [], ["a_broken.jpg", "b.mp4", "c.jpg"])
+    assert [r.name for r in ws.awaiting_detection(session)] == ["a_broken.jpg", "b.mp4", "c.jpg"]
     if stop == "SIGTERM":  # as the message says, the same command finishes the run, keeping what was done
         assert "run the same command again to finish them" in said
         again = run_cli("anonymize", str(folder), "--out", str(tmp_path / "out"), *options)

@@ -115,17 +115,18 @@ def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, engi
     # The run opens as a review session: every photo with its faces, nothing detected again.
     workspace = Workspace(tmp_path / "ws")
     session, report = import_run(workspace, tmp_path / "remote" / "manifest.json", "Archive", "Officer")
-    assert report.added == 4 and report.refused == ["broken.jpg"]
+    assert report.added == 4 and report.refused == [] and report.not_done == ["broken.jpg"]  # tried here, as the run did
     records = {r.name: r for r in workspace.images(session)}
     assert set(records) == {"photo-00.jpg", "photo-01.jpg", "photo-02.jpg", "alpha.png", "broken.jpg", "hall.mp4"}
-    assert records["broken.jpg"].error and report.videos == ["hall.mp4"]
+    assert report.videos == ["hall.mp4"]
     by_name = {Path(e["input"]).name: e for e in remote_manifest["files"]}
     for name in ("photo-00.jpg", "alpha.png"):
         assert records[name].faces is not None and [round(f.x, 1) for f in records[name].faces] == \
             [f["x"] for f in by_name[name]["faces"]]
     # Its video is detected again here, as an uploaded clip is: then it is reviewed per person.
-    assert [r.name for r in workspace.awaiting_detection(session)] == ["hall.mp4"]
+    assert [r.name for r in workspace.awaiting_detection(session)] == ["broken.jpg", "hall.mp4"]
     detect_pending(workspace, engine, session)
+    assert workspace.image(records["broken.jpg"].id).status == "failed"
     clip = workspace.image(records["hall.mp4"].id)
     assert clip.error is None and clip.faces and all(f.detector.startswith("track") for f in clip.faces)
     assert workspace.awaiting_detection(session) == []

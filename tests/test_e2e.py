@@ -157,7 +157,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
 def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, astronaut_face_box):
     """The manifest of a batch run (the cluster path writes the same one: tests/test_cluster.py)
     opened from the Start page: its photos with their faces, not detected again; its video
-    detected again, as an uploaded one is."""
+    detected again, as an uploaded one is; the photo it failed on tried again, failing there too."""
     from core.batch import anonymize_files
     from core.pipeline import Settings
 
@@ -177,8 +177,9 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, 
             page.get_by_label("Reviewer signing the review").fill("Officer")
             settle(page)
             page.get_by_role("button", name="Open the run").click()
-            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 refused (listed below); 1 video(s) to be "
-                                    "detected again.")).to_be_visible()
+            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 video(s) to be detected again; 1 file(s) the "
+                                    "run did not do (it was stopped before them, or failed on them), to be detected "
+                                    "here.")).to_be_visible()
             expect(page.get_by_text("1 photo and 1 video ready for review, 1 could not be read.")).to_be_visible(
                 timeout=120_000)
             expect(page.get_by_text("Session: Archive <b>2026</b>")).to_be_visible()  # a name is text
