@@ -174,6 +174,11 @@ class Scan:
         return [track.to_dict(times) for track in self.tracks if track.score >= threshold]
 
 
+# FFmpeg's readers of files that name other files (found by what the file holds, whatever its
+# name): their pictures would be another file's, while the record holds this file's SHA-256.
+_PLAYLISTS = {"concat", "hls", "dash", "imf"}
+
+
 def _open(path: Path):
     import av
 
@@ -183,6 +188,10 @@ def _open(path: Path):
         container = av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as exc:
         raise ImageError(str(path), f"not a readable video ({_plain(exc)}; empty, truncated or damaged?)") from None
+    if (kind := container.format.name) in _PLAYLISTS:
+        container.close()
+        raise ImageError(str(path), f"not a video but a playlist ({kind}) of other files: anonymise those files "
+                                    "themselves")
     if not container.streams.video:
         what = "an audio-only file" if container.streams.audio else "no pictures in it"
         container.close()

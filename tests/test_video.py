@@ -960,6 +960,23 @@ def test_no_identifying_tags_are_written(engine, moving, tmp_path):
     assert set(tags) <= harmless, tags
 
 
+def test_a_playlist_named_as_a_video_is_refused_not_read_through(engine, moving, tmp_path):
+    """FFmpeg knows an ffconcat playlist by its first line, whatever the file is named: a
+    `clip.mp4` of two lines read the video it names, and the output showed that other file's
+    pictures while the manifest recorded the playlist's SHA-256 as what was anonymised (in the
+    dashboard's store, where originals are named by their SHA-256, it could name another
+    session's). A video is read from its own bytes only."""
+    write_clip(tmp_path / "other.mp4", [f for f, _ in moving[:6]])
+    (tmp_path / "clip.mp4").write_text("ffconcat version 1.0\nfile other.mp4\n")
+    with av.open(str(tmp_path / "clip.mp4")) as container:
+        assert container.format.name == "concat" and container.streams.video  # what FFmpeg makes of it
+    manifest = anonymize_files(engine, [tmp_path / "clip.mp4"], tmp_path / "out", SOLID)
+    (entry,) = manifest["files"]
+    assert entry["error"] == ("not a video but a playlist (concat) of other files: anonymise those files "
+                              "themselves"), entry
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
+
+
 def test_subtitles_and_attached_files_are_left_out_and_the_manifest_says_so(engine, moving, astronaut_rgb, tmp_path):
     """A clip's subtitles can name the people it shows ("Alice Smith, witness"), an attached
     file can be a photo of anyone: only the covered pictures and the sound leave, and the record
