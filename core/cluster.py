@@ -64,14 +64,14 @@ def reach(address: str) -> str:
     if not sep or not port.isdigit() or not host:
         raise Unreachable(f"--ray {said}: name the cluster's head as HOST:PORT (the port its `ray start --head` "
                           "gave, 6379 unless changed), or use auto or local")
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # then the greeting is TLS's: left to Ray
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS) as head:
-            greeting = b"" if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") else _greeted(head)
+            if tls or _greets(head):
+                return address
     except OSError as exc:
         raise Unreachable(f"no Ray cluster answers at {said} ({exc.strerror or exc}): is its head started "
                           "(`ray start --head`) and the address right?") from None
-    if greeting is not None:
-        return address
     raise Unreachable(f"{said} answers, but not as a Ray cluster's head (not with gRPC's greeting within "
                       f"{REACH_SECONDS} s): is the port the one its `ray start --head` gave (6379 unless changed)?")
 
@@ -95,18 +95,18 @@ def _found() -> str:
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def _greeted(head: socket.socket) -> bytes | None:
-    """What a head's gRPC server answers to HTTP/2's opening, its own SETTINGS frame (the first
-    frame any HTTP/2 server sends), or None when the port answers otherwise or not at all: Ray's
-    client waits on such a port for good, saying nothing."""
+def _greets(head: socket.socket) -> bool:
+    """Whether the port answers HTTP/2's opening as a head's gRPC server does, with a SETTINGS
+    frame (the first frame any HTTP/2 server sends), within `REACH_SECONDS`: Ray's client waits
+    on a port that answers otherwise, or not at all, for good, saying nothing."""
     head.sendall(_PREFACE)
     heard = b""
     try:
         while len(heard) < 9 and (more := head.recv(9 - len(heard))):
             heard += more
     except OSError:  # a timeout, or reset: not a head
-        return None
-    return heard if len(heard) == 9 and heard[3] == 4 else None
+        return False
+    return len(heard) == 9 and heard[3] == 4
 
 
 @contextlib.contextmanager

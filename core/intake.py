@@ -383,17 +383,17 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
         # a folder's file is: the run's reason may be the run's own (its output folder refused it,
         # its node did not have the share, its --max-megapixels), and a file that is damaged fails
         # here with this dashboard's reason. Only what is not a file at all keeps the run's.
-        not_reached = "error" in entry
+        undone = "error" in entry
         try:
             if roots is not None and not _inside(source, roots):
                 raise ValueError("outside the folders this dashboard may read")
-            if not_reached and not source.is_file():
+            if undone and not source.is_file():
                 raise ValueError(entry["error"])
-            if entry.get("kind") == "video" or not_reached:
+            if entry.get("kind") == "video" or undone:
                 if problem := unreadable_kind(source.name):
                     raise ValueError(problem)
                 if _store(workspace, session_id, Intake(name, path=source), reviewer) is None:
-                    (not_done if not_reached else videos).append(name)
+                    (not_done if undone else videos).append(name)
                 continue
             data = source.read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["input_sha256"]:

@@ -8,6 +8,7 @@ import csv
 import html
 import io
 from datetime import datetime, timezone
+
 from .shown import as_line
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
