@@ -19,6 +19,7 @@ from core.images import ImageError, decode_photo
 from core.intake import add_files, intake_folder, intake_upload, unpack_zip
 from core.records import APPROVED, FAILED
 from core.review import detect_pending
+from core.shown import REORDER, as_line, as_text
 from core.workspace import Workspace
 from tests.conftest import heic_bytes
 from tests.test_images import BAD_INPUTS, gradient, png_header_claiming
@@ -343,3 +344,18 @@ def test_fuzz_a_damaged_zip_is_refused_member_by_member_never_raised(changes, le
         data[at:at + len(written)] = written[:len(data) - at]
     for intake in unpack_zip(bytes(data[:length]), "upload.zip"):
         assert intake.name.startswith("upload.zip") and (intake.problem or intake.data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(sorted(REORDER)))))
+def test_any_name_is_shown_with_nothing_that_reorders_or_controls_the_screen(name):
+    """Whatever a file, session or reviewer is named, what the terminal and every page show holds
+    no control character and no direction override; a name without any is shown as it is."""
+    import unicodedata
+
+    from dashboard.text import plain
+
+    for shown in (as_text(name), as_line(name), plain(name)):
+        assert not [c for c in shown if unicodedata.category(c) == "Cc" or c in REORDER], shown
+    if not any(unicodedata.category(c) == "Cc" or c in REORDER for c in name):
+        assert as_text(name) == name
