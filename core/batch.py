@@ -28,6 +28,7 @@ HELD_BACK = "held-back"
 STOPPED = "not done: the run was stopped before it (Ctrl-C, its terminal closed, or kill); run again for it"
 FULL = "not done: the run was stopped before it (its output disk was full); free space on it and run again for it"
 COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
+EARLIER_RUN = "holds an earlier run's outputs: passed over"
 
 
 class NoRoom(Exception):
@@ -86,8 +87,35 @@ def stopped_before(entry: dict) -> bool:
     return str(entry.get("error", "")).startswith("not done: the run was stopped")
 
 
+@dataclass
+class PassedOver:
+    """What a walk of the input folders passes over, for the manifest: the files that only go with
+    photos and videos (`kinds.companion`), and the folders holding an earlier run's outputs
+    (`holds_run`: anonymised again, each would be a second copy beside the first)."""
+
+    files: list[Path] = field(default_factory=list)
+    runs: list[Path] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return {"passed_over": [str(p) for p in self.files], "earlier_outputs": [str(p) for p in self.runs]}
+
+
+def holds_run(folder: Path, names: list[str]) -> bool:
+    """Whether `folder`, whose files are `names`, holds a run's outputs: a manifest this tool
+    wrote (`manifest.json`, `manifest-2.json`...)."""
+    for name in names:
+        if name.startswith("manifest") and name.endswith(".json"):
+            try:
+                record = json.loads((folder / name).read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and {"files", "settings", "versions"} <= record.keys():
+                return True
+    return False
+
+
 def expand_paths(paths: list[Path], skip: Path | None = None,
-                 companions: list[Path] | None = None) -> Iterator[tuple[Path, str | None]]:
+                 passed: PassedOver | None = None) -> Iterator[tuple[Path, str | None]]:
     """Yield (file, None) for every file to process, folders walked in name order, or
     (path, reason) for a path that cannot be processed, so the caller can report it. Paths are
     absolute: a manifest names its inputs wherever it is read from. The folder
@@ -95,13 +123,17 @@ def expand_paths(paths: list[Path], skip: Path | None = None,
     outputs and manifest, not photos to anonymise. A file reached twice (named and inside a
     named folder, or two overlapping folders) is yielded once: one output and one manifest entry
     for each input. A folder's sidecars, thumbnails and index files (`kinds.companion`) are
-    not yielded but added to `companions`."""
+    not yielded; with `passed`, they are added to it, and a folder met inside a named one that
+    holds an earlier run's outputs is not walked but added to it too (named itself, it is)."""
     skipped = skip.resolve() if skip else None
     seen: set[Path] = set()
-    for path, problem in _walk(paths, skipped):
+    for path, problem in _walk(paths, skipped, passed is not None):
+        if problem is EARLIER_RUN:
+            passed.runs.append(path)
+            continue
         if problem is COMPANION:
-            if companions is not None:
-                companions.append(path)
+            if passed is not None:
+                passed.files.append(path)
             continue
         if problem is None:
             real = path.resolve()
@@ -111,10 +143,14 @@ def expand_paths(paths: list[Path], skip: Path | None = None,
         yield path, problem
 
 
-def _walk(paths: list[Path], skipped: Path | None) -> Iterator[tuple[Path, str | None]]:
+def _walk(paths: list[Path], skipped: Path | None, runs: bool) -> Iterator[tuple[Path, str | None]]:
     for path in (Path(p).absolute() for p in paths):
         if path.is_dir():
             for root, dirs, files in os.walk(path, followlinks=False):
+                if runs and root != str(path) and holds_run(Path(root), files):
+                    dirs[:] = []
+                    yield Path(root), EARLIER_RUN
+                    continue
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skipped)
                 for name in sorted(files):
                     if name.startswith("."):
@@ -296,10 +332,10 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_unfinished(out_dir)
-    passed_over: list[Path] = []
-    jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
+    passed = PassedOver()
+    jobs = list(expand_paths(paths, skip=out_dir, passed=passed))
     entries: list[dict] = []
-    room = ManifestRoom(manifest, [*passed_over, *(path for path, _ in jobs)])
+    room = ManifestRoom(manifest, [*passed.files, *passed.runs, *(path for path, _ in jobs)])
     versions = engine_versions()
     earlier = earlier_entries(out_dir, settings, check, versions)
     kept = {index: earlier[str(path)] for index, (path, problem) in enumerate(jobs, 1)
@@ -327,7 +363,7 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
         "versions": versions,
         "check": check,
         "files": entries,
-        "passed_over": [str(path) for path in passed_over],
+        **passed.record(),
         "resumed": sum(1 for index in kept if "output" in entries[index - 1]),  # those a stop left are not done
     } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())

@@ -229,6 +229,9 @@ def _finished(manifest: dict, record: Path) -> int:
     if manifest["passed_over"]:
         _say(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
               "(sidecars, thumbnails, index files; listed in the manifest)")
+    for folder in manifest["earlier_outputs"]:
+        _say(f"passed over {folder}: it holds an earlier run's outputs (its manifest is there), which would be "
+             "anonymised again beside the first; name that folder itself to do so")
     for entry in flagged:
         _say(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
               f"{record.parent / HELD_BACK}: look at it before publishing")

@@ -32,8 +32,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import batch
-from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, anonymize_one, expand_paths, frame_progress,
-                    earlier_entries, not_done, output_name, remove_unfinished, report, stop_reason, unchanged)
+from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, PassedOver, anonymize_one, earlier_entries,
+                    expand_paths, frame_progress, not_done, output_name, remove_unfinished, report, stop_reason,
+                    unchanged)
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
@@ -312,10 +313,10 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     manifest = manifest or manifest_path(out_dir)
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)
-    passed_over: list[Path] = []
-    jobs = list(expand_paths(paths, skip=out_dir, companions=passed_over))
+    passed = PassedOver()
+    jobs = list(expand_paths(paths, skip=out_dir, passed=passed))
     entries: dict[int, dict] = {}
-    room = ManifestRoom(manifest, [*passed_over, *(path for path, _ in jobs)])
+    room = ManifestRoom(manifest, [*passed.files, *passed.runs, *(path for path, _ in jobs)])
     resumed: int = 0
     stopped: str | bool = False
     try:
@@ -360,7 +361,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
         "cluster": {"address": address},
         "resumed": resumed,
         "files": [entries[i] for i in range(len(jobs))],
-        "passed_over": [str(path) for path in passed_over],
+        **passed.record(),
     } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())
     return record

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import run_number
+from .batch import holds_run, run_number
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -153,6 +153,10 @@ def folder_problem(folder: str, roots: list[Path]) -> str | None:
     return None
 
 
+EARLIER_OUTPUTS = ("the anonymised outputs of a batch run (its manifest is in it), not added: open the run for "
+                   "review from its manifest (Open a batch run for review), or add this folder itself")
+
+
 def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                   max_bytes: int = MAX_FILE_BYTES) -> Iterator[Intake]:
     """The files of a folder on this machine, walked without following links; refuses a
@@ -164,6 +168,10 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
     target = typed_path(folder).resolve(strict=True)
     count = 0
     for parent, dirs, files in os.walk(target, followlinks=False):
+        if parent != str(target) and holds_run(Path(parent), files):  # added again, each a second copy
+            dirs[:] = []
+            yield Intake(readable_name(str(Path(parent).relative_to(target))) + "/", problem=EARLIER_OUTPUTS)
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(parent) / name

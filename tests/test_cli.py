@@ -494,6 +494,32 @@ def test_a_file_a_run_failed_on_is_detected_when_the_run_is_opened_for_review(tm
     assert records["pipe.jpg"].error == errors["pipe.jpg"] == "not a regular file (a device, pipe or socket)"
 
 
+def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said(tmp_path, astronaut_rgb):
+    """`anonymize photos --out photos/cleaned`, then the same folder into another: the second run
+    anonymised the first one's outputs again (a.jpg and a-2.jpg side by side, two copies of each
+    photo to publish), and counted its manifest as a sidecar. A folder met inside the inputs that
+    holds a run's manifest is passed over and said; named itself, it is anonymised. The dashboard's
+    folder intake passes it over the same way."""
+    from core.intake import EARLIER_OUTPUTS, intake_folder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    assert run_cli("anonymize", str(photos), "--out", str(photos / "cleaned")).returncode == 0
+    second = run_cli("anonymize", str(photos), "--out", str(tmp_path / "again"))
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.jpg", "manifest.json"]
+    assert second.stderr.splitlines()[-1] == (
+        f"passed over {photos / 'cleaned'}: it holds an earlier run's outputs (its manifest is there), which would "
+        "be anonymised again beside the first; name that folder itself to do so")
+    manifest = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert manifest["earlier_outputs"] == [str(photos / "cleaned")] and manifest["passed_over"] == []
+    named = run_cli("anonymize", str(photos / "cleaned"), "--out", str(tmp_path / "named"))
+    assert named.returncode == 0 and (tmp_path / "named" / "a.jpg").is_file(), named.stderr
+    assert [(i.name, i.problem) for i in intake_folder(str(photos), [tmp_path])] == [
+        ("a.jpg", None), ("cleaned/", EARLIER_OUTPUTS)]
+
+
 def test_a_run_with_a_name_that_is_not_utf8_opens_for_review(tmp_path, astronaut_rgb):
     """A file named on an old Windows machine ("caf\\xe9.jpg"): the run names it, and opening the
     run for review stopped on it (SQLite refused the name) instead of naming it with U+FFFD."""
