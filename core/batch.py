@@ -103,15 +103,23 @@ class PassedOver:
 def holds_run(folder: Path, names: list[str]) -> bool:
     """Whether `folder`, whose files are `names`, holds a run's outputs: a manifest this tool
     wrote (`manifest.json`, `manifest-2.json`...)."""
-    for name in names:
-        if name.startswith("manifest") and name.endswith(".json"):
-            try:
-                record = json.loads((folder / name).read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and {"files", "settings", "versions"} <= record.keys():
+    for name in filter(is_manifest_name, names):
+        try:
+            if is_run_record(json.loads((folder / name).read_text())):
                 return True
+        except (OSError, ValueError):
+            continue
     return False
+
+
+def is_manifest_name(name: str) -> bool:
+    """A run's manifest's name (`manifest_path`)."""
+    return name.startswith("manifest") and name.endswith(".json")
+
+
+def is_run_record(record) -> bool:
+    """Whether a JSON value is a run's manifest."""
+    return isinstance(record, dict) and {"files", "settings", "versions"} <= record.keys()
 
 
 def expand_paths(paths: list[Path], skip: Path | None = None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import holds_run, run_number
+from .batch import holds_run, is_manifest_name, is_run_record, run_number
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -50,8 +50,9 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
     """The files in an uploaded zip, taken as the same folder on this machine would be: each
     named by its path inside the zip (a name only: "..", "." and a leading "/" are dropped, and
     nothing is ever written by it), hidden files and the archiver's own (`__MACOSX/`) skipped,
-    anything not an image or video refused by its name. Links and anything that unpacks out of
-    proportion (a zip bomb) are refused; damaged data is that member's error."""
+    anything not an image or video refused by its name, a folder holding a batch run's outputs
+    passed over (`_run_folders`). Links and anything that unpacks out of proportion (a zip bomb)
+    are refused; damaged data is that member's error."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -62,11 +63,15 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         yield Intake(zip_name, problem=f"holds {len(members)} entries, more than {ZIP_MAX_MEMBERS}")
         return
     total = 0
-    for member in members:
-        parts = [p for p in member.filename.replace(chr(92), "/").split("/") if p not in ("", ".", "..")]
-        if member.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
-            continue
+    listed = list(_listed(members))
+    runs, said = _run_folders(archive, listed), set()
+    for member, parts in listed:
         label = f"{zip_name}/{'/'.join(parts)}"
+        if run := next((r for r in runs if tuple(parts[:len(r)]) == r), None):  # as in a folder: passed over
+            if run not in said:
+                said.add(run)
+                yield Intake(f"{zip_name}/{'/'.join(run)}/", problem=EARLIER_OUTPUTS)
+            continue
         if companion(parts[-1]):
             yield Intake(label, companion=True)
             continue
@@ -92,6 +97,37 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
             yield Intake(label, problem="larger than its zip header says; refused")
             continue
         yield Intake(label, content)
+
+
+def _listed(members: list[zipfile.ZipInfo]) -> Iterator[tuple[zipfile.ZipInfo, list[str]]]:
+    """A zip's files with their paths as names only ("..", "." and a leading "/" dropped), but
+    for hidden files and the archiver's own (`__MACOSX/`)."""
+    for member in members:
+        parts = [p for p in member.filename.replace(chr(92), "/").split("/") if p not in ("", ".", "..")]
+        if not member.is_dir() and parts and parts[0] != "__MACOSX" and not any(p.startswith(".") for p in parts):
+            yield member, parts
+
+
+# At most this much of a zip's manifests is read to tell a run's outputs apart (a zip bomb's many
+# "manifest.json" are not unpacked).
+ZIP_MANIFEST_BYTES = 64 << 20
+
+
+def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]]) -> set[tuple[str, ...]]:
+    """The folders of a zip that hold a run's manifest, as their paths' names (`batch.holds_run`
+    for a folder on this machine), but for one that holds the whole zip: that is the batch added,
+    as a folder named itself is read."""
+    found, budget = set(), ZIP_MANIFEST_BYTES
+    for member, parts in listed:
+        if len(parts) > 1 and is_manifest_name(parts[-1]) and member.file_size <= budget:
+            budget -= member.file_size
+            try:
+                with archive.open(member) as handle:
+                    if is_run_record(json.loads(handle.read(ZIP_MANIFEST_BYTES + 1))):
+                        found.add(tuple(parts[:-1]))
+            except Exception:  # noqa: BLE001 - damaged, or not JSON: not a manifest
+                continue
+    return {run for run in found if any(tuple(parts[:len(run)]) != run for _, parts in listed)}
 
 
 def intake_upload(name: str, data: bytes) -> Iterator[Intake]:

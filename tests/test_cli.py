@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -500,7 +502,7 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     photo to publish), and counted its manifest as a sidecar. A folder met inside the inputs that
     holds a run's manifest is passed over and said; named itself, it is anonymised. The dashboard's
     folder intake passes it over the same way."""
-    from core.intake import EARLIER_OUTPUTS, intake_folder
+    from core.intake import EARLIER_OUTPUTS, intake_folder, unpack_zip
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -518,6 +520,17 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     assert named.returncode == 0 and (tmp_path / "named" / "a.jpg").is_file(), named.stderr
     assert [(i.name, i.problem) for i in intake_folder(str(photos), [tmp_path])] == [
         ("a.jpg", None), ("cleaned/", EARLIER_OUTPUTS)]
+    # And so does a zip of the folder, as a file manager makes one (each path under the folder's
+    # name); a zip of the outputs' folder alone is read, as that folder named itself is.
+    for folder, expected in ((photos, [("photos.zip/photos/a.jpg", None),
+                                       ("photos.zip/photos/cleaned/", EARLIER_OUTPUTS)]),
+                             (photos / "cleaned", [("cleaned.zip/cleaned/a.jpg", None)])):
+        packed = io.BytesIO()
+        with zipfile.ZipFile(packed, "w") as archive:
+            for path in sorted(folder.rglob("*")):
+                archive.write(path, path.relative_to(folder.parent))
+        unpacked = [(i.name, i.problem) for i in unpack_zip(packed.getvalue(), f"{folder.name}.zip") if not i.companion]
+        assert unpacked == expected
 
 
 def test_a_run_with_a_name_that_is_not_utf8_opens_for_review(tmp_path, astronaut_rgb):
