@@ -44,6 +44,7 @@ class Intake:
     problem: str | None = None
     path: Path | None = None  # a file on this machine, copied into the store in chunks (not read into `data`)
     companion: bool = False  # a sidecar, thumbnail or index file (`kinds.companion`): passed over, counted
+    earlier_run: bool = False  # a folder holding a batch run's outputs (`batch.holds_run`): passed over, said
 
 
 def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
@@ -70,7 +71,7 @@ def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
         if run := next((r for r in runs if tuple(parts[:len(r)]) == r), None):  # as in a folder: passed over
             if run not in said:
                 said.add(run)
-                yield Intake(f"{zip_name}/{'/'.join(run)}/", problem=EARLIER_OUTPUTS)
+                yield Intake(f"{zip_name}/{'/'.join(run)}/", earlier_run=True)
             continue
         if companion(parts[-1]):
             yield Intake(label, companion=True)
@@ -189,10 +190,6 @@ def folder_problem(folder: str, roots: list[Path]) -> str | None:
     return None
 
 
-EARLIER_OUTPUTS = ("the anonymised outputs of a batch run (its manifest is in it), not added: open the run for "
-                   "review from its manifest (Open a batch run for review), or add this folder itself")
-
-
 def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                   max_bytes: int = MAX_FILE_BYTES) -> Iterator[Intake]:
     """The files of a folder on this machine, walked without following links; refuses a
@@ -206,7 +203,7 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
     for parent, dirs, files in os.walk(target, followlinks=False):
         if parent != str(target) and holds_run(Path(parent), files):  # added again, each a second copy
             dirs[:] = []
-            yield Intake(readable_name(str(Path(parent).relative_to(target))) + "/", problem=EARLIER_OUTPUTS)
+            yield Intake(readable_name(str(Path(parent).relative_to(target))) + "/", earlier_run=True)
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -242,6 +239,7 @@ class IntakeReport:
     companions: list[str]  # sidecars, thumbnails and index files passed over (`kinds.companion`)
     cuts: list[tuple[str, str]] = field(default_factory=list)  # (video offered, the name its part is added as)
     full: str | None = None  # the workspace's disk filled (the system's words): the files from there on not added
+    earlier_runs: list[str] = field(default_factory=list)  # folders of a batch run's outputs passed over
 
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
@@ -253,13 +251,13 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     of it only (`cut.cut`): minutes of an hours-long recording, detected and reviewed as those
     minutes; photos are taken whole. A disk that fills (`out_of_room`) stops the intake: the
     files added stay, and the report says so (`full`)."""
-    refused, duplicates, companions, added, cuts, full = [], [], [], 0, [], None
+    refused, duplicates, companions, runs, added, cuts, full = [], [], [], [], 0, [], None
     try:
         for count, item in enumerate(intakes, 1):
             if progress:
                 progress(count, item.name)
-            if item.companion:
-                companions.append(item.name)
+            if item.companion or item.earlier_run:
+                (runs if item.earlier_run else companions).append(item.name)
                 continue
             if not item.problem:
                 try:
@@ -284,7 +282,9 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
     if companions and not full:
         workspace.log(session_id, actor, "companion files passed over", count=len(companions),
                       names=", ".join(companions))
-    return IntakeReport(added, refused, duplicates, companions, cuts, full)
+    if runs and not full:
+        workspace.log(session_id, actor, "batch run outputs passed over", folders=", ".join(runs))
+    return IntakeReport(added, refused, duplicates, companions, cuts, full, runs)
 
 
 def _store(workspace: Workspace, session_id: int, item: Intake, actor: str) -> str | None:

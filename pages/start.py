@@ -154,6 +154,7 @@ elif add:
         st.session_state["duplicates"] = [d for report in reports for d in report.duplicates]
         st.session_state["cuts"] = [c for report in reports for c in report.cuts]
         st.session_state["companions"] = [name for report in reports for name in report.companions]
+        st.session_state["earlier_runs"] = [name for report in reports for name in report.earlier_runs]
         st.session_state["full"] = reports[-1].full and (sum(report.added for report in reports), reports[-1].full)
         if not reports[-1].full:  # else the files stay chosen, to be added again once there is room
             for key in (f"uploader-{upload_round}", f"folder-{upload_round}", f"part-from-{upload_round}",
@@ -174,6 +175,10 @@ for offered, name in st.session_state.get("cuts", []):
             "with its SHA-256).")
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
+for folder in st.session_state.get("earlier_runs", []):
+    st.info(f"{plain(folder)} was not added: it holds the anonymised outputs of a batch run (its manifest is in it), "
+            "which would be reviewed again beside the originals. Open that run for review from its manifest (Open a "
+            "batch run for review, below), or add that folder itself.")
 if companions := st.session_state.get("companions"):
     st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "
             "thumbnails, a card's index files; never published): "

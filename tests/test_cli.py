@@ -501,8 +501,9 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     anonymised the first one's outputs again (a.jpg and a-2.jpg side by side, two copies of each
     photo to publish), and counted its manifest as a sidecar. A folder met inside the inputs that
     holds a run's manifest is passed over and said; named itself, it is anonymised. The dashboard's
-    folder intake passes it over the same way."""
-    from core.intake import EARLIER_OUTPUTS, intake_folder, unpack_zip
+    folder and zip intake pass it over the same way, and say so (it was an item of the session)."""
+    from core.intake import add_files, intake_folder, unpack_zip
+    from core.workspace import Workspace
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -518,18 +519,25 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     assert manifest["earlier_outputs"] == [str(photos / "cleaned")] and manifest["passed_over"] == []
     named = run_cli("anonymize", str(photos / "cleaned"), "--out", str(tmp_path / "named"))
     assert named.returncode == 0 and (tmp_path / "named" / "a.jpg").is_file(), named.stderr
-    assert [(i.name, i.problem) for i in intake_folder(str(photos), [tmp_path])] == [
-        ("a.jpg", None), ("cleaned/", EARLIER_OUTPUTS)]
+    assert [(i.name, i.problem, i.earlier_run) for i in intake_folder(str(photos), [tmp_path])] == [
+        ("a.jpg", None, False), ("cleaned/", None, True)]
+    ws = Workspace(tmp_path / "ws")
+    session = ws.create_session("Folder", "Officer")
+    report = add_files(ws, session, intake_folder(str(photos), [tmp_path]), "Officer")
+    assert (report.added, report.refused, report.earlier_runs) == (1, [], ["cleaned/"])
+    assert [r.name for r in ws.images(session)] == ["a.jpg"], "said, not an item of the session"
+    assert [a["detail"] for a in ws.audit(session) if a["action"] == "batch run outputs passed over"] == [
+        {"folders": "cleaned/"}]
     # And so does a zip of the folder, as a file manager makes one (each path under the folder's
     # name); a zip of the outputs' folder alone is read, as that folder named itself is.
-    for folder, expected in ((photos, [("photos.zip/photos/a.jpg", None),
-                                       ("photos.zip/photos/cleaned/", EARLIER_OUTPUTS)]),
-                             (photos / "cleaned", [("cleaned.zip/cleaned/a.jpg", None)])):
+    for folder, expected in ((photos, [("photos.zip/photos/a.jpg", False), ("photos.zip/photos/cleaned/", True)]),
+                             (photos / "cleaned", [("cleaned.zip/cleaned/a.jpg", False)])):
         packed = io.BytesIO()
         with zipfile.ZipFile(packed, "w") as archive:
             for path in sorted(folder.rglob("*")):
                 archive.write(path, path.relative_to(folder.parent))
-        unpacked = [(i.name, i.problem) for i in unpack_zip(packed.getvalue(), f"{folder.name}.zip") if not i.companion]
+        unpacked = [(i.name, i.earlier_run) for i in unpack_zip(packed.getvalue(), f"{folder.name}.zip")
+                    if not i.companion and not i.problem]
         assert unpacked == expected
 
 

@@ -1066,6 +1066,26 @@ def test_a_cards_sidecars_are_said_as_passed_over_not_as_failed_photos(root, ast
     assert [r.name for r in Workspace(root / "ws").images(at.session_state["session_id"])] == ["IMG_0001.JPG"]
 
 
+def test_a_batch_runs_outputs_inside_a_folder_added_are_said_and_not_added(root, astronaut_rgb):
+    """A folder whose sub-folder holds a batch run's anonymised outputs (`--out photos/cleaned`):
+    they were added beside the originals, to be reviewed twice. The Start page says the folder
+    was passed over and what to do instead."""
+    photos = root / "photos"
+    (photos / "cleaned").mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    (photos / "cleaned" / "a.jpg").write_bytes(jpeg_bytes(astronaut_rgb[::2, ::2].copy()))
+    (photos / "cleaned" / "manifest.json").write_text('{"files": [], "settings": {}, "versions": {}}')
+    at = started()
+    next(t for t in at.text_input if "folder" in t.label).input(str(photos)).run()
+    next(b for b in at.button if b.label == "Add and detect faces").click().run()
+    assert not at.exception
+    assert [i.value for i in at.info] == [
+        f"{plain('cleaned/')} was not added: it holds the anonymised outputs of a batch run (its manifest is in it), "
+        "which would be reviewed again beside the originals. Open that run for review from its manifest (Open a "
+        "batch run for review, below), or add that folder itself."]
+    assert [r.name for r in Workspace(root / "ws").images(at.session_state["session_id"])] == ["a.jpg"]
+
+
 def test_overview_rows_follow_each_change_and_equal_a_fresh_derivation(root, astronaut_rgb, engine, monkeypatch):
     """The overview keeps its rows up to date from the audit log: after a decision, a switched
     face and a batch setting change, they equal rows derived from scratch; after a restart, the
