@@ -52,10 +52,12 @@ def is_video(path: Path | str) -> bool:
 
 def unreadable_kind(path: Path | str) -> str | None:
     """Why a file is refused by its name, whatever it holds: a camera's raw file (a DNG opens
-    as a TIFF of its small preview), said with what to do."""
+    as a TIFF of its small preview), or a zip, said with what to do."""
     suffix = Path(path).suffix.lower()
     if suffix in RAW_SUFFIXES:
         return "a camera's raw file: develop it as JPEG first (raw files are not read)"
+    if suffix == ".zip":  # an upload's is unpacked (`intake.unpack_zip`); one named or met in a folder is not
+        return "a zip archive: unpack it first (a zip uploaded to the dashboard is unpacked there)"
     return None
 
 

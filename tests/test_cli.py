@@ -165,6 +165,17 @@ def test_a_camera_raw_file_named_on_the_command_line_is_refused_as_such(tmp_path
     assert json.loads(result.stdout)[0]["error"].startswith("a camera's raw file: develop it as JPEG first")
 
 
+def test_a_zip_named_on_the_command_line_is_said_to_be_one(tmp_path, astronaut_rgb):
+    """The dashboard takes a zip as its folder; the command line does not unpack one, and said
+    "not a supported image (JPEG, HEIC, PNG...)" of a phone's export zip."""
+    with zipfile.ZipFile(tmp_path / "phone.zip", "w") as archive:
+        archive.writestr("IMG_0001.JPG", jpeg_bytes(astronaut_rgb))
+    result = run_cli("anonymize", str(tmp_path / "phone.zip"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path / 'phone.zip'}: a zip archive: unpack it first (a "
+                                              "zip uploaded to the dashboard is unpacked there)")
+
+
 def test_a_pipe_in_a_folder_or_named_is_refused_and_the_batch_goes_on(tmp_path, astronaut_rgb):
     """A named pipe (or a device) with a photo's name: reading it waited for a writer for ever,
     and the whole batch with it."""
