@@ -102,12 +102,14 @@ class PassedOver:
 
 def holds_run(folder: Path, names: list[str]) -> bool:
     """Whether `folder`, whose files are `names`, holds a run's outputs: a manifest this tool
-    wrote (`manifest.json`, `manifest-2.json`...)."""
-    for name in filter(is_manifest_name, names):
+    wrote (`manifest.json`, `manifest-2.json`...), told by its first bytes (`is_run_head`)."""
+    for path in (folder / name for name in names if is_manifest_name(name)):
         try:
-            if is_run_record(json.loads((folder / name).read_text())):
-                return True
-        except (OSError, ValueError):
+            if path.is_file():  # a pipe so named would never answer
+                with open(path, "rb") as handle:
+                    if is_run_head(handle.read(MANIFEST_HEAD)):
+                        return True
+        except OSError:
             continue
     return False
 
@@ -117,9 +119,16 @@ def is_manifest_name(name: str) -> bool:
     return name.startswith("manifest") and name.endswith(".json")
 
 
-def is_run_record(record) -> bool:
-    """Whether a JSON value is a run's manifest."""
-    return isinstance(record, dict) and {"files", "settings", "versions"} <= record.keys()
+# How much of a file named as a manifest is read to tell whether it is a run's: a run writes its
+# settings, versions and check first, then its files (`anonymize_files`), and the manifest of a
+# batch of thousands of crowd photos runs to a hundred megabytes.
+MANIFEST_HEAD = 64 * 1024
+
+
+def is_run_head(head: bytes) -> bool:
+    """Whether the first bytes of a file named as a manifest are a run's: a JSON object that names
+    its settings, versions and files."""
+    return head.lstrip().startswith(b"{") and all(key in head for key in (b'"settings"', b'"versions"', b'"files"'))
 
 
 def expand_paths(paths: list[Path], skip: Path | None = None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import holds_run, is_manifest_name, is_run_record, run_number
+from .batch import MANIFEST_HEAD, holds_run, is_manifest_name, is_run_head, run_number
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -109,8 +109,8 @@ def _listed(members: list[zipfile.ZipInfo]) -> Iterator[tuple[zipfile.ZipInfo, l
             yield member, parts
 
 
-# At most this much of a zip's manifests is read to tell a run's outputs apart (a zip bomb's many
-# "manifest.json" are not unpacked).
+# At most this much of a zip's manifests is unpacked to tell a run's outputs apart (a zip bomb's
+# many "manifest.json" are not).
 ZIP_MANIFEST_BYTES = 64 << 20
 
 
@@ -120,13 +120,13 @@ def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, l
     as a folder named itself is read."""
     found, budget = set(), ZIP_MANIFEST_BYTES
     for member, parts in listed:
-        if len(parts) > 1 and is_manifest_name(parts[-1]) and member.file_size <= budget:
-            budget -= member.file_size
+        if len(parts) > 1 and is_manifest_name(parts[-1]) and budget > 0:
+            budget -= MANIFEST_HEAD
             try:
                 with archive.open(member) as handle:
-                    if is_run_record(json.loads(handle.read(ZIP_MANIFEST_BYTES + 1))):
+                    if is_run_head(handle.read(MANIFEST_HEAD)):
                         found.add(tuple(parts[:-1]))
-            except Exception:  # noqa: BLE001 - damaged, or not JSON: not a manifest
+            except Exception:  # noqa: BLE001 - damaged data: not told a manifest
                 continue
     return {run for run in found if any(tuple(parts[:len(run)]) != run for _, parts in listed)}
 

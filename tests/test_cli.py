@@ -530,6 +530,14 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     assert manifest["earlier_outputs"] == [str(photos / "cleaned")] and manifest["passed_over"] == []
     named = run_cli("anonymize", str(photos / "cleaned"), "--out", str(tmp_path / "named"))
     assert named.returncode == 0 and (tmp_path / "named" / "a.jpg").is_file(), named.stderr
+    # A pipe named as a manifest is not read (it would never answer): its folder is walked.
+    (photos / "sub").mkdir()
+    (photos / "sub" / "b.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    os.mkfifo(photos / "sub" / "manifest.json")
+    piped = run_cli("anonymize", str(photos), "--out", str(tmp_path / "piped"), timeout=120)
+    assert sorted(p.name for p in (tmp_path / "piped").iterdir()) == ["a.jpg", "b.jpg", "manifest.json"], piped.stderr
+    (photos / "sub" / "manifest.json").unlink()
+    shutil.rmtree(photos / "sub")
     assert [(i.name, i.problem, i.earlier_run) for i in intake_folder(str(photos), [tmp_path])] == [
         ("a.jpg", None, False), ("cleaned/", None, True)]
     ws = Workspace(tmp_path / "ws")
