@@ -105,7 +105,7 @@ def holds_run(folder: Path, names: list[str]) -> bool:
     wrote (`manifest.json`, `manifest-2.json`...), told by its first bytes (`is_run_head`)."""
     for path in (folder / name for name in names if is_manifest_name(name)):
         try:
-            if path.is_file():  # a pipe so named would never answer
+            if path.is_file() and not path.is_symlink():  # a pipe so named would never answer; a link not followed
                 with open(path, "rb") as handle:
                     if is_run_head(handle.read(MANIFEST_HEAD)):
                         return True
