@@ -1081,8 +1081,8 @@ def test_a_batch_runs_outputs_inside_a_folder_added_are_said_and_not_added(root,
     assert not at.exception
     assert [i.value for i in at.info] == [
         f"{plain('cleaned/')} was not added: it holds the anonymised outputs of a batch run (its manifest is in it), "
-        "which would be reviewed again beside the originals. Open that run for review from its manifest (Open a "
-        "batch run for review, below), or add that folder itself."]
+        "which would be reviewed again beside the originals. Open that run for review from its manifest (Close this "
+        "session, then Open a batch run for review), or add that folder itself."]
     assert [r.name for r in Workspace(root / "ws").images(at.session_state["session_id"])] == ["a.jpg"]
 
 
