@@ -285,7 +285,7 @@ def earlier_entries(out_dir: Path, settings: Settings, check: bool, versions: di
     `unchanged` then says whether it can be kept."""
     wanted = json.loads(json.dumps([settings.to_dict(), check, versions]))
     found: dict[str, dict] = {}
-    for path in sorted(out_dir.glob("manifest*.json"), key=run_number):
+    for path in run_manifests(out_dir):
         try:
             record = json.loads(path.read_text())
             if [record["settings"], record.get("check"), record["versions"]] == wanted:
@@ -296,8 +296,13 @@ def earlier_entries(out_dir: Path, settings: Settings, check: bool, versions: di
     return found
 
 
-def run_number(manifest: Path) -> int:
-    """`manifest.json` 1, `manifest-2.json` 2 (as `manifest_path` names them)."""
+def run_manifests(folder: Path) -> list[Path]:
+    """The manifests of the runs into `folder`, the first run's first (`manifest_path` names them:
+    `manifest.json`, `manifest-2.json`...)."""
+    return sorted(folder.glob("manifest*.json"), key=_run_number)
+
+
+def _run_number(manifest: Path) -> int:
     number = manifest.stem.rpartition("-")[2]
     return int(number) if number.isdigit() else 1
 

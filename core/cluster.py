@@ -73,8 +73,7 @@ def reach(address: str) -> str:
     except OSError as exc:
         raise Unreachable(f"no Ray cluster answers at {said} ({exc.strerror or exc}): is its head started "
                           "(`ray start --head`) and the address right?") from None
-    raise Unreachable(f"{said} answers, but not as a Ray cluster's head (not with gRPC's greeting within "
-                      f"{REACH_SECONDS} s): is the port the one its `ray start --head` gave (6379 unless changed)?")
+    raise Unreachable(_not_a_head(said, f"not with gRPC's greeting within {REACH_SECONDS} s"))
 
 
 _NONE_HERE = ("--ray auto: no Ray cluster is running on this machine: start one (`ray start --head`) or name its "
@@ -134,9 +133,9 @@ def _refused(address: str) -> str:
             "~/.ray/auth_token): give it the token the cluster was started with, then run again")
 
 
-def _not_joined(address: str, exc: ConnectionError) -> str:
-    return (f"{address} answers, but not as a Ray cluster's head ({exc}): is the port the one its `ray start --head` "
-            "gave?")
+def _not_a_head(address: str, why) -> str:
+    return (f"{address} answers, but not as a Ray cluster's head ({why}): is the port the one its `ray start --head` "
+            "gave (6379 unless changed)?")
 
 
 # How long a cluster's head may take to answer before `reach` gives up.
@@ -161,7 +160,7 @@ def connect(address: str):
                 raise Unreachable(_refused(address)) from None
             except ConnectionError as exc:  # a cluster with tokens (Ray's default from 2.61) says so to the client
                 raise Unreachable(_refused(address) if "InvalidAuthToken" in said() else
-                                  _not_joined(address, exc)) from None
+                                  _not_a_head(address, exc)) from None
     # A cluster of one machine. Ray would bind its services to the machine's network address,
     # found by a UDP connect to 8.8.8.8, unless told that clusters are off (its Windows/macOS
     # switch, read when Ray is imported): then everything is on 127.0.0.1. Ray's head also

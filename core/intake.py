@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import MANIFEST_HEAD, holds_run, is_manifest_name, is_run_head, run_number
+from .batch import MANIFEST_HEAD, holds_run, is_manifest_name, is_run_head, run_manifests
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -390,9 +390,10 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
                roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
     each photo's original is stored and its faces are taken from the manifest (it is not
-    detected again); a file that failed in the run, changed since, or lies outside `roots`
-    (when given) is listed as refused; a run's residual check (`--check`) is kept as the
-    dashboard's own would be. Videos are stored (in chunks) to be detected again here:
+    detected again); a file the run did not do (stopped before it, or failed on it) is stored to
+    be detected here, as a folder's file is; one changed since, or outside `roots` (when given),
+    is listed as refused; a run's residual check (`--check`) is kept as the dashboard's own would
+    be. Videos are stored (in chunks) to be detected again here:
     the manifest keeps only the tracks over the threshold, not the near misses, thumbnails and
     frame times their review needs."""
     def allowed(path: Path) -> Path:
@@ -402,7 +403,7 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
 
     manifest_path = allowed(typed_path(manifest_path))
     if manifest_path.is_dir():  # the run's output folder: its one manifest (itself checked: a link may lead out)
-        found = sorted(manifest_path.glob("manifest*.json"), key=run_number, reverse=True)
+        found = run_manifests(manifest_path)[::-1]
         if len(found) != 1:  # the latest run's first, each with what tells the runs apart
             raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
                              + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else

@@ -43,8 +43,9 @@ if opened is None:
             st.caption("No earlier sessions.")
         else:
             st.dataframe(
-                [{"name": as_line(s["name"]), "reviewer": as_line(s["reviewer"]), "created": local_time(s["created"]), "images": s["images"],
-                  "approved": s["approved"] or 0, "rejected": s["rejected"] or 0} for s in sessions],
+                [{"name": as_line(s["name"]), "reviewer": as_line(s["reviewer"]), "created": local_time(s["created"]),
+                  "images": s["images"], "approved": s["approved"] or 0, "rejected": s["rejected"] or 0}
+                 for s in sessions],
                 hide_index=True)
             with st.form("reopen"):
                 chosen = st.selectbox("Session", sessions, format_func=lambda s: as_line(s["name"]))
