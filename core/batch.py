@@ -16,29 +16,22 @@ import numpy as np
 
 from . import video
 from .faces import Face, near_misses, selected
+from .journal import JOURNALS, RUN_JOURNAL, Journal, is_journal
 from .images import ImageError, Photo, encode_photo, file_format, has_alpha, output_format
 from .pipeline import (DETECT_EVERY, VIDEO_FOUND_AGAIN, Engine, Settings, anonymize, check_output, engine_versions,
                        failure_reason)
 from .report import utc_now
 from .residual import EXPOSED, residual_faces
-from .store import Reserve, out_of_room, write_atomically
+from .store import NoRoom, Reserve, out_of_room, write_atomically
 from .kinds import companion, is_video, not_media, not_regular, unreadable_kind
 
 HELD_BACK = "held-back"
 STOPPED = "not done: the run was stopped before it (Ctrl-C, its terminal closed, or kill); run again for it"
 FULL = "not done: the run was stopped before it (its output disk was full); free space on it and run again for it"
+KILLED = ("not done: the run was stopped before it (killed, or the machine went down, before it wrote its manifest); "
+          "run again for it")
 COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
 EARLIER_RUN = "holds an earlier run's outputs: passed over"
-
-
-class NoRoom(Exception):
-    """The output disk took no more (full, over quota, read-only), with the system's reason: the
-    run stops at once, its manifest written in the room kept for it; raised by a run's
-    `anonymize_files` when it cannot start."""
-
-    @classmethod
-    def of(cls, exc: OSError) -> NoRoom:
-        return cls(exc.strerror or str(exc))
 
 
 class ManifestRoom:
@@ -102,21 +95,23 @@ class PassedOver:
 
 def holds_run(folder: Path, names: list[str]) -> bool:
     """Whether `folder`, whose files are `names`, holds a run's outputs: a manifest this tool
-    wrote (`manifest.json`, `manifest-2.json`...), told by its first bytes (`is_run_head`)."""
-    for path in (folder / name for name in names if is_manifest_name(name)):
+    wrote (`manifest.json`, `manifest-2.json`...), or the journal of a run killed before it wrote
+    one, told by its first bytes (`is_run_record`)."""
+    for name in (name for name in names if is_record_name(name)):
+        path = folder / name
         try:
             if path.is_file() and not path.is_symlink():  # a pipe so named would never answer; a link not followed
                 with open(path, "rb") as handle:
-                    if is_run_head(handle.read(MANIFEST_HEAD)):
+                    if is_run_record(name, handle.read(MANIFEST_HEAD)):
                         return True
         except OSError:
             continue
     return False
 
 
-def is_manifest_name(name: str) -> bool:
-    """A run's manifest's name (`manifest_path`)."""
-    return name.startswith("manifest") and name.endswith(".json")
+def is_record_name(name: str) -> bool:
+    """A run's manifest's name (`manifest_path`), or its journal's (`core.journal`)."""
+    return (name.startswith("manifest") and name.endswith(".json")) or name in JOURNALS
 
 
 # How much of a file named as a manifest is read to tell whether it is a run's: a run writes its
@@ -125,9 +120,12 @@ def is_manifest_name(name: str) -> bool:
 MANIFEST_HEAD = 64 * 1024
 
 
-def is_run_head(head: bytes) -> bool:
-    """Whether the first bytes of a file named as a manifest are a run's: a JSON object that names
-    its settings, versions and files."""
+def is_run_record(name: str, head: bytes) -> bool:
+    """Whether a file named as a run's record (`is_record_name`) is one, by its first bytes: a
+    manifest is a JSON object that names its settings, versions and files; a journal starts as
+    `core.journal` writes it."""
+    if name in JOURNALS:
+        return is_journal(name, head)
     return head.lstrip().startswith(b"{") and all(key in head for key in (b'"settings"', b'"versions"', b'"files"'))
 
 
@@ -319,6 +317,47 @@ def unchanged(entry: dict, path: Path, out_dir: Path) -> bool:
         return False
 
 
+def recover(out_dir: Path) -> Path | None:
+    """The manifest of a run into `out_dir` killed before it wrote one (kill -9, the out-of-memory
+    killer, a power cut), made from its journal (`core.journal`) as a stopped run's: the files it
+    finished with their entries, the rest not done (`KILLED`); an output it named but had not
+    recorded is removed (it may be whole, but no record says what it is). Returns that manifest,
+    or None when no run was killed there. Then the same command run again keeps the files it
+    finished and does the rest, as after a Ctrl-C; until then the folder's outputs all have a
+    record. Only while no other run writes there (`store.only_run`), before the next run names
+    its manifest."""
+    path = out_dir / RUN_JOURNAL
+    if not path.is_file():
+        return None
+    journal = Journal(path)
+    run = journal.run
+    manifest = out_dir / run["manifest"] if run else None
+    if run and not manifest.exists():  # else killed before any work, or just after its manifest was written
+        files = []
+        for source in run["inputs"]:
+            event = journal.done.get(source)
+            if not event:
+                remove_unrecorded(out_dir, journal.names.get(source))
+            files.append(event["entry"] if event else {"input": source, "error": KILLED})
+        record = {key: run[key] for key in ("created", "settings", "versions", "check", "passed_over",
+                                            "earlier_outputs")}
+        (out_dir / f".{manifest.name}.room").unlink(missing_ok=True)  # the killed run's room for it
+        write_atomically(manifest, json.dumps(record | {
+            "files": files, "resumed": sum(1 for event in journal.done.values() if event.get("kept")),
+            "stopped": "killed, or the machine went down, before it wrote its manifest (made from its journal "
+                       f"by the next run into the folder, {utc_now()})"}, indent=2).encode())
+    path.unlink()
+    return manifest if run else None
+
+
+def remove_unrecorded(out_dir: Path, name: str | None) -> None:
+    """A file not done when a run stopped may have been written as the run was stopping, after
+    its entry was lost: an output no manifest records does not stay."""
+    if name:
+        for folder in (out_dir, out_dir / HELD_BACK):
+            (folder / name).unlink(missing_ok=True)
+
+
 def remove_unfinished(out_dir: Path) -> None:
     """Remove the outputs an earlier run into `out_dir` left unfinished, under their temporary
     names (`.partial-*`, beside the outputs or held back), when it was killed or lost its power
@@ -345,15 +384,18 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     ones, and the manifest says why. Reading the next file and encoding the last one run
     beside detection, so a batch keeps the machine's cores busy. Stopped (Ctrl-C), it finishes
     the outputs being written, removes the one being made, and writes the manifest all the same:
-    every input is in it, those not done said so, and `stopped` is true.
+    every input is in it, those not done said so, and `stopped` is true. Killed outright (kill -9,
+    the out-of-memory killer, a power cut), it leaves its journal (`core.journal`), which the
+    next run into `out_dir` makes into its manifest first (`recover`).
 
     The manifest's room is kept on the output disk as the run goes (`Reserve`): a disk that
     fills stops the run at the first file it refuses, with the manifest written all the same
     (`stopped` is then the reason), instead of failing every file left and losing the record of
     those written. `NoRoom` (with nothing done) when there is no room to start."""
-    manifest = manifest or manifest_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_unfinished(out_dir)
+    recover(out_dir)
+    manifest = manifest or manifest_path(out_dir)
     passed = PassedOver()
     jobs = list(expand_paths(paths, skip=out_dir, passed=passed))
     entries: list[dict] = []
@@ -362,12 +404,17 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
     earlier = earlier_entries(out_dir, settings, check, versions)
     kept = {index: earlier[str(path)] for index, (path, problem) in enumerate(jobs, 1)
             if not problem and str(path) in earlier and unchanged(earlier[str(path)], path, out_dir)}
+    journal = Journal(out_dir / RUN_JOURNAL)
 
     stopped: str | bool = False
     try:
+        journal.append({"run": {"manifest": manifest.name, "created": utc_now(), "settings": settings.to_dict(),
+                                "versions": versions, "check": check, "inputs": [str(path) for path, _ in jobs],
+                                **passed.record()}})
         with ThreadPoolExecutor(max_workers=2) as pool:
             try:
-                _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room, kept)
+                _run(engine, pool, jobs, entries, out_dir, settings, progress, check, detect_every, room, kept,
+                     journal)
             except (KeyboardInterrupt, NoRoom) as exc:
                 stopped = stop_reason(exc)
                 pool.shutdown(wait=True)  # the outputs being written are finished, and their entries filled in
@@ -389,19 +436,24 @@ def anonymize_files(engine: Engine, paths: list[Path], out_dir: Path, settings: 
         "resumed": sum(1 for index in kept if "output" in entries[index - 1]),  # those a stop left are not done
     } | ({"stopped": stopped} if stopped else {})
     write_atomically(manifest, json.dumps(record, indent=2).encode())
+    journal.path.unlink(missing_ok=True)  # the manifest holds it all now
     return record
 
 
 def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dict], out_dir: Path,
          settings: Settings, progress: Callable[[int, int, str], None] | None, check: bool, detect_every: int,
-         room: ManifestRoom, kept: dict[int, dict]) -> None:
+         room: ManifestRoom, kept: dict[int, dict], journal: Journal) -> None:
     """The batch's loop: each job's entry appended to `entries` as it is reached, and filled
     in when its output is written (by `pool`, beside the next detection) or it fails, or from
-    an earlier run (`kept`, by job number); the manifest's `room` grown for each. `NoRoom` after
-    the first file the output disk refused."""
+    an earlier run (`kept`, by job number); the manifest's `room` grown for each, and the
+    `journal` told each output's name before it is written (synced: a power cut leaves no output
+    it does not name) and each entry once complete (not synced, which costs a detection's time:
+    an entry a power cut loses leaves an output the next run removes and does again).
+    `NoRoom` after the first file the output disk refused."""
     namer = OutputNamer(out_dir)
 
     def finish(entry: dict, photo: Photo, found: list[Face], pixels: np.ndarray, name: str) -> dict:
+        journal.append({"assign": entry["input"], "name": name})  # on the disk before the output
         return entry.update(write_output(engine, photo, found, pixels, out_dir, name, settings, check))
 
     reads = _prefetch(pool, jobs, engine.read, ahead=2, skip=kept)
@@ -420,12 +472,13 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
             close(index, entry, failure)
 
     def close(index: int, entry: dict, failure: Exception | None = None) -> None:
-        """A file's entry complete: said, and its room kept; a file the output disk refused stops
+        """A file's entry complete: journaled, said, and its room kept; a file the output disk refused stops
         the run, since every file after it would be refused too."""
         if failure is not None and out_of_room(failure):  # not the file's fault: done once there is room
             entry["error"] = FULL
             report(progress, index, len(jobs), entry)
             raise NoRoom.of(failure) from failure
+        journal.append({"done": entry["input"], "entry": entry}, sync=False)  # recorded before it is said done
         report(progress, index, len(jobs), entry)
         room.keep(entry)
 
@@ -435,6 +488,7 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
         if index in kept:
             entry.update(kept[index])
             settle(0)
+            journal.append({"done": entry["input"], "entry": entry, "kept": True}, sync=False)
             report(progress, index, len(jobs), entry, earlier=True)
             room.keep(entry)
             continue
@@ -445,6 +499,7 @@ def _run(engine: Engine, pool: ThreadPoolExecutor, jobs: list, entries: list[dic
                 raise ImageError(str(path), problem)
             if is_video(path):
                 name = namer.name_for(path.name, "MP4")
+                journal.append({"assign": str(path), "name": name})
                 entry.update(anonymize_video(engine, path, out_dir, name, settings, check,
                                              frame_progress(progress, index, len(jobs), path), detect_every))
             else:

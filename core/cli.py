@@ -19,7 +19,7 @@ from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
 from .batch import (HELD_BACK, NoRoom, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
-                    stopped_before)
+                    recover, stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .store import Busy, only_run
 from .kinds import is_video
@@ -171,6 +171,7 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
     `where` names its manifest, `run` makes it and returns it; its closing lines and exit code."""
     try:
         with only_run(out):
+            _recovered(out)
             return _ran(out, where(out), run)
     except Busy as exc:
         _say(f"error: --out {out} is being written by another run{f' (process {exc})' if str(exc) else ''}: "
@@ -178,6 +179,15 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
         return 1
     except OSError as exc:  # the folder takes not even its lock
         return _cannot_take(out, exc.strerror or str(exc))
+
+
+def _recovered(out: Path) -> None:
+    """An earlier run into `out` killed before it wrote its manifest is given one first, and said."""
+    manifest = recover(out)
+    if manifest:
+        done = sum(1 for entry in json.loads(manifest.read_text())["files"] if "output" in entry)
+        _say(f"an earlier run into {out} was killed before it wrote its manifest: its record is made now, from "
+             f"its journal: {manifest} ({done} file(s) done)")
 
 
 def _ran(out: Path, record: Path, run: Callable[[Path], dict]) -> int:

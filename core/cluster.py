@@ -32,14 +32,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import batch
-from .batch import (FULL, HELD_BACK, ManifestRoom, NoRoom, OutputNamer, PassedOver, anonymize_one, earlier_entries,
-                    expand_paths, frame_progress, not_done, output_name, remove_unfinished, report, stop_reason,
-                    unchanged)
+from .batch import (FULL, ManifestRoom, NoRoom, OutputNamer, PassedOver, anonymize_one, earlier_entries,
+                    expand_paths, frame_progress, not_done, output_name, recover, remove_unfinished, remove_unrecorded,
+                    report, stop_reason, unchanged)
+from .journal import CLUSTER_JOURNAL as JOURNAL, Journal
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
 
-JOURNAL = "journal.jsonl"
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
 QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
          "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
@@ -195,53 +195,6 @@ def settings_key(settings: Settings, check: bool, max_pixels: int) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-class Journal:
-    """The run's account, one JSON line per event, appended and synced."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.names: dict[str, str] = {}
-        self.done: dict[str, dict] = {}
-        self.manifest: str | None = None  # the run's manifest's name, given by its first run
-        if path.exists():
-            text = path.read_text()
-            for line in text.splitlines():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a crash
-                if "assign" in event:
-                    self.names[event["assign"]] = event["name"]
-                elif "manifest" in event:
-                    self.manifest = event["manifest"]
-                elif "done" in event:
-                    self.done[event["done"]] = event
-            if text and not text.endswith("\n"):  # the next event on a line of its own, not after the cut one
-                with open(path, "a") as handle:
-                    handle.write("\n")
-
-    def append(self, event: dict) -> None:
-        """`NoRoom` when the disk refuses it (the line it cut short is passed over when read)."""
-        try:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(event) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise NoRoom.of(exc) from exc
-
-    def finished(self, path: str, key: str, out_dir: Path) -> dict | None:
-        """The entry of `path` if it was done with these settings and its output is still
-        there (a worker then checks both files' SHA-256 against it before it counts as done)."""
-        event = self.done.get(path)
-        if not event or event["settings_key"] != key:
-            return None
-        entry = event["entry"]
-        if "error" in entry or not (out_dir / entry["output"]).exists():
-            return None
-        return entry
-
-
 class FileWorker:
     """A Ray actor: the engine loaded once, then one file per call."""
 
@@ -309,6 +262,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_unfinished(out_dir)  # a lost worker's
+    recover(out_dir)  # a killed run on one machine's
     manifest = manifest or manifest_path(out_dir)
     journal = Journal(out_dir / JOURNAL)
     key = settings_key(settings, check, max_pixels)
@@ -351,7 +305,7 @@ def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Se
     for index, (path, _) in enumerate(jobs):
         if index not in entries:
             entries[index] = {"input": str(path), "error": not_done(stopped)}
-            _remove_unrecorded(out_dir, journal.names.get(str(path)))
+            remove_unrecorded(out_dir, journal.names.get(str(path)))
     record = {
         "created": utc_now(),
         "settings": settings.to_dict(),
@@ -395,14 +349,6 @@ def _plan(journal: Journal, key: str, recorded: dict[str, dict], jobs: list, out
             journal.names[str(path)] = name
         todo.append((index, str(path), name, recorded.get(str(path))))
     return todo
-
-
-def _remove_unrecorded(out_dir: Path, name: str | None) -> None:
-    """A file not done when a run stopped may have been written by its worker as the run was
-    stopping, after its entry was lost: an output no manifest records does not stay."""
-    if name:
-        for folder in (out_dir, out_dir / HELD_BACK):
-            (folder / name).unlink(missing_ok=True)
 
 
 def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import MANIFEST_HEAD, holds_run, is_manifest_name, is_run_head, run_manifests
+from .batch import MANIFEST_HEAD, holds_run, is_record_name, is_run_record, run_manifests
+from .journal import RUN_JOURNAL
 from .faces import Face
 from . import cut, times, video
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_photo
@@ -115,16 +116,16 @@ ZIP_MANIFEST_BYTES = 64 << 20
 
 
 def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]]) -> set[tuple[str, ...]]:
-    """The folders of a zip that hold a run's manifest, as their paths' names (`batch.holds_run`
+    """The folders of a zip that hold a run's manifest (or journal), as their paths' names (`batch.holds_run`
     for a folder on this machine), but for one that holds the whole zip: that is the batch added,
     as a folder named itself is read."""
     found, budget = set(), ZIP_MANIFEST_BYTES
     for member, parts in listed:
-        if len(parts) > 1 and is_manifest_name(parts[-1]) and budget > 0:
+        if len(parts) > 1 and is_record_name(parts[-1]) and budget > 0:
             budget -= MANIFEST_HEAD
             try:
                 with archive.open(member) as handle:
-                    if is_run_head(handle.read(MANIFEST_HEAD)):
+                    if is_run_record(parts[-1], handle.read(MANIFEST_HEAD)):
                         found.add(tuple(parts[:-1]))
             except Exception:  # noqa: BLE001 - damaged data: not told a manifest
                 continue
@@ -386,6 +387,10 @@ def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
         return f"{manifest.name}: not a manifest this dashboard can read"
 
 
+_UNWRITTEN = (" yet: the run into it is still going, or was killed before it wrote one; let it end, or run the "
+              "same command again, which writes the killed run's record first and finishes its files)")
+
+
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
                roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
@@ -407,7 +412,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
         if len(found) != 1:  # the latest run's first, each with what tells the runs apart
             raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
                              + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
-                                " (it holds no manifest.json)"))
+                                " (it holds no manifest.json" + (_UNWRITTEN if (manifest_path / RUN_JOURNAL).is_file()
+                                                                 else ")")))
         manifest_path = allowed(found[0])
     try:
         manifest = json.loads(manifest_path.read_text())

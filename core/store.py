@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+class NoRoom(Exception):
+    """The output disk took no more (full, over quota, read-only), with the system's reason: the
+    run stops at once, its manifest written in the room kept for it; raised by a run's
+    `anonymize_files` when it cannot start."""
+
+    @classmethod
+    def of(cls, exc: OSError) -> NoRoom:
+        return cls(exc.strerror or str(exc))
+
+
 def out_of_room(exc: BaseException) -> bool:
     """Whether a failure is the disk's (full, over quota or read-only: the workspace's, for its
     files or the database, whose shared-memory file a full disk cannot make, "disk I/O error"; or

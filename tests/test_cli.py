@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batch import FULL, STOPPED
+from core.batch import FULL, KILLED, STOPPED, holds_run
 from core.pipeline import Settings
 from core.report import local_time
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
@@ -787,7 +787,70 @@ def test_a_run_killed_as_it_wrote_leaves_nothing_unfinished_after_the_next(tmp_p
     assert [p.name.startswith(".partial-") for p in out.iterdir() if p.suffix == ".mp4"] == [True]
     again = run_cli("anonymize", str(folder), "--out", str(out))
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "manifest-2.json", "manifest.json"]
+    assert json.loads((out / "manifest.json").read_text())["files"] == [{"input": str(folder / "a.mp4"),
+                                                                          "error": KILLED}]
+
+
+# `python -c` this with the command's arguments: the command, killed outright (as by kill -9 or a
+# power cut) at the moment it would record the file named in KILL_AT as done, its output written.
+KILLED_AT = """
+import os, signal, sys
+from core import journal
+from core.cli import main
+
+append = journal.Journal.append
+def append_or_die(self, event, **options):
+    if str(event.get("done", "")).endswith(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    append(self, event, **options)
+journal.Journal.append = append_or_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_copies(tmp_path, astronaut_rgb):
+    """A run killed outright (kill -9, the out-of-memory killer, a power cut) left the photos it had
+    written with no record, and the same command run again wrote each of them a second time beside
+    the first (`p00-2.jpg`): two copies to publish, one in no manifest. The next run into the
+    folder now makes the killed run's manifest from its journal first (the photos it finished; an
+    output it had written but not recorded removed), then keeps those photos and does the rest
+    under the names the first run would have given."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    photos = noisy_photos(folder, astronaut_rgb, 6)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, "anonymize", str(folder), "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env=os.environ | {"KILL_AT": "p03.jpg"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (out / "p03.jpg").is_file() and not (out / "manifest.json").exists()  # written, never recorded
+    assert holds_run(out, os.listdir(out))  # met inside another run's inputs, passed over by its journal
+    from core.intake import import_run
+    from core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(ValueError, match="holds no manifest.json yet: the run into it is still going, or was killed"):
+        import_run(ws, out, "Killed run", "Officer")  # the dashboard says what to do
+    first = {name: (out / name).read_bytes() for name in ("p00.jpg", "p01.jpg", "p02.jpg")}
+    again = run_cli("anonymize", str(folder), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[0] == (
+        f"an earlier run into {out} was killed before it wrote its manifest: its record is made now, from its "
+        f"journal: {out / 'manifest.json'} (3 file(s) done)"), again.stderr
+    assert "6 anonymised, 0 held back, 0 failed (3 from an earlier run)" in again.stderr, again.stderr
+    recovered = json.loads((out / "manifest.json").read_text())
+    assert recovered["stopped"].startswith("killed, or the machine went down, before it wrote its manifest")
+    assert [f.get("output") or f["error"] for f in recovered["files"]] == ["p00.jpg", "p01.jpg", "p02.jpg",
+                                                                         KILLED, KILLED, KILLED]
+    assert [f["input"] for f in recovered["files"]] == [str(p) for p in photos]
+    finished = json.loads((out / "manifest-2.json").read_text())
+    assert [f["output"] for f in finished["files"]] == [p.name for p in photos]
+    assert finished["files"][:3] == recovered["files"][:3] and finished["resumed"] == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in photos] + ["manifest.json",
+                                                                                     "manifest-2.json"])
+    assert {name: (out / name).read_bytes() for name in first} == first
+    # Opened for review, the killed run's record gives its photos with their faces, and the rest
+    # are detected there.
+    session, report = import_run(ws, out / "manifest.json", "Killed run", "Officer")
+    assert (report.added, report.refused, report.not_done) == (3, [], ["p03.jpg", "p04.jpg", "p05.jpg"])
 
 
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):

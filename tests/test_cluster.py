@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.batch import STOPPED
-from core.cluster import Journal, LoopbackCluster
+from core.batch import STOPPED, holds_run
+from core.cluster import LoopbackCluster
 from core.intake import import_run
+from core.journal import Journal
 from core.review import detect_pending
 from core.workspace import Workspace
 from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
@@ -148,6 +149,8 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     job.wait(timeout=60)
     done_before = journal.read_text().count('"done"')
     assert 1 <= done_before < len(inputs)
+    # Met inside the inputs of another run, the folder is told as a run's by its journal alone.
+    assert holds_run(out, os.listdir(out)) and not (out / "manifest.json").exists()
     rerun = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
     assert rerun.returncode == 0, rerun.stderr
     manifest = json.loads((out / "manifest.json").read_text())
