@@ -18,8 +18,8 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
-from .batch import (HELD_BACK, NoRoom, anonymize_files, expand_paths, face_record, frame_progress, manifest_path,
-                    recover, stopped_before)
+from .batch import (HELD_BACK, NoRoom, PassedOver, anonymize_files, expand_paths, face_record, frame_progress,
+                    manifest_path, recover, stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .store import Busy, only_run
 from .kinds import is_video
@@ -157,7 +157,8 @@ def _main(argv: list[str] | None) -> int:
         return _on_cluster(args, settings)
     engine = Engine(max_pixels=int(args.max_megapixels * 1e6))
     if args.command == "detect":
-        return _printed(detect_files(engine, args.paths, settings))
+        passed = PassedOver()
+        return _printed(detect_files(engine, args.paths, settings, passed), passed)
     problem = _out_problem(args)
     if problem:
         _say(f"error: {problem}")
@@ -208,10 +209,11 @@ def _cannot_take(out: Path, reason: str) -> int:
     return 1
 
 
-def _printed(results: list[dict]) -> int:
-    """`detect`'s JSON on the standard output, and its exit code."""
+def _printed(results: list[dict], passed: PassedOver) -> int:
+    """`detect`'s JSON on the standard output, what its walk passed over, and its exit code."""
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    _earlier_said(passed.runs, "whose covered faces are not faces to find")
     return _outcome([r for r in results if "error" in r], [])
 
 
@@ -239,13 +241,17 @@ def _finished(manifest: dict, record: Path) -> int:
     if manifest["passed_over"]:
         _say(f"{len(manifest['passed_over'])} file(s) that only go with photos and videos passed over "
               "(sidecars, thumbnails, index files; listed in the manifest)")
-    for folder in manifest["earlier_outputs"]:
-        _say(f"passed over {folder}: it holds an earlier run's outputs (its manifest is there), which would be "
-             "anonymised again beside the first; name that folder itself to do so")
+    _earlier_said(manifest["earlier_outputs"], "which would be anonymised again beside the first")
     for entry in flagged:
         _say(f"check: {entry['input']} -> {entry['output']}: {entry['held_back']}; held back in "
               f"{record.parent / HELD_BACK}: look at it before publishing")
     return _outcome(failed, flagged)
+
+
+def _earlier_said(folders: list, why: str) -> None:
+    for folder in folders:
+        _say(f"passed over {folder}: it holds an earlier run's outputs (its manifest is there), {why}; name that "
+             "folder itself to do so")
 
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:
@@ -282,7 +288,8 @@ def _on_cluster(args, settings: Settings) -> int:
         return 1
     try:
         if args.command == "detect":
-            return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress))
+            passed = PassedOver()
+            return _printed(cluster.detect_files(args.ray, args.paths, settings, max_pixels, _progress, passed), passed)
         return _anonymized(args.out, cluster.manifest_path, lambda record: cluster.anonymize_files(
             args.ray, args.paths, args.out, settings, args.check, max_pixels, _progress, record))
     except cluster.Unreachable as exc:
@@ -290,8 +297,11 @@ def _on_cluster(args, settings: Settings) -> int:
         return 1
 
 
-def detect_files(engine: Engine, paths: list[Path], settings: Settings) -> list[dict]:
-    jobs = list(expand_paths(paths))
+def detect_files(engine: Engine, paths: list[Path], settings: Settings,
+                 passed: PassedOver | None = None) -> list[dict]:
+    """Each file's faces (`detect_one`); what the walk passes over (`batch.expand_paths`) goes
+    into `passed`."""
+    jobs = list(expand_paths(paths, passed=passed))
     return [detect_one(engine, path, settings, frame_progress(_progress, index, len(jobs), path))
             if not problem else {"path": str(path), "error": problem}
             for index, (path, problem) in enumerate(jobs, 1)]

@@ -352,10 +352,12 @@ def _plan(journal: Journal, key: str, recorded: dict[str, dict], jobs: list, out
 
 
 def detect_files(address: str, paths: list[Path], settings: Settings, max_pixels: int,
-                 progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
-    """`detect` on a cluster: the same JSON as the local command, in input order; how far the
-    workers' videos have got said to `progress` while none finishes."""
-    jobs = list(expand_paths(paths))
+                 progress: Callable[[int, int, str], None] | None = None,
+                 passed: PassedOver | None = None) -> list[dict]:
+    """`detect` on a cluster: the same JSON as the local command, in input order (what the walk
+    passes over in `passed`); how far the workers' videos have got said to `progress` while none
+    finishes."""
+    jobs = list(expand_paths(paths, passed=passed))
     results: dict[int, dict] = {i: {"path": str(p), "error": problem} for i, (p, problem) in enumerate(jobs) if problem}
     todo = [(i, str(p), "", None) for i, (p, problem) in enumerate(jobs) if not problem]
     ray = connect(address)
