@@ -4,6 +4,7 @@ nothing here detects faces (see core.review.detect_pending)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import io
@@ -374,6 +375,7 @@ class ImportReport:
     refused: list[str]
     videos: list[str]  # detected again here: a run's manifest keeps only the tracks it covered
     not_done: list[str] = field(default_factory=list)  # the run did not do them (stopped, failed): detected here
+    chosen: str = ""  # which of a folder's runs was opened, and why, when it holds several (`_folders_run`)
 
 
 def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
@@ -406,15 +408,9 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             raise ValueError(f"{path} is outside the folders this dashboard may read")
         return path
 
-    manifest_path = allowed(typed_path(manifest_path))
-    if manifest_path.is_dir():  # the run's output folder: its one manifest (itself checked: a link may lead out)
-        found = run_manifests(manifest_path)[::-1]
-        if len(found) != 1:  # the latest run's first, each with what tells the runs apart
-            raise ValueError(f"{manifest_path} is a folder; give the manifest of the run to open"
-                             + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
-                                " (it holds no manifest.json" + (_UNWRITTEN if (manifest_path / RUN_JOURNAL).is_file()
-                                                                 else ")")))
-        manifest_path = allowed(found[0])
+    manifest_path, chosen = allowed(typed_path(manifest_path)), ""
+    if manifest_path.is_dir():  # the run's output folder
+        manifest_path, chosen = _folders_run(manifest_path, allowed)
     try:
         manifest = json.loads(manifest_path.read_text())
         files, settings = manifest["files"], Settings(**manifest["settings"])
@@ -465,7 +461,33 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
             reason = str(exc) if isinstance(exc, (ValueError, SourceError)) else failure_reason(exc)
             workspace.add_refused(session_id, name, reason, reviewer)
             refused.append(name)
-    return session_id, ImportReport(session_id, added, refused, videos, not_done)
+    return session_id, ImportReport(session_id, added, refused, videos, not_done, chosen)
+
+
+def _folders_run(folder: Path, allowed: Callable[[Path], Path]) -> tuple[Path, str]:
+    """The manifest of the run to open in a run's output folder, and why it when it holds several
+    (`ImportReport.chosen`): its one manifest, or the latest run's when that run finished and did
+    every file the earlier ones did (the same command run again after a stop, or after a run was
+    killed: their records are in its own); else which is asked, the latest first, each told
+    apart. Each is checked as the manifest given would be (a link may lead out)."""
+    found = run_manifests(folder)[::-1]
+    if len(found) == 1:
+        return allowed(found[0]), ""
+    records = []
+    for manifest in found:
+        try:
+            records.append(json.loads(allowed(manifest).read_text()))
+        except (OSError, ValueError):
+            break
+    with contextlib.suppress(KeyError, TypeError, AttributeError):
+        if found and len(records) == len(found) and not records[0].get("stopped") and all(
+                {f["input"] for f in record["files"]} <= {f["input"] for f in records[0]["files"]}
+                for record in records[1:]):
+            return found[0], (f"{found[0].name}, the latest of {len(found)} runs into the folder, which did every file "
+                              "the earlier ones did")
+    raise ValueError(f"{folder} is a folder; give the manifest of the run to open"
+                     + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
+                        " (it holds no manifest.json" + (_UNWRITTEN if (folder / RUN_JOURNAL).is_file() else ")")))
 
 
 def _located(source: Path, folder: Path) -> Path:

@@ -77,6 +77,7 @@ if opened is None:
                                                    allowed_roots())
                     open_session(opened_id, run_reviewer.strip())
                     flash("success", f"Opened {report.added} photo(s) from the run"
+                          + (f" ({report.chosen})" if report.chosen else "")
                           + (f"; {len(report.refused)} refused (listed below)" if report.refused else "")
                           + (f"; {len(report.videos)} video(s) to be detected again" if report.videos else "")
                           + (f"; {len(report.not_done)} file(s) the run did not do (it was stopped before them, or "

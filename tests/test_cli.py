@@ -857,6 +857,11 @@ def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_c
     # are detected there.
     session, report = import_run(ws, out / "manifest.json", "Killed run", "Officer")
     assert (report.added, report.refused, report.not_done) == (3, [], ["p03.jpg", "p04.jpg", "p05.jpg"])
+    # The folder itself opens the run that finished the batch, which the killed run's record does
+    # not make a choice to ask of the reviewer.
+    session, report = import_run(ws, out, "Finished run", "Officer")
+    assert (report.added, report.not_done) == (6, []) and report.chosen == (
+        "manifest-2.json, the latest of 2 runs into the folder, which did every file the earlier ones did")
 
 
 def test_a_cluster_that_cannot_be_reached_is_said_at_once_and_nothing_is_written(batch, tmp_path):

@@ -157,7 +157,9 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
 def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, astronaut_face_box):
     """The manifest of a batch run (the cluster path writes the same one: tests/test_cluster.py)
     opened from the Start page: its photos with their faces, not detected again; its video
-    detected again, as an uploaded one is; the photo it failed on tried again, failing there too."""
+    detected again, as an uploaded one is; the photo it failed on tried again, failing there too.
+    Given its folder, which holds a first run's record and the same command's again, the latest
+    opens, said (the first is in it)."""
     from core.batch import anonymize_files
     from core.pipeline import Settings
 
@@ -166,18 +168,21 @@ def test_a_batch_run_opens_as_a_review_session(engine, tmp_path, astronaut_rgb, 
     (shared / "portrait.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
     (shared / "damaged.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
     write_clip(shared / "hall.mp4", [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 8)])
+    anonymize_files(engine, [shared], tmp_path / "run", Settings())
     manifest = anonymize_files(engine, [shared], tmp_path / "run", Settings())
     server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
     try:
         with chromium_page() as page:
             page.goto(server.url)
             page.get_by_text("Open a batch run for review").click()
-            page.get_by_role("textbox", name="Manifest").fill(str(tmp_path / "run" / "manifest.json"))
+            page.get_by_role("textbox", name="Manifest").fill(str(tmp_path / "run"))
             page.get_by_label("Name for the review session", exact=True).fill("Archive <b>2026</b>")
             page.get_by_label("Reviewer signing the review").fill("Officer")
             settle(page)
             page.get_by_role("button", name="Open the run").click()
-            expect(page.get_by_text("Opened 1 photo(s) from the run; 1 video(s) to be detected again; 1 file(s) the "
+            expect(page.get_by_text("Opened 1 photo(s) from the run (manifest-2.json, the latest of 2 runs into "
+                                    "the folder, which did every file the earlier ones did); 1 video(s) to be "
+                                    "detected again; 1 file(s) the "
                                     "run did not do (it was stopped before them, or failed on them), to be detected "
                                     "here.")).to_be_visible()
             expect(page.get_by_text("1 photo and 1 video ready for review, 1 could not be read.")).to_be_visible(
