@@ -106,7 +106,7 @@ def _listed(members: list[zipfile.ZipInfo]) -> Iterator[tuple[zipfile.ZipInfo, l
     """A zip's files with their paths as names only ("..", "." and a leading "/" dropped), but
     for hidden files and the archiver's own (`__MACOSX/`)."""
     for member in members:
-        parts = [p for p in member.filename.replace(chr(92), "/").split("/") if p not in ("", ".", "..")]
+        parts = [p for p in _path(member).replace(chr(92), "/").split("/") if p not in ("", ".", "..")]
         if not member.is_dir() and parts and parts[0] != "__MACOSX" and not any(p.startswith(".") for p in parts):
             yield member, parts
 
@@ -114,6 +114,19 @@ def _listed(members: list[zipfile.ZipInfo]) -> Iterator[tuple[zipfile.ZipInfo, l
 # At most this much of a zip's manifests is unpacked to tell a run's outputs apart (a zip bomb's
 # many "manifest.json" are not).
 ZIP_MANIFEST_BYTES = 64 << 20
+
+
+def _path(member: zipfile.ZipInfo) -> str:
+    """A member's path as its archiver wrote it. Without the zip's UTF-8 flag, a name is read as
+    the format's own code page (cp437, as Windows' archiver writes it); but macOS's writes UTF-8
+    names without the flag, and "Fête/École.jpg" read as "F├¬te/├ëcole.jpg": such a name, valid
+    UTF-8, is read as UTF-8 (a cp437 name with any letter beyond ASCII almost never is)."""
+    if member.flag_bits & 0x800:
+        return member.filename
+    try:
+        return member.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return member.filename
 
 
 def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]]) -> set[tuple[str, ...]]:

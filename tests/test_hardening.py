@@ -205,6 +205,29 @@ def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
     assert len(logged) == 1 and all(name in logged[0]["detail"]["names"] for name in passed)
 
 
+def test_names_in_a_zip_without_its_utf8_flag_read_as_the_archiver_wrote_them(ws):
+    """macOS's archiver writes UTF-8 names without the zip's UTF-8 flag, which says the name is in
+    the format's own code page (cp437): "Fête/École.jpg" was shown, logged and signed as
+    "F├¬te/├ëcole.jpg". A name so written is read as UTF-8; one Windows' archiver wrote in cp437
+    (flag unset, "Ré.jpg" as cp437 bytes) and one with the flag are read as before."""
+    import struct
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Fête/École.jpg", encoded(gradient(), "JPEG"))  # flagged as UTF-8 (Python sets it)
+        archive.writestr("mac/Fête/École.jpg", encoded(255 - gradient(), "JPEG"))
+        archive.writestr("win/R_.jpg", encoded(gradient()[::-1].copy(), "JPEG"))
+    data = bytearray(buffer.getvalue().replace(b"win/R_.jpg", "win/Ré.jpg".encode("cp437")))  # as Windows writes it
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the mac member's flag cleared
+        at = data.find(signature)
+        at = data.find(signature, at + 4)
+        struct.pack_into("<H", data, at + flags_at, struct.unpack_from("<H", data, at + flags_at)[0] & ~0x800)
+    session = ws.create_session("zip", "tester")
+    report = add_files(ws, session, intake_upload("photos.zip", bytes(data)), "tester")
+    assert report.added == 3 and sorted(r.name for r in ws.images(session)) == [
+        "photos.zip/Fête/École.jpg", "photos.zip/mac/Fête/École.jpg", "photos.zip/win/Ré.jpg"]
+
+
 def test_a_long_video_from_a_folder_is_stored_in_chunks_not_read_into_memory(tmp_path, ws):
     """A phone's long clip may be larger than memory: a folder's files are copied into the
     store in chunks, so no video is refused for its size; a photo keeps its size limit."""
