@@ -49,19 +49,25 @@ class Intake:
     earlier_run: bool = False  # a folder holding a batch run's outputs (`batch.holds_run`): passed over, said
 
 
-def unpack_zip(data: bytes, zip_name: str) -> Iterator[Intake]:
-    """The files in an uploaded zip, taken as the same folder on this machine would be: each
+def unpack_zip(data: bytes | Path, zip_name: str) -> Iterator[Intake]:
+    """The files in a zip (uploaded, or a file met in a folder added: read from the disk as its
+    members are), taken as the same folder on this machine would be: each
     named by its path inside the zip (a name only: "..", "." and a leading "/" are dropped, and
     nothing is ever written by it), hidden files and the archiver's own (`__MACOSX/`) skipped,
     anything not an image or video refused by its name, a folder holding a batch run's outputs
     passed over (`_run_folders`). Links and anything that unpacks out of proportion (a zip bomb)
     are refused; damaged data is that member's error."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         yield Intake(zip_name, problem=f"not a readable zip ({exc})")
         return
+    with archive:
+        yield from _unpacked(archive, zip_name)
+
+
+def _unpacked(archive: zipfile.ZipFile, zip_name: str) -> Iterator[Intake]:
+    members = archive.infolist()
     if len(members) > ZIP_MAX_MEMBERS:
         yield Intake(zip_name, problem=f"holds {len(members)} entries, more than {ZIP_MAX_MEMBERS}")
         return
@@ -207,8 +213,9 @@ def folder_problem(folder: str, roots: list[Path]) -> str | None:
 
 def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                   max_bytes: int = MAX_FILE_BYTES) -> Iterator[Intake]:
-    """The files of a folder on this machine, walked without following links; refuses a
-    folder outside the allowed roots, and unreadable, oversized or non-image files one by one."""
+    """The files of a folder on this machine, walked without following links, a zip among them
+    unpacked as an uploaded one is; refuses a folder outside the allowed roots, and unreadable,
+    oversized or non-image files one by one."""
     problem = folder_problem(folder, roots)
     if problem:
         yield Intake(folder, problem=problem)
@@ -236,6 +243,8 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
                 yield Intake(label, problem="a symbolic link; refused")
             elif problem := not_regular(path):
                 yield Intake(label, problem=problem + "; refused")
+            elif path.suffix.lower() == ".zip":  # a photographer's delivery: taken as an upload is
+                yield from unpack_zip(path, label)
             elif problem := not_media(path):
                 yield Intake(label, problem=problem)
             elif not is_video(path) and path.stat().st_size > max_bytes:

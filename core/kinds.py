@@ -56,8 +56,8 @@ def unreadable_kind(path: Path | str) -> str | None:
     suffix = Path(path).suffix.lower()
     if suffix in RAW_SUFFIXES:
         return "a camera's raw file: develop it as JPEG first (raw files are not read)"
-    if suffix == ".zip":  # an upload's is unpacked (`intake.unpack_zip`); one named or met in a folder is not
-        return "a zip archive: unpack it first (a zip uploaded to the dashboard is unpacked there)"
+    if suffix == ".zip":  # the dashboard unpacks one uploaded or in a folder (`intake.unpack_zip`)
+        return "a zip archive: unpack it first (the dashboard unpacks a zip uploaded or in a folder added there)"
     return None
 
 

@@ -172,8 +172,8 @@ def test_a_zip_named_on_the_command_line_is_said_to_be_one(tmp_path, astronaut_r
         archive.writestr("IMG_0001.JPG", jpeg_bytes(astronaut_rgb))
     result = run_cli("anonymize", str(tmp_path / "phone.zip"), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path / 'phone.zip'}: a zip archive: unpack it first (a "
-                                              "zip uploaded to the dashboard is unpacked there)")
+    assert result.stderr.splitlines()[-1] == (f"error: {tmp_path / 'phone.zip'}: a zip archive: unpack it first (the "
+                                              "dashboard unpacks a zip uploaded or in a folder added there)")
 
 
 def test_a_pipe_in_a_folder_or_named_is_refused_and_the_batch_goes_on(tmp_path, astronaut_rgb):

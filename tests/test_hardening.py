@@ -303,6 +303,29 @@ def test_hostile_folder(tmp_path, ws):
     assert "outside the folders" in outside[0].problem
 
 
+def test_a_zip_in_a_folder_added_is_unpacked_as_an_upload_is(tmp_path, ws):
+    """A photographer's delivery (a folder of zips, or a zip beside loose photos) added as a
+    folder: each zip was refused ("unpack it first"), and the officer had to unpack them by hand or
+    upload each. A zip met in the folder is unpacked as an uploaded one is, its files named by
+    their path through it; a damaged one is said, and the rest is added."""
+    folder = tmp_path / "delivery"
+    (folder / "day2").mkdir(parents=True)
+    (folder / "loose.jpg").write_bytes(encoded(gradient(), "JPEG"))
+    with zipfile.ZipFile(folder / "day2" / "Day 2.ZIP", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("hall/IMG_0001.JPG", encoded(255 - gradient(), "JPEG"))
+        archive.writestr("hall/IMG_0001.JPG.xmp", b"<x:xmpmeta/>")
+        archive.writestr("hall/notes.txt", b"who is in which photo")
+    (folder / "broken.zip").write_bytes(b"PK\x03\x04 cut short")
+    session = ws.create_session("delivery", "tester")
+    report = add_files(ws, session, intake_folder(str(folder), [tmp_path]), "tester")
+    assert report.added == 2 and {r.name for r in ws.images(session) if r.error is None} == {
+        "loose.jpg", "day2/Day 2.ZIP/hall/IMG_0001.JPG"}
+    assert report.companions == ["day2/Day 2.ZIP/hall/IMG_0001.JPG.xmp"]
+    reasons = {r.name: r.problem for r in report.refused}
+    assert reasons["day2/Day 2.ZIP/hall/notes.txt"] == "not an image or video file (extension .txt)"
+    assert reasons["broken.zip"].startswith("not a readable zip (")
+
+
 def test_a_folder_pasted_from_a_file_manager_is_read(tmp_path):
     """In quotes ("Copy as path"), as a file:// address (spaces and accents escaped), or from the
     home folder: the same folder, read as typed plainly."""
