@@ -164,14 +164,23 @@ def _main(argv: list[str] | None) -> int:
         _say(f"error: {problem}")
         return 1
     return _anonymized(args.out, manifest_path, lambda record: anonymize_files(
-        engine, args.paths, args.out, settings, _progress, args.check, manifest=record))
+        engine, args.paths, args.out, settings, _progress, args.check, manifest=record), on_cluster=False)
 
 
-def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], dict]) -> int:
+def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], dict], on_cluster: bool = True) -> int:
     """An `anonymize` run into `out`, local or on a cluster, alone there (`store.only_run`):
-    `where` names its manifest, `run` makes it and returns it; its closing lines and exit code."""
+    `where` names its manifest, `run` makes it and returns it; its closing lines and exit code.
+    A run on one machine does not go into a cluster run's folder that run left unfinished: only
+    the cluster run's own command can finish it (its journal is its record)."""
+    from . import cluster
+
     try:
         with only_run(out):
+            if not on_cluster and cluster.unfinished(out):
+                _say(f"error: a run on a cluster into {out} was killed before it wrote its manifest (its "
+                     f"{cluster.JOURNAL} is there): finish it with the same command and its --ray first, or name "
+                     "another folder; nothing was done")
+                return 1
             _recovered(out)
             return _ran(out, where(out), run)
     except Busy as exc:

@@ -252,6 +252,12 @@ def manifest_path(out_dir: Path) -> Path:
     return out_dir / given if given else batch.manifest_path(out_dir)
 
 
+def unfinished(out_dir: Path) -> bool:
+    """Whether a cluster run into `out_dir` was killed (its driver) before it wrote its manifest:
+    its outputs have no record but its journal, which the same command with `--ray` finishes."""
+    return (out_dir / JOURNAL).is_file() and not manifest_path(out_dir).exists()
+
+
 def anonymize_files(address: str, paths: list[Path], out_dir: Path, settings: Settings, check: bool = False,
                     max_pixels: int | None = None,
                     progress: Callable[[int, int, str], None] | None = None, manifest: Path | None = None) -> dict:

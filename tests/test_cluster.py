@@ -151,6 +151,14 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     assert 1 <= done_before < len(inputs)
     # Met inside the inputs of another run, the folder is told as a run's by its journal alone.
     assert holds_run(out, os.listdir(out)) and not (out / "manifest.json").exists()
+    # A run on one machine into it would have written every output the cluster finished a second
+    # time beside it, in no record: it is refused, saying how to finish the cluster's run.
+    before = sorted(name for name in os.listdir(out) if not name.startswith("."))  # not the lock it leaves
+    local = run_cli("anonymize", tmp_path / "shared", "--out", out, env=env)
+    assert local.returncode == 1 and local.stderr == (
+        f"error: a run on a cluster into {out} was killed before it wrote its manifest (its journal.jsonl is there): "
+        "finish it with the same command and its --ray first, or name another folder; nothing was done\n")
+    assert sorted(name for name in os.listdir(out) if not name.startswith(".")) == before
     rerun = run_cli("anonymize", tmp_path / "shared", "--out", out, "--ray", address, env=env)
     assert rerun.returncode == 0, rerun.stderr
     manifest = json.loads((out / "manifest.json").read_text())
