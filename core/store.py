@@ -23,8 +23,8 @@ class NoRoom(Exception):
     `anonymize_files` when it cannot start."""
 
     @classmethod
-    def of(cls, exc: OSError) -> NoRoom:
-        return cls(exc.strerror or str(exc))
+    def of(cls, exc: OSError | NoRoom) -> NoRoom:
+        return exc if isinstance(exc, NoRoom) else cls(exc.strerror or str(exc))
 
 
 def out_of_room(exc: BaseException) -> bool:
@@ -32,6 +32,8 @@ def out_of_room(exc: BaseException) -> bool:
     files or the database, whose shared-memory file a full disk cannot make, "disk I/O error"; or
     a batch's output folder's), not the file in hand's: that file has done nothing wrong, and is
     tried again once there is room."""
+    if isinstance(exc, NoRoom):  # a run's journal refused on its output disk
+        return True
     if isinstance(exc, sqlite3.Error):
         return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (
             sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
