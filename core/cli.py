@@ -18,10 +18,11 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
-from .batch import (HELD_BACK, NoRoom, PassedOver, anonymize_files, expand_paths, face_record, frame_progress,
-                    manifest_path, recover, stopped_before)
+from .batch import (HELD_BACK, NoRoom, anonymize_files, face_record, frame_progress, manifest_path, recover,
+                    stopped_before)
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
 from .store import Busy, only_run
+from .walk import PassedOver, expand_paths
 from .kinds import is_video
 from .shown import as_text
 from .faces import selected
@@ -308,7 +309,7 @@ def _on_cluster(args, settings: Settings) -> int:
 
 def detect_files(engine: Engine, paths: list[Path], settings: Settings,
                  passed: PassedOver | None = None) -> list[dict]:
-    """Each file's faces (`detect_one`); what the walk passes over (`batch.expand_paths`) goes
+    """Each file's faces (`detect_one`); what the walk passes over (`walk.expand_paths`) goes
     into `passed`."""
     jobs = list(expand_paths(paths, passed=passed))
     return [detect_one(engine, path, settings, frame_progress(_progress, index, len(jobs), path))

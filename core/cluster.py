@@ -32,13 +32,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import batch
-from .batch import (FULL, ManifestRoom, NoRoom, OutputNamer, PassedOver, anonymize_one, earlier_entries,
-                    expand_paths, frame_progress, not_done, output_name, recover, remove_unfinished, remove_unrecorded,
-                    report, stop_reason, unchanged)
+from .batch import (FULL, ManifestRoom, NoRoom, OutputNamer, anonymize_one, earlier_entries, frame_progress, not_done,
+                    output_name, recover, remove_unfinished, remove_unrecorded, report, stop_reason, unchanged)
 from .journal import CLUSTER_JOURNAL as JOURNAL, Journal
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
 from .store import out_of_room, write_atomically
+from .walk import PassedOver, expand_paths
 
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
 QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .batch import MANIFEST_HEAD, holds_run, is_record_name, is_run_record, run_manifests
+from .batch import run_manifests
 from .journal import RUN_JOURNAL
 from .faces import Face
 from . import cut, times, video
@@ -29,6 +29,7 @@ from .report import local_time
 from .review import preview_bases
 from .store import SourceError, out_of_room
 from .kinds import companion, is_video, not_media, not_regular, readable_name, unreadable_kind
+from .walk import MANIFEST_HEAD, holds_run, is_record_name, is_run_record
 from .workspace import Workspace
 
 # A zip upload may not unpack to more than this, nor compress better than this ratio.
@@ -46,7 +47,7 @@ class Intake:
     problem: str | None = None
     path: Path | None = None  # a file on this machine, copied into the store in chunks (not read into `data`)
     companion: bool = False  # a sidecar, thumbnail or index file (`kinds.companion`): passed over, counted
-    earlier_run: bool = False  # a folder holding a batch run's outputs (`batch.holds_run`): passed over, said
+    earlier_run: bool = False  # a folder holding a batch run's outputs (`walk.holds_run`): passed over, said
 
 
 def unpack_zip(data: bytes | Path, zip_name: str) -> Iterator[Intake]:
@@ -136,7 +137,7 @@ def _path(member: zipfile.ZipInfo) -> str:
 
 
 def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]]) -> set[tuple[str, ...]]:
-    """The folders of a zip that hold a run's manifest (or journal), as their paths' names (`batch.holds_run`
+    """The folders of a zip that hold a run's manifest (or journal), as their paths' names (`walk.holds_run`
     for a folder on this machine), but for one that holds the whole zip: that is the batch added,
     as a folder named itself is read."""
     found, budget = set(), ZIP_MANIFEST_BYTES

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batch import FULL, KILLED, STOPPED, holds_run
+from core.batch import FULL, KILLED, STOPPED
 from core.pipeline import Settings
 from core.report import local_time
+from core.walk import holds_run
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_images import BAD_INPUTS
 

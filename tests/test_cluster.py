@@ -20,11 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from core.batch import STOPPED, holds_run
+from core.batch import STOPPED
 from core.cluster import LoopbackCluster
 from core.intake import import_run
 from core.journal import Journal
 from core.review import detect_pending
+from core.walk import holds_run
 from core.workspace import Workspace
 from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
 from tests.conftest import ROOT, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
