@@ -194,6 +194,9 @@ def say_what_is_ready() -> None:
     done = [name for _, name, _ in ws.listing(session_id)]
     failed = ws.failures(session_id)
     waiting = len(ws.awaiting_detection(session_id))
+    if not (done or failed or waiting):  # a new session: nothing to say ready ("0 photos ready" read as a fault)
+        st.info("Add photos and videos above: they are detected as they come, and listed here.")
+        return
     st.success(f"{counted(done)} ready for review, {len(failed)} could not be read"
                + (f", {waiting} waiting for detection." if waiting else "."))
     if failed:

@@ -99,6 +99,9 @@ def built(at: AppTest, ws, session_id: int) -> dict:
 def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_rgb):
     at = started()
     assert at.session_state["reviewer"] == "A. Officer"
+    # A new session says what to do, not "0 photos ready for review, 0 could not be read".
+    assert not at.success and [i.value for i in at.info] == [
+        "Add photos and videos above: they are detected as they come, and listed here."]
     next(b for b in at.button if b.label == "Add and detect faces").click().run()  # nothing chosen yet
     assert [w.value for w in at.warning] == ["Choose photos or videos to upload, or type a folder, first."]
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
