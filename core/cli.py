@@ -274,6 +274,9 @@ def _out_problem(args) -> str | None:
     """Why --out cannot take the outputs, or None once it is a folder."""
     if any(p.resolve() == args.out.resolve() for p in args.paths):
         return f"--out {args.out} is one of the inputs: name a folder for the outputs"
+    if holding := next((p for p in args.paths if args.out.resolve() in p.resolve().parents), None):
+        return (f"--out {args.out} holds the input {holding}: the outputs would lie beside the originals, and the "
+                "folder, published, would take both; name a folder of their own for the outputs")
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} is a file: name a folder for the outputs"
     try:

@@ -271,6 +271,15 @@ def test_an_unusable_out_folder_is_said_plainly(tmp_path, astronaut_rgb):
     result = run_cli("anonymize", str(photo), "--out", str(tmp_path / "notes.txt" / "out"))
     assert result.returncode == 1 and result.stderr.startswith(f"error: --out {tmp_path / 'notes.txt' / 'out'} "
                                                                "cannot be made a folder (")
+    # The folder of the photos named (`anonymize *.jpg --out .`), or one around a folder named: the
+    # outputs went beside the originals (a-2.jpg by a.jpg), one folder to publish holding both.
+    (tmp_path / "day1").mkdir()
+    for inputs in ([str(photo)], [str(tmp_path / "day1"), str(photo)]):
+        result = run_cli("anonymize", *inputs, "--out", str(tmp_path))
+        assert result.returncode == 1 and result.stderr == (
+            f"error: --out {tmp_path} holds the input {inputs[0]}: the outputs would lie beside the originals, and "
+            "the folder, published, would take both; name a folder of their own for the outputs\n")
+    (tmp_path / "day1").rmdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "notes.txt"]  # nothing written
 
 
