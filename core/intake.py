@@ -488,8 +488,8 @@ def import_run(workspace: Workspace, manifest_path: Path, session_name: str, rev
 
 
 def _folders_run(folder: Path, allowed: Callable[[Path], Path]) -> tuple[Path, str]:
-    """The manifest of the run to open in a run's output folder, and why it when it holds several
-    (`ImportReport.chosen`): its one manifest, or the latest run's when that run finished and did
+    """The manifest of the run to open in a run's output folder, and, when it holds several, why
+    that one (`ImportReport.chosen`): its one manifest, or the latest run's when that run finished and did
     every file the earlier ones did (the same command run again after a stop, or after a run was
     killed: their records are in its own); else which is asked, the latest first, each told
     apart. Each is checked as the manifest given would be (a link may lead out)."""
