@@ -260,7 +260,7 @@ def _finished(manifest: dict, record: Path) -> int:
 
 def _earlier_said(folders: list, why: str) -> None:
     for folder in folders:
-        _say(f"passed over {folder}: it holds an earlier run's outputs (its manifest is there), {why}; name that "
+        _say(f"passed over {folder}: it holds an earlier run's outputs (its record is there), {why}; name that "
              "folder itself to do so")
 
 
