@@ -412,10 +412,6 @@ def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
         return f"{manifest.name}: not a manifest this dashboard can read"
 
 
-_UNWRITTEN = (" yet: the run into it is still going, or was killed before it wrote one; let it end, or run the "
-              "same command again, which writes the killed run's record first and finishes its files)")
-
-
 def import_run(workspace: Workspace, manifest_path: Path, session_name: str, reviewer: str,
                roots: list[Path] | None = None, max_pixels: int | None = None) -> tuple[int, ImportReport]:
     """Open a finished batch (a cluster run's, or the local command's) as a review session:
@@ -492,7 +488,13 @@ def _folders_run(folder: Path, allowed: Callable[[Path], Path]) -> tuple[Path, s
     that one (`ImportReport.chosen`): its one manifest, or the latest run's when that run finished and did
     every file the earlier ones did (the same command run again after a stop, or after a run was
     killed: their records are in its own); else which is asked, the latest first, each told
-    apart. Each is checked as the manifest given would be (a link may lead out)."""
+    apart. Each is checked as the manifest given would be (a link may lead out). A run into the
+    folder that has not written its manifest (going, or killed: its journal is there) is said,
+    rather than an earlier run's record opened as the folder's."""
+    if (folder / RUN_JOURNAL).is_file():
+        raise ValueError(f"{folder}: the last run into it has not written its manifest yet: it is still going, or it "
+                         "was killed; let it end, or run the same command again, which writes the killed run's "
+                         "record first and finishes its files; then open the folder")
     found = run_manifests(folder)[::-1]
     if len(found) == 1:
         return allowed(found[0]), ""
@@ -510,7 +512,7 @@ def _folders_run(folder: Path, allowed: Callable[[Path], Path]) -> tuple[Path, s
                               "the earlier ones did")
     raise ValueError(f"{folder} is a folder; give the manifest of the run to open"
                      + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
-                        " (it holds no manifest.json" + (_UNWRITTEN if (folder / RUN_JOURNAL).is_file() else ")")))
+                        " (it holds no manifest.json)"))
 
 
 def _located(source: Path, folder: Path) -> Path:

@@ -843,7 +843,8 @@ def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_c
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
-    with pytest.raises(ValueError, match="holds no manifest.json yet: the run into it is still going, or was killed"):
+    with pytest.raises(ValueError, match="the last run into it has not written its manifest yet: it is still going, "
+                                         "or it was killed; let it end, or run the same command again"):
         import_run(ws, out, "Killed run", "Officer")  # the dashboard says what to do
     first = {name: (out / name).read_bytes() for name in ("p00.jpg", "p01.jpg", "p02.jpg")}
     again = run_cli("anonymize", str(folder), "--out", str(out))
