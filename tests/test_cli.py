@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batch import FULL, KILLED, STOPPED
+from core.batch import FULL, KILLED, STOPPED, run_manifests
 from core.pipeline import Settings
 from core.report import local_time
 from core.walk import holds_run
@@ -809,20 +809,56 @@ def test_a_run_killed_as_it_wrote_leaves_nothing_unfinished_after_the_next(tmp_p
 
 
 # `python -c` this with the command's arguments: the command, killed outright (as by kill -9 or a
-# power cut) at the moment it would record the file named in KILL_AT as done, its output written.
+# power cut) at the moment it would record the file named in KILL_AT as done, its output written,
+# or, KILL_AT a number, at the moment it would write that event of its journal (the first is 1).
 KILLED_AT = """
-import os, signal, sys
+import os, signal, sys, threading
 from core import journal
 from core.cli import main
 
-append = journal.Journal.append
+append, events, lock = journal.Journal.append, [], threading.Lock()
 def append_or_die(self, event, **options):
-    if str(event.get("done", "")).endswith(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
+    at = os.environ["KILL_AT"]
+    with lock:
+        events.append(event)
+        if str(len(events)) == at or (not at.isdigit() and str(event.get("done", "")).endswith(at)):
+            os.kill(os.getpid(), signal.SIGKILL)
     append(self, event, **options)
 journal.Journal.append = append_or_die
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def killed_at(at: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILLED_AT, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"KILL_AT": at})
+
+
+def test_a_run_killed_at_any_moment_leaves_no_output_without_a_record_after_the_next(tmp_path, astronaut_rgb):
+    """Wherever a run is killed outright (before or after any line of its journal: an output named,
+    written, recorded), the next run into the folder leaves every file there in a record: each
+    output in the finished run's manifest, once, under the name the first run gave it, and no
+    output of the killed run but those its own record lists."""
+    folder = tmp_path / "in"
+    photos = noisy_photos(folder, astronaut_rgb, 2)
+    (folder / "z_broken.jpg").write_bytes(jpeg_bytes(astronaut_rgb)[:300])
+    events = 1 + 2 * 2 + 1  # the run, each photo's output named then done, the broken file done
+    for at in range(1, events + 1):
+        out = tmp_path / f"out{at}"
+        killed = killed_at(str(at), "anonymize", str(folder), "--out", str(out))
+        assert killed.returncode == -signal.SIGKILL, (at, killed.stderr)
+        again = run_cli("anonymize", str(folder), "--out", str(out))
+        assert again.returncode == 2 and "2 anonymised, 0 held back, 1 failed" in again.stderr, (at, again.stderr)
+        manifests = [p.name for p in run_manifests(out)]  # the killed run's first, if it got to name one
+        finished = json.loads((out / manifests[-1]).read_text())
+        assert [f["input"] for f in finished["files"]] == [str(p) for p in [*photos, folder / "z_broken.jpg"]]
+        assert [f.get("output") for f in finished["files"]] == ["p00.jpg", "p01.jpg", None], at
+        assert sorted(p.name for p in out.iterdir()) == sorted(["p00.jpg", "p01.jpg", *manifests]), at
+        for name in manifests[:-1]:  # the killed run's record, made by the next: what it lists is there as listed
+            for entry in (f for f in json.loads((out / name).read_text())["files"] if "output" in f):
+                assert hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
+                assert entry in finished["files"], at
+
 
 
 def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_copies(tmp_path, astronaut_rgb):
@@ -834,8 +870,7 @@ def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_c
     under the names the first run would have given."""
     folder, out = tmp_path / "in", tmp_path / "out"
     photos = noisy_photos(folder, astronaut_rgb, 6)
-    killed = subprocess.run([sys.executable, "-c", KILLED_AT, "anonymize", str(folder), "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, env=os.environ | {"KILL_AT": "p03.jpg"})
+    killed = killed_at("p03.jpg", "anonymize", str(folder), "--out", str(out))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (out / "p03.jpg").is_file() and not (out / "manifest.json").exists()  # written, never recorded
     assert holds_run(out, os.listdir(out))  # met inside another run's inputs, passed over by its journal
