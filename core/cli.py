@@ -260,8 +260,8 @@ def _finished(manifest: dict, record: Path) -> int:
 
 def _earlier_said(folders: list, why: str) -> None:
     for folder in folders:
-        _say(f"passed over {folder}: it holds an earlier run's outputs (its record is there), {why}; name that "
-             "folder itself to do so")
+        _say(f"passed over {folder}: it holds the anonymised outputs of an earlier run or export (its record is "
+             f"there), {why}; name that folder itself to do so")
 
 
 def _outcome(failed: list[dict], flagged: list[dict]) -> int:

@@ -50,37 +50,38 @@ class Intake:
     earlier_run: bool = False  # a folder holding a batch run's outputs (`walk.holds_run`): passed over, said
 
 
-def unpack_zip(data: bytes | Path, zip_name: str) -> Iterator[Intake]:
+def unpack_zip(data: bytes | Path, zip_name: str, named: bool = True) -> Iterator[Intake]:
     """The files in a zip (uploaded, or a file met in a folder added: read from the disk as its
     members are), taken as the same folder on this machine would be: each
     named by its path inside the zip (a name only: "..", "." and a leading "/" are dropped, and
     nothing is ever written by it), hidden files and the archiver's own (`__MACOSX/`) skipped,
-    anything not an image or video refused by its name, a folder holding a batch run's outputs
-    passed over (`_run_folders`). Links and anything that unpacks out of proportion (a zip bomb)
-    are refused; damaged data is that member's error."""
+    anything not an image or video refused by its name, a folder holding a batch run's or an
+    export's anonymised outputs passed over (`_run_folders`; the whole zip too, when it was met
+    in a folder, not `named` itself). Links and anything that unpacks out of proportion (a zip
+    bomb) are refused; damaged data is that member's error."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         yield Intake(zip_name, problem=f"not a readable zip ({exc})")
         return
     with archive:
-        yield from _unpacked(archive, zip_name)
+        yield from _unpacked(archive, zip_name, named)
 
 
-def _unpacked(archive: zipfile.ZipFile, zip_name: str) -> Iterator[Intake]:
+def _unpacked(archive: zipfile.ZipFile, zip_name: str, named: bool) -> Iterator[Intake]:
     members = archive.infolist()
     if len(members) > ZIP_MAX_MEMBERS:
         yield Intake(zip_name, problem=f"holds {len(members)} entries, more than {ZIP_MAX_MEMBERS}")
         return
     total = 0
     listed = list(_listed(members))
-    runs, said = _run_folders(archive, listed), set()
+    runs, said = _run_folders(archive, listed, named), set()
     for member, parts in listed:
         label = f"{zip_name}/{'/'.join(parts)}"
-        if run := next((r for r in runs if tuple(parts[:len(r)]) == r), None):  # as in a folder: passed over
+        if (run := next((r for r in runs if tuple(parts[:len(r)]) == r), None)) is not None:  # as in a folder
             if run not in said:
                 said.add(run)
-                yield Intake(f"{zip_name}/{'/'.join(run)}/", earlier_run=True)
+                yield Intake(f"{zip_name}/{'/'.join(run)}/" if run else zip_name, earlier_run=True)
             continue
         if companion(parts[-1]):
             yield Intake(label, companion=True)
@@ -136,13 +137,15 @@ def _path(member: zipfile.ZipInfo) -> str:
         return member.filename
 
 
-def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]]) -> set[tuple[str, ...]]:
-    """The folders of a zip that hold a run's manifest (or journal), as their paths' names (`walk.holds_run`
-    for a folder on this machine), but for one that holds the whole zip: that is the batch added,
-    as a folder named itself is read."""
+def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, list[str]]],
+                 named: bool) -> set[tuple[str, ...]]:
+    """The folders of a zip that hold a run's or an export's record (`walk.holds_run` for a
+    folder on this machine), as their paths' names (the zip's root is `()`), but, the zip `named`
+    (uploaded), for one that holds the whole zip: that is the batch added, as a folder named
+    itself is read."""
     found, budget = set(), ZIP_MANIFEST_BYTES
     for member, parts in listed:
-        if len(parts) > 1 and is_record_name(parts[-1]) and budget > 0:
+        if (len(parts) > 1 or not named) and is_record_name(parts[-1]) and budget > 0:
             budget -= MANIFEST_HEAD
             try:
                 with archive.open(member) as handle:
@@ -150,7 +153,7 @@ def _run_folders(archive: zipfile.ZipFile, listed: list[tuple[zipfile.ZipInfo, l
                         found.add(tuple(parts[:-1]))
             except Exception:  # noqa: BLE001 - damaged data: not told a manifest
                 continue
-    return {run for run in found if any(tuple(parts[:len(run)]) != run for _, parts in listed)}
+    return {run for run in found if not named or any(tuple(parts[:len(run)]) != run for _, parts in listed)}
 
 
 def intake_upload(name: str, data: bytes) -> Iterator[Intake]:
@@ -245,7 +248,7 @@ def intake_folder(folder: str, roots: list[Path], max_files: int = 20_000,
             elif problem := not_regular(path):
                 yield Intake(label, problem=problem + "; refused")
             elif path.suffix.lower() == ".zip":  # a photographer's delivery: taken as an upload is
-                yield from unpack_zip(path, label)
+                yield from unpack_zip(path, label, named=False)
             elif problem := not_media(path):
                 yield Intake(label, problem=problem)
             elif not is_video(path) and path.stat().st_size > max_bytes:

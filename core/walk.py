@@ -30,9 +30,9 @@ class PassedOver:
 
 
 def holds_run(folder: Path, names: list[str]) -> bool:
-    """Whether `folder`, whose files are `names`, holds a run's outputs: a manifest this tool
-    wrote (`manifest.json`, `manifest-2.json`...), or the journal of a run killed before it wrote
-    one, told by its first bytes (`is_run_record`)."""
+    """Whether `folder`, whose files are `names`, holds anonymised outputs: a run's manifest
+    (`manifest.json`, `manifest-2.json`...) or an export's (an unzipped publication zip), or the
+    journal of a run killed before it wrote one, told by its first bytes (`is_run_record`)."""
     for name in (name for name in names if is_record_name(name)):
         path = folder / name
         try:
@@ -46,7 +46,8 @@ def holds_run(folder: Path, names: list[str]) -> bool:
 
 
 def is_record_name(name: str) -> bool:
-    """A run's manifest's name (`manifest_path`), or its journal's (`core.journal`)."""
+    """A run's or an export's manifest's name (`batch.manifest_path`), or a run's journal's
+    (`core.journal`)."""
     return (name.startswith("manifest") and name.endswith(".json")) or name in JOURNALS
 
 
@@ -58,11 +59,14 @@ MANIFEST_HEAD = 64 * 1024
 
 def is_run_record(name: str, head: bytes) -> bool:
     """Whether a file named as a run's record (`is_record_name`) is one, by its first bytes: a
-    manifest is a JSON object that names its settings, versions and files; a journal starts as
-    `core.journal` writes it."""
+    run's manifest is a JSON object that names its settings, versions and files, an export's
+    (a review session's publication zip or audit package, `core.export`) its session and when it
+    was exported; a journal starts as `core.journal` writes it."""
     if name in JOURNALS:
         return is_journal(name, head)
-    return head.lstrip().startswith(b"{") and all(key in head for key in (b'"settings"', b'"versions"', b'"files"'))
+    return head.lstrip().startswith(b"{") and (
+        all(key in head for key in (b'"settings"', b'"versions"', b'"files"'))
+        or all(key in head for key in (b'"session"', b'"exported_at"', b'"versions"')))
 
 
 def expand_paths(paths: list[Path], skip: Path | None = None,

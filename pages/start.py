@@ -178,9 +178,10 @@ for offered, name in st.session_state.get("cuts", []):
 for offered, same_as in st.session_state.get("duplicates", []):
     st.info(f"{plain(offered)}: same {'video' if is_video(offered) else 'photo'} as {plain(same_as)}, added once.")
 for folder in st.session_state.get("earlier_runs", []):
-    st.info(f"{plain(folder)} was not added: it holds the anonymised outputs of a batch run (its manifest is in it), "
-            "which would be reviewed again beside the originals. Open that run for review from its manifest (Close this "
-            "session, then Open a batch run for review), or add that folder itself.")
+    st.info(f"{plain(folder)} was not added: it holds the anonymised outputs of a batch run or of an export (their "
+            "record is in it), which would be reviewed again beside the originals. A batch run opens for review from "
+            "its manifest (Close this session, then Open a batch run for review); to add those files all the same, "
+            "add that folder (or zip) itself.")
 if companions := st.session_state.get("companions"):
     st.info(f"{len(companions)} file(s) that only go with photos and videos were passed over (sidecars, "
             "thumbnails, a card's index files; never published): "

@@ -534,16 +534,16 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     assert second.returncode == 0, second.stderr
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a.jpg", "manifest.json"]
     assert second.stderr.splitlines()[-1] == (
-        f"passed over {photos / 'cleaned'}: it holds an earlier run's outputs (its record is there), which would "
-        "be anonymised again beside the first; name that folder itself to do so")
+        f"passed over {photos / 'cleaned'}: it holds the anonymised outputs of an earlier run or export (its record "
+        "is there), which would be anonymised again beside the first; name that folder itself to do so")
     manifest = json.loads((tmp_path / "again" / "manifest.json").read_text())
     assert manifest["earlier_outputs"] == [str(photos / "cleaned")] and manifest["passed_over"] == []
     # `detect` passes it over too: its covered faces are not faces to find (it listed them).
     detected = run_cli("detect", str(photos))
     assert [Path(r["path"]).name for r in json.loads(detected.stdout)] == ["a.jpg"], detected.stdout
     assert detected.stderr.splitlines()[-1] == (
-        f"passed over {photos / 'cleaned'}: it holds an earlier run's outputs (its record is there), whose "
-        "covered faces are not faces to find; name that folder itself to do so")
+        f"passed over {photos / 'cleaned'}: it holds the anonymised outputs of an earlier run or export (its record "
+        "is there), whose covered faces are not faces to find; name that folder itself to do so")
     named = run_cli("anonymize", str(photos / "cleaned"), "--out", str(tmp_path / "named"))
     assert named.returncode == 0 and (tmp_path / "named" / "a.jpg").is_file(), named.stderr
     # A pipe named as a manifest is not read (it would never answer): its folder is walked.

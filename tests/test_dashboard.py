@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import shutil
 import threading
 import time
 import zipfile
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.intake import add_files, intake_folder
 from core.pipeline import Settings
 from core.records import APPROVED, StaleState
 from core.workspace import Workspace
@@ -680,6 +682,20 @@ def test_export_builds_zip_of_approved_only(reviewed, pictures):
     (shown,) = [i for element in at.get("image") for i in element.proto.imgs
                 if i.caption == "images/Sports_day-0001.jpg, as the zip holds it"]
     assert np.array_equal(pictures(shown), written)  # the zip's own file, at its full size: not a preview
+    # The zips downloaded into a folder added later (Downloads), or the publication unzipped there,
+    # are not taken in again as new photos: they hold anonymised outputs, which would be reviewed
+    # and published a second time (a zip in a folder is unpacked as an upload is).
+    downloads = ws.root.parent / "Downloads"
+    (downloads / "unzipped").mkdir(parents=True)
+    for name in (export["file"], export["audit_file"]):
+        shutil.copy(ws.files.exports / name, downloads)
+    with zipfile.ZipFile(ws.files.exports / export["file"]) as archive:
+        archive.extractall(downloads / "unzipped")
+    (downloads / "new.jpg").write_bytes(ws.files.object_path(second.sha256).read_bytes())
+    later = ws.create_session("Later", "A. Officer")
+    report = add_files(ws, later, intake_folder(str(downloads), [downloads]), "A. Officer")
+    assert [r.name for r in ws.images(later)] == ["new.jpg"], report
+    assert sorted(report.earlier_runs) == sorted([export["file"], export["audit_file"], "unzipped/"])
 
 
 def test_a_session_named_after_a_case_is_renamed_before_anything_leaves_with_its_name(root, astronaut_rgb):
@@ -1083,9 +1099,10 @@ def test_a_batch_runs_outputs_inside_a_folder_added_are_said_and_not_added(root,
     next(b for b in at.button if b.label == "Add and detect faces").click().run()
     assert not at.exception
     assert [i.value for i in at.info] == [
-        f"{plain('cleaned/')} was not added: it holds the anonymised outputs of a batch run (its manifest is in it), "
-        "which would be reviewed again beside the originals. Open that run for review from its manifest (Close this "
-        "session, then Open a batch run for review), or add that folder itself."]
+        f"{plain('cleaned/')} was not added: it holds the anonymised outputs of a batch run or of an export (their "
+        "record is in it), which would be reviewed again beside the originals. A batch run opens for review from its "
+        "manifest (Close this session, then Open a batch run for review); to add those files all the same, add that "
+        "folder (or zip) itself."]
     assert [r.name for r in Workspace(root / "ws").images(at.session_state["session_id"])] == ["a.jpg"]
 
 
