@@ -92,12 +92,16 @@ def _unpacked(archive: zipfile.ZipFile, zip_name: str, named: bool) -> Iterator[
         if problem := not_media(parts[-1]):
             yield Intake(label, problem=problem)
             continue
-        total += member.file_size
         ratio = member.file_size / max(member.compress_size, 1)
-        if ratio > ZIP_MAX_RATIO or total > ZIP_MAX_TOTAL:
+        if ratio > ZIP_MAX_RATIO:
             yield Intake(label, problem=f"unpacks to {member.file_size} bytes (ratio {ratio:.0f}:1): "
                                         "a possible zip bomb; refused")
             continue
+        if total + member.file_size > ZIP_MAX_TOTAL:  # each is read whole: a folder's files are copied in chunks
+            yield Intake(label, problem=f"the zip's files pass {ZIP_MAX_TOTAL // 1024 ** 2} MB together from here on; "
+                                        "refused: unpack the zip, and add its folder")
+            continue
+        total += member.file_size
         try:
             with archive.open(member) as handle:
                 content = handle.read(member.file_size + 1)

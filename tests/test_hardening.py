@@ -177,6 +177,27 @@ def test_hostile_zip(engine, ws):
     assert not (ws.root.parent / "outside.jpg").exists()
 
 
+def test_a_zip_too_large_together_is_said_so_not_a_bomb_and_a_bomb_spoils_nothing_after_it(ws, monkeypatch):
+    """Each file of a zip is read whole, so a zip's files may not pass a total (2 GB; smaller
+    here): those past it were refused as "a possible zip bomb", and so was every file after a
+    bomb that claimed more than the total, the bomb counted in it."""
+    from core import intake
+
+    monkeypatch.setattr(intake, "ZIP_MAX_TOTAL", 3 * 1024 ** 2)
+    photo = encoded(np.random.default_rng(3).integers(0, 256, (700, 900, 3), dtype=np.uint8), "PNG")  # ~1.9 MB
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("bomb.png", b"\x00" * 20_000_000, zipfile.ZIP_DEFLATED)
+        for name in ("a.png", "b.png"):
+            archive.writestr(name, photo)
+    session = ws.create_session("zip", "tester")
+    add_files(ws, session, intake_upload("big.zip", buffer.getvalue()), "tester")
+    records = {r.name: r for r in ws.images(session)}
+    assert "zip bomb" in records["big.zip/bomb.png"].error and records["big.zip/a.png"].error is None
+    assert records["big.zip/b.png"].error == ("the zip's files pass 3 MB together from here on; refused: unpack "
+                                              "the zip, and add its folder")
+
+
 def test_a_zip_made_by_a_phone_or_a_mac_is_taken_as_its_folder_would_be(ws):
     """Photos keep their folder inside the zip in their name (two cameras' IMG_0001.JPG are two
     names); the archiver's own files (__MACOSX/._*, .DS_Store) are skipped as hidden files of a
