@@ -1,5 +1,5 @@
-"""A run's journal: its account written as it goes, one JSON line per event, appended and synced,
-so that a run killed before it writes its manifest (kill -9, the out-of-memory killer, a power
+"""A run's journal: its account written as it goes, one JSON line per event, appended (and
+synced where a power cut must not lose it), so that a run killed before it writes its manifest (kill -9, the out-of-memory killer, a power
 cut) leaves a record of what it did.
 
 A run on one machine keeps `.journal.jsonl` in its output folder while it runs: first the run
@@ -25,7 +25,7 @@ JOURNALS = (RUN_JOURNAL, CLUSTER_JOURNAL)
 
 
 class Journal:
-    """A run's account, one JSON line per event, appended and synced."""
+    """A run's account, one JSON line per event, appended (`append`) and read back whole."""
 
     def __init__(self, path: Path):
         self.path = path
