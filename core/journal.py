@@ -1,6 +1,6 @@
 """A run's journal: its account written as it goes, one JSON line per event, appended (and
-synced where a power cut must not lose it), so that a run killed before it writes its manifest (kill -9, the out-of-memory killer, a power
-cut) leaves a record of what it did.
+synced where a power cut must not lose it), so that a run killed before it writes its manifest
+(kill -9, the out-of-memory killer, a power cut) leaves a record of what it did.
 
 A run on one machine keeps `.journal.jsonl` in its output folder while it runs: first the run
 (its manifest's name, settings, versions and inputs), then each output's name before the output
