@@ -315,7 +315,7 @@ def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], 
         workspace.log(session_id, actor, "companion files passed over", count=len(companions),
                       names=", ".join(companions))
     if runs and not full:
-        workspace.log(session_id, actor, "batch run outputs passed over", folders=", ".join(runs))
+        workspace.log(session_id, actor, "anonymised outputs passed over", folders=", ".join(runs))
     return IntakeReport(added, refused, duplicates, companions, cuts, full, runs)
 
 

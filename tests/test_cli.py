@@ -561,7 +561,7 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
     report = add_files(ws, session, intake_folder(str(photos), [tmp_path]), "Officer")
     assert (report.added, report.refused, report.earlier_runs) == (1, [], ["cleaned/"])
     assert [r.name for r in ws.images(session)] == ["a.jpg"], "said, not an item of the session"
-    assert [a["detail"] for a in ws.audit(session) if a["action"] == "batch run outputs passed over"] == [
+    assert [a["detail"] for a in ws.audit(session) if a["action"] == "anonymised outputs passed over"] == [
         {"folders": "cleaned/"}]
     # And so does a zip of the folder, as a file manager makes one (each path under the folder's
     # name); a zip of the outputs' folder alone is read, as that folder named itself is.
