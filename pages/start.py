@@ -6,9 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.report import local_time
-from core.intake import (add_files, allowed_roots, asked_part, folder_problem, import_run, intake_folder,
-                         intake_upload)
+from core.intake import add_files, allowed_roots, asked_part, folder_problem, intake_folder, intake_upload
 from core.kinds import is_video
+from core.run_review import import_run
 from dashboard.sidebar import session_sidebar
 from dashboard.state import act, current_session, flash, forget_place, open_session, show_flash, workspace
 from dashboard.text import as_line, counted, plain

@@ -350,7 +350,7 @@ def test_a_disk_that_fills_stops_the_run_with_its_manifest_written_and_the_same_
     for entry in finished["files"]:
         assert hashlib.sha256((written / entry["output"]).read_bytes()).hexdigest() == entry["output_sha256"]
     # The stopped run opened for review: what it did comes with its faces, and every file not done is detected there.
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -410,7 +410,7 @@ def test_anonymize_check_reports_a_face_left_visible(batch, tmp_path):
     assert (tmp_path / "a" / "portrait.jpg").exists() and not (tmp_path / "a" / "held-back").exists()
     # Opened for review, each run's verdict comes with it, as the dashboard's own check records one:
     # the face still showing is flagged on its photo (before, nothing said so until the zip was built).
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.review import attention
     from core.workspace import Workspace
 
@@ -452,7 +452,7 @@ def test_odd_shapes_never_stop_a_batch(tmp_path, astronaut_rgb):
 def test_a_run_opened_for_review_names_each_photo_by_its_path_in_the_batch(batch, tmp_path):
     """Opened in the dashboard, the run's two portrait.jpg (one in sub/) are two names, as a
     folder added there would give them, not one name twice."""
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     out = tmp_path / "out"
@@ -494,7 +494,7 @@ def test_a_file_a_run_failed_on_is_detected_when_the_run_is_opened_for_review(tm
     was refused with the run's reason, and the reviewer had to find it and add it again. It is
     detected in the dashboard, as a file of a folder is; a damaged one fails there with the
     dashboard's reason, and what is not a file at all keeps the run's."""
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.review import detect_pending
     from core.workspace import Workspace
 
@@ -579,7 +579,7 @@ def test_an_earlier_runs_outputs_inside_an_input_folder_are_passed_over_and_said
 def test_a_run_with_a_name_that_is_not_utf8_opens_for_review(tmp_path, astronaut_rgb):
     """A file named on an old Windows machine ("caf\\xe9.jpg"): the run names it, and opening the
     run for review stopped on it (SQLite refused the name) instead of naming it with U+FFFD."""
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     (tmp_path / "in").mkdir()
@@ -596,7 +596,7 @@ def test_a_run_given_relative_paths_opens_for_review_from_anywhere(tmp_path, ast
     """`anonymize photos/ --out cleaned/` as the README writes it: the manifest names each input so
     that the run opens for review whatever folder the dashboard runs in (it named "photos/a.jpg",
     which was looked for beside the manifest, and every photo was refused)."""
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     (tmp_path / "photos").mkdir()
@@ -623,7 +623,7 @@ def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
     """A face scored just under the run's threshold is not covered, and the manifest lists it as a
     near miss, so the review of the run offers it with one tick, as the dashboard's own detection does."""
     from core.faces import near_misses, reviewable
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     (tmp_path / "in").mkdir()
@@ -648,7 +648,7 @@ def test_a_run_opened_for_review_lists_its_near_misses(tmp_path, astronaut_rgb):
 def test_a_manifest_that_is_not_a_runs_is_refused_by_name(tmp_path, text):
     """Opening a file that is no batch manifest (hand-edited, another tool's) says so, naming
     it, and makes no session; it never stops the page with a traceback."""
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     (tmp_path / "manifest.json").write_text(text)
@@ -707,7 +707,7 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
         assert said.splitlines()[-1] == f"error: {folder / 'a_broken.jpg'}: {outcome['a_broken.jpg']}", said
     # Opened for review, the run's photo comes with its faces, and what it did not do is detected
     # there (where the broken photo fails, as it does in the run).
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -874,7 +874,7 @@ def test_a_run_killed_outright_is_given_its_record_and_finished_without_second_c
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (out / "p03.jpg").is_file() and not (out / "manifest.json").exists()  # written, never recorded
     assert holds_run(out, os.listdir(out))  # met inside another run's inputs, passed over by its journal
-    from core.intake import import_run
+    from core.run_review import import_run
     from core.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")

@@ -22,9 +22,9 @@ import pytest
 
 from core.batch import STOPPED
 from core.cluster import LoopbackCluster
-from core.intake import import_run
 from core.journal import Journal
 from core.review import detect_pending
+from core.run_review import import_run
 from core.walk import holds_run
 from core.workspace import Workspace
 from tests.clips import iter_moving_face_frames, moving_face_frames, write_clip
