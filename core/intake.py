@@ -38,7 +38,7 @@ class Intake:
     problem: str | None = None
     path: Path | None = None  # a file on this machine, copied into the store in chunks (not read into `data`)
     companion: bool = False  # a sidecar, thumbnail or index file (`kinds.companion`): passed over, counted
-    earlier_run: bool = False  # a folder holding a batch run's outputs (`walk.holds_run`): passed over, said
+    earlier_run: bool = False  # a folder (or zip) of a run's or an export's outputs (`walk.holds_run`): said
 
 
 def unpack_zip(data: bytes | Path, zip_name: str, named: bool = True) -> Iterator[Intake]:
@@ -262,7 +262,7 @@ class IntakeReport:
     companions: list[str]  # sidecars, thumbnails and index files passed over (`kinds.companion`)
     cuts: list[tuple[str, str]] = field(default_factory=list)  # (video offered, the name its part is added as)
     full: str | None = None  # the workspace's disk filled (the system's words): the files from there on not added
-    earlier_runs: list[str] = field(default_factory=list)  # folders of a batch run's outputs passed over
+    earlier_runs: list[str] = field(default_factory=list)  # folders (or zips) of anonymised outputs passed over
 
 
 def add_files(workspace: Workspace, session_id: int, intakes: Iterator[Intake], actor: str,
