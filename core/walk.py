@@ -13,14 +13,14 @@ from .journal import JOURNALS, is_journal
 from .kinds import companion, not_media, not_regular, unreadable_kind
 
 COMPANION = "goes with a photo or video (a sidecar, thumbnail or index file): passed over"
-EARLIER_RUN = "holds an earlier run's outputs: passed over"
+EARLIER_RUN = "holds an earlier run's or export's outputs: passed over"
 
 
 @dataclass
 class PassedOver:
     """What a walk of the input folders passes over, for the manifest: the files that only go with
-    photos and videos (`kinds.companion`), and the folders holding an earlier run's outputs
-    (`holds_run`: anonymised again, each would be a second copy beside the first)."""
+    photos and videos (`kinds.companion`), and the folders holding an earlier run's or export's
+    outputs (`holds_run`: anonymised again, each would be a second copy beside the first)."""
 
     files: list[Path] = field(default_factory=list)
     runs: list[Path] = field(default_factory=list)
