@@ -60,8 +60,8 @@ if opened is None:
         st.caption("A run of `python -m core anonymize ... --ray` (or without) leaves a manifest.json beside its "
                    "outputs. Opening it (or the folder it is in) makes a review session of its photos with the "
                    "faces it found: they are not detected again. Its videos are detected again here (the manifest "
-                   "keeps only the faces it covered), and so are the files a run stopped before. The originals "
-                   "must still be where the run read them.")
+                   "keeps only the faces it covered), and so are the files it did not do (stopped before them, or "
+                   "failed on them). The originals must still be where the run read them.")
         with st.form("open-run"):
             manifest = st.text_input("Manifest", placeholder="/home/me/Pictures/archive-out/manifest.json",
                                      autocomplete="off", help="Only files inside the allowed roots can be read: "
