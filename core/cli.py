@@ -18,10 +18,10 @@ from pathlib import Path
 from .anonymizers import MODES, SHAPES
 from .images import DEFAULT_MAX_PIXELS
 from . import times, video
-from .batch import (HELD_BACK, NoRoom, anonymize_files, face_record, frame_progress, manifest_path, recover,
-                    stopped_before)
+from .batch import anonymize_files, face_record, frame_progress
 from .pipeline import DETECT_EVERY, Engine, Settings, failure_reason
-from .store import Busy, only_run
+from .run_folder import HELD_BACK, manifest_path, recover, stopped_before
+from .store import Busy, NoRoom, only_run
 from .walk import PassedOver, expand_paths
 from .kinds import is_video
 from .shown import as_text

@@ -31,13 +31,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from . import batch
-from .batch import (FULL, ManifestRoom, NoRoom, OutputNamer, anonymize_one, earlier_entries, frame_progress, not_done,
-                    output_name, recover, remove_unfinished, remove_unrecorded, report, stop_reason, unchanged)
+from . import run_folder
+from .batch import anonymize_one, frame_progress, output_name, report
 from .journal import CLUSTER_JOURNAL as JOURNAL, Journal
 from .pipeline import Engine, Settings, engine_versions, failure_reason
 from .report import utc_now
-from .store import out_of_room, write_atomically
+from .run_folder import (FULL, ManifestRoom, OutputNamer, earlier_entries, not_done, recover, remove_unfinished,
+                         remove_unrecorded, stop_reason, unchanged)
+from .store import NoRoom, out_of_room, write_atomically
 from .walk import PassedOver, expand_paths
 
 # Ray's own services are told to stay quiet and local: no usage statistics, no dashboard.
@@ -247,9 +248,9 @@ class FileWorker:
 def manifest_path(out_dir: Path) -> Path:
     """Where a cluster run into `out_dir` writes its manifest: where its first run did (kept in
     its journal; each rerun writes it again, whole), else a name no earlier run's record has
-    (`batch.manifest_path`: `manifest.json`, or `manifest-2.json` beside a run on one machine)."""
+    (`run_folder.manifest_path`: `manifest.json`, or `manifest-2.json` beside a run on one machine)."""
     given = Journal(out_dir / JOURNAL).manifest
-    return out_dir / given if given else batch.manifest_path(out_dir)
+    return out_dir / given if given else run_folder.manifest_path(out_dir)
 
 
 def unfinished(out_dir: Path) -> bool:
@@ -331,7 +332,7 @@ def _plan(journal: Journal, key: str, recorded: dict[str, dict], jobs: list, out
     """The files for the workers, each with its output's name (given here from its header, and
     kept in the journal) and its earlier run's entry if it was done with these settings: from the
     journal, else from the manifest of another run into the folder (`recorded`, as
-    `batch.earlier_entries` finds them: a run on one machine's too, as such a run keeps a cluster
+    `run_folder.earlier_entries` finds them: a run on one machine's too, as such a run keeps a cluster
     run's). The files that cannot be processed go into `entries` with their errors."""
     namer = OutputNamer(out_dir, taken={name.lower() for name in journal.names.values()})
     todo: list[tuple[int, str, str, dict | None]] = []

@@ -30,7 +30,8 @@ import cv2
 from .faces import selected
 from .images import DEFAULT_MAX_PIXELS, decode_photo, encode_photo, output_format
 from . import times, video, video_review
-from .batch import part_record, safe_name
+from .batch import part_record
+from .run_folder import safe_name
 from .pipeline import VIDEO_FOUND_AGAIN, Settings, anonymize, check_output, engine_versions
 from .records import APPROVED, REJECTED, ImageRecord
 from .report import audit_report, csv_text, detail_text, local_time, utc_now

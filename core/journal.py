@@ -5,7 +5,7 @@ synced where a power cut must not lose it), so that a run killed before it write
 A run on one machine keeps `.journal.jsonl` in its output folder while it runs: first the run
 (its manifest's name, settings, versions and inputs), then each output's name before the output
 is written, and each file's entry once it is done; its manifest written, the journal goes
-(`batch.recover` makes a killed run's into its manifest). A cluster run keeps `journal.jsonl`,
+(`run_folder.recover` makes a killed run's into its manifest). A cluster run keeps `journal.jsonl`,
 which stays: the name it gave its manifest, each output's name, and each file done with the
 key of its settings (`core.cluster`).
 """

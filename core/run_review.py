@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch import run_manifests
 from .faces import Face
 from .images import DEFAULT_MAX_PIXELS, decode_photo
 from .intake import Intake, add_one, inside, typed_path
@@ -21,6 +20,7 @@ from .kinds import readable_name, unreadable_kind
 from .pipeline import Settings, failure_reason
 from .report import local_time
 from .review import preview_bases
+from .run_folder import run_manifests
 from .store import SourceError
 from .workspace import Workspace
 

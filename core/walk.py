@@ -46,7 +46,7 @@ def holds_run(folder: Path, names: list[str]) -> bool:
 
 
 def is_record_name(name: str) -> bool:
-    """A run's or an export's manifest's name (`batch.manifest_path`), or a run's journal's
+    """A run's or an export's manifest's name (`run_folder.manifest_path`), or a run's journal's
     (`core.journal`)."""
     return (name.startswith("manifest") and name.endswith(".json")) or name in JOURNALS
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batch import FULL, KILLED, STOPPED, run_manifests
 from core.pipeline import Settings
 from core.report import local_time
+from core.run_folder import FULL, KILLED, STOPPED, run_manifests
 from core.walk import holds_run
 from tests.conftest import ROOT, heic_bytes, jpeg_bytes, noisy_photos, on_a_small_disk, png_bytes
 from tests.test_images import BAD_INPUTS
@@ -659,7 +659,7 @@ def test_a_manifest_that_is_not_a_runs_is_refused_by_name(tmp_path, text):
 
 
 def test_output_names_keep_accented_letters_without_their_accents():
-    from core.batch import OutputNamer, safe_name
+    from core.run_folder import OutputNamer, safe_name
 
     namer = OutputNamer(None)
     assert namer.name_for("Sortie/École Fête.jpg", "JPEG") == "Ecole_Fete.jpg"
@@ -729,7 +729,7 @@ def test_a_run_stopped_with_ctrl_c_keeps_its_record(tmp_path, astronaut_rgb, ast
 def test_an_input_gone_since_the_folder_was_read_is_not_kept_and_stops_nothing(tmp_path):
     """Whether an earlier run's output can be kept is asked of each file before the run starts;
     an input gone meanwhile (a network share) raised there, and the whole batch failed with it."""
-    from core.batch import unchanged
+    from core.run_folder import unchanged
 
     (tmp_path / "a.jpg").write_bytes(b"output")
     entry = {"input": str(tmp_path / "in" / "a.jpg"), "input_sha256": "0" * 64, "output": "a.jpg",
@@ -962,7 +962,7 @@ def test_an_address_that_answers_but_not_as_a_ray_head_is_said_and_nothing_is_wr
 
 
 def test_a_manifest_of_a_stopped_run_is_read_as_stopped_whichever_version_wrote_it():
-    from core.batch import STOPPED, stopped_before
+    from core.run_folder import STOPPED, stopped_before
 
     earlier = "not done: the run was stopped (Ctrl-C) before it; run again for it"  # as the last version wrote it
     assert stopped_before({"error": STOPPED}) and stopped_before({"error": earlier})

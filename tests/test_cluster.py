@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.batch import STOPPED
 from core.cluster import LoopbackCluster
 from core.journal import Journal
 from core.review import detect_pending
+from core.run_folder import STOPPED
 from core.run_review import import_run
 from core.walk import holds_run
 from core.workspace import Workspace

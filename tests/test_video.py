@@ -20,7 +20,8 @@ from hypothesis import assume, given, settings as hsettings, strategies as st
 from core import sound, times, video, video_review
 from core.cli import main as cli
 from core.faces import Face
-from core.batch import HELD_BACK, anonymize_files
+from core.batch import anonymize_files
+from core.run_folder import HELD_BACK
 from core.pipeline import DETECT_EVERY, Settings
 from core.sound import SOUND_LEFT_OUT
 from core.motion import Motion, carried
