@@ -194,9 +194,8 @@ def _anonymized(out: Path, where: Callable[[Path], Path], run: Callable[[Path], 
 
 def _recovered(out: Path) -> None:
     """An earlier run into `out` killed before it wrote its manifest is given one first, and said."""
-    manifest = recover(out)
-    if manifest:
-        done = sum(1 for entry in json.loads(manifest.read_text())["files"] if "output" in entry)
+    if made := recover(out):
+        manifest, done = made
         _say(f"an earlier run into {out} was killed before it wrote its manifest: its record is made now, from "
              f"its journal: {manifest} ({done} file(s) done)")
 

@@ -149,12 +149,13 @@ def unchanged(entry: dict, path: Path, out_dir: Path) -> bool:
         return False
 
 
-def recover(out_dir: Path) -> Path | None:
+def recover(out_dir: Path) -> tuple[Path, int] | None:
     """The manifest of a run into `out_dir` killed before it wrote one (kill -9, the out-of-memory
     killer, a power cut), made from its journal (`core.journal`) as a stopped run's: the files it
     finished with their entries, the rest not done (`KILLED`); an output it named but had not
-    recorded is removed (it may be whole, but no record says what it is). Returns that manifest,
-    or None when no run was killed there. Then the same command run again keeps the files it
+    recorded is removed (it may be whole, but no record says what it is). Returns that manifest
+    and how many files it records done, or None when it had nothing to make (no run was killed
+    there, or one was killed before any work or just after it wrote its manifest). Then the same command run again keeps the files it
     finished and does the rest, as after a Ctrl-C; until then the folder's outputs all have a
     record. Only while no other run writes there (`store.only_run`), before the next run names
     its manifest."""
@@ -162,10 +163,9 @@ def recover(out_dir: Path) -> Path | None:
     if not path.is_file():
         return None
     journal = Journal(path)
-    run = journal.run
-    manifest = out_dir / run["manifest"] if run else None
-    if run and not manifest.exists():  # else killed before any work, or just after its manifest was written
-        files = []
+    run, made = journal.run, None
+    if run and not (out_dir / run["manifest"]).exists():  # else killed before any work, or just after writing it
+        manifest, files = out_dir / run["manifest"], []
         for source in run["inputs"]:
             event = journal.done.get(source)
             if not event:
@@ -178,8 +178,9 @@ def recover(out_dir: Path) -> Path | None:
             "files": files, "resumed": sum(1 for event in journal.done.values() if event.get("kept")),
             "stopped": "killed, or the machine went down, before it wrote its manifest (made from its journal "
                        f"by the next run into the folder, {utc_now()})"}, indent=2).encode())
+        made = manifest, sum(1 for entry in files if "output" in entry)
     path.unlink()
-    return manifest if run else None
+    return made
 
 
 def remove_unrecorded(out_dir: Path, name: str | None) -> None:
