@@ -37,14 +37,22 @@ class ImportReport:
     chosen: str = ""  # which of a folder's runs was opened, and why, when it holds several (`_folders_run`)
 
 
-def _described(manifest: Path, allowed: Callable[[Path], Path]) -> str:
-    """A run's manifest as a choice between several names it: its files, and whether and when it
-    finished (read only inside the folders the dashboard may read)."""
+def _record(manifest: Path, allowed: Callable[[Path], Path]) -> dict | None:
+    """A run's manifest, read only inside the folders the dashboard may read, or None."""
     try:
         record = json.loads(allowed(manifest).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _described(manifest: Path, record: dict | None) -> str:
+    """A run's manifest as a choice between several names it: its files, and whether and when it
+    finished."""
+    try:
         return (f"{manifest.name}: {len(record['files'])} file(s), "
                 f"{'stopped' if record.get('stopped') else 'finished'} {local_time(record['created'])}")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return f"{manifest.name}: not a manifest this dashboard can read"
 
 
@@ -134,20 +142,15 @@ def _folders_run(folder: Path, allowed: Callable[[Path], Path]) -> tuple[Path, s
     found = run_manifests(folder)[::-1]
     if len(found) == 1:
         return allowed(found[0]), ""
-    records = []
-    for manifest in found:
-        try:
-            records.append(json.loads(allowed(manifest).read_text()))
-        except (OSError, ValueError):
-            break
+    records = [_record(manifest, allowed) for manifest in found]
     with contextlib.suppress(KeyError, TypeError, AttributeError):
-        if found and len(records) == len(found) and not records[0].get("stopped") and all(
+        if found and None not in records and not records[0].get("stopped") and all(
                 {f["input"] for f in record["files"]} <= {f["input"] for f in records[0]["files"]}
                 for record in records[1:]):
             return found[0], (f"{found[0].name}, the latest of {len(found)} runs into the folder, which did every file "
                               "the earlier ones did")
     raise ValueError(f"{folder} is a folder; give the manifest of the run to open"
-                     + (f" (it holds {'; '.join(_described(p, allowed) for p in found)})" if found else
+                     + (f" (it holds {'; '.join(map(_described, found, records))})" if found else
                         " (it holds no manifest.json)"))
 
 
