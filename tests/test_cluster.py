@@ -134,6 +134,22 @@ def test_cluster_run_equals_the_local_command_and_opens_for_review(cluster, engi
     assert workspace.awaiting_detection(session) == []
 
 
+def settled(folder: Path, quiet: float = 3.0, limit: float = 120) -> list[str]:
+    """The folder's files (not the hidden lock a run leaves) once none has come or gone for
+    `quiet` seconds: a killed driver's workers on the surviving node finish the photo they hold
+    before Ray stops them, and write it (the next run into the folder removes it: it is in no
+    record)."""
+    listing, since, deadline = None, time.time(), time.time() + limit
+    while time.time() < deadline:
+        now = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+        if now != listing:
+            listing, since = now, time.time()
+        elif time.time() - since >= quiet:
+            return listing
+        time.sleep(0.2)
+    raise AssertionError(f"{folder} still changing after {limit} s: {listing}")
+
+
 def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster, tmp_path, astronaut_rgb):
     address, env, worker_raylet = cluster
     inputs = photos(tmp_path / "shared", astronaut_rgb, 12, size=1400)
@@ -154,7 +170,7 @@ def test_a_lost_node_costs_retries_and_a_rerun_finishes_every_file_once(cluster,
     assert holds_run(out, os.listdir(out)) and not (out / "manifest.json").exists()
     # A run on one machine into it would have written every output the cluster finished a second
     # time beside it, in no record: it is refused, saying how to finish the cluster's run.
-    before = sorted(name for name in os.listdir(out) if not name.startswith("."))  # not the lock it leaves
+    before = settled(out)
     local = run_cli("anonymize", tmp_path / "shared", "--out", out, env=env)
     assert local.returncode == 1 and local.stderr == (
         f"error: a run on a cluster into {out} was killed before it wrote its manifest (its journal.jsonl is there): "
