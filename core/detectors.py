@@ -78,29 +78,45 @@ class CenterFaceDetector:
         return merge_duplicates(wide + [f for f in self._pass(rgb, overview) if f.size >= split]
                                 + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
 
-    def wide_look(self, rgb: np.ndarray, mirror: bool = True, turn: int = 0) -> list[Face]:
-        """The whole photo shrunk to `wide_side` px (and turned by np.rot90's `turn`); none for
-        a photo no larger, upright (its whole look is at that scale). In a photo larger than
-        `max_side` it keeps only the faces it sees at least `overview_min_face` px tall: the
+    def wide_look(self, rgb: np.ndarray) -> list[Face]:
+        """The whole photo shrunk to `wide_side` px; none for a photo no larger (its whole look
+        is at that scale). See `wide_looks`."""
+        return self.wide_looks(rgb)[0]
+
+    def wide_looks(self, rgb: np.ndarray, turns: tuple[int, ...] = ()) -> dict[int, list[Face]]:
+        """The whole photo shrunk once to `wide_side` px and looked at upright (key 0, with the
+        mirror; none for a photo no larger, whose whole look is at that scale) and turned by
+        each of `turns` (np.rot90's k; quick looks, without the mirror). In a photo larger than
+        `max_side` each keeps only the faces it sees at least `overview_min_face` px tall: the
         overview sees the smaller ones larger, and in camera-size crowds they were texture (see
         README)."""
         side = max(rgb.shape[:2])
-        if side <= self.wide_side and not turn:
-            return []
-        faces = self._pass(rgb, min(1.0, self.wide_side / side), mirror, turn)
+        work = self._resized(rgb, min(1.0, self.wide_side / side))
+        looks = {k: self._look(work, rgb.shape, mirror=False, turn=k) for k in turns}
+        looks[0] = self._look(work, rgb.shape) if side > self.wide_side else []
         if side <= self.max_side or not self.full_resolution:
-            return faces
-        return [f for f in faces if f.size >= self.overview_min_face * side / self.wide_side]
+            return looks
+        smallest = self.overview_min_face * side / self.wide_side
+        return {k: [f for f in faces if f.size >= smallest] for k, faces in looks.items()}
 
-    def _pass(self, rgb: np.ndarray, scale: float, mirror: bool = True, turn: int = 0) -> list[Face]:
-        """One look at the image resized by `scale` (and turned by np.rot90's `turn`, once
-        resized), in tiles of at most `tile_area` pixels; boxes in the pixels of `rgb`."""
+    def _pass(self, rgb: np.ndarray, scale: float) -> list[Face]:
+        """One look at the image resized by `scale`; boxes in the pixels of `rgb`."""
+        return self._look(self._resized(rgb, scale), rgb.shape)
+
+    @staticmethod
+    def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
+        """`rgb` resized by about `scale`, to sides that are multiples of 32 (as the network wants)."""
         height, width = rgb.shape[:2]
-        # The network wants sides that are multiples of 32.
         in_w = max(32, int(np.ceil(width * scale / 32)) * 32)
         in_h = max(32, int(np.ceil(height * scale / 32)) * 32)
-        work = rgb if (in_w, in_h) == (width, height) else cv2.resize(
-            rgb, (in_w, in_h), interpolation=cv2.INTER_AREA if scale <= 1 else cv2.INTER_LINEAR)
+        if (in_w, in_h) == (width, height):
+            return rgb
+        return cv2.resize(rgb, (in_w, in_h), interpolation=cv2.INTER_AREA if scale <= 1 else cv2.INTER_LINEAR)
+
+    def _look(self, work: np.ndarray, shape: tuple[int, ...], mirror: bool = True, turn: int = 0) -> list[Face]:
+        """One look at `work` (a resized photo of `shape`, turned by np.rot90's `turn`), in
+        tiles of at most `tile_area` pixels; boxes in the pixels of the photo."""
+        (height, width), (in_h, in_w) = shape[:2], work.shape[:2]
         work = np.ascontiguousarray(np.rot90(work, turn)) if turn else work
         faces: list[Face] = []
         for x, y, w, h in _tiles(work.shape[1], work.shape[0], self.tile_area, self.overlap):
@@ -262,14 +278,15 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
             centerface = self._centerface
-            wide = centerface.wide_look(rgb)
+            looks = centerface.wide_looks(rgb, TURNS)
+            wide = looks.pop(0)
             faces = centerface.verify_by_zoom(rgb, centerface.detect(rgb, wide))
             # A photo no larger than the wide look has no wide look: its whole look is the one
             # at that scale.
             upright = wide if max(rgb.shape[:2]) > centerface.wide_side else faces
-            return merge_duplicates(faces + self._turned(rgb, upright))
+            return merge_duplicates(faces + self._turned(rgb, upright, looks))
 
-    def _turned(self, rgb: np.ndarray, upright: list[Face]) -> list[Face]:
+    def _turned(self, rgb: np.ndarray, upright: list[Face], looks: dict[int, list[Face]]) -> list[Face]:
         """Faces turned a quarter or half round: people lying down (a patient in bed, someone
         on the ground), and a photo scanned or saved sideways or upside down with no rotation
         flag. The network finds upright faces; on ../shared/eval turned a quarter round (no
@@ -280,9 +297,9 @@ class FaceDetector:
         three add a fifth to the detection of the eval photos), whose confident faces are kept
         as they are. When one turn finds clearly more face than the upright look at that scale
         (`upright`), the photo is sideways or upside down as a whole, and that turn gets the
-        whole detection too."""
+        whole detection too. `looks`: the quick looks, by turn (see
+        `CenterFaceDetector.wide_looks`)."""
         centerface = self._centerface
-        looks = {k: centerface.wide_look(rgb, mirror=False, turn=k) for k in TURNS}
         found = [f for look in looks.values() for f in look if f.score >= TURNED_KEEP]
         best = max(TURNS, key=lambda k: face_evidence(looks[k]))
         if face_evidence(looks[best]) > TURNED_BY * face_evidence(upright) + TURNED_OVER:
