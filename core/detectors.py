@@ -56,7 +56,8 @@ class CenterFaceDetector:
         self.overview_min_face = overview_min_face
         self.wide_side = wide_side
 
-    def detect(self, rgb: np.ndarray, wide: list[Face] | None = None) -> list[Face]:
+    def detect(self, rgb: np.ndarray, wide: list[Face] | None = None,
+               overview: list[Face] | None = None) -> list[Face]:
         """Every photo gets a wide look, the whole photo shrunk to `wide_side` px (see
         `wide_look`; given as `wide` when already made): it finds the faces that fill much of
         the picture (close-ups, which the network misses when they are larger than the faces it
@@ -66,17 +67,17 @@ class CenterFaceDetector:
         sees at least `overview_min_face` px tall (full-resolution tiles may cut them), and full
         resolution, in tiles, keeps the smaller ones (which the overview shrinks past seeing, or
         takes texture for), and a margin above them: the two looks size a face differently, and
-        a face at the border must not fall between them. Faces keep the pixel size they have in
-        the photo, so a crowd in a 12 MP photo is found as well as in a 1 MP one."""
+        a face at the border must not fall between them (see `overviews`; given as `overview`
+        when already made). Faces keep the pixel size they have in the photo, so a crowd in a
+        12 MP photo is found as well as in a 1 MP one."""
         height, width = rgb.shape[:2]
         side = max(height, width)
         wide = self.wide_look(rgb) if wide is None else wide
         if side <= self.max_side or not self.full_resolution:
             return merge_duplicates(self._pass(rgb, min(1.0, self.max_side / side)) + wide)
-        overview = self.overview_side / side
-        split = self.overview_min_face / overview
-        return merge_duplicates(wide + [f for f in self._pass(rgb, overview) if f.size >= split]
-                                + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
+        overview = self.overviews(rgb)[0] if overview is None else overview
+        split = self.overview_min_face * side / self.overview_side
+        return merge_duplicates(wide + overview + [f for f in self._pass(rgb, 1.0) if f.size < split * 1.5])
 
     def wide_look(self, rgb: np.ndarray) -> list[Face]:
         """The whole photo shrunk to `wide_side` px; none for a photo no larger (its whole look
@@ -84,33 +85,34 @@ class CenterFaceDetector:
         return self.wide_looks(rgb)[0]
 
     def wide_looks(self, rgb: np.ndarray, turns: tuple[int, ...] = ()) -> dict[int, list[Face]]:
-        """The whole photo shrunk once to `wide_side` px and looked at upright (key 0, with the
-        mirror; none for a photo no larger, whose whole look is at that scale) and turned by
-        each of `turns` (np.rot90's k; quick looks, without the mirror). In a photo larger than
-        `max_side` each keeps only the faces it sees at least `overview_min_face` px tall: the
-        overview sees the smaller ones larger, and in camera-size crowds they were texture (see
-        README)."""
+        """The whole photo shrunk to `wide_side` px, looked at upright (key 0; none for a photo
+        no larger, whose whole look is at that scale) and turned by each of `turns` (see
+        `_looks`). In a photo larger than `max_side` each keeps only the faces it sees at least
+        `overview_min_face` px tall: the overview sees the smaller ones larger, and in
+        camera-size crowds they were texture (see README)."""
         side = max(rgb.shape[:2])
-        work = self._resized(rgb, min(1.0, self.wide_side / side))
-        looks = {k: self._look(work, rgb.shape, mirror=False, turn=k) for k in turns}
-        looks[0] = self._look(work, rgb.shape) if side > self.wide_side else []
-        if side <= self.max_side or not self.full_resolution:
-            return looks
-        smallest = self.overview_min_face * side / self.wide_side
-        return {k: [f for f in faces if f.size >= smallest] for k, faces in looks.items()}
+        large = side > self.max_side and self.full_resolution
+        looks = self._looks(rgb, min(1.0, self.wide_side / side), ((0,) if side > self.wide_side else ()) + turns,
+                            self.overview_min_face * side / self.wide_side if large else 0)
+        return {0: [], **looks}
 
-    def turned_overviews(self, rgb: np.ndarray, turns: tuple[int, ...]) -> dict[int, list[Face]]:
-        """In a photo larger than `max_side`, the overview's look (`overview_side` px) turned by
-        each of `turns` (quick looks, without the mirror), by turn, keeping the faces it sees at
-        least `overview_min_face` px tall; none in a smaller photo, whose wide looks see its
-        faces at a quarter of their size or more."""
+    def overviews(self, rgb: np.ndarray, turns: tuple[int, ...] = ()) -> dict[int, list[Face]]:
+        """In a photo larger than `max_side`, the overview: the photo shrunk to `overview_side`
+        px, looked at upright (key 0) and turned by each of `turns` (see `_looks`), each keeping
+        the faces it sees at least `overview_min_face` px tall; none in a smaller photo."""
         side = max(rgb.shape[:2])
         if side <= self.max_side or not self.full_resolution:
             return {}
-        scale = self.overview_side / side
+        return self._looks(rgb, self.overview_side / side, (0,) + turns,
+                           self.overview_min_face * side / self.overview_side)
+
+    def _looks(self, rgb: np.ndarray, scale: float, turns: tuple[int, ...], smallest: float) -> dict[int, list[Face]]:
+        """The photo resized once by `scale` and looked at by each of `turns` (np.rot90's k):
+        upright (0) with the mirror, turned as a quick look without it; each keeps the faces at
+        least `smallest` px (in the photo's pixels)."""
         work = self._resized(rgb, scale)
-        return {k: [f for f in self._look(work, rgb.shape, mirror=False, turn=k)
-                    if f.size >= self.overview_min_face / scale] for k in turns}
+        return {k: [f for f in self._look(work, rgb.shape, mirror=not k, turn=k) if f.size >= smallest]
+                for k in turns}
 
     def _pass(self, rgb: np.ndarray, scale: float) -> list[Face]:
         """One look at the image resized by `scale`; boxes in the pixels of `rgb`."""
@@ -291,35 +293,32 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self._lock:
             centerface = self._centerface
-            looks = centerface.wide_looks(rgb, TURNS)
-            wide = looks.pop(0)
-            faces = centerface.verify_by_zoom(rgb, centerface.detect(rgb, wide))
+            looks, overviews = centerface.wide_looks(rgb, TURNS), centerface.overviews(rgb, TURNS)
+            wide, overview = looks.pop(0), overviews.pop(0, None)
+            faces = centerface.verify_by_zoom(rgb, centerface.detect(rgb, wide, overview))
             # A photo no larger than the wide look has no wide look: its whole look is the one
             # at that scale.
             upright = wide if max(rgb.shape[:2]) > centerface.wide_side else faces
-            return merge_duplicates(faces + self._turned(rgb, upright, looks))
+            scales = [(upright, looks)] + ([(overview, overviews)] if overviews else [])
+            return merge_duplicates(faces + self._turned(rgb, scales))
 
-    def _turned(self, rgb: np.ndarray, upright: list[Face], looks: dict[int, list[Face]]) -> list[Face]:
+    def _turned(self, rgb: np.ndarray, scales: list[tuple[list[Face], dict[int, list[Face]]]]) -> list[Face]:
         """Faces turned a quarter or half round: people lying down (a patient in bed, someone
         on the ground), and a photo scanned or saved sideways or upside down with no rotation
         flag. The network finds upright faces; on ../shared/eval turned a quarter round (no
         flag), the upright looks protected 0.469 of faces >= 16 px on pixels, 241 of them more
         than a quarter exposed (see README).
 
-        The photo turned each way gets a quick look (`looks`, by turn: the wide look's scale, no
-        mirror; the three add a fifth to the detection of the eval photos), whose confident
-        faces are kept as they are. A photo larger than `max_side` gets them at the overview's
-        scale too (`CenterFaceDetector.turned_overviews`, with an upright one to weigh them
-        against): at 384 px a camera-size photo's faces are too small to tell that it is turned
-        (mosaics of the eval photos turned a quarter round: 0.627 of faces >= 16 px protected
-        without them, 0.983 with them). When one turn finds clearly more face than the upright
-        look at the same scale (`upright` at the wide look's), the photo is sideways or upside
-        down as a whole, and that turn gets the whole detection too."""
+        The photo turned each way gets a quick look (the wide look's scale, no mirror; the
+        three add a fifth to the detection of the eval photos), whose confident faces are kept
+        as they are. A photo larger than `max_side` gets them at the overview's scale too: at
+        384 px a camera-size photo's faces are too small to tell that it is turned (mosaics of
+        the eval photos turned a quarter round: 0.627 of faces >= 16 px protected without them,
+        0.983 with them). `scales`: for each scale, the upright look (for a photo no larger than
+        the wide look, its whole detection) and the quick looks, by turn. When one turn finds
+        clearly more face than the upright look at the same scale, the photo is sideways or
+        upside down as a whole, and that turn gets the whole detection too."""
         centerface = self._centerface
-        scales = [(upright, looks)]
-        overviews = centerface.turned_overviews(rgb, (0,) + TURNS)
-        if overviews:
-            scales.append((overviews.pop(0), overviews))
         found = [f for _, turns in scales for look in turns.values() for f in look if f.score >= TURNED_KEEP]
         for upright_look, turns in scales:
             best = max(TURNS, key=lambda k: face_evidence(turns[k]))
