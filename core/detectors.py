@@ -111,6 +111,8 @@ class CenterFaceDetector:
         """The photo resized once by `scale` and looked at by each of `turns` (np.rot90's k):
         upright (0) with the mirror, turned as a quick look without it; each keeps the faces at
         least `smallest` px (in the photo's pixels)."""
+        if not turns:  # a photo no larger than the wide look, asked for its upright wide look
+            return {}
         work = self._resized(rgb, scale)
         return {k: [f for f in self._look(work, rgb.shape, mirror=not k, turn=k) if f.size >= smallest]
                 for k in turns}
@@ -313,7 +315,8 @@ class FaceDetector:
         than a quarter exposed (see README).
 
         The photo turned each way gets a quick look (the wide look's scale, no mirror; the
-        three add a fifth to the detection of the eval photos), whose confident faces are kept
+        three added a fifth to the detection of the eval photos, measured before the mirror
+        look went as one batch, which made the rest cheaper), whose confident faces are kept
         as they are. A photo larger than `max_side` gets them at the overview's scale too: at
         384 px a camera-size photo's faces are too small to tell that it is turned (mosaics of
         the eval photos turned a quarter round: 0.627 of faces >= 16 px protected without them,
