@@ -22,8 +22,11 @@ canvases (as ../shared/tools/make_mosaics.py does, in memory) and both measures 
 the mosaics and for the same photos one by one.
 
 With --variants, the same photos are also measured in slightly different pixels: saved again as
-JPEG, and resized to 0.9 x and 1.1 x (annotations too). A threshold or a look chosen on the
-photos as they are should hold on these as well; what moves here moves on other photos.
+JPEG, resized to 0.9 x and 1.1 x, and moved by 2 and 4 px onto a grey border (annotations too). A
+threshold or a look chosen on the photos as they are should hold on these as well; what moves here
+moves on other photos. With --mosaic too, the variants are of the photos the mosaics use: the
+spread of their size buckets is how far a face's pixel grid alone moves them, beside which the
+mosaics' buckets are read.
 """
 
 from __future__ import annotations
@@ -195,20 +198,28 @@ def closeups(folder: Path, entries: list[dict]) -> list[tuple[str, bytes, dict]]
     return out
 
 
-# (title, scale, JPEG quality) of each --variants set.
-VARIANTS = (("saved again as JPEG, quality 85", 1.0, 85), ("resized to 0.9 x", 0.9, 93),
-            ("resized to 1.1 x", 1.1, 93))
+# (title, scale, JPEG quality, shift) of each --variants set.
+VARIANTS = (("saved again as JPEG, quality 85", 1.0, 85, 0), ("resized to 0.9 x", 0.9, 93, 0),
+            ("resized to 1.1 x", 1.1, 93, 0), ("moved 2 px right and down on a grey border", 1.0, 93, 2),
+            ("moved 4 px right and down on a grey border", 1.0, 93, 4))
 
 
-def variant(folder: Path, entries: list[dict], scale: float, quality: int) -> list[tuple[str, bytes, dict]]:
-    """Every photo resized by `scale` (its annotations too) and saved as JPEG at `quality`."""
+def variant(folder: Path, entries: list[dict], scale: float, quality: int,
+            shift: int = 0) -> list[tuple[str, bytes, dict]]:
+    """Every photo resized by `scale`, moved `shift` px right and down onto a grey border (as a
+    mosaic places it among others; its annotations too) and saved as JPEG at `quality`."""
     out = []
     for entry in entries:
         image = Image.open(folder / entry["image"]).convert("RGB")
         if scale != 1.0:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-        scaled = {key: [[v * scale for v in box] for box in entry.get(key, [])] for key in ("faces", "ignore")}
-        out.append((entry["image"], _jpeg(image, quality), scaled))
+        if shift:
+            canvas = Image.new("RGB", (image.width + shift, image.height + shift), (118, 118, 118))
+            canvas.paste(image, (shift, shift))
+            image = canvas
+        moved = {key: [[x * scale + shift, y * scale + shift, w * scale, h * scale]
+                       for x, y, w, h in entry.get(key, [])] for key in ("faces", "ignore")}
+        out.append((entry["image"], _jpeg(image, quality), moved))
     return out
 
 
@@ -234,18 +245,19 @@ def main() -> None:
     if args.closeups:
         crops = closeups(args.folder, entries)
         report(f"{len(crops)} close-ups of its faces of 64 px or more", evaluate(engine, crops, settings, 1))
+    tiles = mosaics(args.folder, entries, args.mosaic) if args.mosaic else []
+    used = [e for e in entries if any(e["image"] in t[2]["sources"] for t in tiles)] or entries
     if args.variants:
-        for title, scale, quality in VARIANTS:
-            report(f"the same photos {title}", evaluate(engine, variant(args.folder, entries, scale, quality),
-                                                        settings, 1))
-    if args.mosaic:
-        tiles = mosaics(args.folder, entries, args.mosaic)
-        used = [item for item in items if any(item[0] in t[2]["sources"] for t in tiles)]
+        for title, scale, quality, shift in VARIANTS:
+            report(f"the same {len(used)} photos {title}",
+                   evaluate(engine, variant(args.folder, used, scale, quality, shift), settings, 1))
+    if tiles:
         sizes = ", ".join(f"{Image.open(io.BytesIO(t[1])).size}" for t in tiles)
         report(f"{len(tiles)} mosaics of {args.mosaic} x {args.mosaic} ({sizes})",
                evaluate(engine, tiles, settings, args.repeat))
         if len(used) != len(items):
-            report(f"the same {len(used)} photos one by one", evaluate(engine, used, settings, 1))
+            report(f"the same {len(used)} photos one by one",
+                   evaluate(engine, [item for item in items if item[2] in used], settings, 1))
         return
     for i in range(args.batch):
         name, data, _ = items[i % len(items)]
