@@ -198,7 +198,8 @@ def encode_photo(pixels: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
     image = Image.fromarray(np.ascontiguousarray(pixels))
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        image.convert("RGB").save(buffer, "JPEG", quality=int(jpeg_quality))
+        # Converted only when it is not RGB already: a conversion is a copy (400 MB for 100 MP).
+        (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=int(jpeg_quality))
     elif fmt == "PNG":
         image.save(buffer, "PNG", compress_level=6)
     else:
