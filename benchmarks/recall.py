@@ -270,6 +270,10 @@ def main() -> None:
     print(f"\npeak memory after a {args.batch}-image batch: {peak_mb:.0f} MB")
     print(f"12 MP crowd photo ({len(crowd['faces'])} faces) end to end, median of {args.repeat}: "
           f"{statistics.median(twelve):.0f} ms; peak memory then {peak_12mp_mb:.0f} MB")
+    panorama = _hundred_megapixel_jpeg(args.folder, entries)
+    hundred = _timed(lambda: process(engine, panorama, "100mp.jpg", settings))
+    print(f"100 MP photo (the photos side by side without scaling, the engine's limit) end to end, one run: "
+          f"{hundred / 1000:.1f} s; peak memory then {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 def _timed(work) -> float:
@@ -282,6 +286,22 @@ def _twelve_megapixel_jpeg(data: bytes) -> bytes:
     """A 4000 x 3000 JPEG made by enlarging an evaluation photo, kept in memory only."""
     image = Image.open(io.BytesIO(data)).convert("RGB").resize((4000, 3000), Image.BICUBIC)
     return _jpeg(image, 90)
+
+
+def _hundred_megapixel_jpeg(folder: Path, entries: list[dict]) -> bytes:
+    """A 10000 x 10000 JPEG of the photos side by side in rows, again and again, without
+    scaling (a crowd as a stitched panorama holds it: thousands of small faces), in memory only."""
+    canvas = Image.new("RGB", (10_000, 10_000), (118, 118, 118))
+    x = y = row = 0
+    for entry in entries * 20:
+        image = Image.open(folder / entry["image"]).convert("RGB")
+        if x + image.width > canvas.width:
+            x, y, row = 0, y + row, 0
+        if y + image.height > canvas.height:
+            break
+        canvas.paste(image, (x, y))
+        x, row = x + image.width, max(row, image.height)
+    return _jpeg(canvas, 90)
 
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:
