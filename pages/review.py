@@ -20,6 +20,7 @@ from dashboard.sidebar import session_sidebar
 from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
 from dashboard.text import as_line, plain
 from dashboard.video import video_view
+from dashboard.worker import detection_status
 from dashboard.zoom import selected_key, zoom_view
 from core.kinds import is_video
 
@@ -29,6 +30,9 @@ ws = workspace()
 reviewable = listing(session_id)  # (id, name, status): no faces read for the picker
 if not reviewable:
     st.info("No photo is ready for review yet.")
+    # Opened while the batch is detected (or after a restart): follow detection, and show the
+    # first photo as soon as it is ready, not only when the reviewer reloads the page.
+    detection_status(session_id, then=lambda: listing(session_id) and st.rerun())
     st.page_link("pages/start.py", label="Add photos", icon=":material/play_arrow:")
     st.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.records import APPROVED, PENDING
 from core.review import detect_pending
@@ -35,6 +36,26 @@ def session(tmp_path, engine, astronaut_rgb):
 
 def small_screen(page) -> None:
     page.set_viewport_size({"width": 1366, "height": 768})
+
+
+def test_review_opened_before_any_photo_is_detected_shows_the_first_once_it_is(tmp_path, astronaut_rgb):
+    # A reviewer who adds a batch and goes straight to "Review one image" (or opens it after a
+    # restart, with the batch still waiting) was told "No photo is ready for review yet" until
+    # they reloaded the page: it neither followed detection nor started it.
+    ws = Workspace(tmp_path / "ws")
+    session_id = ws.create_session("Straight to review", "Alice")
+    crowd = np.asarray(Image.fromarray(astronaut_rgb).resize((4000, 3000)))  # 12 MP: seconds to detect
+    ws.add_image(session_id, "crowd.jpg", jpeg_bytes(crowd), "Alice")
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url)  # the link's token, traded for the cookie
+            page.goto(f"{server.base}review?session={session_id}&reviewer=Alice")
+            expect(page.get_by_text("No photo is ready for review yet.")).to_be_visible()
+            expect(page.get_by_role("heading", name="crowd.jpg — pending")).to_be_visible(timeout=120_000)
+        assert [name for _, name, _ in ws.listing(session_id)] == ["crowd.jpg"]
+    finally:
+        server.stop()
 
 
 def test_reload_keeps_the_photo_the_reviewer_and_the_comment(session, tmp_path):
