@@ -28,11 +28,18 @@ session_id, reviewer = require_session()
 batch = session_sidebar(session_id, reviewer)
 ws = workspace()
 reviewable = listing(session_id)  # (id, name, status): no faces read for the picker
+
+
+def show_when_ready() -> None:
+    if listing(session_id):
+        st.rerun()
+
+
 if not reviewable:
     st.info("No photo is ready for review yet.")
     # Opened while the batch is detected (or after a restart): follow detection, and show the
     # first photo as soon as it is ready, not only when the reviewer reloads the page.
-    detection_status(session_id, then=lambda: listing(session_id) and st.rerun())
+    detection_status(session_id, then=show_when_ready)
     st.page_link("pages/start.py", label="Add photos", icon=":material/play_arrow:")
     st.stop()
 
