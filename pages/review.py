@@ -36,7 +36,9 @@ def show_when_ready() -> None:
 
 
 if not reviewable:
-    st.info("No photo is ready for review yet.")
+    failed = len(ws.failures(session_id))
+    st.info("No photo is ready for review yet." + (f" {failed} file(s) could not be used: Start lists each with "
+                                                   "the reason." if failed else ""))
     # Opened while the batch is detected (or after a restart): follow detection, and show the
     # first photo as soon as it is ready, not only when the reviewer reloads the page.
     detection_status(session_id, then=show_when_ready)

@@ -58,6 +58,23 @@ def test_review_opened_before_any_photo_is_detected_shows_the_first_once_it_is(t
         server.stop()
 
 
+def test_review_of_a_session_whose_files_all_failed_says_so(tmp_path):
+    # "No photo is ready for review yet" alone promised photos that were never coming.
+    ws = Workspace(tmp_path / "ws")
+    session_id = ws.create_session("Nothing usable", "Alice")
+    ws.add_image(session_id, "broken.jpg", b"not a photo at all", "Alice")
+    server = StreamlitServer(tmp_path / "ws", tmp_path / "server.log").start()
+    try:
+        with chromium_page() as page:
+            page.goto(server.url)
+            page.goto(f"{server.base}review?session={session_id}&reviewer=Alice")
+            expect(page.get_by_text("1 file(s) could not be used: Start lists each with the reason.")).to_be_visible(
+                timeout=60_000)
+        assert ws.failures(session_id)[0][0] == "broken.jpg"
+    finally:
+        server.stop()
+
+
 def test_reload_keeps_the_photo_the_reviewer_and_the_comment(session, tmp_path):
     server, ws, session_id = session
     with chromium_page() as page:
