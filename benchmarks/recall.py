@@ -48,6 +48,8 @@ from core.images import decode_photo, encode_photo, output_format
 from core.pipeline import Engine, Settings, anonymize, check_output
 
 BINS = ("<16", "16-32", "32-64", ">=64")
+# The grey around photos laid on a canvas (make_mosaics.py's): mosaics, moved photos, the 100 MP photo.
+CANVAS_GREY = (118, 118, 118)
 
 
 def size_bin(w: float, h: float) -> str:
@@ -159,7 +161,7 @@ def mosaics(folder: Path, entries: list[dict], grid: int) -> list[tuple[str, byt
         images = [Image.open(folder / e["image"]).convert("RGB") for e in group]
         cell_w = max(im.width for im in images)
         row_h = [max(im.height for im in images[r * grid:(r + 1) * grid]) for r in range(grid)]
-        canvas = Image.new("RGB", (cell_w * grid, sum(row_h)), (118, 118, 118))
+        canvas = Image.new("RGB", (cell_w * grid, sum(row_h)), CANVAS_GREY)
         faces, ignore = [], []
         for i, (entry, im) in enumerate(zip(group, images)):
             r, c = divmod(i, grid)
@@ -214,7 +216,7 @@ def variant(folder: Path, entries: list[dict], scale: float, quality: int,
         if scale != 1.0:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
         if shift:
-            canvas = Image.new("RGB", (image.width + shift, image.height + shift), (118, 118, 118))
+            canvas = Image.new("RGB", (image.width + shift, image.height + shift), CANVAS_GREY)
             canvas.paste(image, (shift, shift))
             image = canvas
         moved = {key: [[x * scale + shift, y * scale + shift, w * scale, h * scale]
@@ -292,7 +294,7 @@ def _twelve_megapixel_jpeg(data: bytes) -> bytes:
 def _hundred_megapixel_jpeg(folder: Path, entries: list[dict]) -> bytes:
     """A 10000 x 10000 JPEG of the photos side by side in rows, again and again, without
     scaling (a crowd as a stitched panorama holds it: thousands of small faces), in memory only."""
-    canvas = Image.new("RGB", (10_000, 10_000), (118, 118, 118))
+    canvas = Image.new("RGB", (10_000, 10_000), CANVAS_GREY)
     x = y = row = 0
     for entry in entries * 20:
         image = Image.open(folder / entry["image"]).convert("RGB")
