@@ -9,11 +9,11 @@ from dashboard.state import storage_failure
 # An emoji, drawn in the page: a Material symbol as the tab's icon is fetched from fonts.gstatic.com.
 st.set_page_config(page_title="Face privacy review", page_icon="🛡️", layout="wide")
 navigation = st.navigation([
-    st.Page("pages/start.py", title="Start", icon=":material/play_arrow:", default=True),
-    st.Page("pages/overview.py", title="Overview", icon=":material/grid_view:"),
-    st.Page("pages/review.py", title="Review one image", icon=":material/search:"),
-    st.Page("pages/export.py", title="Export", icon=":material/archive:"),
-    st.Page("pages/settings.py", title="Batch settings", icon=":material/tune:"),
+    st.Page("app_pages/start.py", title="Start", icon=":material/play_arrow:", default=True),
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/grid_view:"),
+    st.Page("app_pages/review.py", title="Review one image", icon=":material/search:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/archive:"),
+    st.Page("app_pages/settings.py", title="Batch settings", icon=":material/tune:"),
 ])
 try:
     navigation.run()

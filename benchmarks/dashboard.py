@@ -95,7 +95,7 @@ def main() -> None:
     at.session_state["session_id"] = session_id
     at.session_state["reviewer"] = "bench"
     at.run()
-    at.switch_page("pages/overview.py")
+    at.switch_page("app_pages/overview.py")
     first = _timed(at.run)
     later = [_timed(at.run) for _ in range(5)]
     print(f"overview, 24 thumbnails a page: first visit {first * 1000:.0f} ms, "
@@ -107,7 +107,7 @@ def main() -> None:
         ws.decide(image_id, PENDING, "bench")
     print(f"overview after a decision on another tab: median {statistics.median(changed) * 1000:.0f} ms")
 
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     views = [_timed(at.run) for _ in range(5)]
     print(f"review page view: median {statistics.median(views) * 1000:.0f} ms")
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()  # this photo's settings

@@ -122,7 +122,7 @@ def require_session() -> tuple[int, str]:
     opened = current_session()
     if opened is None:
         st.info("Open or start a review session first.")
-        st.page_link("pages/start.py", label="Go to Start", icon=":material/play_arrow:")
+        st.page_link("app_pages/start.py", label="Go to Start", icon=":material/play_arrow:")
         st.stop()
     return opened
 
@@ -130,7 +130,7 @@ def require_session() -> tuple[int, str]:
 def review(image_id: int) -> None:
     """Open one image on the review page."""
     st.session_state["image_id"] = image_id
-    st.switch_page("pages/review.py")
+    st.switch_page("app_pages/review.py")
 
 
 def flash(kind: str, text: str) -> None:

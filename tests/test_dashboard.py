@@ -88,7 +88,7 @@ def add_and_detect(at: AppTest, files) -> AppTest:
 
 def built(at: AppTest, ws, session_id: int) -> dict:
     """Press "Build the zip" on the Export page and wait for the background export: its record."""
-    at.switch_page("pages/export.py").run()
+    at.switch_page("app_pages/export.py").run()
     next(b for b in at.button if b.label == "Build the zip").click().run()
     assert not at.exception
     for _ in range(480):
@@ -136,7 +136,7 @@ def reviewed(root, astronaut_rgb):
 
 def test_overview_shows_thumbnails_status_and_faces(reviewed):
     at, ws = reviewed
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("app_pages/overview.py").run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert plain("a.jpg") in text and plain("b.jpg") in text and "pending" in text and "face(s)" in text
@@ -149,7 +149,7 @@ def test_review_untick_face_then_approve(reviewed):
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     assert not at.exception
     batch = ws.batch_settings(session_id)
     _rows, positions = face_rows(first.faces, batch.threshold)
@@ -172,7 +172,7 @@ def test_an_original_gone_from_the_store_is_said_where_it_is_needed(reviewed, as
     record = ws.images(at.session_state["session_id"])[1]
     stored = ws.files.object_path(record.sha256)
     stored.unlink() if harm == "deleted" else stored.write_bytes(jpeg_bytes(astronaut_rgb))
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.session_state["image_id"] = record.id
     at.run()
     for label in ("Zoom: inspect, select and draw at full resolution", "Walk the faces at full resolution"):
@@ -195,7 +195,7 @@ def test_a_video_gone_from_the_store_is_said_on_its_page(root, astronaut_rgb, as
     ws = Workspace(root / "ws")
     record = ws.images(at.session_state["session_id"])[0]
     ws.files.object_path(record.sha256).unlink()
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     assert not at.exception
     assert [e.value for e in at.error] == [
         f"{plain('corridor.mp4')}: {plain('the stored original cannot be read (No such file or directory)')}. "
@@ -212,7 +212,7 @@ def test_a_one_frame_clip_can_be_reviewed(root, astronaut_rgb, astronaut_face_bo
     clip = tmp_path / "still.mp4"
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 1)], subtitle="A. Smith")
     at = add_and_detect(started(), [("still.mp4", clip.read_bytes(), "video/mp4")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     assert not at.exception, at.exception
     assert plain("still.mp4: 1 frames") in " ".join(c.value for c in at.caption)
     # what will not leave with it is said before the reviewer approves it, not only in the record
@@ -250,7 +250,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
     clip = tmp_path / "corridor.dav"
     write_dav(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 50)])  # 2 s from 09:30:00
     at = add_and_detect(started(), [("corridor.dav", clip.read_bytes(), "application/octet-stream")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     ws, session_id = workspace(), at.session_state["session_id"]
     (record,) = ws.images(session_id)
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
@@ -275,7 +275,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
 
     next(b for b in at.button if b.label == "Approve").click().run()
     assert ws.image(record.id).status == APPROVED
-    at.switch_page("pages/export.py").run()
+    at.switch_page("app_pages/export.py").run()
     assert at.markdown[0].value.startswith("**1 video**, approved, will be exported"), at.markdown[0].value
     export = built(at, ws, session_id)
     assert export["counts"]["exported"] == 1, export
@@ -303,7 +303,7 @@ def test_a_clips_own_settings_export_only_the_part_asked_for(root, astronaut_rgb
         assert next(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))["part"] == said
         assert f"Only a part exported: {html.escape(said)}." in archive.read("report.html").decode()
     # The part decides what leaves: a changed part puts the approval out of date.
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.text_input(key=f"image-{record.id}-start").input("0.5").run()
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     fresh = ws.image(record.id)
@@ -335,7 +335,7 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
     clip = tmp_path / "interview.mp4"
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 75)])  # 3 s, a tone
     at = add_and_detect(started(), [("interview.mp4", clip.read_bytes(), "video/mp4")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     ws, session_id = workspace(), at.session_state["session_id"]
     (record,) = ws.images(session_id)
 
@@ -383,7 +383,7 @@ def test_a_clips_sound_is_heard_as_it_will_leave_and_silenced_where_asked(root, 
     assert "Sound silenced: 1.00 s to 2.00 s of the exported file, checked silent there." in report
     assert row["sound"] == "aac re-encoded to AAC, with parts silenced"
     # the parts silenced decide what leaves: another puts the approval out of date
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.text_area(key=f"image-{record.id}-silence").input("1 to 2.5").run()
     next(b for b in at.button if b.label == "Apply to this clip").click().run()
     fresh = ws.image(record.id)
@@ -403,7 +403,7 @@ def test_each_sound_track_of_a_clip_can_be_heard(root, astronaut_rgb, astronaut_
     write_tracks(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 25)],
                  {"aac": 440, "pcm_s16le": 880})
     at = add_and_detect(started(), [("interview.mov", clip.read_bytes(), "video/quicktime")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     from dashboard.state import workspace
 
     (record,) = workspace().images(at.session_state["session_id"])
@@ -485,7 +485,7 @@ def test_a_face_drawn_on_a_clip_is_shown_in_its_row(root, astronaut_rgb, astrona
     (record,) = ws.images(at.session_state["session_id"])
     box = (400.0, 200.0, 80.0, 80.0)  # a patch of the background, as if a face the detectors missed
     drawn = video_review.add_drawn(ws, record, 5, box, "Officer")
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     table = next(d.value for d in at.dataframe if "track" in d.value.columns)
     (thumb,) = table[table["track"] == f"track {drawn.id} drawn"]["face"]
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb.split(",", 1)[1]))).convert("RGB"))
@@ -532,7 +532,7 @@ def test_odd_sized_photos_and_clips_are_reviewed_in_every_view(root, astronaut_r
              "Walk the faces at full resolution", "Draw a face the detectors missed"]
     for record in records:
         at.session_state["image_id"] = record.id
-        at.switch_page("pages/review.py").run()
+        at.switch_page("app_pages/review.py").run()
         assert not at.exception, (record.name, at.exception)
         thin = [w.value for w in at.warning if "too thin to show" in w.value]
         assert bool(thin) == (record.name in ("20000x9.png", "4100x2.png", "strip.mp4")), record.name
@@ -557,7 +557,7 @@ def test_a_near_miss_is_listed_and_covered_with_one_click(reviewed):
     ws.save_detection(first.id, first.width, first.height, first.faces + [near])
     record = ws.image(first.id)
     assert "1 candidate(s) just under the threshold" in [f.text for f in attention(record, batch)]
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     rows, positions = face_rows(record.faces, batch.threshold)
     assert rows[-1]["kind"] == "near miss" and rows[-1]["covered"] is False
     key = f"faces-{first.id}-{record.current_fingerprint(batch)}"
@@ -573,7 +573,7 @@ def test_walk_the_faces_at_full_resolution_and_switch_one(reviewed):
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.toggle(key=f"walk-{first.id}").set_value(True).run()
     assert not at.exception
     assert any(b.label == "◀ Previous face" for b in at.button), "the walk through the faces is shown"
@@ -605,7 +605,7 @@ def on_settings_with_one_approved(reviewed):
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
     ws.decide(first.id, APPROVED, "A. Officer")
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("app_pages/settings.py").run()
     return at, ws, session_id, first
 
 
@@ -637,7 +637,7 @@ def test_leaving_the_sound_out_is_a_batch_setting_that_keeps_photo_approvals(rev
     batch = ws.batch_settings(session_id)
     assert batch.sound is False and ws.image(first.id).approval_current(batch)
     # A photo's own settings have no sound to choose.
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     next(t for t in at.toggle if t.label == "Use its own settings").set_value(True).run()
     assert not any(c.label == "Keep the sound of videos" for c in at.checkbox)
     assert not at.exception
@@ -646,7 +646,7 @@ def test_leaving_the_sound_out_is_a_batch_setting_that_keeps_photo_approvals(rev
 def test_a_stale_tab_never_writes_settings_it_did_not_change(reviewed, root):
     at, ws = reviewed
     session_id = at.session_state["session_id"]
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("app_pages/settings.py").run()
     ws.set_batch_settings(session_id, replace(ws.batch_settings(session_id), padding=0.8), "B. Officer")
     at.run()  # the stale tab reruns (any click) with its sliders at the old values
     assert ws.batch_settings(session_id).padding == 0.8
@@ -662,7 +662,7 @@ def test_export_builds_zip_of_approved_only(reviewed, pictures):
     session_id = at.session_state["session_id"]
     first, second = ws.images(session_id)
     ws.decide(first.id, APPROVED, "A. Officer")
-    at.switch_page("pages/export.py").run()
+    at.switch_page("app_pages/export.py").run()
     assert at.markdown[0].value.startswith("**1 photo**, approved, will be exported")
     export = built(at, ws, session_id)
     at.run()
@@ -767,9 +767,9 @@ def test_names_that_read_backwards_are_shown_as_the_characters_they_hold(root, a
     add_and_detect(at, [(f"cam{flip}gnp.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         (f"bad{flip}gnp.jpg", b"not a photo", "image/jpeg")])
     said = shown_text(at)
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("app_pages/overview.py").run()
     said += shown_text(at)
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     said += shown_text(at)
     ws = Workspace(root / "ws")
     session_id = at.session_state["session_id"]
@@ -858,10 +858,10 @@ def test_a_tab_on_a_session_purged_elsewhere_is_told_and_cannot_add_to_it(root):
     at = started("Purged elsewhere")
     session_id = at.session_state["session_id"]
     Workspace(root / "ws").purge_session(session_id, "B. Officer")  # from another tab
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("app_pages/overview.py").run()
     assert not at.exception and "session_id" not in at.session_state
     assert "This session was purged" in " ".join(i.value for i in at.info)
-    for page in ("pages/start.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
+    for page in ("app_pages/start.py", "app_pages/review.py", "app_pages/export.py", "app_pages/settings.py"):
         at.switch_page(page).run()
         assert not at.exception
         assert not at.file_uploader and "Add and detect faces" not in [b.label for b in at.button], page
@@ -893,7 +893,7 @@ def test_a_clip_whose_picture_size_changes_is_reviewed_covered_as_exported(root,
     ws = Workspace(root / "ws")
     ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover
     at = add_and_detect(at, [("recording.ts", clip.read_bytes(), "video/mp2t")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     next(s for s in at.slider if s.label == "Frame").set_value(21).run()  # frame 21: the smaller picture
     assert not at.exception, at.exception
     (image,) = [i for element in at.get("image") for i in element.proto.imgs if "covered as exported" in i.caption]
@@ -934,7 +934,7 @@ def test_a_clips_overview_thumbnail_covers_the_faces_in_the_frame_it_shows(root,
     scan = video_review.load_scan(ws.files, record.sha256)
     best = video_review.best_frame(scan)
     assert len({t.best[0] for t in scan.tracks if t.covered_at(0.23)}) > 1, "the rows' best frames differ"
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("app_pages/overview.py").run()
     assert not at.exception, at.exception
     (image,) = [i for element in at.get("image") for i in element.proto.imgs]
     thumb = pictures(image)
@@ -970,20 +970,20 @@ def test_a_dvds_wide_picture_is_reviewed_wide(root, astronaut_rgb, astronaut_fac
     ws = Workspace(root / "ws")
     ws.set_batch_settings(ws.sessions()[0]["id"], Settings(mode="solid"), "A. Officer")  # judged as for a solid cover
     at = add_and_detect(at, [("VTS_01_1.VOB", clip.read_bytes(), "video/mpeg")])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     assert not at.exception, at.exception
     (image,) = [i for element in at.get("image") for i in element.proto.imgs if "covered as exported" in i.caption]
     shown = pictures(image)
     assert shown.shape == (576, 1024, 3)
     assert exposed(moving[0][0], shown, moving[0][1]) <= 0.10
-    at.switch_page("pages/overview.py").run()  # its thumbnail too
+    at.switch_page("app_pages/overview.py").run()  # its thumbnail too
     (thumbnail,) = [i for element in at.get("image") for i in element.proto.imgs]
     assert pictures(thumbnail).shape[1] / pictures(thumbnail).shape[0] == pytest.approx(16 / 9, abs=0.02)
 
 
 def test_pages_ask_for_a_session_first(root):
     at = AppTest.from_file(APP, default_timeout=60).run()
-    for page in ("pages/overview.py", "pages/review.py", "pages/export.py", "pages/settings.py"):
+    for page in ("app_pages/overview.py", "app_pages/review.py", "app_pages/export.py", "app_pages/settings.py"):
         at.switch_page(page).run()
         assert not at.exception
         assert "Open or start a review session first." in at.info[0].value
@@ -1174,7 +1174,7 @@ def test_drawing_a_face_shows_the_near_misses_when_asked(reviewed):
     ws.save_detection(first.id, first.width, first.height,
                       first.faces + [Face(60.0, 380.0, 60.0, 60.0, batch.threshold - 0.05, "centerface")])
     at.session_state["image_id"] = first.id
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.toggle(key=f"drawing-{first.id}").set_value(True).run()
 
     def shown():
@@ -1195,7 +1195,7 @@ def test_the_strength_slider_says_what_it_changes_for_the_mode_chosen(reviewed):
     size, and a solid cover has no strength at all (the slider moved nothing)."""
     at, ws = reviewed
     session_id = at.session_state["session_id"]
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("app_pages/settings.py").run()
 
     def strength():
         return [s.label for s in at.slider if s.key == f"batch-{session_id}-strength"]
@@ -1227,7 +1227,7 @@ def test_a_clips_frame_is_inspected_at_full_resolution(root, astronaut_rgb, astr
     at = add_and_detect(started(), [("hall.mp4", clip.read_bytes(), "video/mp4")])
     ws = workspace()
     (record,) = ws.images(at.session_state["session_id"])
-    at.switch_page("pages/review.py").run()
+    at.switch_page("app_pages/review.py").run()
     at.toggle(key=f"outline-{record.id}").set_value(False).run()
     at.slider(key=f"frame-{record.id}").set_value(6).run()
     at.toggle(key=f"frame-zoom-{record.id}").set_value(True).run()
@@ -1273,7 +1273,7 @@ def test_bulk_approval_never_approves_a_video(root, astronaut_rgb, astronaut_fac
     write_clip(clip, [f for f, _ in moving_face_frames(astronaut_rgb, astronaut_face_box, 12)])
     at = add_and_detect(started(), [("hall.mp4", clip.read_bytes(), "video/mp4"),
                                     ("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg")])
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("app_pages/overview.py").run()
     assert [e.label for e in at.expander] == ["Approve the 1 pending photo(s) that need no attention"]
     next(c for c in at.checkbox if c.label == "Yes, approve these 1 photo(s)").check().run()
     next(b for b in at.button if b.label == "Approve 1 photo(s)").click().run()

@@ -53,6 +53,27 @@ def photos(tmp_path, astronaut_rgb):
     return folder
 
 
+def test_a_pages_address_asked_for_first_after_a_start_is_the_dashboards_page(server):
+    """A tab left on a page reloads that page once the dashboard is started again (a fixed
+    token, or none, keeps its cookie valid): the first thing the new server is asked for is then
+    a page, not Start. Streamlit took the `pages/` folder beside the entry script for its older
+    kind of multipage app until some visit had run the entry script: the page ran bare (its
+    navigation the folder's file names, "navigation" among them; no wide layout; no handling of a
+    full disk), for every visitor, until someone opened Start."""
+    url, ws_root = server
+    session_id = Workspace(ws_root).create_session("Sports day", "Ann")
+    base, token = url.split("?")
+    for visitor in range(2):
+        with chromium_page() as page:
+            page.goto(f"{base}review?session={session_id}&reviewer=Ann&{token}")
+            expect(page.get_by_text("No photo is ready for review yet.")).to_be_visible()
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            expect(nav.get_by_role("link", name="Review one image")).to_be_visible()
+            expect(nav.get_by_role("link", name="Batch settings")).to_be_visible()
+            expect(nav.get_by_role("link", name="navigation")).to_have_count(0)
+            assert page.title() == "Face privacy review"
+
+
 def test_review_flow_in_a_real_browser(server, photos, tmp_path):
     url, ws_root = server
     with chromium_page() as page:

@@ -210,7 +210,7 @@ def say_what_is_ready() -> None:
     if done:
         kinds = {is_video(name) for name in done}
         what = "photos and videos" if len(kinds) == 2 else "videos" if True in kinds else "photos"
-        st.page_link("pages/overview.py", label=f"Review the {what}", icon=":material/grid_view:")
+        st.page_link("app_pages/overview.py", label=f"Review the {what}", icon=":material/grid_view:")
 
 
 detection_status(session_id, then=say_what_is_ready)

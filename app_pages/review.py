@@ -42,7 +42,7 @@ if not reviewable:
     # Opened while the batch is detected (or after a restart): follow detection, and show the
     # first photo as soon as it is ready, not only when the reviewer reloads the page.
     detection_status(session_id, then=show_when_ready)
-    st.page_link("pages/start.py", label="Add photos", icon=":material/play_arrow:")
+    st.page_link("app_pages/start.py", label="Add photos", icon=":material/play_arrow:")
     st.stop()
 
 ids = [image_id for image_id, _name, _status in reviewable]
