@@ -138,6 +138,17 @@ def upload(page, paths: list, last: str) -> None:
     settle(page)
 
 
+def add_uploads(page) -> None:
+    """Press "Add and detect faces" for the files chosen in the uploader until they are taken in
+    (an intake empties the uploader). Streamlit drops a click that lands while the page reruns
+    (once in CI, after an upload: nothing was added and the test waited for photos never coming);
+    the button is pressed again only if nothing came of the press, and a file offered twice is
+    added once."""
+    chosen = page.locator('[data-testid="stFileChip"]')
+    until(page, lambda: page.get_by_role("button", name="Add and detect faces").click(),
+          lambda: chosen.count() == 0, "adding the files chosen", seconds=60)
+
+
 def until(page, act, done, what: str, tries: int = 5, seconds: float = 5) -> None:
     """Do `act` until `done()` holds: Streamlit drops a click or key that lands while the page
     reruns, so the state is checked after the page settles and the action made again only if

@@ -252,7 +252,8 @@ def test_the_reviewers_browser_keeps_no_picture_and_no_typed_case_detail(tmp_pat
     name, a comment and a folder's path in its form history). Pictures are now served no-store,
     and those fields are not remembered; the reviewer's own name still is, as the browser's own
     convenience (which shows that the browser does keep what it may)."""
-    from tests.browser import StreamlitServer, chromium_page, require_chromium, settle, start_session, upload
+    from tests.browser import (StreamlitServer, add_uploads, chromium_page, require_chromium, settle, start_session,
+                               upload)
 
     require_chromium()
     from playwright.sync_api import expect
@@ -266,7 +267,7 @@ def test_the_reviewers_browser_keeps_no_picture_and_no_typed_case_detail(tmp_pat
         with chromium_page(profile) as page:
             start_session(page, server.url, typed["session"], "Ann Reviewer")
             upload(page, [photo], "portrait.jpg")
-            page.get_by_role("button", name="Add and detect faces").click()
+            add_uploads(page)
             expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
             page.get_by_role("link", name="Overview").click()
             expect(page.locator("img[src*='/media/']").first).to_be_visible()

@@ -13,7 +13,7 @@ from PIL import Image
 from core.pipeline import Settings
 from core.records import APPROVED, REJECTED
 from core.workspace import Workspace
-from tests.browser import (StreamlitServer, chromium_page, drag_box, export_zip, require_chromium, settle,
+from tests.browser import (StreamlitServer, add_uploads, chromium_page, drag_box, export_zip, require_chromium, settle,
                            start_session, until, upload, wait_for)
 from tests.clips import moving_face_frames, write_clip
 from tests.conftest import heic_bytes, jpeg_bytes
@@ -80,7 +80,7 @@ def test_review_flow_in_a_real_browser(server, photos, tmp_path):
         # Start a session and add three photos and one broken file.
         start_session(page, url, "Browser test", "E2E Reviewer")
         upload(page, [photos / n for n in ("portrait.jpg", "mirror.HEIC", "dim.jpg", "broken.jpg")], "broken.jpg")
-        page.get_by_role("button", name="Add and detect faces").click()
+        add_uploads(page)
         expect(page.get_by_text("3 photos ready for review, 1 could not be read")).to_be_visible(timeout=120_000)
         # The page runs again when detection ends; until then the last run's alert may show too.
         expect(page.get_by_role("alert")).to_have_count(1, timeout=30_000)

@@ -19,8 +19,8 @@ from PIL import Image
 from core.records import APPROVED, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
-from tests.browser import (StreamlitServer, chromium_page, export_zip, reopen_session, require_chromium, settle,
-                           start_session, two_reviewers, until, upload, wait_for)
+from tests.browser import (StreamlitServer, add_uploads, chromium_page, export_zip, reopen_session, require_chromium,
+                           settle, start_session, two_reviewers, until, upload, wait_for)
 from tests.conftest import ROOT, jpeg_bytes, on_a_small_disk
 
 require_chromium()
@@ -63,7 +63,7 @@ def add_and_approve(page, server: StreamlitServer, path: Path, ready: str) -> No
     """Start a session, add `path`, and approve it on its review page once `ready` is said."""
     start_session(page, server.url, "Filling disk", "Officer")
     upload(page, [path], path.name)
-    page.get_by_role("button", name="Add and detect faces").click()
+    add_uploads(page)
     expect(page.get_by_text(ready)).to_be_visible(timeout=120_000)
     page.get_by_role("link", name="Review one image").click()
     approved = page.get_by_role("heading", name=f"{path.name} — approved by Officer")
@@ -90,12 +90,9 @@ def test_sigkill_during_detection_and_export_loses_nothing(tmp_path, large_photo
         with chromium_page() as page:
             start_session(page, server.url, "Crash test", "Officer")
             upload(page, large_photos, large_photos[-1].name)
+            add_uploads(page)
             ws = Workspace(ws_root)
             session_id = ws.sessions()[0]["id"]
-            # A click that lands while the page reruns is dropped (once in CI: nothing was added);
-            # clicked again only if nothing came of it, and a photo offered twice is added once.
-            until(page, lambda: page.get_by_role("button", name="Add and detect faces").click(),
-                  lambda: len(ws.images(session_id)) == len(large_photos), "adding the photos", seconds=20)
             wait_for(lambda: sum(r.detected for r in ws.images(session_id)) >= 2, 120)
             decided = next(r for r in ws.images(session_id) if r.detected)
             ws.decide(decided.id, APPROVED, "Officer", "before the crash")
@@ -327,7 +324,7 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
             stopped = page.get_by_text("Detection stopped")
             start_session(page, server.url, "Filling disk", "Officer")
             upload(page, [clip], clip.name)
-            page.get_by_role("button", name="Add and detect faces").click()
+            add_uploads(page)
             filler = fills_while_detecting()
             page.wait_for_timeout(3000)  # and it stays stopped, said, while the page stands
             expect(stopped).to_be_visible()
@@ -336,7 +333,7 @@ def test_a_disk_filling_during_detection_stops_it_and_leaves_the_file_to_detect(
             filler = fills_while_detecting()  # stopped again: there is room once more, and files are added
             filler.unlink()
             upload(page, [photo], photo.name)
-            page.get_by_role("button", name="Add and detect faces").click()
+            add_uploads(page)
             expect(page.get_by_text("1 photo and 1 video ready for review, 0 could not be read")).to_be_visible(
                 timeout=120_000)
             expect(stopped).to_have_count(0)
@@ -392,7 +389,7 @@ def test_hostile_uploads_in_the_browser_keep_the_server_responsive(tmp_path, ast
         with chromium_page() as page:
             start_session(page, server.url, "Hostile", "Officer")
             upload(page, sorted(folder.iterdir()), "good.jpg")
-            page.get_by_role("button", name="Add and detect faces").click()
+            add_uploads(page)
             # Two pairs are the same bytes: each second one is named and added once.
             expect(page.get_by_text(f"1 photo ready for review, {len(REFUSED)} could not be read.")
                    ).to_be_visible(timeout=120_000)

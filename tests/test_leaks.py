@@ -122,8 +122,8 @@ def listening_addresses(port: int) -> set[str]:
 
 @pytest.mark.skipif(not STRACE, reason="needs strace to watch the server's system calls")
 def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
-    from tests.browser import (StreamlitServer, chromium_page, export_zip, require_chromium, settle, start_session,
-                               upload, wait_for)
+    from tests.browser import (StreamlitServer, add_uploads, chromium_page, export_zip, require_chromium, settle,
+                               start_session, upload, wait_for)
 
     require_chromium()
     from playwright.sync_api import expect
@@ -143,7 +143,7 @@ def test_dashboard_server_makes_no_outbound_connection(tmp_path, astronaut_rgb):
             page.context.on("request", lambda request: requested.append(request.url))
             start_session(page, server.url, "Offline", "Officer")
             upload(page, [photo], "portrait.jpg")
-            page.get_by_role("button", name="Add and detect faces").click()
+            add_uploads(page)
             loaded = time.monotonic()  # the models load now
             expect(page.get_by_text("1 photo ready for review")).to_be_visible(timeout=120_000)
             page.get_by_role("link", name="Overview").click()

@@ -17,8 +17,8 @@ from core.pipeline import Settings
 from core.records import APPROVED, PENDING, REJECTED
 from core.review import detect_pending
 from core.workspace import Workspace
-from tests.browser import (StreamlitServer, chromium_page, reopen_session, require_chromium, settle, tick, two_reviewers,
-                           until, upload, wait_for)
+from tests.browser import (StreamlitServer, add_uploads, chromium_page, reopen_session, require_chromium, settle, tick,
+                           two_reviewers, until, upload, wait_for)
 from tests.conftest import jpeg_bytes
 
 require_chromium()
@@ -205,7 +205,7 @@ def test_hostile_names_are_inert_and_purge_deletes(served, astronaut_rgb, tmp_pa
             {"name": f"{formula}.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(astronaut_rgb)},
             {"name": f"{image_markdown}.jpg", "mimeType": "image/jpeg",
              "buffer": jpeg_bytes(astronaut_rgb[:, ::-1].copy())}], f"{formula}.jpg")
-        page.get_by_role("button", name="Add and detect faces").click()
+        add_uploads(page)
         expect(page.get_by_text("2 photos ready for review")).to_be_visible(timeout=120_000)
         session_id = ws.sessions()[0]["id"]
         # Shown as typed, never as a link or an image.
