@@ -146,7 +146,7 @@ def add_uploads(page) -> None:
     added once."""
     chosen = page.locator('[data-testid="stFileChip"]')
     until(page, lambda: page.get_by_role("button", name="Add and detect faces").click(),
-          lambda: chosen.count() == 0, "adding the files chosen", seconds=60)
+          lambda: chosen.count() == 0, "adding the files chosen", seconds=20)
 
 
 def until(page, act, done, what: str, tries: int = 5, seconds: float = 5) -> None:

@@ -13,8 +13,8 @@ from PIL import Image
 from core.pipeline import Settings
 from core.records import APPROVED, REJECTED
 from core.workspace import Workspace
-from tests.browser import (StreamlitServer, add_uploads, chromium_page, drag_box, export_zip, require_chromium, settle,
-                           start_session, until, upload, wait_for)
+from tests.browser import (StreamlitServer, add_uploads, chromium_page, drag_box, export_zip, require_chromium,
+                           settle, start_session, until, upload, wait_for)
 from tests.clips import moving_face_frames, write_clip
 from tests.conftest import heic_bytes, jpeg_bytes
 
@@ -63,7 +63,7 @@ def test_a_pages_address_asked_for_first_after_a_start_is_the_dashboards_page(se
     url, ws_root = server
     session_id = Workspace(ws_root).create_session("Sports day", "Ann")
     base, token = url.split("?")
-    for visitor in range(2):
+    for _visitor in range(2):  # the first visitor, and the next
         with chromium_page() as page:
             page.goto(f"{base}review?session={session_id}&reviewer=Ann&{token}")
             expect(page.get_by_text("No photo is ready for review yet.")).to_be_visible()
