@@ -102,8 +102,11 @@ SHOWN_COMPANIONS, SHOWN_FAILURES = 5, 20
 
 # The uploader's key changes after each intake, which drops the uploaded bytes from memory.
 upload_round = st.session_state.setdefault("upload_round", 0)
-uploads = st.file_uploader("Photos and videos, or zips of them", accept_multiple_files=True,
-                           key=f"uploader-{upload_round}")
+# Uploads are held in memory, so they are limited (.streamlit/config.toml); the browser refuses a
+# larger file and the server never hears of it. A folder's files are copied in chunks, of any size.
+UPLOAD_LIMIT = f"{st.get_option('server.maxUploadSize') / 1024:g} GB"
+uploads = st.file_uploader(f"Photos and videos, or zips of them (a file over {UPLOAD_LIMIT}: type its folder below)",
+                           accept_multiple_files=True, key=f"uploader-{upload_round}")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
                        key=f"folder-{upload_round}", autocomplete="off",
                        help="Only folders inside the allowed roots can be read: "
@@ -127,7 +130,8 @@ with st.expander("Only part of each video (minutes of a long recording)", icon="
 add = st.button("Add and detect faces", type="primary")
 part, part_problem = asked_part(part_from, part_to, by_clock)
 if add and not uploads and not folder.strip():
-    st.warning("Choose photos or videos to upload, or type a folder, first.")
+    st.warning(f"Choose photos or videos to upload, or type a folder, first. A file over {UPLOAD_LIMIT} is not "
+               "uploaded (the uploader marks it): type the folder it is in instead.")
 elif add:
     # A folder that cannot be read is said here, and the typed path stays to be corrected: it
     # is not a file of the session.

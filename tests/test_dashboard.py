@@ -105,7 +105,12 @@ def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_r
     assert not at.success and [i.value for i in at.info] == [
         "Add photos and videos above: they are detected as they come, and listed here."]
     next(b for b in at.button if b.label == "Add and detect faces").click().run()  # nothing chosen yet
-    assert [w.value for w in at.warning] == ["Choose photos or videos to upload, or type a folder, first."]
+    # Nor is a file over the upload limit (the browser refuses it, and the server never hears of
+    # it): the way to add it is said where it is chosen and when Add finds nothing.
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("Choose photos or videos to upload, or type a folder, first.")
+    assert "A file over 1 GB is not uploaded" in warning and "type the folder it is in" in warning
+    assert "a file over 1 GB: type its folder below" in at.get("file_uploader")[0].label
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         ("broken.jpg", b"not a photo at all", "image/jpeg")])
     assert "1 photo ready for review, 1 could not be read" in at.success[0].value
