@@ -104,7 +104,8 @@ SHOWN_COMPANIONS, SHOWN_FAILURES = 5, 20
 upload_round = st.session_state.setdefault("upload_round", 0)
 # Uploads are held in memory, so they are limited (.streamlit/config.toml); the browser refuses a
 # larger file and the server never hears of it. A folder's files are copied in chunks, of any size.
-UPLOAD_LIMIT = f"{st.get_option('server.maxUploadSize') / 1024:g} GB"
+LIMIT_MB = st.get_option("server.maxUploadSize")
+UPLOAD_LIMIT = f"{LIMIT_MB / 1024:g} GB" if LIMIT_MB >= 1024 else f"{LIMIT_MB} MB"
 uploads = st.file_uploader(f"Photos and videos, or zips of them (a file over {UPLOAD_LIMIT}: type its folder below)",
                            accept_multiple_files=True, key=f"uploader-{upload_round}")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
