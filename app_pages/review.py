@@ -17,7 +17,7 @@ from core.review import face_crop
 from dashboard.previews import (full_resolution, listing, original, original_problem, prefetch_full, preview,
                                 preview_jpeg, say_too_thin, say_unreadable, too_thin)
 from dashboard.sidebar import session_sidebar
-from dashboard.state import act, flash, remember_photo, require_session, show_flash, workspace
+from dashboard.state import act, remember_photo, require_session, show_flash, workspace
 from dashboard.text import as_line, plain
 from dashboard.video import video_view
 from dashboard.worker import detection_status
@@ -77,22 +77,6 @@ image_id = st.session_state["image_id"]
 remember_photo(image_id)
 record = ws.image(image_id)
 mark = record.current_fingerprint(batch)  # the state this page shows; every action names it
-
-# Switches ticked in the face table. The table's key carries the state it showed: its edits are
-# about exactly that state, and edits made on a table of an earlier state are refused.
-table_key = f"faces-{image_id}-{mark}"
-for key in [k for k in st.session_state if str(k).startswith(f"faces-{image_id}-") and k != table_key]:
-    if st.session_state.pop(key, {}).get("edited_rows"):
-        flash("warning", "Not done: this photo changed since the table was shown (in another tab, or by another "
-                         "reviewer). It is shown as it is now.")
-threshold = record.settings(batch).threshold
-changes = switched(record.faces, face_rows(record.faces, threshold)[1],
-                   st.session_state.get(table_key, {}).get("edited_rows", {}), threshold)
-if changes:
-    st.session_state.pop(table_key)
-    act(ws.switch_faces, image_id, changes, reviewer, seen=mark)
-    record = ws.image(image_id)
-    mark = record.current_fingerprint(batch)
 settings = record.settings(batch)
 show_flash()
 
@@ -178,7 +162,18 @@ with right:
     selected_face = st.session_state.get(selected_key(image_id))
     for row, at in zip(rows, positions):  # the face selected in the zoom view
         row["selected"] = "◀ selected" if at == selected_face else ""
-    st.data_editor(rows, hide_index=True, key=f"faces-{image_id}-{mark}",
+
+    def table_edited(key: str, photo: int, faces: list, positions: list[int], threshold: float, seen: str) -> None:
+        """Switch the faces ticked or unticked in the table shown for `seen` (its rows, as shown);
+        refused if the photo changed since. A callback, as every action: a tick sent with a press
+        of Approve (a quick reviewer, a busy page) is done too, not lost as the page moves on."""
+        changes = switched(faces, positions, st.session_state[key]["edited_rows"], threshold)
+        if changes:
+            act(ws.switch_faces, photo, changes, reviewer, seen=seen)
+
+    table_key = f"faces-{image_id}-{mark}"  # a new table for every state of the photo
+    st.data_editor(rows, hide_index=True, key=table_key, on_change=table_edited,
+                   args=(table_key, image_id, record.faces, positions, settings.threshold, mark),
                    disabled=["face", "kind", "confidence", "size px", "detector", "selected"],
                    column_order=["face", "covered", "selected", "kind", "confidence", "size px", "detector"],
                    column_config={"covered": st.column_config.CheckboxColumn("covered")})
@@ -192,7 +187,8 @@ with right:
 
     comment_key = f"comment-{image_id}"
     st.text_input("Comment (optional)", value=record.draft if record.draft is not None else record.comment,
-                  key=comment_key, autocomplete="off", on_change=lambda: act(ws.save_draft, image_id, st.session_state[comment_key]))
+                  key=comment_key, autocomplete="off",
+                  on_change=lambda: act(ws.save_draft, image_id, st.session_state[comment_key]))
 
     def decide(decision: str, seen: str, next_id: int | None) -> None:
         comment = st.session_state.get(comment_key, "")
