@@ -64,14 +64,12 @@ forward.button("Next ▶", disabled=position == len(ids) - 1, on_click=go, args=
 # The picker lists the photos around this one (a list of every photo of a 10,000-photo session
 # costs 50 ms a rerun); the number jumps anywhere.
 near = reviewable[max(0, position - PICKER_REACH):position + PICKER_REACH + 1]
-chosen = pick.selectbox("Photo", near, index=near.index(reviewable[position]), label_visibility="collapsed",
-                        format_func=lambda row: f"{as_line(row[1])} ({row[2]})")
+pick.selectbox("Photo", near, index=near.index(reviewable[position]), label_visibility="collapsed",
+               format_func=lambda row: f"{as_line(row[1])} ({row[2]})", key=f"pick-{ids[position]}",
+               on_change=lambda key: go(st.session_state[key][0]), args=(f"pick-{ids[position]}",))
 jump.number_input(f"Photo number, of {len(ids)}", 1, len(ids), value=position + 1, key=f"jump-{ids[position]}",
                   label_visibility="collapsed", help=f"Go to photo number … of {len(ids)}",
                   on_change=lambda key: go(ids[st.session_state[key] - 1]), args=(f"jump-{ids[position]}",))
-if chosen[0] != st.session_state["image_id"]:
-    st.session_state["image_id"] = chosen[0]
-    st.rerun()
 
 image_id = st.session_state["image_id"]
 remember_photo(image_id)
@@ -168,8 +166,8 @@ with right:
         refused if the photo changed since. A callback, as every action: a tick sent with a press
         of Approve (a quick reviewer, a busy page) is done too, not lost as the page moves on."""
         changes = switched(faces, positions, st.session_state[key]["edited_rows"], threshold)
-        if changes:
-            act(ws.switch_faces, photo, changes, reviewer, seen=seen)
+        if changes and act(ws.switch_faces, photo, changes, reviewer, seen=seen):
+            go(photo)  # a decision sent with the tick moved on: its photo, changed since, is shown again
 
     table_key = f"faces-{image_id}-{mark}"  # a new table for every state of the photo
     st.data_editor(rows, hide_index=True, key=table_key, on_change=table_edited,

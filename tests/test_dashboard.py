@@ -186,8 +186,8 @@ def test_a_face_ticked_just_before_approve_is_kept_and_the_approval_not_exported
     """A tick in the face table and a press of Approve reach the server in one run when the
     reviewer is quick and the page busy (seen in Chromium: untick, then Approve at once). The
     tick was lost: the approval moved the page on, and the table's edit was read in the page's
-    body, for the photo now shown. Both are actions: the face is switched, and the approval,
-    made on the state before it, is not the one exported."""
+    body, for the photo now shown. Both are actions: the face is switched, the approval, made on
+    the state before it, is not the one exported, and the page stays on the photo to say so."""
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
@@ -200,6 +200,28 @@ def test_a_face_ticked_just_before_approve_is_kept_and_the_approval_not_exported
     now = ws.image(first.id)
     assert not now.faces[positions[0]].enabled, "the face unticked just before Approve is uncovered"
     assert not now.approval_current(batch), "no approval of a state other than the one now shown is exported"
+    assert at.session_state["image_id"] == first.id, "the photo edited is shown again, not the next one"
+    assert any(c.value.startswith("Approved earlier, but the settings or faces changed since") for c in at.caption)
+
+
+def test_the_photo_picker_opens_the_photo_chosen_and_follows_its_status(reviewed):
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    first, second = ws.images(session_id)
+    at.switch_page("app_pages/review.py").run()
+    picker = at.selectbox(key=f"pick-{first.id}")
+    assert picker.options == ["a.jpg (pending)", "b.jpg (pending)"]
+    picker.select((second.id, second.name, "pending")).run()
+    assert not at.exception and at.session_state["image_id"] == second.id
+    assert at.markdown[0].value.startswith(f"### {plain('b.jpg')} — pending")
+    # Decided in another tab: the picker, on the same photo, says so after the next run.
+    ws.decide(second.id, APPROVED, "B. Other", "", seen=second.current_fingerprint(ws.batch_settings(session_id)))
+    at.run()
+    picker = at.selectbox(key=f"pick-{second.id}")
+    assert picker.options == ["a.jpg (pending)", "b.jpg (approved)"] and picker.value[2] == "approved"
+    next(b for b in at.button if b.label == "◀ Previous").click().run()
+    assert at.session_state["image_id"] == first.id
+    assert at.selectbox(key=f"pick-{first.id}").value[0] == first.id
 
 
 def test_a_table_edit_on_a_photo_changed_meanwhile_is_refused_and_said(reviewed):
