@@ -1,6 +1,8 @@
 """Overview: every photo of the session as an anonymised thumbnail, with its status and what
 needs attention; filters, sorting by risk, paging."""
 
+import hashlib
+
 import streamlit as st
 
 from core.kinds import is_video
@@ -43,7 +45,10 @@ if unflagged:
                        for image_id, mark in chosen)
             flash("success", f"{done} of {len(chosen)} photo(s) approved.")
 
-        if st.checkbox(f"Yes, approve these {len(unflagged)} photo(s)", key="bulk-sure"):
+        # The tick is consent to these photos in these states: keyed by them, it is asked again
+        # when detection adds one or a photo changes, not carried over to a longer list.
+        these = hashlib.sha256(repr(unflagged).encode()).hexdigest()[:16]
+        if st.checkbox(f"Yes, approve these {len(unflagged)} photo(s)", key=f"bulk-sure-{these}"):
             st.button(f"Approve {len(unflagged)} photo(s)", type="primary", on_click=approve_all, args=(unflagged,))
 
 left, middle, right = st.columns(3)

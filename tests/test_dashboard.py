@@ -152,6 +152,27 @@ def test_overview_shows_thumbnails_status_and_faces(reviewed):
     assert not any(b.label == "Review" for b in at.button)
 
 
+def test_bulk_approval_asks_again_when_the_photos_it_would_approve_change(reviewed, astronaut_rgb, engine):
+    """The reviewer ticked "Yes, approve these 2 photo(s)"; detection then found a third photo
+    that needs no attention. The tick was consent for two: it is asked again for three, not
+    carried over to a button that approves three at a click."""
+    from core.intake import intake_upload
+    from core.review import detect_pending
+
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    at.switch_page("app_pages/overview.py").run()
+    next(c for c in at.checkbox if c.label == "Yes, approve these 2 photo(s)").check().run()
+    assert any(b.label == "Approve 2 photo(s)" for b in at.button)
+    add_files(ws, session_id, intake_upload("c.jpg", jpeg_bytes(astronaut_rgb[::-1].copy())), "A. Officer")
+    detect_pending(ws, engine, session_id)
+    at.run()
+    assert not at.exception
+    [consent] = [c for c in at.checkbox if c.label.startswith("Yes, approve these")]
+    assert consent.label == "Yes, approve these 3 photo(s)" and not consent.value
+    assert not any(b.label.startswith("Approve 3") for b in at.button)
+
+
 def edit_table(at: AppTest, key: str, edited_rows: dict) -> AppTest:
     """Run the page with an edit of the data editor `key` sent as the browser sends it, beside
     whatever else was set or clicked (AppTest has no way to edit a data editor: its widget state
