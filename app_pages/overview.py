@@ -58,7 +58,9 @@ order = right.selectbox("Sort by", ["risk (most first)", "name", "order added"])
 
 shown = [row for row in rows if row["state"] in statuses and (row["flags"] or not only_attention)]
 if order.startswith("risk"):
-    shown.sort(key=lambda row: (-sum(weight for weight, _ in row["flags"]), row["id"]))
+    # The most serious flags first; among the same flags, the most faces they are about.
+    shown.sort(key=lambda row: (-sum(weight for weight, _, _ in row["flags"]),
+                                -sum(weight * count for weight, _, count in row["flags"]), row["id"]))
 elif order == "name":
     shown.sort(key=lambda row: row["name"].lower())
 
@@ -73,7 +75,7 @@ for start in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, len(shown)), CO
                 st.markdown(f"**{plain(row['name'])}**  \n{row['state']} · {row['faces']} face(s)")
             else:
                 st.markdown(f"**{plain(row['name'])}**  \n{row['state']}")
-            for _weight, text in row["flags"]:
+            for _weight, text, _count in row["flags"]:
                 st.caption(f":material/warning: {plain(text)}")
             if row["detected"] and st.button("Review", key=f"open-{row['id']}"):
                 review(row["id"])

@@ -160,10 +160,12 @@ def face_crop(anonymised: np.ndarray, face: Face, settings: Settings, context: f
 
 @dataclass(frozen=True)
 class Flag:
-    """Something a reviewer should look at, weighted for sorting by risk."""
+    """Something a reviewer should look at, weighted for sorting by risk; `count`, how many faces
+    it is about (of two crowds with the same flags, 37 near misses come before 3)."""
 
     weight: int
     text: str
+    count: int = 1
 
 
 def attention(record: ImageRecord, settings: Settings) -> list[Flag]:
@@ -178,19 +180,19 @@ def attention(record: ImageRecord, settings: Settings) -> list[Flag]:
     residual = record.residual_open(settings)
     if residual:
         flags.append(Flag(100, f"{len(residual)} face(s) found again after anonymisation: held out of "
-                               "the export until confirmed"))
+                               "the export until confirmed", len(residual)))
     chosen = selected(record.faces, settings.threshold)
     if not chosen:
         flags.append(Flag(40, "no face found"))
     off = [record.faces[i] for i in reviewable(record.faces, settings.threshold) if not record.faces[i].enabled]
     if off:
-        flags.append(Flag(30, f"{len(off)} face(s) switched off"))
+        flags.append(Flag(30, f"{len(off)} face(s) switched off", len(off)))
     near = near_misses(record.faces, settings.threshold)
     if near:
-        flags.append(Flag(10, f"{len(near)} candidate(s) just under the threshold"))
+        flags.append(Flag(10, f"{len(near)} candidate(s) just under the threshold", len(near)))
     small = [f for f in chosen if f.size < SMALL_FACE]
     if small:
-        flags.append(Flag(5, f"{len(small)} very small face(s)"))
+        flags.append(Flag(5, f"{len(small)} very small face(s)", len(small)))
     if any(f.manual for f in record.faces):
         flags.append(Flag(3, "faces added by hand"))
     return flags

@@ -93,7 +93,7 @@ def _overview(root: str, session_id: int) -> _Overview:
 # The saved rows are written again once this many photos changed since they were written.
 OVERVIEW_SAVE_EVERY = 50
 # What `_overview_row` derives, and how: saved rows of another format are derived again.
-OVERVIEW_FORMAT = 1
+OVERVIEW_FORMAT = 2  # 2: each flag says how many faces it is about
 
 
 def overview_rows(session_id: int) -> list[dict]:
@@ -152,7 +152,7 @@ def _save_rows(session_id: int, cache: _Overview) -> None:
 def _overview_row(record: ImageRecord, batch: Settings) -> dict:
     settings = record.settings(batch)
     return {"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
-            "detected": record.detected, "flags": [[flag.weight, flag.text] for flag in attention(record, settings)],
+            "detected": record.detected, "flags": [[flag.weight, flag.text, flag.count] for flag in attention(record, settings)],
             "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
             "fingerprint": record.current_fingerprint(batch) if record.detected else None}
 

@@ -152,6 +152,23 @@ def test_overview_shows_thumbnails_status_and_faces(reviewed):
     assert not any(b.label == "Review" for b in at.button)
 
 
+def test_risk_order_puts_more_near_misses_first_among_the_same_flags(reviewed):
+    """Two photos flagged alike (candidates just under the threshold): the one with three comes
+    before the one with one, not by the order they were added."""
+    at, ws = reviewed
+    session_id = at.session_state["session_id"]
+    batch = ws.batch_settings(session_id)
+    first, second = ws.images(session_id)
+    for record, count in ((first, 1), (second, 3)):
+        near = [Face(400.0 + 40 * n, 300.0, 30.0, 30.0, batch.threshold - 0.05, "centerface") for n in range(count)]
+        ws.save_detection(record.id, record.width, record.height, record.faces + near)
+    at.switch_page("app_pages/overview.py").run()
+    assert not at.exception
+    titles = [m.value for m in at.markdown if m.value.startswith("**") and "face(s)" in m.value]
+    assert [t.split("**")[1] for t in titles] == [plain("b.jpg"), plain("a.jpg")]
+    assert plain("3 candidate(s) just under the threshold") in at.caption[1].value
+
+
 def test_bulk_approval_asks_again_when_the_photos_it_would_approve_change(reviewed, astronaut_rgb, engine):
     """The reviewer ticked "Yes, approve these 2 photo(s)"; detection then found a third photo
     that needs no attention. The tick was consent for two: it is asked again for three, not
