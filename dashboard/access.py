@@ -58,14 +58,22 @@ def valid_token(candidate: str | None) -> bool:
     return bool(TOKEN and candidate) and hmac.compare_digest(candidate.encode(), TOKEN.encode())
 
 
-def valid_cookie(header: str | None) -> bool:
+def cookie_name(scope) -> str:
+    """The cookie of the dashboard on this port: a browser keeps cookies by host, not by port, so
+    two dashboards (two workspaces) open in one browser each need their own name, or the second
+    link opened replaces the first's and locks its tab out."""
+    port = (scope.get("server") or ("", None))[1]
+    return f"{COOKIE}_{port}" if port else COOKIE
+
+
+def valid_cookie(header: str | None, name: str) -> bool:
     if not TOKEN or not header:
         return False
     try:
         jar = SimpleCookie(header)
     except Exception:  # noqa: BLE001 - a malformed cookie header is simply not a key
         return False
-    value = jar[COOKIE].value if COOKIE in jar else ""
+    value = jar[name].value if name in jar else ""
     return hmac.compare_digest(value.encode(), _cookie_value(TOKEN).encode())
 
 
@@ -95,7 +103,7 @@ class AccessGate:
         if TOKEN is None or scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if valid_cookie(headers.get("cookie")):
+        if valid_cookie(headers.get("cookie"), cookie_name(scope)):
             return await self.app(scope, receive, send)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         offered = next((v for k, v in query if k == "token"), None)
@@ -104,7 +112,8 @@ class AccessGate:
             location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
             return await _respond(send, 303, b"", [
                 (b"location", location.encode("latin-1")),
-                (b"set-cookie", f"{COOKIE}={_cookie_value(TOKEN)}; Path=/; HttpOnly; SameSite=Strict".encode()),
+                (b"set-cookie", f"{cookie_name(scope)}={_cookie_value(TOKEN)}; Path=/; HttpOnly; "
+                                "SameSite=Strict".encode()),
             ])
         if scope["type"] == "websocket":
             await receive()  # websocket.connect

@@ -152,6 +152,36 @@ def test_two_workspaces_in_one_folder_each_keep_their_own_link(monkeypatch, tmp_
     assert named["hospital"].read_text().strip() == "http://127.0.0.1:8502/?token=hospital-token"
 
 
+def test_two_dashboards_open_in_one_browser_each_keep_their_access(tmp_path):
+    """A school's and a hospital's workspaces, each with its dashboard (on its own port), open in
+    one browser: the hospital's link set a cookie of the same name over the school's (a browser
+    keeps cookies by host, not port), and the school's tab was locked out at its next page or
+    picture. Each keeps its own; neither's opens the other."""
+    from tests.browser import StreamlitServer, chromium_page, require_chromium
+
+    require_chromium()
+    servers = [StreamlitServer(tmp_path / name, tmp_path / f"{name}.log").start(generated_token=True)
+               for name in ("school", "hospital")]
+    try:
+        with chromium_page() as page:
+            for server in servers:  # each link opened in turn, as a reviewer with both would
+                page.goto(server.url)
+                page.get_by_role("button", name="Start session").wait_for()
+            for server in servers:
+                assert page.request.get(server.base).status == 200, f"{server.base} kept its access"
+        cookies = {}
+        with chromium_page() as other:  # a browser that opened only the school's link
+            other.goto(servers[0].url)
+            other.get_by_role("button", name="Start session").wait_for()
+            cookies = other.context.cookies()
+            assert other.request.get(servers[1].base).status == 403, "the school's cookie does not open the hospital's"
+        ours = [c["name"] for c in cookies if c["name"].startswith("face_privacy")]
+        assert ours == [f"face_privacy_access_{servers[0].port}"]
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def test_without_the_token_a_browser_sees_only_the_locked_page(tmp_path, engine, astronaut_rgb):
     from tests.browser import StreamlitServer, chromium_page, require_chromium, settle
 
