@@ -21,10 +21,10 @@ with st.container(border=True):
     chosen = settings_controls(batch, key)
 
 
-def apply(settings: Settings, seen: Settings, count: int) -> None:
-    if act(ws.set_batch_settings, session_id, settings, reviewer, seen=seen,
-           done="Batch settings applied" + (f"; {count} approval(s) are out of date until approved again "
-                                            "(or until these settings are set back)" if count else ".")):
+def apply(settings: Settings, seen: Settings, affected: list[str]) -> None:
+    if act(ws.set_batch_settings, session_id, settings, reviewer, seen=seen, outdating=affected,
+           done="Batch settings applied" + (f"; {len(affected)} approval(s) are out of date until approved "
+                                            "again (or until these settings are set back)" if affected else ".")):
         forget_controls(key)
 
 
@@ -37,7 +37,7 @@ if chosen != batch:
                      "their approvals current again.")
     left, right = st.columns(2)
     left.button(f"Apply and put {len(affected)} approval(s) out of date" if affected else "Apply to the batch",
-                type="primary", on_click=apply, args=(chosen, batch, len(affected)))
+                type="primary", on_click=apply, args=(chosen, batch, affected))
     right.button("Cancel", on_click=forget_controls, args=(key,))
 else:
     st.caption("No change to apply.")

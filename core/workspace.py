@@ -102,9 +102,10 @@ class Workspace:
             return [r.name for r in _put_out_of_date(db, session_id, self.db.batch_settings(db, session_id), settings)]
 
     def set_batch_settings(self, session_id: int, settings: Settings, actor: str,
-                           seen: Settings | None = None) -> None:
-        """Change the batch settings. `seen`: the settings the page showed; if someone changed
-        them since, nothing is written (StaleState)."""
+                           seen: Settings | None = None, outdating: list[str] | None = None) -> None:
+        """Change the batch settings. `seen`: the settings the page showed; `outdating`: the
+        approvals it said the change puts out of date. If someone changed the settings since, or
+        the change would now put other approvals out of date, nothing is written (StaleState)."""
         with self.db.transaction() as db:
             old = self.db.batch_settings(db, session_id)
             if seen is not None and old != seen:
@@ -112,10 +113,15 @@ class Workspace:
                                  "reviewer); they are shown as they are now")
             if old == settings:
                 return
+            affected = _put_out_of_date(db, session_id, old, settings)
+            if outdating is not None and sorted(r.name for r in affected) != sorted(outdating):
+                raise StaleState(f"the change would now put {len(affected)} approvals out of date, not "
+                                 f"{len(outdating)} as shown (a photo was approved or changed meanwhile); they are "
+                                 "listed again")
             db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings.to_dict()), session_id))
             self.db.bump(db, session_id)
             self.db.log(db, actor, "batch settings changed", session_id, **settings.to_dict())
-            for record in _put_out_of_date(db, session_id, old, settings):
+            for record in affected:
                 self.db.log(db, actor, "approval out of date", session_id, record.id,
                             reason="batch settings changed after approval")
 

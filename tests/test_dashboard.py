@@ -739,6 +739,25 @@ def test_batch_settings_ask_before_putting_approvals_out_of_date(reviewed):
     assert ws.image(first.id).approval_current(ws.batch_settings(session_id))
 
 
+def test_batch_settings_are_not_applied_when_more_approvals_would_go_out_of_date_than_said(reviewed):
+    """The page asked to put one named approval out of date; another reviewer approved a second
+    photo before the click. Applying would put two out of date, one never named: it is refused,
+    said, and the page asks again with both."""
+    at, ws, session_id, first = on_settings_with_one_approved(reviewed)
+    second = ws.images(session_id)[1]
+    at.slider(key=f"batch-{session_id}-threshold").set_value(0.95).run()
+    assert "This change would put 1 photo, approved, out of date: " in at.warning[0].value
+    ws.decide(second.id, APPROVED, "B. Other")
+    next(b for b in at.button if b.label.startswith("Apply and put 1 approval")).click().run()
+    assert not at.exception
+    assert ws.batch_settings(session_id).threshold != 0.95, "not applied"
+    assert ws.image(second.id).approval_current(ws.batch_settings(session_id))
+    said = [w.value for w in at.warning]
+    assert any(w.startswith("Not done") and "2 approvals out of date" in w for w in said), said
+    assert any("This change would put 2 photos, approved, out of date" in w for w in said), said
+    assert any(b.label.startswith("Apply and put 2 approval") for b in at.button)
+
+
 def test_leaving_the_sound_out_is_a_batch_setting_that_keeps_photo_approvals(reviewed):
     """A photo has no sound: unticking "Keep the sound of videos" asks nothing of its approval."""
     at, ws, session_id, first = on_settings_with_one_approved(reviewed)
