@@ -107,7 +107,9 @@ upload_round = st.session_state.setdefault("upload_round", 0)
 LIMIT_MB = st.get_option("server.maxUploadSize")
 UPLOAD_LIMIT = f"{LIMIT_MB / 1024:g} GB" if LIMIT_MB >= 1024 else f"{LIMIT_MB} MB"
 uploads = st.file_uploader(f"Photos and videos, or zips of them (a file over {UPLOAD_LIMIT}: type its folder below)",
-                           accept_multiple_files=True, key=f"uploader-{upload_round}")
+                           accept_multiple_files=True, key=f"uploader-{upload_round}",
+                           help="Uploaded files wait in the dashboard's memory until they are added: a batch of "
+                                "several GB is better added by its folder, below, whose files are copied in chunks.")
 folder = st.text_input("…or a folder on this machine", placeholder="/home/me/Pictures/sports-day",
                        key=f"folder-{upload_round}", autocomplete="off",
                        help="Only folders inside the allowed roots can be read: "

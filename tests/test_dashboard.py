@@ -113,6 +113,7 @@ def test_start_creates_session_adds_photos_and_lists_bad_files(root, astronaut_r
     assert warning.startswith("Choose photos or videos to upload, or type a folder, first.")
     assert "A file over 1 GB is not uploaded" in warning and "type the folder it is in" in warning
     assert "a file over 1 GB: type its folder below" in at.get("file_uploader")[0].label
+    assert "a batch of several GB is better added by its folder" in at.get("file_uploader")[0].help
     add_and_detect(at, [("portrait.jpg", jpeg_bytes(astronaut_rgb), "image/jpeg"),
                         ("broken.jpg", b"not a photo at all", "image/jpeg")])
     assert "1 photo ready for review, 1 could not be read" in at.success[0].value
