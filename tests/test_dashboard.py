@@ -221,12 +221,14 @@ def test_review_untick_face_then_approve(reviewed):
     assert at.session_state["image_id"] != first.id, "the next photo opens after a decision"
 
 
-def test_a_face_ticked_just_before_approve_is_kept_and_the_approval_not_exported(reviewed):
+def test_a_face_switched_just_before_approve_is_kept_and_the_approval_not_exported(reviewed):
     """A tick in the face table and a press of Approve reach the server in one run when the
-    reviewer is quick and the page busy (seen in Chromium: untick, then Approve at once). The
-    tick was lost: the approval moved the page on, and the table's edit was read in the page's
-    body, for the photo now shown. Both are actions: the face is switched, the approval, made on
-    the state before it, is not the one exported, and the page stays on the photo to say so."""
+    reviewer is quick (seen in Chromium: untick, then Approve at once; the audit log has the
+    approval, then the faces changed). The page read the table's edit in its body, after the
+    approval had moved it to the next photo: the edit was lost (in Chromium the photo picker,
+    sending its old value, happened to bring the page back first). Both are actions: the face is
+    switched, the approval, made on the state before it, is not the one exported, and the page
+    stays on the photo to say so."""
     at, ws = reviewed
     session_id = at.session_state["session_id"]
     first = ws.images(session_id)[0]
