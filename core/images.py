@@ -99,6 +99,9 @@ def decode_photo(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except UnidentifiedImageError:
         if problem := _heic_problem(data):  # Pillow says only that no opener took it
             raise ImageError(name, f"the image data is damaged or truncated (HEIC: {problem})") from None
+        if video := _video_inside(data):
+            raise ImageError(name, f"a video ({video}) named as a photo: give it its video's extension "
+                                   "(.mp4, .mov, .mkv, .avi...) to add it as a video") from None
         raise ImageError(name, "not a supported image (JPEG, HEIC, PNG, WebP, AVIF, BMP, TIFF or GIF expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(name, f"image is too large to open safely (over {max_pixels / 1e6:.0f} "
@@ -120,6 +123,20 @@ def _heic_problem(data: bytes) -> str | None:
     except Exception as exc:  # noqa: BLE001 - whatever libheif says is the reason
         return str(exc).strip() or type(exc).__name__
     return "cannot be decoded"
+
+
+def _video_inside(data: bytes) -> str | None:
+    """The kind of video container a file that is no photo starts as (a clip saved or sent
+    with a photo's name), by its first bytes; None for anything else. An HEIF or AVIF photo
+    starts as an MP4 does (`ftyp`) and is told apart by its brand."""
+    if data[4:8] == b"ftyp" and data[8:12] not in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx",
+                                                   b"mif1", b"msf1", b"avif", b"avis"):
+        return "MP4 or MOV"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "MKV or WebM"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "AVI"
+    return None
 
 
 def _upright(image: Image.Image) -> None:

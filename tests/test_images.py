@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pillow_heif
@@ -214,7 +215,22 @@ BAD_INPUTS = {
     "bomb.png": (lambda: png_header_claiming(50000, 50000), "megapixels"),
     "truncated.heic": (lambda: heic_bytes(gradient(256, 256))[:1500], "damaged or truncated (HEIC: "),
     "animated.gif": (animated_gif, "frames"),
+    # A clip saved or sent with a photo's name: said as a video, with what to do.
+    "clip.jpg": (lambda: clip_bytes("mp4"), "a video (MP4 or MOV) named as a photo: give it its video's extension"),
+    "clip.png": (lambda: clip_bytes("matroska"), "a video (MKV or WebM) named as a photo"),
+    "clip.gif": (lambda: clip_bytes("avi"), "a video (AVI) named as a photo"),
 }
+
+
+def clip_bytes(fmt: str) -> bytes:
+    import tempfile
+
+    from tests.clips import write_clip
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip"
+        write_clip(path, [gradient(64, 64)] * 3, sound=False, fmt=fmt)
+        return path.read_bytes()
 
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
