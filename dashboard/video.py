@@ -228,7 +228,6 @@ def _frame_view(record: ImageRecord, clip, index: int, covered, caption: str, re
             column.image(video.square_pixels(pixels, shape), output_format="JPEG", width="stretch", caption=caption)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def _add_drawn(record: ImageRecord, index: int, box, reviewer: str, mark: str, key: str) -> None:
     """The button that adds a box drawn on frame `index` (in the frame's own pixels) as a face,
     followed through the frames around it."""
@@ -238,6 +237,7 @@ def _add_drawn(record: ImageRecord, index: int, box, reviewer: str, mark: str, k
                                             "scrub to check; where it drifts, draw it again and move it."})
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def sound_tracks(sha256: str) -> list[str]:
     return video.sound_tracks(workspace().files.object_path(sha256))
 

@@ -292,6 +292,10 @@ def test_a_video_reviewed_and_exported_in_the_browser(server, tmp_path, astronau
         image = ws.images(ws.sessions()[0]["id"])[0]
         page.get_by_text("Draw a face the detectors missed, on this frame").click()
         drag_box(page, 0.1, 0.1, 0.3, 0.3)
+        # The button comes with no warning: it was drawn inside a cached function, and the page
+        # showed Streamlit's CachedWidgetWarning, with its traceback, under the frame.
+        expect(page.get_by_role("button", name="Add this face and follow it")).to_be_visible()
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
         page.get_by_role("button", name="Add this face and follow it").click()
         wait_for(lambda: any(f.by_hand for f in ws.image(image.id).faces))
         drawn = next(f for f in ws.image(image.id).faces if f.by_hand)
@@ -356,6 +360,8 @@ def test_a_face_missed_in_a_crowd_clip_is_drawn_in_the_zoomed_frame(server, tmp_
         x0, x1, y0, y1 = map(int, (x0, x1, y0, y1))
         assert x1 - x0 <= 960 and float(zoomed) >= 2, said
         drag_box(page, 0.4, 0.4, 0.5, 0.5)
+        expect(page.get_by_role("button", name="Add this face and follow it")).to_be_visible()
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
         page.get_by_role("button", name="Add this face and follow it").click()
         ws = Workspace(ws_root)
         image = ws.images(ws.sessions()[0]["id"])[0]
