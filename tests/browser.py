@@ -123,9 +123,12 @@ def chromium_page(profile: Path | None = None):
 
 
 def settle(page) -> None:
-    """Wait until the Streamlit script has finished its run (a click during a rerun is lost)."""
+    """Wait until the Streamlit script has finished its run (a click during a rerun is lost);
+    the page it left shows no exception (an error, or a warning Streamlit shows as one)."""
     page.wait_for_timeout(300)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    shown = page.locator('[data-testid="stException"]').all_inner_texts()
+    assert not shown, f"the page shows an exception: {shown[0][:600]}"
 
 
 def upload(page, paths: list, last: str) -> None:
