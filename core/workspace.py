@@ -115,7 +115,7 @@ class Workspace:
                 return
             affected = _put_out_of_date(db, session_id, old, settings)
             if outdating is not None and sorted(r.name for r in affected) != sorted(outdating):
-                raise StaleState(f"the change would now put {len(affected)} approvals out of date, not "
+                raise StaleState(f"the change would now put {len(affected)} approval(s) out of date, not "
                                  f"{len(outdating)} as shown (a photo was approved or changed meanwhile); they are "
                                  "listed again")
             db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings.to_dict()), session_id))

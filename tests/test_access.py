@@ -169,7 +169,6 @@ def test_two_dashboards_open_in_one_browser_each_keep_their_access(tmp_path):
                 page.get_by_role("button", name="Start session").wait_for()
             for server in servers:
                 assert page.request.get(server.base).status == 200, f"{server.base} kept its access"
-        cookies = {}
         with chromium_page() as other:  # a browser that opened only the school's link
             other.goto(servers[0].url)
             other.get_by_role("button", name="Start session").wait_for()
