@@ -94,9 +94,15 @@ class StreamlitServer:
         self.process.wait(timeout=20)
 
     def stop(self) -> None:
+        """Stop it as a user does (Ctrl-C); its log then holds no traceback, nor a warning that
+        Streamlit logs with its stack (what a page showed as an exception, and what a background
+        thread or callback raised that no page showed)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+        logged = self.log.read_text(errors="replace") if self.log.exists() else ""
+        at = logged.find("(most recent call last)")
+        assert at < 0, f"the dashboard logged a stack: {logged[max(0, at - 400):at + 1200]}"
 
 
 @contextlib.contextmanager
