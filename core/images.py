@@ -128,9 +128,8 @@ def _heic_problem(data: bytes) -> str | None:
 def _video_inside(data: bytes) -> str | None:
     """The kind of video container a file that is no photo starts as (a clip saved or sent
     with a photo's name), by its first bytes; None for anything else. An HEIF or AVIF photo
-    starts as an MP4 does (`ftyp`) and is told apart by its brand."""
-    if data[4:8] == b"ftyp" and data[8:12] not in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx",
-                                                   b"mif1", b"msf1", b"avif", b"avis"):
+    starts as an MP4 does (`ftyp`): libheif tells it apart by its brands."""
+    if data[4:8] == b"ftyp" and not pillow_heif.get_file_mimetype(data):
         return "MP4 or MOV"
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "MKV or WebM"
