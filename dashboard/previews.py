@@ -152,7 +152,8 @@ def _save_rows(session_id: int, cache: _Overview) -> None:
 def _overview_row(record: ImageRecord, batch: Settings) -> dict:
     settings = record.settings(batch)
     return {"id": record.id, "name": record.name, "state": record.state(batch), "status": record.status,
-            "detected": record.detected, "flags": [[flag.weight, flag.text, flag.count] for flag in attention(record, settings)],
+            "detected": record.detected,
+            "flags": [[flag.weight, flag.text, flag.count] for flag in attention(record, settings)],
             "faces": len(selected(record.faces, settings.threshold)) if record.detected else 0,
             "fingerprint": record.current_fingerprint(batch) if record.detected else None}
 
